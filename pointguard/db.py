@@ -1,0 +1,152 @@
+"""Database access: the embedded PostgreSQL bootstrap, migrations, the engine and transactions.
+
+PostgreSQL is the only store. With no `DATABASE_URL` we start PostgreSQL 16 from the `pgserver`
+package in the data folder, so nothing needs installing by hand. SQLAlchemy owns the engine, the
+connection pool and the migrations; the ledger's hot paths talk to the asyncpg connection that
+SQLAlchemy's pool hands out, because their multi-row `unnest` statements and prepared-statement
+reuse are where the throughput comes from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+import asyncpg
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from pointguard.config import Settings
+from pointguard.errors import ConcurrentChange
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Deadlocks and serialization failures are resolved by running the whole transaction again.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+MAX_TRANSACTION_ATTEMPTS = 8
+
+T = TypeVar("T")
+P = ParamSpec("P")
+PgConnection = Any  # asyncpg ships no type information; this names what we pass around.
+
+
+def start_embedded_postgres(pg_dir: Path) -> str:
+    """Start (or join) the embedded server in `pg_dir` and return its SQLAlchemy URL.
+
+    The server keeps running after this process exits, so the next start is instant and a
+    crashed process cannot leave the data folder half-stopped.
+    """
+    import pgserver
+
+    pg_dir.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(pg_dir, cleanup_mode=None)
+    return async_url(server.get_uri())
+
+
+def async_url(url: str) -> str:
+    """Turn a libpq-style URL into the SQLAlchemy asyncpg form."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ValueError(f"not a PostgreSQL URL: {url!r}")
+
+
+def libpq_url(url: str) -> str:
+    """The same server as a plain `postgresql://` URL, for asyncpg and PostgreSQL's own tools."""
+    return "postgresql://" + async_url(url)[len("postgresql+asyncpg://") :]
+
+
+def socket_dir(url: str) -> str | None:
+    """The unix-socket directory of a URL such as the embedded server's, if it has one."""
+    hosts = parse_qs(urlsplit(url).query).get("host")
+    return hosts[0] if hosts else None
+
+
+def resolve_database_url(settings: Settings) -> str:
+    if settings.database_url:
+        return async_url(settings.database_url)
+    return start_embedded_postgres(settings.embedded_pg_dir)
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
+    )
+
+
+def _alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Bring the schema to the newest migration. Safe to run from several processes at once."""
+
+    def upgrade(connection: Connection) -> None:
+        command.upgrade(_alembic_config(connection), "head")
+
+    async with engine.begin() as conn:
+        # One migrator at a time; the others wait and then find nothing to do.
+        await conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727274)")
+        await conn.run_sync(upgrade)
+
+
+async def migrations_current(engine: AsyncEngine) -> bool:
+    """True when the database is at the newest migration this code knows."""
+
+    def check(connection: Connection) -> bool:
+        head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+        return MigrationContext.configure(connection).get_current_revision() == head
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(check)
+
+
+@asynccontextmanager
+async def connection(engine: AsyncEngine) -> AsyncIterator[PgConnection]:
+    """Check out the pool's asyncpg connection, outside any transaction."""
+    async with engine.connect() as conn:
+        fairy = await conn.get_raw_connection()
+        yield fairy.driver_connection
+
+
+async def in_transaction(
+    engine: AsyncEngine, work: Callable[[PgConnection], Awaitable[T]]
+) -> T:
+    """Run `work` in one transaction, running it again after a deadlock, a serialization
+    failure or a `ConcurrentChange`; `work` must therefore do nothing outside the database."""
+    for attempt in range(1, MAX_TRANSACTION_ATTEMPTS + 1):
+        try:
+            async with connection(engine) as pg, pg.transaction():
+                return await work(pg)
+        except (asyncpg.PostgresError, ConcurrentChange) as error:
+            state = getattr(error, "sqlstate", None)
+            if isinstance(error, asyncpg.PostgresError) and state not in RETRYABLE_SQLSTATES:
+                raise
+            if attempt == MAX_TRANSACTION_ATTEMPTS:
+                raise
+            log.info("retrying transaction attempt=%d reason=%s", attempt, state or error)
+            await asyncio.sleep(0.001 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+async def run_in_transaction(
+    engine: AsyncEngine,
+    op: Callable[Concatenate[PgConnection, P], Awaitable[T]],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """`op(pg, *args, **kwargs)` in its own transaction, with `in_transaction`'s retries."""
+    return await in_transaction(engine, lambda pg: op(pg, *args, **kwargs))

@@ -1,0 +1,70 @@
+"""Typed errors. Every failure a caller can act on has a class and a stable `code`.
+
+The HTTP and GraphQL layers map these to responses in one place each; code below them raises,
+never formats responses.
+"""
+
+from __future__ import annotations
+
+
+class PointGuardError(Exception):
+    """Base of every error PointGuard raises on purpose."""
+
+    code = "pointguard_error"
+
+
+class LedgerError(PointGuardError):
+    code = "ledger_error"
+
+
+class InvalidEntry(LedgerError):
+    """An entry or batch that can never be posted as given (fix the request, don't retry)."""
+
+    code = "invalid_entry"
+
+
+class UnbalancedEntry(InvalidEntry):
+    code = "unbalanced_entry"
+
+
+class TooFewPostings(InvalidEntry):
+    code = "too_few_postings"
+
+
+class InvalidAmount(InvalidEntry):
+    code = "invalid_amount"
+
+
+class BatchTooLarge(InvalidEntry):
+    code = "batch_too_large"
+
+
+class CrossMerchantPosting(InvalidEntry):
+    code = "cross_merchant_posting"
+
+
+class UnknownAccount(InvalidEntry):
+    code = "unknown_account"
+
+
+class InvalidReference(InvalidEntry):
+    """The entry names an earlier entry (earn, reservation) that does not fit this use."""
+
+    code = "invalid_reference"
+
+
+class InsufficientPoints(LedgerError):
+    """The member does not hold enough points for this spend."""
+
+    code = "insufficient_points"
+
+    def __init__(self, message: str, *, member_id: str, available_points: int) -> None:
+        super().__init__(message)
+        self.member_id = member_id
+        self.available_points = available_points
+
+
+class ConcurrentChange(LedgerError):
+    """State read before the transaction changed under it; the transaction runner retries."""
+
+    code = "concurrent_change"

@@ -1,0 +1,53 @@
+"""The double-entry points ledger. Everything above it stands on these invariants:
+
+1. Every entry has two or more postings, and their signed amounts sum to zero.
+2. Entries and postings are append-only (database triggers refuse UPDATE and DELETE); a
+   correction is a new entry that names the entry it `reverses`.
+3. `(merchant_id, idempotency_key)` is unique: posting a key again returns the first entry and
+   changes nothing, even when the repeats race.
+4. A member's `pending` and `reserved` never go below zero, and `available` only through a
+   clawback (a refund of points already released), which later credits settle first.
+5. Stored member balances equal the sum of their postings; the merchant's system accounts
+   (`issued`, `redeemed`, `expired`, `forfeited`) have no balance row and are derived from
+   postings, so no entry locks a merchant-wide row.
+6. Outstanding liability (members' available + pending + reserved) equals minus the sum of
+   the system accounts.
+7. Lots back balances (see `effects.py`); spends and expiry take the earliest-expiring first.
+8. Sealed entries form a SHA-256 chain per merchant; `verify.py` recomputes 1, 4-8.
+
+`posting.post_entries` is the one way in; `operations` holds the use cases built on it.
+"""
+
+from pointguard.ledger.accounts import AccountKind, AccountRef, member_account, system_account
+from pointguard.ledger.balances import (
+    ExpiringPoints,
+    MemberBalances,
+    expiring_within,
+    member_balances,
+    outstanding_liability,
+    system_balances,
+)
+from pointguard.ledger.entries import EntryKind, NewEntry, PostedEntry, Posting
+from pointguard.ledger.posting import post_entries
+from pointguard.ledger.reading import HistoryPage, load_entry, member_history
+
+__all__ = [
+    "AccountKind",
+    "AccountRef",
+    "EntryKind",
+    "ExpiringPoints",
+    "HistoryPage",
+    "MemberBalances",
+    "NewEntry",
+    "PostedEntry",
+    "Posting",
+    "expiring_within",
+    "load_entry",
+    "member_account",
+    "member_balances",
+    "member_history",
+    "outstanding_liability",
+    "post_entries",
+    "system_account",
+    "system_balances",
+]

@@ -1,0 +1,281 @@
+"""The ledger's use cases, each a function of an open transaction (`pg`).
+
+Callers compose them inside their own transaction (the webhook worker posts earns and writes
+its outbox together) or run one alone with `pointguard.db.in_transaction`. Operations that act
+on an earlier entry first lock the member's accounts and then read that entry's lot or hold, so
+what they read cannot change before they post.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from pointguard.db import PgConnection
+from pointguard.errors import InvalidAmount, InvalidReference
+from pointguard.ledger.accounts import AccountKind, member_account, system_account
+from pointguard.ledger.entries import EntryKind, NewEntry, PostedEntry, Posting
+from pointguard.ledger.posting import post_entries
+from pointguard.ledger.reading import load_entries_by_key
+
+A = AccountKind
+MAX_JOB_BATCH = 500
+MAX_HOLD_TIMEOUT_S = 7 * 24 * 3600
+
+LOCK_MEMBERS = """
+SELECT account_id FROM ledger_accounts
+WHERE merchant_id = $1 AND member_id = ANY($2::text[])
+ORDER BY account_id
+FOR UPDATE
+"""
+
+LOT = """
+SELECT l.member_id, l.pending_points, l.available_points, e.description
+FROM ledger_lots l
+JOIN ledger_entries e ON e.merchant_id = l.merchant_id AND e.entry_id = l.lot_id
+WHERE l.merchant_id = $1 AND l.lot_id = $2
+"""
+
+HOLD = """
+SELECT member_id, amount_points, status FROM ledger_holds WHERE merchant_id = $1 AND hold_id = $2
+"""
+
+DUE_RELEASES = """
+SELECT lot_id, member_id FROM ledger_lots
+WHERE merchant_id = $1 AND pending_points > 0 AND release_at <= $2 AND NOT release_held
+ORDER BY release_at, lot_id LIMIT $3
+"""
+
+DUE_EXPIRIES = """
+SELECT member_id, sum(available_points)::bigint AS points FROM ledger_lots
+WHERE merchant_id = $1 AND available_points > 0 AND expires_at <= $2
+  AND member_id = ANY($3::text[])
+GROUP BY member_id ORDER BY member_id
+"""
+
+EXPIRED_MEMBERS = """
+SELECT DISTINCT member_id FROM ledger_lots
+WHERE merchant_id = $1 AND available_points > 0 AND expires_at <= $2
+ORDER BY member_id LIMIT $3
+"""
+
+TIMED_OUT_HOLDS = """
+SELECT hold_id, member_id FROM ledger_holds
+WHERE merchant_id = $1 AND status = 'open' AND expires_at <= $2
+ORDER BY expires_at, hold_id LIMIT $3
+"""
+
+SET_RELEASE_HELD = """
+UPDATE ledger_lots SET release_held = $3 WHERE merchant_id = $1 AND lot_id = $2 RETURNING lot_id
+"""
+
+
+def _moving(
+    merchant_id: str, member_id: str, points: int, source_kind: AccountKind, target_kind: AccountKind
+) -> list[Posting]:
+    """Two postings moving `points` from one account to another (member or system)."""
+
+    def ref(kind: AccountKind) -> Any:
+        if kind in (A.AVAILABLE, A.PENDING, A.RESERVED):
+            return member_account(merchant_id, member_id, kind)
+        return system_account(merchant_id, kind)
+
+    return [Posting(ref(source_kind), -points), Posting(ref(target_kind), points)]
+
+
+def earn_entry(
+    merchant_id: str, member_id: str, points: int, *, key: str, description: str, source: str,
+    release_at: datetime | None = None, expires_at: datetime | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> NewEntry:
+    """Points issued to a member: pending until `release_at` if given, else available now."""
+    return NewEntry(
+        merchant_id=merchant_id, idempotency_key=key, kind=EntryKind.EARN,
+        description=description, source=source, metadata=metadata or {},
+        postings=_moving(merchant_id, member_id, points, A.ISSUED,
+                         A.PENDING if release_at is not None else A.AVAILABLE),
+        release_at=release_at, lot_expires_at=expires_at,
+    )
+
+
+async def earn(pg: PgConnection, *args: Any, **kwargs: Any) -> PostedEntry:
+    """Post one `earn_entry(...)`."""
+    return (await post_entries(pg, [earn_entry(*args, **kwargs)]))[0]
+
+
+async def lock_members(pg: PgConnection, merchant_id: str, member_ids: Sequence[str]) -> None:
+    await pg.fetch(LOCK_MEMBERS, merchant_id, sorted(set(member_ids)))
+
+
+async def _locked_lot(pg: PgConnection, merchant_id: str, earn_entry_id: int) -> Any:
+    lot = await pg.fetchrow(LOT, merchant_id, earn_entry_id)
+    if lot is None:
+        raise InvalidReference(f"entry {earn_entry_id} of merchant {merchant_id!r} earned no points")
+    await lock_members(pg, merchant_id, [lot["member_id"]])
+    return await pg.fetchrow(LOT, merchant_id, earn_entry_id)
+
+
+def _release_entry(merchant_id: str, earn_entry_id: int, lot: Any) -> NewEntry:
+    return NewEntry(
+        merchant_id=merchant_id, idempotency_key=f"release:{earn_entry_id}",
+        kind=EntryKind.RELEASE, description=f"Now available: {lot['description']}",
+        source="ledger.release", settles=earn_entry_id,
+        postings=_moving(merchant_id, lot["member_id"], lot["pending_points"], A.PENDING, A.AVAILABLE),
+    )
+
+
+async def release(pg: PgConnection, merchant_id: str, earn_entry_id: int) -> PostedEntry:
+    """Move an earn's pending points to available (the return window and fraud check passed)."""
+    lot = await _locked_lot(pg, merchant_id, earn_entry_id)
+    if lot["pending_points"] == 0:
+        key = f"release:{earn_entry_id}"
+        earlier = (await load_entries_by_key(pg, merchant_id, [key])).get(key)
+        if earlier is not None:
+            return earlier
+        raise InvalidReference(f"entry {earn_entry_id} has no pending points to release")
+    return (await post_entries(pg, [_release_entry(merchant_id, earn_entry_id, lot)]))[0]
+
+
+async def set_release_held(
+    pg: PgConnection, merchant_id: str, earn_entry_id: int, *, held: bool
+) -> None:
+    """Hold (or let go) an earn's release; the fraud guard holds what it flags."""
+    if await pg.fetchval(SET_RELEASE_HELD, merchant_id, earn_entry_id, held) is None:
+        raise InvalidReference(f"entry {earn_entry_id} of merchant {merchant_id!r} earned no points")
+
+
+async def take_back(
+    pg: PgConnection, merchant_id: str, earn_entry_id: int, points: int, *, key: str,
+    description: str, source: str,
+) -> list[PostedEntry]:
+    """Take back points of an earn (a refund): its pending points first, then a clawback of
+    the rest from available, which may leave the member visibly negative."""
+    if points <= 0:
+        raise InvalidAmount(f"points to take back must be positive, got {points}")
+    lot = await _locked_lot(pg, merchant_id, earn_entry_id)
+    member = lot["member_id"]
+    from_pending = min(points, lot["pending_points"])
+    entries = []
+    if from_pending:
+        entries.append(NewEntry(
+            merchant_id=merchant_id, idempotency_key=f"{key}:pending", kind=EntryKind.REVERSAL,
+            description=description, source=source, reverses=earn_entry_id,
+            postings=_moving(merchant_id, member, from_pending, A.PENDING, A.ISSUED),
+        ))
+    if points > from_pending:
+        entries.append(NewEntry(
+            merchant_id=merchant_id, idempotency_key=f"{key}:clawback", kind=EntryKind.CLAWBACK,
+            description=description, source=source, reverses=earn_entry_id,
+            postings=_moving(merchant_id, member, points - from_pending, A.AVAILABLE, A.ISSUED),
+        ))
+    return await post_entries(pg, entries)
+
+
+async def forfeit(
+    pg: PgConnection, merchant_id: str, earn_entry_id: int, *, description: str, source: str
+) -> PostedEntry:
+    """Forfeit an earn's pending points (fraud confirmed by a reviewer)."""
+    lot = await _locked_lot(pg, merchant_id, earn_entry_id)
+    if lot["pending_points"] == 0:
+        raise InvalidReference(f"entry {earn_entry_id} has no pending points to forfeit")
+    return (await post_entries(pg, [NewEntry(
+        merchant_id=merchant_id, idempotency_key=f"forfeit:{earn_entry_id}",
+        kind=EntryKind.FORFEIT, description=description, source=source, reverses=earn_entry_id,
+        postings=_moving(merchant_id, lot["member_id"], lot["pending_points"], A.PENDING, A.FORFEITED),
+    )]))[0]
+
+
+async def reserve(
+    pg: PgConnection, merchant_id: str, member_id: str, points: int, *, key: str,
+    description: str, source: str, now: datetime, timeout_s: int,
+) -> PostedEntry:
+    """Hold points for a checkout (available → reserved) until captured, voided or timed out.
+    The returned entry's id is the hold id."""
+    if not 0 < timeout_s <= MAX_HOLD_TIMEOUT_S:
+        raise InvalidAmount(f"timeout_s must be 1..{MAX_HOLD_TIMEOUT_S}, got {timeout_s}")
+    return (await post_entries(pg, [NewEntry(
+        merchant_id=merchant_id, idempotency_key=key, kind=EntryKind.RESERVE,
+        description=description, source=source,
+        postings=_moving(merchant_id, member_id, points, A.AVAILABLE, A.RESERVED),
+        hold_expires_at=now + timedelta(seconds=timeout_s),
+    )]))[0]
+
+
+async def _close_hold(
+    pg: PgConnection, merchant_id: str, hold_ids: Sequence[int], kind: EntryKind, description: str
+) -> list[PostedEntry]:
+    entries = []
+    for hold_id in hold_ids:
+        hold = await pg.fetchrow(HOLD, merchant_id, hold_id)
+        if hold is None:
+            raise InvalidReference(f"no reservation {hold_id} for merchant {merchant_id!r}")
+        capture = kind == EntryKind.CAPTURE
+        entries.append(NewEntry(
+            merchant_id=merchant_id, idempotency_key=f"{kind.value}:{hold_id}", kind=kind,
+            description=description, source=f"ledger.{kind.value}",
+            settles=hold_id if capture else None, reverses=None if capture else hold_id,
+            postings=_moving(merchant_id, hold["member_id"], hold["amount_points"], A.RESERVED,
+                             A.REDEEMED if capture else A.AVAILABLE),
+        ))
+    return await post_entries(pg, entries)
+
+
+async def capture(
+    pg: PgConnection, merchant_id: str, hold_id: int, *, description: str
+) -> PostedEntry:
+    """Spend a reservation (reserved → redeemed): the order was paid."""
+    return (await _close_hold(pg, merchant_id, [hold_id], EntryKind.CAPTURE, description))[0]
+
+
+async def void(pg: PgConnection, merchant_id: str, hold_id: int, *, description: str) -> PostedEntry:
+    """Cancel a reservation (reserved → available), its points back in the lots they left."""
+    return (await _close_hold(pg, merchant_id, [hold_id], EntryKind.VOID, description))[0]
+
+
+async def void_timed_out(pg: PgConnection, merchant_id: str, *, now: datetime) -> int:
+    """Void reservations past their timeout; returns how many. Run it periodically."""
+    holds = await pg.fetch(TIMED_OUT_HOLDS, merchant_id, now, MAX_JOB_BATCH)
+    if not holds:
+        return 0
+    await lock_members(pg, merchant_id, [h["member_id"] for h in holds])
+    still_open = [h["hold_id"] for h in await pg.fetch(TIMED_OUT_HOLDS, merchant_id, now, MAX_JOB_BATCH)]
+    if still_open:
+        await _close_hold(pg, merchant_id, still_open, EntryKind.VOID, "Reservation timed out")
+    return len(still_open)
+
+
+async def release_due(pg: PgConnection, merchant_id: str, *, now: datetime) -> int:
+    """Release pending earns whose `release_at` has passed and that no one holds."""
+    due = await pg.fetch(DUE_RELEASES, merchant_id, now, MAX_JOB_BATCH)
+    if not due:
+        return 0
+    await lock_members(pg, merchant_id, [d["member_id"] for d in due])
+    entries = []
+    for row in await pg.fetch(DUE_RELEASES, merchant_id, now, MAX_JOB_BATCH):
+        lot = await pg.fetchrow(LOT, merchant_id, row["lot_id"])
+        entries.append(_release_entry(merchant_id, row["lot_id"], lot))
+    if entries:
+        await post_entries(pg, entries)
+    return len(entries)
+
+
+async def expire_due(pg: PgConnection, merchant_id: str, *, now: datetime) -> int:
+    """Post what is left of lots past their expiry to `expired`; returns points expired."""
+    members = [r["member_id"] for r in await pg.fetch(EXPIRED_MEMBERS, merchant_id, now, MAX_JOB_BATCH)]
+    if not members:
+        return 0
+    await lock_members(pg, merchant_id, members)
+    rows = await pg.fetch(DUE_EXPIRIES, merchant_id, now, members)
+    entries = [
+        NewEntry(
+            merchant_id=merchant_id, idempotency_key=f"expire:{r['member_id']}:{now.isoformat()}",
+            kind=EntryKind.EXPIRE, description=f"{r['points']} points expired",
+            source="ledger.expiry",
+            postings=_moving(merchant_id, r["member_id"], r["points"], A.AVAILABLE, A.EXPIRED),
+        )
+        for r in rows
+    ]
+    if entries:
+        await post_entries(pg, entries)
+    return sum(r["points"] for r in rows)

@@ -1,0 +1,195 @@
+"""Posting: a batch of entries applied in one transaction, exactly once each.
+
+The order of work is what makes it safe:
+1. insert the entries with `ON CONFLICT DO NOTHING` on (merchant, idempotency key): a key seen
+   before (even one racing us) yields no row, and that entry is returned as first posted;
+2. lock the member accounts the new entries touch, in account-id order (no deadlocks), and walk
+   the entries in order to check that no balance goes below zero (only a clawback may take
+   `available` negative) and that nothing is taken from an account that does not exist;
+3. in one statement, add the deltas to the locked accounts, create the missing ones (a race to
+   create one just adds to it) and insert the postings;
+4. apply lots and holds (`effects.py`).
+Any error rolls the whole batch back: a batch is fully present or absent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from pointguard.db import PgConnection
+from pointguard.errors import InsufficientPoints, InvalidReference, UnknownAccount
+from pointguard.ledger.accounts import SYSTEM_ACCOUNT_IDS, AccountKind
+from pointguard.ledger.effects import apply_effects
+from pointguard.ledger.entries import EntryKind, NewEntry, PostedEntry, validate_batch
+from pointguard.ledger.reading import load_entries_by_key
+
+INSERT_ENTRIES = """
+INSERT INTO ledger_entries
+    (merchant_id, idempotency_key, kind, description, source, metadata, reverses, settles)
+SELECT $1, k, kind, d, s, m::jsonb, r, st
+FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[])
+    WITH ORDINALITY AS t(k, kind, d, s, m, r, st, n)
+ORDER BY n
+ON CONFLICT (merchant_id, idempotency_key) DO NOTHING
+RETURNING idempotency_key, entry_id, created_at
+"""
+
+LOCK_MEMBER_ACCOUNTS = """
+SELECT member_id, kind, balance_points FROM ledger_accounts
+WHERE merchant_id = $1
+  AND (member_id, kind) IN (SELECT * FROM unnest($2::text[], $3::text[]))
+ORDER BY account_id
+FOR UPDATE
+"""
+
+WRITE_BALANCES_AND_POSTINGS = """
+WITH updated AS (
+    UPDATE ledger_accounts a SET balance_points = a.balance_points + d.delta
+    FROM unnest($2::text[], $3::text[], $4::bigint[]) AS d(member_id, kind, delta)
+    WHERE a.merchant_id = $1 AND a.member_id = d.member_id AND a.kind = d.kind
+    RETURNING a.account_id, a.member_id, a.kind
+), created AS (
+    INSERT INTO ledger_accounts AS a (merchant_id, member_id, kind, balance_points)
+    SELECT $1, * FROM unnest($5::text[], $6::text[], $7::bigint[])
+    ON CONFLICT (merchant_id, member_id, kind)
+    DO UPDATE SET balance_points = a.balance_points + EXCLUDED.balance_points
+    RETURNING account_id, member_id, kind
+), acc AS (
+    SELECT * FROM updated UNION ALL SELECT * FROM created
+)
+INSERT INTO ledger_postings (merchant_id, entry_id, account_id, amount_points)
+SELECT $1, p.entry_id, COALESCE(acc.account_id, p.system_account_id), p.amount
+FROM unnest($8::bigint[], $9::text[], $10::text[], $11::bigint[], $12::bigint[])
+    AS p(entry_id, member_id, kind, system_account_id, amount)
+LEFT JOIN acc ON acc.member_id = p.member_id AND acc.kind = p.kind
+"""
+
+BalanceKey = tuple[str, str]  # (member_id, account kind)
+
+
+async def post_entries(pg: PgConnection, entries: Sequence[NewEntry]) -> list[PostedEntry]:
+    """Post `entries` inside the caller's transaction; return them in order.
+
+    A repeated idempotency key returns the entry first posted under it (`replayed=True`) and
+    changes nothing, even if the repeat's content differs.
+    """
+    validate_batch(entries)
+    merchant_id = entries[0].merchant_id
+    inserted = {
+        row["idempotency_key"]: row
+        for row in await pg.fetch(INSERT_ENTRIES, merchant_id, *_entry_columns(entries))
+    }
+    fresh = [(inserted[e.idempotency_key]["entry_id"], e) for e in entries if e.idempotency_key in inserted]
+    if fresh:
+        debts = await _write_balances(pg, merchant_id, fresh)
+        await apply_effects(pg, merchant_id, fresh, debts)
+    replayed_keys = [e.idempotency_key for e in entries if e.idempotency_key not in inserted]
+    replayed = await load_entries_by_key(pg, merchant_id, replayed_keys) if replayed_keys else {}
+    return [
+        _posted(e, inserted[e.idempotency_key]) if e.idempotency_key in inserted
+        else replayed[e.idempotency_key]
+        for e in entries
+    ]
+
+
+def _entry_columns(entries: Sequence[NewEntry]) -> list[list[Any]]:
+    return [
+        [e.idempotency_key for e in entries],
+        [e.kind.value for e in entries],
+        [e.description for e in entries],
+        [e.source for e in entries],
+        [msgspec.json.encode(dict(e.metadata)).decode() for e in entries],
+        [e.reverses for e in entries],
+        [e.settles for e in entries],
+    ]
+
+
+async def _write_balances(
+    pg: PgConnection, merchant_id: str, fresh: list[tuple[int, NewEntry]]
+) -> list[int]:
+    """Lock, check and update member balances, and insert the postings.
+
+    Returns, per entry, the member's `available` debt (points below zero) just before it, which
+    the lots logic settles first out of anything the entry credits to `available`.
+    """
+    keys = sorted({(e.member_id, p.account.kind.value) for _, e in fresh for p in e.postings
+                   if p.account.is_member})
+    rows = await pg.fetch(
+        LOCK_MEMBER_ACCOUNTS, merchant_id, [k[0] for k in keys], [k[1] for k in keys]
+    )
+    start: dict[BalanceKey, int] = {(r["member_id"], r["kind"]): r["balance_points"] for r in rows}
+    balance = dict(start)
+    debts = [_apply_in_memory(entry, balance) for _, entry in fresh]
+
+    posting_rows = [
+        (entry_id, p.account.member_id, p.account.kind.value,
+         SYSTEM_ACCOUNT_IDS.get(p.account.kind), p.amount_points)
+        for entry_id, e in fresh for p in e.postings
+    ]
+    existing = [k for k in keys if k in start]
+    created = [k for k in keys if k not in start]
+    await pg.execute(
+        WRITE_BALANCES_AND_POSTINGS,
+        merchant_id,
+        *_account_columns(existing, balance, start),
+        *_account_columns(created, balance, start),
+        *map(list, zip(*posting_rows, strict=True)),
+    )
+    return debts
+
+
+def _account_columns(
+    keys: list[BalanceKey], balance: dict[BalanceKey, int], start: dict[BalanceKey, int]
+) -> list[list[Any]]:
+    return [[k[0] for k in keys], [k[1] for k in keys], [balance[k] - start.get(k, 0) for k in keys]]
+
+
+def _apply_in_memory(entry: NewEntry, balance: dict[BalanceKey, int]) -> int:
+    """Apply one entry's member postings to `balance`, refusing overdrafts; return prior debt."""
+    member = entry.member_id
+    debt = max(0, -balance.get((member, AccountKind.AVAILABLE.value), 0))
+    for posting in entry.postings:
+        if not posting.account.is_member:
+            continue
+        key = (member, posting.account.kind.value)
+        if posting.amount_points < 0 and key not in balance:
+            raise UnknownAccount(
+                f"entry {entry.idempotency_key!r}: member {member!r} has no {key[1]} account"
+                " to take points from"
+            )
+        new_balance = balance.get(key, 0) + posting.amount_points
+        if new_balance < 0 and not (
+            key[1] == AccountKind.AVAILABLE and entry.kind == EntryKind.CLAWBACK
+        ):
+            held = balance[key]
+            if key[1] == AccountKind.AVAILABLE:
+                raise InsufficientPoints(
+                    f"member {member!r} has {held} points available, needs {-posting.amount_points}",
+                    member_id=member,
+                    available_points=held,
+                )
+            raise InvalidReference(
+                f"entry {entry.idempotency_key!r}: member {member!r} has {held} {key[1]} points,"
+                f" the entry takes {-posting.amount_points}"
+            )
+        balance[key] = new_balance
+    return debt
+
+
+def _posted(entry: NewEntry, row: Any) -> PostedEntry:
+    return PostedEntry(
+        entry_id=row["entry_id"],
+        merchant_id=entry.merchant_id,
+        idempotency_key=entry.idempotency_key,
+        kind=entry.kind,
+        description=entry.description,
+        source=entry.source,
+        metadata=dict(entry.metadata),
+        reverses=entry.reverses,
+        settles=entry.settles,
+        created_at=row["created_at"],
+        postings=tuple(entry.postings),
+    )
