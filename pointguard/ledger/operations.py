@@ -26,7 +26,7 @@ MAX_HOLD_TIMEOUT_S = 7 * 24 * 3600
 LOCK_MEMBERS = """
 SELECT account_id FROM ledger_accounts
 WHERE merchant_id = $1 AND member_id = ANY($2::text[])
-ORDER BY account_id
+ORDER BY member_id, kind
 FOR UPDATE
 """
 

@@ -3,13 +3,14 @@
 The order of work is what makes it safe:
 1. insert the entries with `ON CONFLICT DO NOTHING` on (merchant, idempotency key): a key seen
    before (even one racing us) yields no row, and that entry is returned as first posted;
-2. lock the member accounts the new entries touch, in account-id order (no deadlocks), and walk
+2. lock the member accounts the new entries touch, in (member, kind) order (no deadlocks), walk
    the entries in order to check that no balance goes below zero (only a clawback may take
    `available` negative) and that nothing is taken from an account that does not exist;
 3. in one statement, add the deltas to the locked accounts, create the missing ones (a race to
    create one just adds to it) and insert the postings;
 4. apply lots and holds (`effects.py`).
-Any error rolls the whole batch back: a batch is fully present or absent.
+Any error rolls the whole batch back: a batch is fully present or absent. Batches of plain earns
+take a one-statement path (`earning.py`) that does all of this at once.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import msgspec
 from pointguard.db import PgConnection
 from pointguard.errors import InsufficientPoints, InvalidReference, UnknownAccount
 from pointguard.ledger.accounts import SYSTEM_ACCOUNT_IDS, AccountKind
+from pointguard.ledger.earning import is_plain_earn, post_plain_earns
 from pointguard.ledger.effects import apply_effects
 from pointguard.ledger.entries import EntryKind, NewEntry, PostedEntry, validate_batch
 from pointguard.ledger.reading import load_entries_by_key
@@ -41,7 +43,7 @@ LOCK_MEMBER_ACCOUNTS = """
 SELECT member_id, kind, balance_points FROM ledger_accounts
 WHERE merchant_id = $1
   AND (member_id, kind) IN (SELECT * FROM unnest($2::text[], $3::text[]))
-ORDER BY account_id
+ORDER BY member_id, kind
 FOR UPDATE
 """
 
@@ -71,21 +73,23 @@ BalanceKey = tuple[str, str]  # (member_id, account kind)
 
 
 async def post_entries(pg: PgConnection, entries: Sequence[NewEntry]) -> list[PostedEntry]:
-    """Post `entries` inside the caller's transaction; return them in order.
+    """Post `entries` atomically and return them in order: inside the caller's transaction,
+    or, called outside one, in a transaction of its own.
 
     A repeated idempotency key returns the entry first posted under it (`replayed=True`) and
     changes nothing, even if the repeat's content differs.
     """
     validate_batch(entries)
     merchant_id = entries[0].merchant_id
-    inserted = {
-        row["idempotency_key"]: row
-        for row in await pg.fetch(INSERT_ENTRIES, merchant_id, *_entry_columns(entries))
-    }
-    fresh = [(inserted[e.idempotency_key]["entry_id"], e) for e in entries if e.idempotency_key in inserted]
-    if fresh:
-        debts = await _write_balances(pg, merchant_id, fresh)
-        await apply_effects(pg, merchant_id, fresh, debts)
+    if all(is_plain_earn(e) for e in entries):
+        inserted = await post_plain_earns(
+            pg, merchant_id, entries, SYSTEM_ACCOUNT_IDS[AccountKind.ISSUED]
+        )
+    elif pg.is_in_transaction():
+        inserted = await _post_general(pg, merchant_id, entries)
+    else:
+        async with pg.transaction():
+            inserted = await _post_general(pg, merchant_id, entries)
     replayed_keys = [e.idempotency_key for e in entries if e.idempotency_key not in inserted]
     replayed = await load_entries_by_key(pg, merchant_id, replayed_keys) if replayed_keys else {}
     return [
@@ -93,6 +97,21 @@ async def post_entries(pg: PgConnection, entries: Sequence[NewEntry]) -> list[Po
         else replayed[e.idempotency_key]
         for e in entries
     ]
+
+
+async def _post_general(
+    pg: PgConnection, merchant_id: str, entries: Sequence[NewEntry]
+) -> dict[str, Any]:
+    inserted = {
+        row["idempotency_key"]: row
+        for row in await pg.fetch(INSERT_ENTRIES, merchant_id, *_entry_columns(entries))
+    }
+    fresh = [(inserted[e.idempotency_key]["entry_id"], e) for e in entries
+             if e.idempotency_key in inserted]
+    if fresh:
+        debts = await _write_balances(pg, merchant_id, fresh)
+        await apply_effects(pg, merchant_id, fresh, debts)
+    return inserted
 
 
 def _entry_columns(entries: Sequence[NewEntry]) -> list[list[Any]]:

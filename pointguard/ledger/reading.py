@@ -30,7 +30,7 @@ ORDER BY p.entry_id, p.account_id
 
 MEMBER_ENTRY_IDS = """
 SELECT DISTINCT entry_id FROM ledger_postings
-WHERE merchant_id = $1
+WHERE merchant_id = $1 AND account_id > 0
   AND account_id IN (SELECT account_id FROM ledger_accounts WHERE merchant_id = $1 AND member_id = $2)
   AND ($3::bigint IS NULL OR entry_id < $3)
 ORDER BY entry_id DESC

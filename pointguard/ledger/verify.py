@@ -1,7 +1,8 @@
 """`ledger verify`: recompute everything the ledger promises and report every break.
 
 Checked, per merchant, in one consistent snapshot: the hash chain (links and sequence), that
-every entry has two or more postings summing to zero, that postings name real accounts, that
+every entry has two or more postings summing to zero, that postings name real entries and
+accounts, that
 stored member balances equal the sum of their postings, that the sealer's system checkpoints
 equal the sealed postings, and that lots and open holds add up to the balances they back.
 """
@@ -30,6 +31,13 @@ CHECKS: dict[str, str] = {
         WHERE e.merchant_id = $1 GROUP BY e.entry_id
         HAVING count(p.entry_id) < 2 OR coalesce(sum(p.amount_points), 0) <> 0
         ORDER BY e.entry_id LIMIT $2""",
+    "posting of an unknown entry": """
+        SELECT format('posting of entry %s on account %s', p.entry_id, p.account_id)
+        FROM ledger_postings p
+        WHERE p.merchant_id = $1 AND NOT EXISTS (
+            SELECT 1 FROM ledger_entries e
+            WHERE e.merchant_id = p.merchant_id AND e.entry_id = p.entry_id)
+        LIMIT $2""",
     "posting on an unknown account": """
         SELECT format('entry %s posts %s on account %s', p.entry_id, p.amount_points, p.account_id)
         FROM ledger_postings p
