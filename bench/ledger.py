@@ -66,8 +66,12 @@ def earn_step(engine: AsyncEngine, merchants: list[str], per_txn: int, tag: str)
         merchant = random.choice(merchants)
         entries = [
             ops.earn_entry(
-                merchant, f"c{random.randrange(MEMBERS)}", random.randint(1, 500),
-                key=f"{tag}-{w}-{n}-{i}", description="Points for order", source="bench",
+                merchant,
+                f"c{random.randrange(MEMBERS)}",
+                random.randint(1, 500),
+                key=f"{tag}-{w}-{n}-{i}",
+                description="Points for order",
+                source="bench",
             )
             for i in range(per_txn)
         ]
@@ -83,10 +87,20 @@ def reserve_capture_step(engine: AsyncEngine, merchant: str):
     async def step(w: int, n: int) -> int:
         member = f"c{random.randrange(MEMBERS)}"
         hold = await db.run_in_transaction(
-            engine, ops.reserve, merchant, member, 5, key=f"r-{w}-{n}", description="Checkout",
-            source="bench", now=now, timeout_s=900,
+            engine,
+            ops.reserve,
+            merchant,
+            member,
+            5,
+            key=f"r-{w}-{n}",
+            description="Checkout",
+            source="bench",
+            now=now,
+            timeout_s=900,
         )
-        await db.run_in_transaction(engine, ops.capture, merchant, hold.entry_id, description="Redeemed")
+        await db.run_in_transaction(
+            engine, ops.capture, merchant, hold.entry_id, description="Redeemed"
+        )
         return 1
 
     return step
@@ -96,8 +110,9 @@ async def prefill(engine: AsyncEngine, merchant: str) -> None:
     """Give every member of `merchant` plenty of available points (for reserve/capture)."""
     for start in range(0, MEMBERS, 1000):
         entries = [
-            ops.earn_entry(merchant, f"c{m}", 1_000_000, key=f"fill-{m}", description="Welcome",
-                           source="bench")
+            ops.earn_entry(
+                merchant, f"c{m}", 1_000_000, key=f"fill-{m}", description="Welcome", source="bench"
+            )
             for m in range(start, start + 1000)
         ]
         await db.in_transaction(engine, lambda pg, e=entries: post_entries(pg, e))
@@ -108,11 +123,14 @@ def pgbench(url: str, seconds: int) -> float:
 
     binary = str(POSTGRES_BIN_PATH / "pgbench")
     conninfo = db.libpq_url(url)
-    subprocess.run([binary, "-i", "-q", "-s", str(PGBENCH_SCALE), conninfo], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [binary, "-i", "-q", "-s", str(PGBENCH_SCALE), conninfo], check=True, capture_output=True
+    )
     out = subprocess.run(
         [binary, "-c", str(PGBENCH_CLIENTS), "-j", "2", "-T", str(seconds), conninfo],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     match = re.search(r"tps = ([\d.]+)", out)
     if match is None:
@@ -151,7 +169,9 @@ async def main(seconds: int) -> dict[str, float]:
         ten_rate += rate / 2
     spend_merchant = f"bench-{run}-spend"
     await prefill(engine, spend_merchant)
-    _, pair_latencies = await drive(engine, 4, seconds, reserve_capture_step(engine, spend_merchant))
+    _, pair_latencies = await drive(
+        engine, 4, seconds, reserve_capture_step(engine, spend_merchant)
+    )
     await engine.dispose()
     tps = pgbench(url, seconds)
 

@@ -46,10 +46,10 @@ def start_embedded_postgres(pg_dir: Path) -> str:
     The server keeps running after this process exits, so the next start is instant and a
     crashed process cannot leave the data folder half-stopped.
     """
-    import pgserver
+    from pgserver.postgres_server import get_server
 
     pg_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pg_dir, cleanup_mode=None)
+    server = get_server(pg_dir, cleanup_mode=None)
     return async_url(server.get_uri())
 
 

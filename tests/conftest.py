@@ -7,6 +7,7 @@ ledger statement names its merchant, so tests never see each other's rows.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -19,15 +20,16 @@ from pointguard import db
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_url() -> Iterator[str]:
     external = os.environ.get("DATABASE_URL")
     if external:
         yield db.async_url(external)
         return
-    import pgserver
+    from pgserver.postgres_server import get_server
 
-    pg_dir: Path = tmp_path_factory.mktemp("pg")
-    server = pgserver.get_server(pg_dir, cleanup_mode="delete")
+    # Not pytest's tmp_path: pytest prunes old basetemp folders, which can pull the data
+    # folder from under a server that another pytest run on this machine is using.
+    server = get_server(Path(tempfile.mkdtemp(prefix="pointguard-test-pg-")), cleanup_mode="delete")
     yield db.async_url(server.get_uri())
     server.cleanup()
 

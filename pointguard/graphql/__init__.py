@@ -1,2 +1,3 @@
 """The Strawberry GraphQL API for storefronts, customers and reviewers. Arrives with the GraphQL
-issue. (This is `pointguard.graphql`; never a top-level `graphql`, which would shadow graphql-core.)"""
+issue. (This is `pointguard.graphql`; never a top-level `graphql`: it would shadow graphql-core.)
+"""

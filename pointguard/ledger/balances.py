@@ -60,7 +60,10 @@ class ExpiringPoints:
 
 
 async def member_balances(pg: PgConnection, merchant_id: str, member_id: str) -> MemberBalances:
-    by_kind = {r["kind"]: r["balance_points"] for r in await pg.fetch(MEMBER_BALANCES, merchant_id, member_id)}
+    by_kind = {
+        r["kind"]: r["balance_points"]
+        for r in await pg.fetch(MEMBER_BALANCES, merchant_id, member_id)
+    }
     return MemberBalances(
         available_points=by_kind.get(AccountKind.AVAILABLE.value, 0),
         pending_points=by_kind.get(AccountKind.PENDING.value, 0),

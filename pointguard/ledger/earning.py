@@ -89,4 +89,3 @@ async def post_plain_earns(
         issued_account_id,
     )
     return {row["idempotency_key"]: row for row in rows}
-

@@ -144,8 +144,14 @@ async def _open_hold(
     points = entry.member_delta(AccountKind.RESERVED)
     taken = await consume_lots(pg, merchant_id, entry.member_id, points)
     await pg.execute(
-        OPEN_HOLD, merchant_id, entry_id, entry.member_id, points, entry.hold_expires_at,
-        [lot for lot, _ in taken], [p for _, p in taken],
+        OPEN_HOLD,
+        merchant_id,
+        entry_id,
+        entry.member_id,
+        points,
+        entry.hold_expires_at,
+        [lot for lot, _ in taken],
+        [p for _, p in taken],
     )
 
 

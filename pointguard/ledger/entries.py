@@ -122,7 +122,9 @@ def validate_batch(entries: Sequence[NewEntry]) -> None:
     if not entries:
         raise InvalidEntry("a batch needs at least one entry")
     if len(entries) > MAX_BATCH_ENTRIES:
-        raise BatchTooLarge(f"a batch holds at most {MAX_BATCH_ENTRIES} entries, got {len(entries)}")
+        raise BatchTooLarge(
+            f"a batch holds at most {MAX_BATCH_ENTRIES} entries, got {len(entries)}"
+        )
     merchant_id = entries[0].merchant_id
     keys: set[str] = set()
     for entry in entries:
@@ -170,8 +172,8 @@ def _validate_postings(entry: NewEntry, label: str) -> None:
         account = posting.account
         if account.merchant_id != entry.merchant_id:
             raise CrossMerchantPosting(
-                f"{label}: posting on merchant {account.merchant_id!r}'s account in an entry of"
-                f" merchant {entry.merchant_id!r}"
+                f"{label}: posting on an account of merchant {account.merchant_id!r} in an entry"
+                f" of merchant {entry.merchant_id!r}"
             )
         if not isinstance(account.kind, AccountKind):
             raise InvalidEntry(f"{label}: unknown account kind {account.kind!r}")
@@ -194,7 +196,9 @@ def _validate_shape(entry: NewEntry, label: str) -> None:
         allowed = shape.debits if posting.amount_points < 0 else shape.credits
         if posting.account.kind not in allowed:
             side = "take from" if posting.amount_points < 0 else "give to"
-            raise InvalidEntry(f"{label}: a {entry.kind} entry cannot {side} {posting.account.kind}")
+            raise InvalidEntry(
+                f"{label}: a {entry.kind} entry cannot {side} {posting.account.kind}"
+            )
     for link in ("reverses", "settles"):
         value = getattr(entry, link)
         if (value is not None) != (shape.needs == link) and not (
@@ -209,4 +213,3 @@ def _validate_shape(entry: NewEntry, label: str) -> None:
 
 def _link_rule(shape: Shape, link: str) -> str:
     return f"must name the entry it {link}" if shape.needs == link else f"takes no {link!r} link"
-

@@ -72,7 +72,11 @@ UPDATE ledger_lots SET release_held = $3 WHERE merchant_id = $1 AND lot_id = $2 
 
 
 def _moving(
-    merchant_id: str, member_id: str, points: int, source_kind: AccountKind, target_kind: AccountKind
+    merchant_id: str,
+    member_id: str,
+    points: int,
+    source_kind: AccountKind,
+    target_kind: AccountKind,
 ) -> list[Posting]:
     """Two postings moving `points` from one account to another (member or system)."""
 
@@ -85,17 +89,34 @@ def _moving(
 
 
 def earn_entry(
-    merchant_id: str, member_id: str, points: int, *, key: str, description: str, source: str,
-    release_at: datetime | None = None, expires_at: datetime | None = None,
+    merchant_id: str,
+    member_id: str,
+    points: int,
+    *,
+    key: str,
+    description: str,
+    source: str,
+    release_at: datetime | None = None,
+    expires_at: datetime | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> NewEntry:
     """Points issued to a member: pending until `release_at` if given, else available now."""
     return NewEntry(
-        merchant_id=merchant_id, idempotency_key=key, kind=EntryKind.EARN,
-        description=description, source=source, metadata=metadata or {},
-        postings=_moving(merchant_id, member_id, points, A.ISSUED,
-                         A.PENDING if release_at is not None else A.AVAILABLE),
-        release_at=release_at, lot_expires_at=expires_at,
+        merchant_id=merchant_id,
+        idempotency_key=key,
+        kind=EntryKind.EARN,
+        description=description,
+        source=source,
+        metadata=metadata or {},
+        postings=_moving(
+            merchant_id,
+            member_id,
+            points,
+            A.ISSUED,
+            A.PENDING if release_at is not None else A.AVAILABLE,
+        ),
+        release_at=release_at,
+        lot_expires_at=expires_at,
     )
 
 
@@ -111,17 +132,24 @@ async def lock_members(pg: PgConnection, merchant_id: str, member_ids: Sequence[
 async def _locked_lot(pg: PgConnection, merchant_id: str, earn_entry_id: int) -> Any:
     lot = await pg.fetchrow(LOT, merchant_id, earn_entry_id)
     if lot is None:
-        raise InvalidReference(f"entry {earn_entry_id} of merchant {merchant_id!r} earned no points")
+        raise InvalidReference(
+            f"entry {earn_entry_id} of merchant {merchant_id!r} earned no points"
+        )
     await lock_members(pg, merchant_id, [lot["member_id"]])
     return await pg.fetchrow(LOT, merchant_id, earn_entry_id)
 
 
 def _release_entry(merchant_id: str, earn_entry_id: int, lot: Any) -> NewEntry:
     return NewEntry(
-        merchant_id=merchant_id, idempotency_key=f"release:{earn_entry_id}",
-        kind=EntryKind.RELEASE, description=f"Now available: {lot['description']}",
-        source="ledger.release", settles=earn_entry_id,
-        postings=_moving(merchant_id, lot["member_id"], lot["pending_points"], A.PENDING, A.AVAILABLE),
+        merchant_id=merchant_id,
+        idempotency_key=f"release:{earn_entry_id}",
+        kind=EntryKind.RELEASE,
+        description=f"Now available: {lot['description']}",
+        source="ledger.release",
+        settles=earn_entry_id,
+        postings=_moving(
+            merchant_id, lot["member_id"], lot["pending_points"], A.PENDING, A.AVAILABLE
+        ),
     )
 
 
@@ -142,12 +170,20 @@ async def set_release_held(
 ) -> None:
     """Hold (or let go) an earn's release; the fraud guard holds what it flags."""
     if await pg.fetchval(SET_RELEASE_HELD, merchant_id, earn_entry_id, held) is None:
-        raise InvalidReference(f"entry {earn_entry_id} of merchant {merchant_id!r} earned no points")
+        raise InvalidReference(
+            f"entry {earn_entry_id} of merchant {merchant_id!r} earned no points"
+        )
 
 
 async def take_back(
-    pg: PgConnection, merchant_id: str, earn_entry_id: int, points: int, *, key: str,
-    description: str, source: str,
+    pg: PgConnection,
+    merchant_id: str,
+    earn_entry_id: int,
+    points: int,
+    *,
+    key: str,
+    description: str,
+    source: str,
 ) -> list[PostedEntry]:
     """Take back points of an earn (a refund): its pending points first, then a clawback of
     the rest from available, which may leave the member visibly negative."""
@@ -158,17 +194,29 @@ async def take_back(
     from_pending = min(points, lot["pending_points"])
     entries = []
     if from_pending:
-        entries.append(NewEntry(
-            merchant_id=merchant_id, idempotency_key=f"{key}:pending", kind=EntryKind.REVERSAL,
-            description=description, source=source, reverses=earn_entry_id,
-            postings=_moving(merchant_id, member, from_pending, A.PENDING, A.ISSUED),
-        ))
+        entries.append(
+            NewEntry(
+                merchant_id=merchant_id,
+                idempotency_key=f"{key}:pending",
+                kind=EntryKind.REVERSAL,
+                description=description,
+                source=source,
+                reverses=earn_entry_id,
+                postings=_moving(merchant_id, member, from_pending, A.PENDING, A.ISSUED),
+            )
+        )
     if points > from_pending:
-        entries.append(NewEntry(
-            merchant_id=merchant_id, idempotency_key=f"{key}:clawback", kind=EntryKind.CLAWBACK,
-            description=description, source=source, reverses=earn_entry_id,
-            postings=_moving(merchant_id, member, points - from_pending, A.AVAILABLE, A.ISSUED),
-        ))
+        entries.append(
+            NewEntry(
+                merchant_id=merchant_id,
+                idempotency_key=f"{key}:clawback",
+                kind=EntryKind.CLAWBACK,
+                description=description,
+                source=source,
+                reverses=earn_entry_id,
+                postings=_moving(merchant_id, member, points - from_pending, A.AVAILABLE, A.ISSUED),
+            )
+        )
     return await post_entries(pg, entries)
 
 
@@ -179,27 +227,58 @@ async def forfeit(
     lot = await _locked_lot(pg, merchant_id, earn_entry_id)
     if lot["pending_points"] == 0:
         raise InvalidReference(f"entry {earn_entry_id} has no pending points to forfeit")
-    return (await post_entries(pg, [NewEntry(
-        merchant_id=merchant_id, idempotency_key=f"forfeit:{earn_entry_id}",
-        kind=EntryKind.FORFEIT, description=description, source=source, reverses=earn_entry_id,
-        postings=_moving(merchant_id, lot["member_id"], lot["pending_points"], A.PENDING, A.FORFEITED),
-    )]))[0]
+    return (
+        await post_entries(
+            pg,
+            [
+                NewEntry(
+                    merchant_id=merchant_id,
+                    idempotency_key=f"forfeit:{earn_entry_id}",
+                    kind=EntryKind.FORFEIT,
+                    description=description,
+                    source=source,
+                    reverses=earn_entry_id,
+                    postings=_moving(
+                        merchant_id, lot["member_id"], lot["pending_points"], A.PENDING, A.FORFEITED
+                    ),
+                )
+            ],
+        )
+    )[0]
 
 
 async def reserve(
-    pg: PgConnection, merchant_id: str, member_id: str, points: int, *, key: str,
-    description: str, source: str, now: datetime, timeout_s: int,
+    pg: PgConnection,
+    merchant_id: str,
+    member_id: str,
+    points: int,
+    *,
+    key: str,
+    description: str,
+    source: str,
+    now: datetime,
+    timeout_s: int,
 ) -> PostedEntry:
     """Hold points for a checkout (available → reserved) until captured, voided or timed out.
     The returned entry's id is the hold id."""
     if not 0 < timeout_s <= MAX_HOLD_TIMEOUT_S:
         raise InvalidAmount(f"timeout_s must be 1..{MAX_HOLD_TIMEOUT_S}, got {timeout_s}")
-    return (await post_entries(pg, [NewEntry(
-        merchant_id=merchant_id, idempotency_key=key, kind=EntryKind.RESERVE,
-        description=description, source=source,
-        postings=_moving(merchant_id, member_id, points, A.AVAILABLE, A.RESERVED),
-        hold_expires_at=now + timedelta(seconds=timeout_s),
-    )]))[0]
+    return (
+        await post_entries(
+            pg,
+            [
+                NewEntry(
+                    merchant_id=merchant_id,
+                    idempotency_key=key,
+                    kind=EntryKind.RESERVE,
+                    description=description,
+                    source=source,
+                    postings=_moving(merchant_id, member_id, points, A.AVAILABLE, A.RESERVED),
+                    hold_expires_at=now + timedelta(seconds=timeout_s),
+                )
+            ],
+        )
+    )[0]
 
 
 async def _close_hold(
@@ -211,13 +290,24 @@ async def _close_hold(
         if hold is None:
             raise InvalidReference(f"no reservation {hold_id} for merchant {merchant_id!r}")
         capture = kind == EntryKind.CAPTURE
-        entries.append(NewEntry(
-            merchant_id=merchant_id, idempotency_key=f"{kind.value}:{hold_id}", kind=kind,
-            description=description, source=f"ledger.{kind.value}",
-            settles=hold_id if capture else None, reverses=None if capture else hold_id,
-            postings=_moving(merchant_id, hold["member_id"], hold["amount_points"], A.RESERVED,
-                             A.REDEEMED if capture else A.AVAILABLE),
-        ))
+        entries.append(
+            NewEntry(
+                merchant_id=merchant_id,
+                idempotency_key=f"{kind.value}:{hold_id}",
+                kind=kind,
+                description=description,
+                source=f"ledger.{kind.value}",
+                settles=hold_id if capture else None,
+                reverses=None if capture else hold_id,
+                postings=_moving(
+                    merchant_id,
+                    hold["member_id"],
+                    hold["amount_points"],
+                    A.RESERVED,
+                    A.REDEEMED if capture else A.AVAILABLE,
+                ),
+            )
+        )
     return await post_entries(pg, entries)
 
 
@@ -228,7 +318,9 @@ async def capture(
     return (await _close_hold(pg, merchant_id, [hold_id], EntryKind.CAPTURE, description))[0]
 
 
-async def void(pg: PgConnection, merchant_id: str, hold_id: int, *, description: str) -> PostedEntry:
+async def void(
+    pg: PgConnection, merchant_id: str, hold_id: int, *, description: str
+) -> PostedEntry:
     """Cancel a reservation (reserved → available), its points back in the lots they left."""
     return (await _close_hold(pg, merchant_id, [hold_id], EntryKind.VOID, description))[0]
 
@@ -239,7 +331,9 @@ async def void_timed_out(pg: PgConnection, merchant_id: str, *, now: datetime) -
     if not holds:
         return 0
     await lock_members(pg, merchant_id, [h["member_id"] for h in holds])
-    still_open = [h["hold_id"] for h in await pg.fetch(TIMED_OUT_HOLDS, merchant_id, now, MAX_JOB_BATCH)]
+    still_open = [
+        h["hold_id"] for h in await pg.fetch(TIMED_OUT_HOLDS, merchant_id, now, MAX_JOB_BATCH)
+    ]
     if still_open:
         await _close_hold(pg, merchant_id, still_open, EntryKind.VOID, "Reservation timed out")
     return len(still_open)
@@ -262,15 +356,19 @@ async def release_due(pg: PgConnection, merchant_id: str, *, now: datetime) -> i
 
 async def expire_due(pg: PgConnection, merchant_id: str, *, now: datetime) -> int:
     """Post what is left of lots past their expiry to `expired`; returns points expired."""
-    members = [r["member_id"] for r in await pg.fetch(EXPIRED_MEMBERS, merchant_id, now, MAX_JOB_BATCH)]
+    members = [
+        r["member_id"] for r in await pg.fetch(EXPIRED_MEMBERS, merchant_id, now, MAX_JOB_BATCH)
+    ]
     if not members:
         return 0
     await lock_members(pg, merchant_id, members)
     rows = await pg.fetch(DUE_EXPIRIES, merchant_id, now, members)
     entries = [
         NewEntry(
-            merchant_id=merchant_id, idempotency_key=f"expire:{r['member_id']}:{now.isoformat()}",
-            kind=EntryKind.EXPIRE, description=f"{r['points']} points expired",
+            merchant_id=merchant_id,
+            idempotency_key=f"expire:{r['member_id']}:{now.isoformat()}",
+            kind=EntryKind.EXPIRE,
+            description=f"{r['points']} points expired",
             source="ledger.expiry",
             postings=_moving(merchant_id, r["member_id"], r["points"], A.AVAILABLE, A.EXPIRED),
         )

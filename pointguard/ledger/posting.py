@@ -73,8 +73,8 @@ BalanceKey = tuple[str, str]  # (member_id, account kind)
 
 
 async def post_entries(pg: PgConnection, entries: Sequence[NewEntry]) -> list[PostedEntry]:
-    """Post `entries` atomically and return them in order: inside the caller's transaction,
-    or, called outside one, in a transaction of its own.
+    """Post `entries` atomically and return them in order, inside the caller's transaction if
+    there is one. On error nothing of the batch remains, even if the caller goes on.
 
     A repeated idempotency key returns the entry first posted under it (`replayed=True`) and
     changes nothing, even if the repeat's content differs.
@@ -85,15 +85,16 @@ async def post_entries(pg: PgConnection, entries: Sequence[NewEntry]) -> list[Po
         inserted = await post_plain_earns(
             pg, merchant_id, entries, SYSTEM_ACCOUNT_IDS[AccountKind.ISSUED]
         )
-    elif pg.is_in_transaction():
-        inserted = await _post_general(pg, merchant_id, entries)
     else:
+        # A transaction of its own, or a savepoint inside the caller's: a caller that catches
+        # our error and commits must not commit half a batch.
         async with pg.transaction():
             inserted = await _post_general(pg, merchant_id, entries)
     replayed_keys = [e.idempotency_key for e in entries if e.idempotency_key not in inserted]
     replayed = await load_entries_by_key(pg, merchant_id, replayed_keys) if replayed_keys else {}
     return [
-        _posted(e, inserted[e.idempotency_key]) if e.idempotency_key in inserted
+        _posted(e, inserted[e.idempotency_key])
+        if e.idempotency_key in inserted
         else replayed[e.idempotency_key]
         for e in entries
     ]
@@ -106,8 +107,11 @@ async def _post_general(
         row["idempotency_key"]: row
         for row in await pg.fetch(INSERT_ENTRIES, merchant_id, *_entry_columns(entries))
     }
-    fresh = [(inserted[e.idempotency_key]["entry_id"], e) for e in entries
-             if e.idempotency_key in inserted]
+    fresh = [
+        (inserted[e.idempotency_key]["entry_id"], e)
+        for e in entries
+        if e.idempotency_key in inserted
+    ]
     if fresh:
         debts = await _write_balances(pg, merchant_id, fresh)
         await apply_effects(pg, merchant_id, fresh, debts)
@@ -134,8 +138,14 @@ async def _write_balances(
     Returns, per entry, the member's `available` debt (points below zero) just before it, which
     the lots logic settles first out of anything the entry credits to `available`.
     """
-    keys = sorted({(e.member_id, p.account.kind.value) for _, e in fresh for p in e.postings
-                   if p.account.is_member})
+    keys = sorted(
+        {
+            (e.member_id, p.account.kind.value)
+            for _, e in fresh
+            for p in e.postings
+            if p.account.is_member
+        }
+    )
     rows = await pg.fetch(
         LOCK_MEMBER_ACCOUNTS, merchant_id, [k[0] for k in keys], [k[1] for k in keys]
     )
@@ -144,9 +154,15 @@ async def _write_balances(
     debts = [_apply_in_memory(entry, balance) for _, entry in fresh]
 
     posting_rows = [
-        (entry_id, p.account.member_id, p.account.kind.value,
-         SYSTEM_ACCOUNT_IDS.get(p.account.kind), p.amount_points)
-        for entry_id, e in fresh for p in e.postings
+        (
+            entry_id,
+            p.account.member_id,
+            p.account.kind.value,
+            SYSTEM_ACCOUNT_IDS.get(p.account.kind),
+            p.amount_points,
+        )
+        for entry_id, e in fresh
+        for p in e.postings
     ]
     existing = [k for k in keys if k in start]
     created = [k for k in keys if k not in start]
@@ -163,7 +179,11 @@ async def _write_balances(
 def _account_columns(
     keys: list[BalanceKey], balance: dict[BalanceKey, int], start: dict[BalanceKey, int]
 ) -> list[list[Any]]:
-    return [[k[0] for k in keys], [k[1] for k in keys], [balance[k] - start.get(k, 0) for k in keys]]
+    return [
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [balance[k] - start.get(k, 0) for k in keys],
+    ]
 
 
 def _apply_in_memory(entry: NewEntry, balance: dict[BalanceKey, int]) -> int:
@@ -174,7 +194,10 @@ def _apply_in_memory(entry: NewEntry, balance: dict[BalanceKey, int]) -> int:
         if not posting.account.is_member:
             continue
         key = (member, posting.account.kind.value)
-        if posting.amount_points < 0 and key not in balance:
+        # A spend from an `available` never opened is a member with no points yet, which is
+        # no fault of the request; any other take from a missing account names a wrong one.
+        spends = key[1] == AccountKind.AVAILABLE and entry.kind != EntryKind.CLAWBACK
+        if posting.amount_points < 0 and key not in balance and not spends:
             raise UnknownAccount(
                 f"entry {entry.idempotency_key!r}: member {member!r} has no {key[1]} account"
                 " to take points from"
@@ -183,10 +206,11 @@ def _apply_in_memory(entry: NewEntry, balance: dict[BalanceKey, int]) -> int:
         if new_balance < 0 and not (
             key[1] == AccountKind.AVAILABLE and entry.kind == EntryKind.CLAWBACK
         ):
-            held = balance[key]
+            held = balance.get(key, 0)
             if key[1] == AccountKind.AVAILABLE:
                 raise InsufficientPoints(
-                    f"member {member!r} has {held} points available, needs {-posting.amount_points}",
+                    f"member {member!r} has {held} points available,"
+                    f" needs {-posting.amount_points}",
                     member_id=member,
                     available_points=held,
                 )

@@ -31,10 +31,17 @@ ORDER BY p.entry_id, p.account_id
 MEMBER_ENTRY_IDS = """
 SELECT DISTINCT entry_id FROM ledger_postings
 WHERE merchant_id = $1 AND account_id > 0
-  AND account_id IN (SELECT account_id FROM ledger_accounts WHERE merchant_id = $1 AND member_id = $2)
+  AND account_id IN (
+      SELECT account_id FROM ledger_accounts WHERE merchant_id = $1 AND member_id = $2)
   AND ($3::bigint IS NULL OR entry_id < $3)
 ORDER BY entry_id DESC
 LIMIT $4
+"""
+
+
+MERCHANTS = """
+SELECT merchant_id FROM ledger_entries GROUP BY merchant_id
+UNION SELECT merchant_id FROM ledger_accounts GROUP BY merchant_id ORDER BY 1
 """
 
 
@@ -44,12 +51,18 @@ class HistoryPage:
     next_cursor: int | None  # pass as `before` for the next (older) page; None at the end
 
 
+async def ledger_merchants(pg: PgConnection) -> list[str]:
+    """Every merchant the ledger has seen."""
+    return [r["merchant_id"] for r in await pg.fetch(MERCHANTS)]
+
+
 async def load_entries_by_key(
     pg: PgConnection, merchant_id: str, keys: Sequence[str]
 ) -> dict[str, PostedEntry]:
     rows = await pg.fetch(
         ENTRY_COLUMNS + "WHERE merchant_id = $1 AND idempotency_key = ANY($2::text[])",
-        merchant_id, list(keys),
+        merchant_id,
+        list(keys),
     )
     entries = await _with_postings(pg, merchant_id, rows, replayed=True)
     return {e.idempotency_key: e for e in entries}
@@ -64,18 +77,24 @@ async def load_entry(pg: PgConnection, merchant_id: str, entry_id: int) -> Poste
 
 
 async def member_history(
-    pg: PgConnection, merchant_id: str, member_id: str, *, limit: int = 50,
+    pg: PgConnection,
+    merchant_id: str,
+    member_id: str,
+    *,
+    limit: int = 50,
     before: int | None = None,
 ) -> HistoryPage:
     """A member's entries, newest first, `limit` at a time (cursor pagination on entry id)."""
     limit = max(1, min(limit, MAX_HISTORY_PAGE))
-    ids = [r["entry_id"] for r in await pg.fetch(
-        MEMBER_ENTRY_IDS, merchant_id, member_id, before, limit + 1
-    )]
+    ids = [
+        r["entry_id"]
+        for r in await pg.fetch(MEMBER_ENTRY_IDS, merchant_id, member_id, before, limit + 1)
+    ]
     rows = await pg.fetch(
         ENTRY_COLUMNS + "WHERE merchant_id = $1 AND entry_id = ANY($2::bigint[])"
         " ORDER BY entry_id DESC",
-        merchant_id, ids[:limit],
+        merchant_id,
+        ids[:limit],
     )
     entries = await _with_postings(pg, merchant_id, rows)
     return HistoryPage(entries, entries[-1].entry_id if len(ids) > limit else None)
@@ -86,7 +105,9 @@ async def _with_postings(
 ) -> list[PostedEntry]:
     postings: dict[int, list[Posting]] = {}
     for p in await pg.fetch(POSTINGS_OF, merchant_id, [r["entry_id"] for r in rows]):
-        postings.setdefault(p["entry_id"], []).append(Posting(_account(merchant_id, p), p["amount_points"]))
+        postings.setdefault(p["entry_id"], []).append(
+            Posting(_account(merchant_id, p), p["amount_points"])
+        )
     return [
         PostedEntry(
             entry_id=r["entry_id"],

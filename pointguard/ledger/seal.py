@@ -28,15 +28,21 @@ FROM ledger_entries e
 JOIN ledger_postings p ON p.merchant_id = e.merchant_id AND p.entry_id = e.entry_id
 """
 
-UNSEALED = CANONICAL_ENTRY + """
+UNSEALED = (
+    CANONICAL_ENTRY
+    + """
 WHERE e.merchant_id = $1 AND e.seal_seq IS NULL
 GROUP BY e.merchant_id, e.entry_id ORDER BY e.entry_id LIMIT $2
 """
+)
 
-SEALED_AFTER = CANONICAL_ENTRY + """
+SEALED_AFTER = (
+    CANONICAL_ENTRY
+    + """
 WHERE e.merchant_id = $1 AND e.seal_seq > $2
 GROUP BY e.merchant_id, e.entry_id ORDER BY e.seal_seq LIMIT $3
 """
+)
 
 # Creates the head on first use; either way returns it locked (the no-op update takes the lock).
 LOCK_HEAD = """
@@ -66,11 +72,22 @@ MERCHANTS_TO_SEAL = "SELECT DISTINCT merchant_id FROM ledger_entries WHERE seal_
 
 def chain_hash(previous: bytes, merchant_id: str, row: Any) -> bytes:
     """The next link: sha256 over the previous hash and the entry in canonical form."""
-    canonical = msgspec.json.encode([
-        merchant_id, row["entry_id"], row["idempotency_key"], row["kind"], row["description"],
-        row["source"], row["metadata"], row["reverses"], row["settles"],
-        row["created_at"].isoformat(), list(row["account_ids"]), list(row["amounts"]),
-    ])
+    canonical = msgspec.json.encode(
+        [
+            merchant_id,
+            row["entry_id"],
+            row["idempotency_key"],
+            row["kind"],
+            row["description"],
+            row["source"],
+            row["metadata"],
+            row["reverses"],
+            row["settles"],
+            row["created_at"].isoformat(),
+            list(row["account_ids"]),
+            list(row["amounts"]),
+        ]
+    )
     return hashlib.sha256(previous + canonical).digest()
 
 

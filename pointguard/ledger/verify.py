@@ -17,11 +17,6 @@ from pointguard.ledger.seal import GENESIS_HASH, SEALED_AFTER, chain_hash
 MAX_REPORTED_PER_CHECK = 20
 CHAIN_PAGE = 5000
 
-MERCHANTS = """
-SELECT merchant_id FROM ledger_entries GROUP BY merchant_id
-UNION SELECT merchant_id FROM ledger_accounts GROUP BY merchant_id ORDER BY 1
-"""
-
 CHECKS: dict[str, str] = {
     "entry does not balance or has fewer than 2 postings": """
         SELECT format('entry %s: %s postings summing to %s', e.entry_id, count(p.entry_id),
@@ -112,10 +107,6 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-async def ledger_merchants(pg: PgConnection) -> list[str]:
-    return [r["merchant_id"] for r in await pg.fetch(MERCHANTS)]
 
 
 async def verify_merchant(pg: PgConnection, merchant_id: str) -> VerifyReport:

@@ -10,4 +10,6 @@ from sqlalchemy.util import await_
 
 
 def execute_script(sql: str) -> None:
-    await_(op.get_bind().connection.driver_connection.execute(sql))
+    driver = op.get_bind().connection.driver_connection
+    assert driver is not None, "migrations run on an open connection"
+    await_(driver.execute(sql))
