@@ -110,3 +110,7 @@ def ledger_maintain() -> None:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

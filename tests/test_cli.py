@@ -1,0 +1,59 @@
+"""The `pointguard` command as an operator runs it, in a child process, on the test database."""
+
+import os
+import subprocess
+import sys
+
+from pointguard import db
+from pointguard.ledger import operations as ops
+from pointguard.ledger.seal import seal
+
+
+def pointguard(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": db.libpq_url(database_url)}
+    return subprocess.run(
+        [sys.executable, "-m", "pointguard.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def test_ledger_verify_passes_then_reports_a_tampered_posting(
+    engine, run, merchant, database_url
+):
+    earned = await run(
+        ops.earn, merchant, "ann", 100, key="o1", description="100 points", source="test"
+    )
+    await run(ops.earn, merchant, "ann", 20, key="o2", description="20 points", source="test")
+    await run(seal, merchant)
+
+    ok = pointguard(database_url, "ledger", "verify", "--merchant", merchant)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert f"merchant {merchant}: 2 sealed entries, ok" in ok.stdout
+
+    async with db.connection(engine) as pg, pg.transaction():
+        # What an attacker with superuser rights could do: bypass the append-only triggers.
+        await pg.execute("SET LOCAL session_replication_role = replica")
+        await pg.execute(
+            "UPDATE ledger_postings SET amount_points = amount_points + 1000"
+            " WHERE merchant_id = $1 AND entry_id = $2 AND account_id > 0",
+            merchant,
+            earned.entry_id,
+        )
+
+    broken = pointguard(database_url, "ledger", "verify", "--merchant", merchant)
+    assert broken.returncode == 1
+    assert "BROKEN" in broken.stdout
+    assert f"entry {earned.entry_id}: 2 postings summing to 1000" in broken.stdout
+    assert "stored 120, postings say 1120" in broken.stdout
+    assert f"hash chain: entry {earned.entry_id} (seal 1) does not match its seal" in broken.stdout
+
+
+def test_demo_runs_and_its_ledger_verifies(database_url):
+    result = pointguard(database_url, "demo")
+    assert result.returncode == 0, result.stderr
+    assert "Balance: 70 available, 0 pending, 0 reserved" in result.stdout
+    assert "25 points expired" in result.stdout
+    assert "all checks pass" in result.stdout
