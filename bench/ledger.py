@@ -9,6 +9,7 @@ Starts a fresh embedded PostgreSQL (or uses DATABASE_URL), then runs, each for N
                (single and single_ten alternate in halves of N seconds)
   pgbench      pgbench's built-in tpcb-like script, 8 clients, same server
   reserve      4 writers, reserve then capture, latency per pair
+  seal/verify  sealing, then verifying, everything the one-merchant scenarios wrote
 Prints a table, then one JSON object as the last line.
 """
 
@@ -34,6 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from pointguard import db
 from pointguard.ledger import operations as ops
 from pointguard.ledger.posting import post_entries
+from pointguard.ledger.seal import MAX_SEAL_BATCH, seal
+from pointguard.ledger.verify import verify_merchant
 
 MEMBERS = 20_000
 PGBENCH_CLIENTS = 8
@@ -118,6 +121,22 @@ async def prefill(engine: AsyncEngine, merchant: str) -> None:
         await db.in_transaction(engine, lambda pg, e=entries: post_entries(pg, e))
 
 
+async def seal_and_verify(engine: AsyncEngine, merchant: str) -> tuple[float, float, int]:
+    """Seal all of `merchant`'s entries, then verify them: (sealed/s, verified/s, entries)."""
+    started = time.perf_counter()
+    total = 0
+    while (sealed := await db.run_in_transaction(engine, seal, merchant)) == MAX_SEAL_BATCH:
+        total += sealed
+    total += sealed
+    seal_s = time.perf_counter() - started
+    started = time.perf_counter()
+    async with db.connection(engine) as pg:
+        report = await verify_merchant(pg, merchant)
+    if not report.ok:
+        raise RuntimeError(f"ledger verify failed after the benchmark: {report.problems}")
+    return total / seal_s, report.entries_sealed / (time.perf_counter() - started), total
+
+
 def pgbench(url: str, seconds: int) -> float:
     from pgserver._commands import POSTGRES_BIN_PATH
 
@@ -172,6 +191,7 @@ async def main(seconds: int) -> dict[str, float]:
     _, pair_latencies = await drive(
         engine, 4, seconds, reserve_capture_step(engine, spend_merchant)
     )
+    seal_rate, verify_rate, sealed = await seal_and_verify(engine, one[0])
     await engine.dispose()
     tps = pgbench(url, seconds)
 
@@ -184,6 +204,9 @@ async def main(seconds: int) -> dict[str, float]:
         "single_over_pgbench": round(single_rate / tps, 3),
         "reserve_capture_p50_ms": round(percentile(pair_latencies, 0.50) * 1000, 2),
         "reserve_capture_p99_ms": round(percentile(pair_latencies, 0.99) * 1000, 2),
+        "seal_entries_per_s": round(seal_rate),
+        "verify_entries_per_s": round(verify_rate),
+        "entries_sealed_and_verified": sealed,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "seconds_per_scenario": seconds,
     }

@@ -19,7 +19,7 @@ from pointguard import db
 from pointguard.errors import PointGuardError
 from pointguard.ledger import operations as ops
 from pointguard.ledger.reading import ledger_merchants
-from pointguard.ledger.seal import seal
+from pointguard.ledger.seal import MAX_SEAL_BATCH, seal
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,11 @@ async def maintain_merchant(
     counts.expired_points = await db.run_in_transaction(
         engine, ops.expire_due, merchant_id, now=now
     )
-    counts.sealed = await db.run_in_transaction(engine, seal, merchant_id)
-    return counts
+    while True:  # seal until caught up, a bounded batch per transaction
+        sealed = await db.run_in_transaction(engine, seal, merchant_id, limit=MAX_SEAL_BATCH)
+        counts.sealed += sealed
+        if sealed < MAX_SEAL_BATCH:
+            return counts
 
 
 async def maintain_all(

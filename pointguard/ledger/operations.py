@@ -14,8 +14,14 @@ from typing import Any
 
 from pointguard.db import PgConnection
 from pointguard.errors import InvalidAmount, InvalidReference
-from pointguard.ledger.accounts import AccountKind, member_account, system_account
-from pointguard.ledger.entries import EntryKind, NewEntry, PostedEntry, Posting
+from pointguard.ledger.accounts import (
+    MEMBER_KINDS,
+    AccountKind,
+    AccountRef,
+    member_account,
+    system_account,
+)
+from pointguard.ledger.entries import SHAPES, EntryKind, NewEntry, PostedEntry, Posting
 from pointguard.ledger.posting import post_entries
 from pointguard.ledger.reading import load_entries_by_key
 
@@ -42,9 +48,11 @@ SELECT member_id, amount_points, status FROM ledger_holds WHERE merchant_id = $1
 """
 
 DUE_RELEASES = """
-SELECT lot_id, member_id FROM ledger_lots
-WHERE merchant_id = $1 AND pending_points > 0 AND release_at <= $2 AND NOT release_held
-ORDER BY release_at, lot_id LIMIT $3
+SELECT l.lot_id, l.member_id, l.pending_points, e.description
+FROM ledger_lots l
+JOIN ledger_entries e ON e.merchant_id = l.merchant_id AND e.entry_id = l.lot_id
+WHERE l.merchant_id = $1 AND l.pending_points > 0 AND l.release_at <= $2 AND NOT l.release_held
+ORDER BY l.release_at, l.lot_id LIMIT $3
 """
 
 DUE_EXPIRIES = """
@@ -71,21 +79,39 @@ UPDATE ledger_lots SET release_held = $3 WHERE merchant_id = $1 AND lot_id = $2 
 """
 
 
-def _moving(
+def movement(
+    kind: EntryKind,
     merchant_id: str,
     member_id: str,
     points: int,
-    source_kind: AccountKind,
-    target_kind: AccountKind,
-) -> list[Posting]:
-    """Two postings moving `points` from one account to another (member or system)."""
+    *,
+    key: str,
+    description: str,
+    source: str,
+    to: AccountKind | None = None,
+    **links: Any,
+) -> NewEntry:
+    """An entry of `kind` moving `points` along the kind's shape (`entries.SHAPES`): from its
+    one debit account to its one credit account, or to `to` where the kind allows several.
+    `links` are the entry's other fields (`reverses`, `settles`, `release_at`, ...)."""
+    shape = SHAPES[kind]
+    (source_kind,) = shape.debits
+    (target_kind,) = [to] if to is not None else shape.credits
 
-    def ref(kind: AccountKind) -> Any:
-        if kind in (A.AVAILABLE, A.PENDING, A.RESERVED):
-            return member_account(merchant_id, member_id, kind)
-        return system_account(merchant_id, kind)
+    def ref(account_kind: AccountKind) -> AccountRef:
+        if account_kind in MEMBER_KINDS:
+            return member_account(merchant_id, member_id, account_kind)
+        return system_account(merchant_id, account_kind)
 
-    return [Posting(ref(source_kind), -points), Posting(ref(target_kind), points)]
+    return NewEntry(
+        merchant_id=merchant_id,
+        idempotency_key=key,
+        kind=kind,
+        description=description,
+        source=source,
+        postings=[Posting(ref(source_kind), -points), Posting(ref(target_kind), points)],
+        **links,
+    )
 
 
 def earn_entry(
@@ -101,22 +127,18 @@ def earn_entry(
     metadata: Mapping[str, Any] | None = None,
 ) -> NewEntry:
     """Points issued to a member: pending until `release_at` if given, else available now."""
-    return NewEntry(
-        merchant_id=merchant_id,
-        idempotency_key=key,
-        kind=EntryKind.EARN,
+    return movement(
+        EntryKind.EARN,
+        merchant_id,
+        member_id,
+        points,
+        key=key,
         description=description,
         source=source,
-        metadata=metadata or {},
-        postings=_moving(
-            merchant_id,
-            member_id,
-            points,
-            A.ISSUED,
-            A.PENDING if release_at is not None else A.AVAILABLE,
-        ),
+        to=A.PENDING if release_at is not None else A.AVAILABLE,
         release_at=release_at,
         lot_expires_at=expires_at,
+        metadata=metadata or {},
     )
 
 
@@ -140,16 +162,15 @@ async def _locked_lot(pg: PgConnection, merchant_id: str, earn_entry_id: int) ->
 
 
 def _release_entry(merchant_id: str, earn_entry_id: int, lot: Any) -> NewEntry:
-    return NewEntry(
-        merchant_id=merchant_id,
-        idempotency_key=f"release:{earn_entry_id}",
-        kind=EntryKind.RELEASE,
+    return movement(
+        EntryKind.RELEASE,
+        merchant_id,
+        lot["member_id"],
+        lot["pending_points"],
+        key=f"release:{earn_entry_id}",
         description=f"Now available: {lot['description']}",
         source="ledger.release",
         settles=earn_entry_id,
-        postings=_moving(
-            merchant_id, lot["member_id"], lot["pending_points"], A.PENDING, A.AVAILABLE
-        ),
     )
 
 
@@ -190,33 +211,25 @@ async def take_back(
     if points <= 0:
         raise InvalidAmount(f"points to take back must be positive, got {points}")
     lot = await _locked_lot(pg, merchant_id, earn_entry_id)
-    member = lot["member_id"]
     from_pending = min(points, lot["pending_points"])
-    entries = []
-    if from_pending:
-        entries.append(
-            NewEntry(
-                merchant_id=merchant_id,
-                idempotency_key=f"{key}:pending",
-                kind=EntryKind.REVERSAL,
-                description=description,
-                source=source,
-                reverses=earn_entry_id,
-                postings=_moving(merchant_id, member, from_pending, A.PENDING, A.ISSUED),
-            )
+    parts = [
+        (EntryKind.REVERSAL, "pending", from_pending),
+        (EntryKind.CLAWBACK, "clawback", points - from_pending),
+    ]
+    entries = [
+        movement(
+            kind,
+            merchant_id,
+            lot["member_id"],
+            amount,
+            key=f"{key}:{suffix}",
+            description=description,
+            source=source,
+            reverses=earn_entry_id,
         )
-    if points > from_pending:
-        entries.append(
-            NewEntry(
-                merchant_id=merchant_id,
-                idempotency_key=f"{key}:clawback",
-                kind=EntryKind.CLAWBACK,
-                description=description,
-                source=source,
-                reverses=earn_entry_id,
-                postings=_moving(merchant_id, member, points - from_pending, A.AVAILABLE, A.ISSUED),
-            )
-        )
+        for kind, suffix, amount in parts
+        if amount
+    ]
     return await post_entries(pg, entries)
 
 
@@ -227,24 +240,17 @@ async def forfeit(
     lot = await _locked_lot(pg, merchant_id, earn_entry_id)
     if lot["pending_points"] == 0:
         raise InvalidReference(f"entry {earn_entry_id} has no pending points to forfeit")
-    return (
-        await post_entries(
-            pg,
-            [
-                NewEntry(
-                    merchant_id=merchant_id,
-                    idempotency_key=f"forfeit:{earn_entry_id}",
-                    kind=EntryKind.FORFEIT,
-                    description=description,
-                    source=source,
-                    reverses=earn_entry_id,
-                    postings=_moving(
-                        merchant_id, lot["member_id"], lot["pending_points"], A.PENDING, A.FORFEITED
-                    ),
-                )
-            ],
-        )
-    )[0]
+    entry = movement(
+        EntryKind.FORFEIT,
+        merchant_id,
+        lot["member_id"],
+        lot["pending_points"],
+        key=f"forfeit:{earn_entry_id}",
+        description=description,
+        source=source,
+        reverses=earn_entry_id,
+    )
+    return (await post_entries(pg, [entry]))[0]
 
 
 async def reserve(
@@ -263,22 +269,17 @@ async def reserve(
     The returned entry's id is the hold id."""
     if not 0 < timeout_s <= MAX_HOLD_TIMEOUT_S:
         raise InvalidAmount(f"timeout_s must be 1..{MAX_HOLD_TIMEOUT_S}, got {timeout_s}")
-    return (
-        await post_entries(
-            pg,
-            [
-                NewEntry(
-                    merchant_id=merchant_id,
-                    idempotency_key=key,
-                    kind=EntryKind.RESERVE,
-                    description=description,
-                    source=source,
-                    postings=_moving(merchant_id, member_id, points, A.AVAILABLE, A.RESERVED),
-                    hold_expires_at=now + timedelta(seconds=timeout_s),
-                )
-            ],
-        )
-    )[0]
+    entry = movement(
+        EntryKind.RESERVE,
+        merchant_id,
+        member_id,
+        points,
+        key=key,
+        description=description,
+        source=source,
+        hold_expires_at=now + timedelta(seconds=timeout_s),
+    )
+    return (await post_entries(pg, [entry]))[0]
 
 
 async def _close_hold(
@@ -289,23 +290,17 @@ async def _close_hold(
         hold = await pg.fetchrow(HOLD, merchant_id, hold_id)
         if hold is None:
             raise InvalidReference(f"no reservation {hold_id} for merchant {merchant_id!r}")
-        capture = kind == EntryKind.CAPTURE
+        link: dict[str, Any] = {"settles" if kind == EntryKind.CAPTURE else "reverses": hold_id}
         entries.append(
-            NewEntry(
-                merchant_id=merchant_id,
-                idempotency_key=f"{kind.value}:{hold_id}",
-                kind=kind,
+            movement(
+                kind,
+                merchant_id,
+                hold["member_id"],
+                hold["amount_points"],
+                key=f"{kind.value}:{hold_id}",
                 description=description,
                 source=f"ledger.{kind.value}",
-                settles=hold_id if capture else None,
-                reverses=None if capture else hold_id,
-                postings=_moving(
-                    merchant_id,
-                    hold["member_id"],
-                    hold["amount_points"],
-                    A.RESERVED,
-                    A.REDEEMED if capture else A.AVAILABLE,
-                ),
+                **link,
             )
         )
     return await post_entries(pg, entries)
@@ -345,10 +340,10 @@ async def release_due(pg: PgConnection, merchant_id: str, *, now: datetime) -> i
     if not due:
         return 0
     await lock_members(pg, merchant_id, [d["member_id"] for d in due])
-    entries = []
-    for row in await pg.fetch(DUE_RELEASES, merchant_id, now, MAX_JOB_BATCH):
-        lot = await pg.fetchrow(LOT, merchant_id, row["lot_id"])
-        entries.append(_release_entry(merchant_id, row["lot_id"], lot))
+    entries = [
+        _release_entry(merchant_id, lot["lot_id"], lot)
+        for lot in await pg.fetch(DUE_RELEASES, merchant_id, now, MAX_JOB_BATCH)
+    ]
     if entries:
         await post_entries(pg, entries)
     return len(entries)
@@ -364,13 +359,14 @@ async def expire_due(pg: PgConnection, merchant_id: str, *, now: datetime) -> in
     await lock_members(pg, merchant_id, members)
     rows = await pg.fetch(DUE_EXPIRIES, merchant_id, now, members)
     entries = [
-        NewEntry(
-            merchant_id=merchant_id,
-            idempotency_key=f"expire:{r['member_id']}:{now.isoformat()}",
-            kind=EntryKind.EXPIRE,
+        movement(
+            EntryKind.EXPIRE,
+            merchant_id,
+            r["member_id"],
+            r["points"],
+            key=f"expire:{r['member_id']}:{now.isoformat()}",
             description=f"{r['points']} points expired",
             source="ledger.expiry",
-            postings=_moving(merchant_id, r["member_id"], r["points"], A.AVAILABLE, A.EXPIRED),
         )
         for r in rows
     ]

@@ -39,9 +39,17 @@ LIMIT $4
 """
 
 
+# Accounts only come with entries, so the entries' merchants are all of them. A recursive
+# skip over the primary key costs one index probe per merchant, not a scan of every entry.
 MERCHANTS = """
-SELECT merchant_id FROM ledger_entries GROUP BY merchant_id
-UNION SELECT merchant_id FROM ledger_accounts GROUP BY merchant_id ORDER BY 1
+WITH RECURSIVE m AS (
+    (SELECT merchant_id FROM ledger_entries ORDER BY merchant_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT e.merchant_id FROM ledger_entries e WHERE e.merchant_id > m.merchant_id
+            ORDER BY e.merchant_id LIMIT 1)
+    FROM m WHERE m.merchant_id IS NOT NULL
+)
+SELECT merchant_id FROM m WHERE merchant_id IS NOT NULL
 """
 
 

@@ -67,8 +67,6 @@ DO UPDATE SET sealed_balance_points = b.sealed_balance_points + EXCLUDED.sealed_
 
 MOVE_HEAD = "UPDATE ledger_seal_heads SET last_seq = $2, last_hash = $3 WHERE merchant_id = $1"
 
-MERCHANTS_TO_SEAL = "SELECT DISTINCT merchant_id FROM ledger_entries WHERE seal_seq IS NULL"
-
 
 def chain_hash(previous: bytes, merchant_id: str, row: Any) -> bytes:
     """The next link: sha256 over the previous hash and the entry in canonical form."""
@@ -115,7 +113,3 @@ async def seal(pg: PgConnection, merchant_id: str, *, limit: int = MAX_SEAL_BATC
         await pg.execute(FOLD_SYSTEM_BALANCES, merchant_id, system_ids, system_points)
     await pg.execute(MOVE_HEAD, merchant_id, seq, digest)
     return len(rows)
-
-
-async def merchants_to_seal(pg: PgConnection) -> list[str]:
-    return [r["merchant_id"] for r in await pg.fetch(MERCHANTS_TO_SEAL)]
