@@ -19,32 +19,30 @@ from pointguard.db import PgConnection
 GENESIS_HASH = bytes(32)
 MAX_SEAL_BATCH = 5000
 
-CANONICAL_ENTRY = """
+# `{page}` picks a page of entries by index first; only that page is joined to its postings.
+CANONICAL_ENTRIES = """
 SELECT e.entry_id, e.seal_seq, e.seal_hash, e.idempotency_key, e.kind, e.description, e.source,
-       e.metadata::text AS metadata, e.reverses, e.settles, e.created_at,
+       e.metadata, e.reverses, e.settles, e.created_at,
        array_agg(p.account_id ORDER BY p.account_id) AS account_ids,
        array_agg(p.amount_points ORDER BY p.account_id) AS amounts
-FROM ledger_entries e
-JOIN ledger_postings p ON p.merchant_id = e.merchant_id AND p.entry_id = e.entry_id
+FROM (
+    SELECT entry_id, seal_seq, seal_hash, idempotency_key, kind, description, source,
+           metadata::text AS metadata, reverses, settles, created_at
+    FROM ledger_entries WHERE merchant_id = $1 AND {page}
+) e
+JOIN ledger_postings p ON p.merchant_id = $1 AND p.entry_id = e.entry_id
+GROUP BY e.entry_id, e.seal_seq, e.seal_hash, e.idempotency_key, e.kind, e.description, e.source,
+         e.metadata, e.reverses, e.settles, e.created_at
 """
 
-UNSEALED = (
-    CANONICAL_ENTRY
-    + """
-WHERE e.merchant_id = $1 AND e.seal_seq IS NULL
-GROUP BY e.merchant_id, e.entry_id ORDER BY e.entry_id LIMIT $2
-"""
-)
+UNSEALED = CANONICAL_ENTRIES.format(
+    page="seal_seq IS NULL ORDER BY entry_id LIMIT $2"
+) + "ORDER BY e.entry_id"
 
-SEALED_AFTER = (
-    CANONICAL_ENTRY
-    + """
-WHERE e.merchant_id = $1 AND e.seal_seq > $2
-GROUP BY e.merchant_id, e.entry_id ORDER BY e.seal_seq LIMIT $3
-"""
-)
+SEALED_AFTER = CANONICAL_ENTRIES.format(
+    page="seal_seq > $2 ORDER BY seal_seq LIMIT $3"
+) + "ORDER BY e.seal_seq"
 
-# Creates the head on first use; either way returns it locked (the no-op update takes the lock).
 LOCK_HEAD = """
 INSERT INTO ledger_seal_heads AS h (merchant_id, last_seq, last_hash) VALUES ($1, 0, $2)
 ON CONFLICT (merchant_id) DO UPDATE SET last_seq = h.last_seq

@@ -36,9 +36,8 @@ CHECKS: dict[str, str] = {
     "posting on an unknown account": """
         SELECT format('entry %s posts %s on account %s', p.entry_id, p.amount_points, p.account_id)
         FROM ledger_postings p
-        WHERE p.merchant_id = $1 AND NOT (p.account_id BETWEEN -4 AND -1) AND NOT EXISTS (
-            SELECT 1 FROM ledger_accounts a
-            WHERE a.merchant_id = p.merchant_id AND a.account_id = p.account_id)
+        WHERE p.merchant_id = $1 AND NOT (p.account_id BETWEEN -4 AND -1)
+          AND p.account_id NOT IN (SELECT account_id FROM ledger_accounts WHERE merchant_id = $1)
         LIMIT $2""",
     "stored balance differs from its postings": """
         SELECT format('member %s %s: stored %s, postings say %s', a.member_id, a.kind,
