@@ -15,7 +15,7 @@ TAMPERS = {
         ["entry does not balance", "stored balance differs", "hash chain: entry"],
     ),
     "posting on a made-up account": (
-        "INSERT INTO ledger_postings VALUES ($1, $2, 999999999, 1), ($1, $2, -1, -1)",
+        "INSERT INTO ledger_postings VALUES ($1, $2, 999999999, 1), ($1, $2, -2, -1)",
         ["posting on an unknown account", "hash chain: entry"],
     ),
     "posting of a made-up entry": (
