@@ -34,8 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
 from pointguard.ledger import operations as ops
+from pointguard.ledger.maintenance import seal_all
 from pointguard.ledger.posting import post_entries
-from pointguard.ledger.seal import MAX_SEAL_BATCH, seal
 from pointguard.ledger.verify import verify_merchant
 
 MEMBERS = 20_000
@@ -124,10 +124,7 @@ async def prefill(engine: AsyncEngine, merchant: str) -> None:
 async def seal_and_verify(engine: AsyncEngine, merchant: str) -> tuple[float, float, int]:
     """Seal all of `merchant`'s entries, then verify them: (sealed/s, verified/s, entries)."""
     started = time.perf_counter()
-    total = 0
-    while (sealed := await db.run_in_transaction(engine, seal, merchant)) == MAX_SEAL_BATCH:
-        total += sealed
-    total += sealed
+    total = await seal_all(engine, merchant)
     seal_s = time.perf_counter() - started
     started = time.perf_counter()
     async with db.connection(engine) as pg:

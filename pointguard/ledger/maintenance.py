@@ -32,36 +32,45 @@ class MaintenanceCounts:
     sealed: int = 0
 
 
+JOBS = (
+    ("voided", ops.void_timed_out),
+    ("released", ops.release_due),
+    ("expired_points", ops.expire_due),
+)
+
+
 async def maintain_merchant(
     engine: AsyncEngine, merchant_id: str, now: datetime
 ) -> MaintenanceCounts:
+    """One pass for one merchant. A job that fails is logged and the others still run."""
     counts = MaintenanceCounts()
-    counts.voided = await db.run_in_transaction(engine, ops.void_timed_out, merchant_id, now=now)
-    counts.released = await db.run_in_transaction(engine, ops.release_due, merchant_id, now=now)
-    counts.expired_points = await db.run_in_transaction(
-        engine, ops.expire_due, merchant_id, now=now
-    )
-    while True:  # seal until caught up, a bounded batch per transaction
+    for name, job in JOBS:
+        try:
+            setattr(counts, name, await db.run_in_transaction(engine, job, merchant_id, now=now))
+        except (PointGuardError, asyncpg.PostgresError) as error:
+            log.error("upkeep job failed merchant=%s job=%s error=%r", merchant_id, name, error)
+    counts.sealed = await seal_all(engine, merchant_id)
+    return counts
+
+
+async def seal_all(engine: AsyncEngine, merchant_id: str) -> int:
+    """Seal until caught up, a bounded batch per transaction."""
+    total = 0
+    while True:
         sealed = await db.run_in_transaction(engine, seal, merchant_id, limit=MAX_SEAL_BATCH)
-        counts.sealed += sealed
+        total += sealed
         if sealed < MAX_SEAL_BATCH:
-            return counts
+            return total
 
 
 async def maintain_all(
     engine: AsyncEngine, now: datetime | None = None
 ) -> dict[str, MaintenanceCounts]:
-    """One pass over every merchant. A merchant whose pass fails is logged and skipped."""
+    """One pass over every merchant."""
     now = now or datetime.now(UTC)
     async with db.connection(engine) as pg:
         merchants = await ledger_merchants(pg)
-    done: dict[str, MaintenanceCounts] = {}
-    for merchant_id in merchants:
-        try:
-            done[merchant_id] = await maintain_merchant(engine, merchant_id, now)
-        except (PointGuardError, asyncpg.PostgresError) as error:
-            log.error("maintenance failed merchant=%s error=%r", merchant_id, error)
-    return done
+    return {m: await maintain_merchant(engine, m, now) for m in merchants}
 
 
 async def maintain_forever(engine: AsyncEngine, *, interval_s: float) -> None:

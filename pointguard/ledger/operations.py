@@ -55,11 +55,19 @@ WHERE l.merchant_id = $1 AND l.pending_points > 0 AND l.release_at <= $2 AND NOT
 ORDER BY l.release_at, l.lot_id LIMIT $3
 """
 
+# `last_entry_id`, the newest entry on the member's `available`, versions the state an expiry
+# acts on: it keys the expiry entry, so a retry replays and a later change expires anew.
 DUE_EXPIRIES = """
-SELECT member_id, sum(available_points)::bigint AS points FROM ledger_lots
-WHERE merchant_id = $1 AND available_points > 0 AND expires_at <= $2
-  AND member_id = ANY($3::text[])
-GROUP BY member_id ORDER BY member_id
+SELECT l.member_id, sum(l.available_points)::bigint AS points,
+       (SELECT max(p.entry_id) FROM ledger_postings p
+        WHERE p.merchant_id = $1 AND p.account_id > 0 AND p.account_id = (
+            SELECT account_id FROM ledger_accounts
+            WHERE merchant_id = $1 AND member_id = l.member_id AND kind = 'available')
+       ) AS last_entry_id
+FROM ledger_lots l
+WHERE l.merchant_id = $1 AND l.available_points > 0 AND l.expires_at <= $2
+  AND l.member_id = ANY($3::text[])
+GROUP BY l.member_id ORDER BY l.member_id
 """
 
 EXPIRED_MEMBERS = """
@@ -207,10 +215,15 @@ async def take_back(
     source: str,
 ) -> list[PostedEntry]:
     """Take back points of an earn (a refund): its pending points first, then a clawback of
-    the rest from available, which may leave the member visibly negative."""
+    the rest from available, which may leave the member visibly negative. A retry with the
+    same key returns what the first call posted, whatever has happened to the earn since."""
     if points <= 0:
         raise InvalidAmount(f"points to take back must be positive, got {points}")
     lot = await _locked_lot(pg, merchant_id, earn_entry_id)
+    keys = [f"{key}:pending", f"{key}:clawback"]
+    earlier = await load_entries_by_key(pg, merchant_id, keys)
+    if earlier:
+        return [earlier[k] for k in keys if k in earlier]
     from_pending = min(points, lot["pending_points"])
     parts = [
         (EntryKind.REVERSAL, "pending", from_pending),
@@ -364,12 +377,13 @@ async def expire_due(pg: PgConnection, merchant_id: str, *, now: datetime) -> in
             merchant_id,
             r["member_id"],
             r["points"],
-            key=f"expire:{r['member_id']}:{now.isoformat()}",
+            key=f"expire:{r['member_id']}:after:{r['last_entry_id']}",
             description=f"{r['points']} points expired",
             source="ledger.expiry",
         )
         for r in rows
     ]
-    if entries:
-        await post_entries(pg, entries)
-    return sum(r["points"] for r in rows)
+    posted = await post_entries(pg, entries) if entries else []
+    return sum(
+        p.amount_points for e in posted if not e.replayed for p in e.postings if p.amount_points > 0
+    )

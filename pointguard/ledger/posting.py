@@ -187,7 +187,8 @@ def _account_columns(
 
 
 def _apply_in_memory(entry: NewEntry, balance: dict[BalanceKey, int]) -> int:
-    """Apply one entry's member postings to `balance`, refusing overdrafts; return prior debt."""
+    """Apply one entry's member postings to `balance`, refusing overdrafts; return the debt
+    (`available` below zero) the member had before it."""
     member = entry.member_id
     debt = max(0, -balance.get((member, AccountKind.AVAILABLE.value), 0))
     for posting in entry.postings:
@@ -203,9 +204,8 @@ def _apply_in_memory(entry: NewEntry, balance: dict[BalanceKey, int]) -> int:
                 " to take points from"
             )
         new_balance = balance.get(key, 0) + posting.amount_points
-        if new_balance < 0 and not (
-            key[1] == AccountKind.AVAILABLE and entry.kind == EntryKind.CLAWBACK
-        ):
+        # Only a take can overdraw; a credit that leaves a debt smaller is always welcome.
+        if posting.amount_points < 0 and new_balance < 0 and entry.kind != EntryKind.CLAWBACK:
             held = balance.get(key, 0)
             if key[1] == AccountKind.AVAILABLE:
                 raise InsufficientPoints(

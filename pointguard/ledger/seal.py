@@ -35,13 +35,15 @@ GROUP BY e.entry_id, e.seal_seq, e.seal_hash, e.idempotency_key, e.kind, e.descr
          e.metadata, e.reverses, e.settles, e.created_at
 """
 
-UNSEALED = CANONICAL_ENTRIES.format(
-    page="seal_seq IS NULL ORDER BY entry_id LIMIT $2"
-) + "ORDER BY e.entry_id"
+UNSEALED = (
+    CANONICAL_ENTRIES.format(page="seal_seq IS NULL ORDER BY entry_id LIMIT $2")
+    + "ORDER BY e.entry_id"
+)
 
-SEALED_AFTER = CANONICAL_ENTRIES.format(
-    page="seal_seq > $2 ORDER BY seal_seq LIMIT $3"
-) + "ORDER BY e.seal_seq"
+SEALED_AFTER = (
+    CANONICAL_ENTRIES.format(page="seal_seq > $2 ORDER BY seal_seq LIMIT $3")
+    + "ORDER BY e.seal_seq"
+)
 
 LOCK_HEAD = """
 INSERT INTO ledger_seal_heads AS h (merchant_id, last_seq, last_hash) VALUES ($1, 0, $2)
