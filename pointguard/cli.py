@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -17,6 +19,8 @@ app = typer.Typer(
 )
 ledger_app = typer.Typer(help="Ledger upkeep and verification.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
+program_app = typer.Typer(help="Loyalty program documents.", no_args_is_help=True)
+app.add_typer(program_app, name="program")
 
 T = TypeVar("T")
 
@@ -106,6 +110,75 @@ def ledger_maintain() -> None:
             typer.echo(f"merchant {merchant_id}: {counts}")
 
     _with_engine(maintain)
+
+
+@program_app.command("load")
+def program_load(
+    file: Annotated[Path, typer.Argument(help="A program document in TOML.", exists=True)],
+    merchant: Annotated[str, typer.Option(help="The merchant whose program this is.")],
+    effective_from: Annotated[
+        datetime | None, typer.Option(help="When it takes effect (default: now).")
+    ] = None,
+) -> None:
+    """Validate a program document and save it as the merchant's next version."""
+    from pointguard.errors import ProgramInvalid
+    from pointguard.program.store import save_program
+    from pointguard.program.validation import parse_program
+
+    try:
+        program = parse_program(file.read_text())
+    except ProgramInvalid as error:
+        typer.echo(f"{file}: the program is not valid; nothing was saved", err=True)
+        for field, message in error.problems:
+            typer.echo(f"  {field}: {message}", err=True)
+        raise typer.Exit(code=1) from error
+    when = _aware(effective_from) if effective_from else datetime.now(UTC)
+
+    async def save(engine: AsyncEngine) -> int:
+        return await db.run_in_transaction(
+            engine, save_program, merchant, program, effective_from=when
+        )
+
+    version = _with_engine(save)
+    typer.echo(
+        f"merchant {merchant}: program {program.name!r} saved as version {version},"
+        f" in force from {when.isoformat()}"
+    )
+
+
+@program_app.command("show")
+def program_show(
+    merchant: Annotated[str, typer.Option(help="The merchant.")],
+    at: Annotated[
+        datetime | None, typer.Option(help="The time to show it at (default: now).")
+    ] = None,
+) -> None:
+    """Print the program in force (as JSON) and the list of versions."""
+    import msgspec
+
+    from pointguard.errors import ProgramNotFound
+    from pointguard.program.store import program_history, program_in_force
+
+    when = _aware(at) if at else datetime.now(UTC)
+
+    async def show(engine: AsyncEngine) -> None:
+        async with db.connection(engine) as pg:
+            for version, effective_from in await program_history(pg, merchant):
+                typer.echo(f"version {version}: in force from {effective_from.isoformat()}")
+            current = await program_in_force(pg, merchant, when)
+        typer.echo(f"in force at {when.isoformat()}: version {current.version}")
+        typer.echo(msgspec.json.format(msgspec.json.encode(current.program)).decode())
+
+    try:
+        _with_engine(show)
+    except ProgramNotFound as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(code=1) from error
+
+
+def _aware(moment: datetime) -> datetime:
+    """Command-line times without a zone are UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def main() -> None:

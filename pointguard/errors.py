@@ -68,3 +68,23 @@ class ConcurrentChange(LedgerError):
     """State read before the transaction changed under it; the transaction runner retries."""
 
     code = "concurrent_change"
+
+
+class ProgramInvalid(PointGuardError):
+    """A program document that cannot be saved; `problems` pairs each field with what is wrong."""
+
+    code = "program_invalid"
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{field}: {message}" for field, message in problems))
+        self.problems = problems
+
+
+class ProgramNotFound(PointGuardError):
+    code = "program_not_found"
+
+
+class UnknownOrder(PointGuardError):
+    """A refund or cancellation of an order the program never saw paid."""
+
+    code = "unknown_order"

@@ -1,0 +1,95 @@
+"""Program documents (versioned per merchant) and the program's record of members, orders,
+rewarded actions and applied events.
+
+Revision ID: 0002_program
+Revises: 0001_ledger
+"""
+
+from pointguard.migrations.script_runner import execute_script
+
+revision = "0002_program"
+down_revision = "0001_ledger"
+branch_labels = None
+depends_on = None
+
+UPGRADE = """
+CREATE TABLE program_versions (
+    merchant_id     text        NOT NULL,
+    version         integer     NOT NULL CHECK (version > 0),
+    effective_from  timestamptz NOT NULL,
+    document        jsonb       NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, version)
+);
+CREATE INDEX program_versions_in_force ON program_versions (merchant_id, effective_from, version);
+
+-- One row per event the program has applied: applying an event twice does nothing twice.
+CREATE TABLE program_applied_events (
+    merchant_id  text        NOT NULL,
+    event_id     text        NOT NULL,
+    event_type   text        NOT NULL,
+    member_id    text        NOT NULL,
+    occurred_at  timestamptz NOT NULL,
+    applied_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, event_id)
+);
+
+CREATE TABLE program_members (
+    merchant_id        text        NOT NULL,
+    member_id          text        NOT NULL,
+    tier               text,
+    birthday           date,
+    categories_bought  text[]      NOT NULL DEFAULT '{}',
+    promotion_points   jsonb       NOT NULL DEFAULT '{}',
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, member_id)
+);
+
+CREATE TABLE program_orders (
+    merchant_id  text        NOT NULL,
+    order_id     text        NOT NULL,
+    member_id    text        NOT NULL,
+    paid_at      timestamptz NOT NULL,
+    lines        jsonb       NOT NULL,
+    bonus_keys   jsonb       NOT NULL,
+    refunded     jsonb       NOT NULL DEFAULT '{}',
+    cancelled    boolean     NOT NULL DEFAULT false,
+    PRIMARY KEY (merchant_id, order_id)
+);
+
+CREATE TABLE program_actions (
+    merchant_id  text        NOT NULL,
+    event_id     text        NOT NULL,
+    member_id    text        NOT NULL,
+    action       text        NOT NULL,
+    occurred_at  timestamptz NOT NULL,
+    points       integer     NOT NULL,
+    PRIMARY KEY (merchant_id, event_id)
+);
+CREATE INDEX program_actions_by_member
+    ON program_actions (merchant_id, member_id, action, occurred_at);
+
+-- Events for the storefront, written in the same transaction as the ledger change; the
+-- webhook plugin's dispatcher delivers them.
+CREATE TABLE outbox (
+    merchant_id  text        NOT NULL,
+    outbox_id    bigint      GENERATED ALWAYS AS IDENTITY,
+    event_type   text        NOT NULL,
+    payload      jsonb       NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, outbox_id)
+);
+"""
+
+DOWNGRADE = """
+DROP TABLE outbox, program_actions, program_orders, program_members, program_applied_events,
+    program_versions;
+"""
+
+
+def upgrade() -> None:
+    execute_script(UPGRADE)
+
+
+def downgrade() -> None:
+    execute_script(DOWNGRADE)

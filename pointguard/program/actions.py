@@ -1,0 +1,57 @@
+"""Points for actions beyond purchases: signup, birthday, reviews, shares, profile completion and
+merchant-defined custom actions, each with its caps.
+
+A cap counts the member's earlier rewarded occurrences of the same action in the same UTC day,
+the same calendar month, and ever; the one being decided is allowed while every count is below
+its cap. A birthday pays once a calendar year, and only in the birthday month.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from pointguard.program.document import Action, Program
+from pointguard.program.events import ActionPerformed
+
+
+@dataclass(frozen=True)
+class ActionCounts:
+    today: int = 0
+    this_month: int = 0
+    this_year: int = 0
+    lifetime: int = 0
+
+
+@dataclass(frozen=True)
+class ActionDecision:
+    action: Action | None
+    reason: str  # why it pays or not, for logs and the event record
+
+    @property
+    def pays(self) -> bool:
+        return self.action is not None
+
+
+def decide_action(
+    program: Program, event: ActionPerformed, counts: ActionCounts, birthday: date | None
+) -> ActionDecision:
+    rule = next((a for a in program.actions if a.event == event.action), None)
+    if rule is None:
+        return ActionDecision(None, f"the program pays nothing for {event.action!r}")
+    if event.action == "birthday":
+        if birthday is None:
+            return ActionDecision(None, "no birthday on record")
+        if birthday.month != event.occurred_at.month:
+            return ActionDecision(None, "not the birthday month")
+        if counts.this_year:
+            return ActionDecision(None, "birthday already rewarded this year")
+    for cap, count in (
+        ("per_day", counts.today),
+        ("per_month", counts.this_month),
+        ("lifetime", counts.lifetime),
+    ):
+        limit = getattr(rule, cap)
+        if limit is not None and count >= limit:
+            return ActionDecision(None, f"{cap} cap of {limit} reached")
+    return ActionDecision(rule, "pays")

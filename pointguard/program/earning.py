@@ -1,0 +1,206 @@
+"""Order points: pure functions from an order, a member and a program to points per line.
+
+The rule, stated once:
+- A line's eligible amount is quantity x unit price - line discount, in minor units; lines in
+  excluded categories or SKUs earn nothing; shipping and tax earn only if the program says so
+  (as lines of their own, `shipping` and `tax`).
+- line points = round(eligible_minor / minor_units_per_major x points_per_major_unit
+                      x product multiplier x promotion multiplier x tier multiplier)
+  with the program's rounding (default: down), computed with exact decimals. The product
+  multiplier is the SKU's if set, else the category's, else 1. Of the promotions live at the
+  order's time that the member's tier and the line's category qualify for (and whose minimum
+  spend the order's eligible total meets), the highest multiplier applies; they do not stack.
+- A promotion's `max_points_per_member` caps the extra points it gives across the member's
+  orders; the cap is spent on lines in order.
+- Fixed bonuses (promotion `bonus_points`, the cross-sell bonus for a first purchase in a
+  category new to a returning member) belong to the whole order.
+- A refund of k of a line's Q units takes back kept(Q - earlier) - kept(Q - earlier - k), where
+  kept(n) = floor(line points x n / Q): refunding every unit, in any steps, takes back exactly
+  the line's points, and what stays is exactly the points of the units kept. Order bonuses are
+  taken back when nothing of the order is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
+
+from pointguard.program.document import Program, Promotion
+from pointguard.program.events import OrderLine, OrderPaid
+
+ROUNDING_MODES = {"floor": ROUND_FLOOR, "half_up": ROUND_HALF_UP, "half_even": ROUND_HALF_EVEN}
+ONE = Decimal(1)
+
+
+@dataclass(frozen=True)
+class LinePoints:
+    line_id: str
+    quantity: int
+    points: int
+    promotion_id: str | None = None  # the promotion whose multiplier applied
+    promotion_extra: int = 0  # points the promotion added (counted against its cap)
+
+
+@dataclass(frozen=True)
+class Bonus:
+    points: int
+    source: str
+    description: str
+
+
+@dataclass(frozen=True)
+class OrderPoints:
+    lines: tuple[LinePoints, ...]
+    bonuses: tuple[Bonus, ...]
+
+    @property
+    def line_total(self) -> int:
+        return sum(line.points for line in self.lines)
+
+    @property
+    def total(self) -> int:
+        return self.line_total + sum(b.points for b in self.bonuses)
+
+
+@dataclass(frozen=True)
+class Buyer:
+    """What the order rules need to know about the member."""
+
+    tier: str | None = None
+    categories_bought: frozenset[str] = frozenset()
+    promotion_points: Mapping[str, int] | None = None  # extra points gained per promotion
+
+
+def live_promotions(program: Program, at: datetime, tier: str | None) -> list[Promotion]:
+    """Promotions running at `at` (start inclusive, end exclusive) open to `tier`."""
+    return [
+        p
+        for p in program.promotions
+        if p.starts_at <= at < p.ends_at and (not p.tiers or tier in p.tiers)
+    ]
+
+
+def order_points(program: Program, order: OrderPaid, buyer: Buyer) -> OrderPoints:
+    earning = program.earning
+    lines = [line for line in _earning_lines(program, order) if _eligible(program, line)]
+    eligible_total = sum(_amount(line) for line in lines)
+    promotions = [
+        p
+        for p in live_promotions(program, order.occurred_at, buyer.tier)
+        if eligible_total >= p.min_spend_minor
+    ]
+    rate = earning.points_per_major_unit / Decimal(program.minor_units_per_major)
+    tier_multiplier = _tier_multiplier(program, buyer.tier)
+    rounding = ROUNDING_MODES[program.rounding]
+    cap_left = {
+        p.id: None
+        if p.max_points_per_member is None
+        else max(0, p.max_points_per_member - (buyer.promotion_points or {}).get(p.id, 0))
+        for p in promotions
+    }
+
+    results = []
+    for line in lines:
+        base = Decimal(_amount(line)) * rate * _product_multiplier(program, line) * tier_multiplier
+        promotion = max(
+            (
+                p
+                for p in promotions
+                if p.multiplier != ONE and (not p.categories or line.category in p.categories)
+            ),
+            key=lambda p: p.multiplier,
+            default=None,
+        )
+        plain = _round(base, rounding)
+        if promotion is None:
+            results.append(LinePoints(line.line_id, line.quantity, plain))
+            continue
+        extra = _round(base * promotion.multiplier, rounding) - plain
+        left = cap_left[promotion.id]
+        if left is not None:
+            extra = min(extra, left)
+            cap_left[promotion.id] = left - max(extra, 0)
+        results.append(LinePoints(line.line_id, line.quantity, plain + extra, promotion.id, extra))
+
+    bonuses = [
+        Bonus(p.bonus_points, f"promotion:{p.id}", f"{p.bonus_points} bonus points: {p.name}")
+        for p in promotions
+        if p.bonus_points
+    ]
+    new_categories = {line.category for line in lines} - buyer.categories_bought
+    if earning.cross_sell_bonus_points and buyer.categories_bought and new_categories:
+        bonuses.append(
+            Bonus(
+                earning.cross_sell_bonus_points,
+                "earning:cross_sell",
+                earning.cross_sell_description,
+            )
+        )
+    return OrderPoints(tuple(results), tuple(bonuses))
+
+
+def refund_points(line: LinePoints, refunded_before: int, refunded_now: int) -> int:
+    """Points to take back when `refunded_now` more units of `line` are refunded."""
+    refunded_now = min(refunded_now, line.quantity - refunded_before)
+    return _kept(line, line.quantity - refunded_before) - _kept(
+        line, line.quantity - refunded_before - refunded_now
+    )
+
+
+def _kept(line: LinePoints, units: int) -> int:
+    return line.points * units // line.quantity if line.quantity else 0
+
+
+def _earning_lines(program: Program, order: OrderPaid) -> Sequence[OrderLine]:
+    extra = []
+    if program.earning.include_shipping and order.shipping_minor:
+        extra.append(
+            OrderLine(
+                line_id="shipping",
+                sku="shipping",
+                category="shipping",
+                quantity=1,
+                unit_price_minor=order.shipping_minor,
+            )
+        )
+    if program.earning.include_tax and order.tax_minor:
+        extra.append(
+            OrderLine(
+                line_id="tax",
+                sku="tax",
+                category="tax",
+                quantity=1,
+                unit_price_minor=order.tax_minor,
+            )
+        )
+    return [*order.lines, *extra]
+
+
+def _eligible(program: Program, line: OrderLine) -> bool:
+    earning = program.earning
+    return (
+        line.category not in earning.excluded_categories
+        and line.sku not in earning.excluded_skus
+        and _amount(line) > 0
+    )
+
+
+def _amount(line: OrderLine) -> int:
+    return max(0, line.quantity * line.unit_price_minor - line.discount_minor)
+
+
+def _product_multiplier(program: Program, line: OrderLine) -> Decimal:
+    earning = program.earning
+    if line.sku in earning.sku_multipliers:
+        return earning.sku_multipliers[line.sku]
+    return earning.category_multipliers.get(line.category, ONE)
+
+
+def _tier_multiplier(program: Program, tier: str | None) -> Decimal:
+    return next((t.multiplier for t in program.tiers.levels if t.name == tier), ONE)
+
+
+def _round(value: Decimal, rounding: str) -> int:
+    return int(value.quantize(ONE, rounding=rounding))

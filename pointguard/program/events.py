@@ -1,0 +1,53 @@
+"""Canonical events, as the program rules see them (the webhook plugin maps each storefront's
+payloads to these). Money is in integer minor units of the order's currency."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from msgspec import Struct
+
+
+class Event(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    event_id: str  # unique per merchant: the webhook id; keys every ledger entry it causes
+    member_id: str
+    occurred_at: datetime
+
+
+class OrderLine(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    line_id: str
+    sku: str
+    category: str
+    quantity: int
+    unit_price_minor: int
+    discount_minor: int = 0  # on the whole line
+
+
+class OrderPaid(Event, kw_only=True, frozen=True):
+    order_id: str
+    currency: str
+    lines: list[OrderLine]
+    shipping_minor: int = 0
+    tax_minor: int = 0
+    referral_code: str | None = None
+
+
+class RefundedLine(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    line_id: str
+    quantity: int
+
+
+class OrderRefunded(Event, kw_only=True, frozen=True):
+    order_id: str
+    lines: list[RefundedLine]
+
+
+class OrderCancelled(Event, kw_only=True, frozen=True):
+    order_id: str
+
+
+class ActionPerformed(Event, kw_only=True, frozen=True):
+    """signup, birthday, review.published, social.shared, profile.completed, or a custom name."""
+
+    action: str
+    birthday: date | None = None  # for `birthday`: the member's date of birth

@@ -1,0 +1,227 @@
+"""`evaluate(event, state, program) -> intents`: the functional core of the program.
+
+No I/O: the service loads `MemberState`, calls this, and posts the intents to the ledger. Every
+intent carries an idempotency key derived from the event or the order, so an event applied
+twice posts nothing twice.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from pointguard.program.actions import ActionCounts, decide_action
+from pointguard.program.document import Program
+from pointguard.program.earning import (
+    Buyer,
+    LinePoints,
+    OrderPoints,
+    order_points,
+    refund_points,
+)
+from pointguard.program.events import (
+    ActionPerformed,
+    Event,
+    OrderCancelled,
+    OrderPaid,
+    OrderRefunded,
+)
+
+
+@dataclass(frozen=True)
+class EarnIntent:
+    key: str
+    points: int
+    description: str
+    source: str
+    release_at: datetime | None  # pending until then; None: available at once
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class TakeBackIntent:
+    earn_key: str  # the earn to take from
+    key: str
+    points: int
+    description: str
+    source: str
+
+
+Intent = EarnIntent | TakeBackIntent
+
+
+@dataclass(frozen=True)
+class OrderRecord:
+    """What an earlier `order.paid` earned, and what has been refunded of it since."""
+
+    order_id: str
+    lines: tuple[LinePoints, ...]
+    bonus_keys: Mapping[str, int]  # bonus earn key -> points
+    refunded: Mapping[str, int] = field(default_factory=dict)  # line id -> units
+    cancelled: bool = False
+
+    def units_kept(self) -> int:
+        return sum(line.quantity - self.refunded.get(line.line_id, 0) for line in self.lines)
+
+
+@dataclass(frozen=True)
+class MemberState:
+    member_id: str
+    buyer: Buyer = field(default_factory=Buyer)
+    birthday: date | None = None
+    action_counts: ActionCounts = field(default_factory=ActionCounts)  # for this action
+    order: OrderRecord | None = None  # for refunds and cancellations: the order's record
+
+
+def order_earn_key(order_id: str) -> str:
+    return f"order:{order_id}"
+
+
+def evaluate(event: Event, state: MemberState, program: Program) -> list[Intent]:
+    if isinstance(event, OrderPaid):
+        return order_intents(event, order_points(program, event, state.buyer), program)
+    if isinstance(event, OrderRefunded):
+        return _order_refunded(event, state)
+    if isinstance(event, OrderCancelled):
+        return _order_cancelled(event, state)
+    if isinstance(event, ActionPerformed):
+        return _action(event, state, program)
+    raise TypeError(f"no rules for {type(event).__name__}")
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """The same day `months` later, or the month's last day where it is shorter."""
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    return moment.replace(
+        year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1])
+    )
+
+
+def lot_expiry(program: Program, earned_at: datetime) -> datetime | None:
+    if program.expiry.mode != "lot":
+        return None
+    return add_months(earned_at, program.expiry.months)
+
+
+def order_intents(event: OrderPaid, points: OrderPoints, program: Program) -> list[Intent]:
+    """The earns for a paid order whose points are computed (`earning.order_points`)."""
+    release_at = event.occurred_at + timedelta(days=program.return_window_days)
+    expires_at = lot_expiry(program, release_at)
+    promotion_names = {p.id: p.name for p in program.promotions}
+    applied = sorted(
+        {
+            promotion_names[line.promotion_id]
+            for line in points.lines
+            if line.promotion_id and line.promotion_extra
+        }
+    )
+    intents: list[Intent] = []
+    if points.line_total:
+        suffix = f" ({', '.join(applied)})" if applied else ""
+        intents.append(
+            EarnIntent(
+                order_earn_key(event.order_id),
+                points.line_total,
+                f"{points.line_total} points for order #{event.order_id}{suffix}",
+                "earning:order",
+                release_at,
+                expires_at,
+            )
+        )
+    intents.extend(
+        EarnIntent(
+            f"{order_earn_key(event.order_id)}:{bonus.source}",
+            bonus.points,
+            f"{bonus.description} (order #{event.order_id})",
+            bonus.source,
+            release_at,
+            expires_at,
+        )
+        for bonus in points.bonuses
+    )
+    return intents
+
+
+def _order_refunded(event: OrderRefunded, state: MemberState) -> list[Intent]:
+    order = state.order
+    if order is None or order.cancelled:
+        return []
+    refunded = dict(order.refunded)
+    taken = 0
+    for refund in event.lines:
+        line = next((x for x in order.lines if x.line_id == refund.line_id), None)
+        if line is None:
+            continue
+        before = refunded.get(line.line_id, 0)
+        taken += refund_points(line, before, refund.quantity)
+        refunded[line.line_id] = min(line.quantity, before + refund.quantity)
+    intents: list[Intent] = []
+    if taken:
+        intents.append(
+            TakeBackIntent(
+                order_earn_key(order.order_id),
+                f"refund:{event.event_id}",
+                taken,
+                f"{taken} points back for the refund on order #{order.order_id}",
+                "earning:refund",
+            )
+        )
+    kept = sum(line.quantity - refunded.get(line.line_id, 0) for line in order.lines)
+    if kept == 0:
+        intents.extend(_take_back_bonuses(order, f"refund:{event.event_id}"))
+    return intents
+
+
+def _order_cancelled(event: OrderCancelled, state: MemberState) -> list[Intent]:
+    order = state.order
+    if order is None or order.cancelled:
+        return []
+    left = sum(
+        refund_points(line, order.refunded.get(line.line_id, 0), line.quantity)
+        for line in order.lines
+    )
+    intents: list[Intent] = []
+    if left:
+        intents.append(
+            TakeBackIntent(
+                order_earn_key(order.order_id),
+                f"cancel:{event.event_id}",
+                left,
+                f"{left} points back: order #{order.order_id} was cancelled",
+                "earning:cancel",
+            )
+        )
+    intents.extend(_take_back_bonuses(order, f"cancel:{event.event_id}"))
+    return intents
+
+
+def _take_back_bonuses(order: OrderRecord, key_prefix: str) -> list[Intent]:
+    return [
+        TakeBackIntent(
+            bonus_key,
+            f"{key_prefix}:{bonus_key}",
+            points,
+            f"{points} bonus points back: order #{order.order_id} fully returned",
+            "earning:refund",
+        )
+        for bonus_key, points in order.bonus_keys.items()
+    ]
+
+
+def _action(event: ActionPerformed, state: MemberState, program: Program) -> list[Intent]:
+    decision = decide_action(program, event, state.action_counts, event.birthday or state.birthday)
+    if decision.action is None:
+        return []
+    return [
+        EarnIntent(
+            f"action:{event.event_id}",
+            decision.action.points,
+            decision.action.description,
+            f"action:{event.action}",
+            None,
+            lot_expiry(program, event.occurred_at),
+        )
+    ]

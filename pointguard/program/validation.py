@@ -1,0 +1,176 @@
+"""Loading and checking program documents: every problem is reported with the field it is in.
+
+`parse_program` turns TOML text or a decoded mapping into a `Program`, refusing wrong types,
+unknown fields and unknown reward types (msgspec's path, e.g. `$.rewards[2].type`), then runs
+the checks below, which name fields the same way.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from pointguard.errors import ProgramInvalid
+from pointguard.program.document import PercentOff, PointsPlusCash, Program
+
+Problems = list[tuple[str, str]]
+
+
+def parse_program(source: str | Mapping[str, Any]) -> Program:
+    """A valid `Program` from TOML text or a mapping, or `ProgramInvalid` naming the fields."""
+    try:
+        data = tomllib.loads(source) if isinstance(source, str) else dict(source)
+    except tomllib.TOMLDecodeError as error:
+        raise ProgramInvalid([("$", f"not valid TOML: {error}")]) from error
+    try:
+        program = msgspec.convert(data, Program)
+    except msgspec.ValidationError as error:
+        message, _, path = str(error).partition(" - at ")
+        raise ProgramInvalid([(path.strip("`") or "$", message)]) from error
+    problems = program_problems(program)
+    if problems:
+        raise ProgramInvalid(problems)
+    return program
+
+
+def program_problems(program: Program) -> Problems:
+    problems: Problems = []
+
+    def need(ok: bool, field: str, message: str) -> None:
+        if not ok:
+            problems.append((field, message))
+
+    def not_negative(value: int | Decimal | None, field: str) -> None:
+        need(value is None or value >= 0, field, f"must not be negative, got {value}")
+
+    def positive(value: int | None, field: str) -> None:
+        need(value is None or value > 0, field, f"must be positive, got {value}")
+
+    def unique(values: Iterable[str], field: str) -> None:
+        seen: set[str] = set()
+        for value in values:
+            need(value not in seen, field, f"{value!r} appears twice")
+            seen.add(value)
+
+    tier_names = {t.name for t in program.tiers.levels}
+
+    def known_tiers(names: list[str], field: str) -> None:
+        for name in names:
+            need(name in tier_names, field, f"unknown tier {name!r}")
+
+    need(
+        len(program.currency) == 3 and program.currency.isupper(),
+        "$.currency",
+        f"must be an ISO 4217 code such as EUR, got {program.currency!r}",
+    )
+    need(
+        program.minor_units_per_major in (1, 10, 100, 1000),
+        "$.minor_units_per_major",
+        "must be 1, 10, 100 or 1000",
+    )
+    not_negative(program.point_value_minor, "$.point_value_minor")
+    not_negative(program.return_window_days, "$.return_window_days")
+
+    earning = program.earning
+    not_negative(earning.points_per_major_unit, "$.earning.points_per_major_unit")
+    for key, value in earning.category_multipliers.items():
+        not_negative(value, f"$.earning.category_multipliers.{key}")
+    for key, value in earning.sku_multipliers.items():
+        not_negative(value, f"$.earning.sku_multipliers.{key}")
+    not_negative(earning.cross_sell_bonus_points, "$.earning.cross_sell_bonus_points")
+
+    unique((p.id for p in program.promotions), "$.promotions")
+    for i, promo in enumerate(program.promotions):
+        at = f"$.promotions[{i}]"
+        need(promo.starts_at.tzinfo is not None, f"{at}.starts_at", "needs a time zone")
+        need(promo.ends_at.tzinfo is not None, f"{at}.ends_at", "needs a time zone")
+        if promo.starts_at.tzinfo is not None and promo.ends_at.tzinfo is not None:
+            need(promo.ends_at > promo.starts_at, f"{at}.ends_at", "must be after starts_at")
+        not_negative(promo.multiplier, f"{at}.multiplier")
+        not_negative(promo.bonus_points, f"{at}.bonus_points")
+        not_negative(promo.min_spend_minor, f"{at}.min_spend_minor")
+        positive(promo.max_points_per_member, f"{at}.max_points_per_member")
+        known_tiers(promo.tiers, f"{at}.tiers")
+
+    unique((a.event for a in program.actions), "$.actions")
+    for i, action in enumerate(program.actions):
+        at = f"$.actions[{i}]"
+        positive(action.points, f"{at}.points")
+        for cap in ("per_day", "per_month", "lifetime"):
+            positive(getattr(action, cap), f"{at}.{cap}")
+
+    if program.referrals is not None:
+        ref = program.referrals
+        not_negative(ref.referee_points, "$.referrals.referee_points")
+        not_negative(ref.referrer_points, "$.referrals.referrer_points")
+        not_negative(ref.min_first_order_minor, "$.referrals.min_first_order_minor")
+        positive(ref.max_rewarded_per_month, "$.referrals.max_rewarded_per_month")
+        steps = [s.referrals for s in ref.ladder]
+        need(steps == sorted(set(steps)), "$.referrals.ladder", "steps must strictly increase")
+        for i, step in enumerate(ref.ladder):
+            positive(step.referrals, f"$.referrals.ladder[{i}].referrals")
+            not_negative(step.bonus_points, f"$.referrals.ladder[{i}].bonus_points")
+
+    levels = program.tiers.levels
+    unique((t.name for t in levels), "$.tiers.levels")
+    not_negative(program.tiers.grace_days, "$.tiers.grace_days")
+    for i, tier in enumerate(levels):
+        at = f"$.tiers.levels[{i}]"
+        not_negative(tier.threshold, f"{at}.threshold")
+        not_negative(tier.multiplier, f"{at}.multiplier")
+        if i:
+            need(
+                tier.threshold > levels[i - 1].threshold,
+                f"{at}.threshold",
+                f"tiers overlap: {tier.name!r} must need more than {levels[i - 1].name!r}",
+            )
+
+    unique((r.id for r in program.rewards), "$.rewards")
+    for i, reward in enumerate(program.rewards):
+        at = f"$.rewards[{i}]"
+        positive(reward.cost_points, f"{at}.cost_points")
+        not_negative(reward.stock, f"{at}.stock")
+        positive(reward.per_member_limit, f"{at}.per_member_limit")
+        known_tiers(reward.tiers, f"{at}.tiers")
+        if isinstance(reward, PercentOff):
+            need(0 < reward.percent <= 100, f"{at}.percent", "must be 1..100")
+            positive(reward.max_discount_minor, f"{at}.max_discount_minor")
+        if isinstance(reward, PointsPlusCash):
+            positive(reward.amount_minor, f"{at}.amount_minor")
+            not_negative(reward.min_points, f"{at}.min_points")
+            need(0 < reward.max_share_percent <= 100, f"{at}.max_share_percent", "must be 1..100")
+
+    unique((c.id for c in program.challenges), "$.challenges")
+    for i, challenge in enumerate(program.challenges):
+        at = f"$.challenges[{i}]"
+        positive(challenge.target, f"{at}.target")
+        positive(challenge.window_days, f"{at}.window_days")
+        not_negative(challenge.bonus_points, f"{at}.bonus_points")
+
+    chance = program.chance
+    for i, draw in enumerate(chance.lotteries):
+        positive(draw.entry_cost_points, f"$.chance.lotteries[{i}].entry_cost_points")
+        need(
+            all(p > 0 for p in draw.prizes_points) and bool(draw.prizes_points),
+            f"$.chance.lotteries[{i}].prizes_points",
+            "needs one or more positive prizes",
+        )
+    for i, cards in enumerate(chance.scratch_cards):
+        positive(cards.budget_points, f"$.chance.scratch_cards[{i}].budget_points")
+        need(bool(cards.prizes), f"$.chance.scratch_cards[{i}].prizes", "needs prizes")
+        for j, prize in enumerate(cards.prizes):
+            not_negative(prize.points, f"$.chance.scratch_cards[{i}].prizes[{j}].points")
+            positive(prize.weight, f"$.chance.scratch_cards[{i}].prizes[{j}].weight")
+    for i, surprise in enumerate(chance.surprises):
+        positive(surprise.points, f"$.chance.surprises[{i}].points")
+        positive(surprise.members, f"$.chance.surprises[{i}].members")
+        positive(surprise.budget_points, f"$.chance.surprises[{i}].budget_points")
+
+    positive(program.expiry.months, "$.expiry.months")
+    for j, days in enumerate(program.expiry.reminder_days):
+        positive(days, f"$.expiry.reminder_days[{j}]")
+    return problems
