@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 
+from msgspec import Struct
+
 from pointguard.program.document import Program, Promotion
 from pointguard.program.events import OrderLine, OrderPaid
 
@@ -34,8 +36,9 @@ ROUNDING_MODES = {"floor": ROUND_FLOOR, "half_up": ROUND_HALF_UP, "half_even": R
 ONE = Decimal(1)
 
 
-@dataclass(frozen=True)
-class LinePoints:
+class LinePoints(Struct, frozen=True):
+    """Points one order line earned (a Struct: built ten times per order, and stored)."""
+
     line_id: str
     quantity: int
     points: int
@@ -43,15 +46,13 @@ class LinePoints:
     promotion_extra: int = 0  # points the promotion added (counted against its cap)
 
 
-@dataclass(frozen=True)
-class Bonus:
+class Bonus(Struct, frozen=True):
     points: int
     source: str
     description: str
 
 
-@dataclass(frozen=True)
-class OrderPoints:
+class OrderPoints(Struct, frozen=True):
     lines: tuple[LinePoints, ...]
     bonuses: tuple[Bonus, ...]
 
@@ -84,40 +85,48 @@ def live_promotions(program: Program, at: datetime, tier: str | None) -> list[Pr
 
 def order_points(program: Program, order: OrderPaid, buyer: Buyer) -> OrderPoints:
     earning = program.earning
-    lines = [line for line in _earning_lines(program, order) if _eligible(program, line)]
-    eligible_total = sum(_amount(line) for line in lines)
+    priced = [
+        (line, amount)
+        for line in _earning_lines(program, order)
+        if (amount := _amount(line)) > 0
+        and line.category not in earning.excluded_categories
+        and line.sku not in earning.excluded_skus
+    ]
+    eligible_total = sum(amount for _, amount in priced)
     promotions = [
         p
         for p in live_promotions(program, order.occurred_at, buyer.tier)
         if eligible_total >= p.min_spend_minor
     ]
-    rate = earning.points_per_major_unit / Decimal(program.minor_units_per_major)
-    tier_multiplier = _tier_multiplier(program, buyer.tier)
+    # Highest multiplier first: the first that covers a line's category is the one it gets.
+    multiplying = sorted(
+        (p for p in promotions if p.multiplier != ONE), key=lambda p: p.multiplier, reverse=True
+    )
+    rate = (
+        earning.points_per_major_unit
+        / Decimal(program.minor_units_per_major)
+        * _tier_multiplier(program, buyer.tier)
+    )
     rounding = ROUNDING_MODES[program.rounding]
+    used = buyer.promotion_points or {}
     cap_left = {
         p.id: None
         if p.max_points_per_member is None
-        else max(0, p.max_points_per_member - (buyer.promotion_points or {}).get(p.id, 0))
-        for p in promotions
+        else max(0, p.max_points_per_member - used.get(p.id, 0))
+        for p in multiplying
     }
 
     results = []
-    for line in lines:
-        base = Decimal(_amount(line)) * rate * _product_multiplier(program, line) * tier_multiplier
-        promotion = max(
-            (
-                p
-                for p in promotions
-                if p.multiplier != ONE and (not p.categories or line.category in p.categories)
-            ),
-            key=lambda p: p.multiplier,
-            default=None,
+    for line, amount in priced:
+        base = amount * rate * _product_multiplier(program, line)
+        plain = int(base.quantize(ONE, rounding=rounding))
+        promotion = next(
+            (p for p in multiplying if not p.categories or line.category in p.categories), None
         )
-        plain = _round(base, rounding)
         if promotion is None:
             results.append(LinePoints(line.line_id, line.quantity, plain))
             continue
-        extra = _round(base * promotion.multiplier, rounding) - plain
+        extra = int((base * promotion.multiplier).quantize(ONE, rounding=rounding)) - plain
         left = cap_left[promotion.id]
         if left is not None:
             extra = min(extra, left)
@@ -129,7 +138,7 @@ def order_points(program: Program, order: OrderPaid, buyer: Buyer) -> OrderPoint
         for p in promotions
         if p.bonus_points
     ]
-    new_categories = {line.category for line in lines} - buyer.categories_bought
+    new_categories = {line.category for line, _ in priced} - buyer.categories_bought
     if earning.cross_sell_bonus_points and buyer.categories_bought and new_categories:
         bonuses.append(
             Bonus(
@@ -178,15 +187,6 @@ def _earning_lines(program: Program, order: OrderPaid) -> Sequence[OrderLine]:
     return [*order.lines, *extra]
 
 
-def _eligible(program: Program, line: OrderLine) -> bool:
-    earning = program.earning
-    return (
-        line.category not in earning.excluded_categories
-        and line.sku not in earning.excluded_skus
-        and _amount(line) > 0
-    )
-
-
 def _amount(line: OrderLine) -> int:
     return max(0, line.quantity * line.unit_price_minor - line.discount_minor)
 
@@ -200,7 +200,3 @@ def _product_multiplier(program: Program, line: OrderLine) -> Decimal:
 
 def _tier_multiplier(program: Program, tier: str | None) -> Decimal:
     return next((t.multiplier for t in program.tiers.levels if t.name == tier), ONE)
-
-
-def _round(value: Decimal, rounding: str) -> int:
-    return int(value.quantize(ONE, rounding=rounding))
