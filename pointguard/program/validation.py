@@ -45,6 +45,9 @@ def program_problems(program: Program) -> Problems:
             problems.append((field, message))
 
     def not_negative(value: int | Decimal | None, field: str) -> None:
+        if isinstance(value, Decimal) and not value.is_finite():
+            need(False, field, f"must be a finite number, got {value}")
+            return
         need(value is None or value >= 0, field, f"must not be negative, got {value}")
 
     def positive(value: int | None, field: str) -> None:
