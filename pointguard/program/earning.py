@@ -13,16 +13,18 @@ The rule, stated once:
 - A promotion's `max_points_per_member` caps the extra points it gives across the member's
   orders; the cap is spent on lines in order.
 - Fixed bonuses (promotion `bonus_points`, the cross-sell bonus for a first purchase in a
-  category new to a returning member) belong to the whole order.
+  category new to a returning member) belong to the whole order, and need an item line that
+  earns (gift cards alone earn no bonus; shipping and tax are not categories one buys).
 - A refund of k of a line's Q units takes back kept(Q - earlier) - kept(Q - earlier - k), where
   kept(n) = floor(line points x n / Q): refunding every unit, in any steps, takes back exactly
   the line's points, and what stays is exactly the points of the units kept. Order bonuses are
-  taken back when nothing of the order is kept.
+  taken back, once, when no item of the order is kept (items that earned nothing, such as gift
+  cards, count as kept).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
@@ -44,6 +46,7 @@ class LinePoints(Struct, frozen=True):
     points: int
     promotion_id: str | None = None  # the promotion whose multiplier applied
     promotion_extra: int = 0  # points the promotion added (counted against its cap)
+    charge: bool = False  # shipping or tax, not an item: refunds and "kept" count items only
 
 
 class Bonus(Struct, frozen=True):
@@ -84,15 +87,14 @@ def live_promotions(program: Program, at: datetime, tier: str | None) -> list[Pr
 
 
 def order_points(program: Program, order: OrderPaid, buyer: Buyer) -> OrderPoints:
+    """Points for every item line of the order (zero for lines that earn nothing, so that the
+    order's record knows every unit a refund may name), for shipping and tax lines where the
+    program includes them, and the order's bonuses."""
     earning = program.earning
-    priced = [
-        (line, amount)
-        for line in _earning_lines(program, order)
-        if (amount := _amount(line)) > 0
-        and line.category not in earning.excluded_categories
-        and line.sku not in earning.excluded_skus
-    ]
-    eligible_total = sum(amount for _, amount in priced)
+    items = [(line, _amount(line) if _earns(program, line) else 0, False) for line in order.lines]
+    charges = [(line, _amount(line), True) for line in _charge_lines(program, order)]
+    eligible_total = sum(amount for _, amount, _ in items + charges)
+    earning_items = any(amount for _, amount, _ in items)
     promotions = [
         p
         for p in live_promotions(program, order.occurred_at, buyer.tier)
@@ -117,28 +119,35 @@ def order_points(program: Program, order: OrderPaid, buyer: Buyer) -> OrderPoint
     }
 
     results = []
-    for line, amount in priced:
+    for line, amount, charge in items + charges:
+        if not amount:
+            results.append(LinePoints(line.line_id, line.quantity, 0, charge=charge))
+            continue
         base = amount * rate * _product_multiplier(program, line)
         plain = int(base.quantize(ONE, rounding=rounding))
         promotion = next(
             (p for p in multiplying if not p.categories or line.category in p.categories), None
         )
         if promotion is None:
-            results.append(LinePoints(line.line_id, line.quantity, plain))
+            results.append(LinePoints(line.line_id, line.quantity, plain, charge=charge))
             continue
         extra = int((base * promotion.multiplier).quantize(ONE, rounding=rounding)) - plain
         left = cap_left[promotion.id]
         if left is not None:
             extra = min(extra, left)
             cap_left[promotion.id] = left - max(extra, 0)
-        results.append(LinePoints(line.line_id, line.quantity, plain + extra, promotion.id, extra))
+        results.append(
+            LinePoints(line.line_id, line.quantity, plain + extra, promotion.id, extra, charge)
+        )
 
+    # Bonuses need an item that earns: buying only gift cards earns no bonus either.
     bonuses = [
         Bonus(p.bonus_points, f"promotion:{p.id}", f"{p.bonus_points} bonus points: {p.name}")
         for p in promotions
-        if p.bonus_points
+        if p.bonus_points and earning_items
     ]
-    new_categories = {line.category for line, _ in priced} - buyer.categories_bought
+    new_categories = {line.category for line, amount, _ in items if amount}
+    new_categories -= buyer.categories_bought
     if earning.cross_sell_bonus_points and buyer.categories_bought and new_categories:
         bonuses.append(
             Bonus(
@@ -152,7 +161,7 @@ def order_points(program: Program, order: OrderPaid, buyer: Buyer) -> OrderPoint
 
 def refund_points(line: LinePoints, refunded_before: int, refunded_now: int) -> int:
     """Points to take back when `refunded_now` more units of `line` are refunded."""
-    refunded_now = min(refunded_now, line.quantity - refunded_before)
+    refunded_now = max(0, min(refunded_now, line.quantity - refunded_before))
     return _kept(line, line.quantity - refunded_before) - _kept(
         line, line.quantity - refunded_before - refunded_now
     )
@@ -162,29 +171,24 @@ def _kept(line: LinePoints, units: int) -> int:
     return line.points * units // line.quantity if line.quantity else 0
 
 
-def _earning_lines(program: Program, order: OrderPaid) -> Sequence[OrderLine]:
-    extra = []
-    if program.earning.include_shipping and order.shipping_minor:
-        extra.append(
-            OrderLine(
-                line_id="shipping",
-                sku="shipping",
-                category="shipping",
-                quantity=1,
-                unit_price_minor=order.shipping_minor,
-            )
-        )
-    if program.earning.include_tax and order.tax_minor:
-        extra.append(
-            OrderLine(
-                line_id="tax",
-                sku="tax",
-                category="tax",
-                quantity=1,
-                unit_price_minor=order.tax_minor,
-            )
-        )
-    return [*order.lines, *extra]
+def _charge_lines(program: Program, order: OrderPaid) -> list[OrderLine]:
+    """Shipping and tax as lines of their own, where the program lets them earn."""
+    charges = (
+        ("shipping", program.earning.include_shipping, order.shipping_minor),
+        ("tax", program.earning.include_tax, order.tax_minor),
+    )
+    return [
+        OrderLine(line_id=name, sku=name, category=name, quantity=1, unit_price_minor=amount)
+        for name, included, amount in charges
+        if included and amount > 0
+    ]
+
+
+def _earns(program: Program, line: OrderLine) -> bool:
+    earning = program.earning
+    return line.category not in earning.excluded_categories and (
+        line.sku not in earning.excluded_skus
+    )
 
 
 def _amount(line: OrderLine) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
 from pointguard.program.actions import ActionCounts, decide_action
@@ -57,13 +57,34 @@ class OrderRecord:
     """What an earlier `order.paid` earned, and what has been refunded of it since."""
 
     order_id: str
-    lines: tuple[LinePoints, ...]
+    lines: tuple[LinePoints, ...]  # every item line (and earning shipping and tax)
     bonus_keys: Mapping[str, int]  # bonus earn key -> points
     refunded: Mapping[str, int] = field(default_factory=dict)  # line id -> units
     cancelled: bool = False
+    bonuses_returned: bool = False
 
-    def units_kept(self) -> int:
-        return sum(line.quantity - self.refunded.get(line.line_id, 0) for line in self.lines)
+    def items_kept(self) -> int:
+        return sum(
+            line.quantity - self.refunded.get(line.line_id, 0)
+            for line in self.lines
+            if not line.charge
+        )
+
+
+def after_refund(order: OrderRecord, event: OrderRefunded | OrderCancelled) -> OrderRecord:
+    """The order's record once `event` is applied (refunds clamp to the units bought)."""
+    refunded = dict(order.refunded)
+    if isinstance(event, OrderRefunded):
+        quantities = {line.line_id: line.quantity for line in order.lines if not line.charge}
+        for line in event.lines:
+            if line.line_id in quantities:
+                refunded[line.line_id] = min(
+                    quantities[line.line_id],
+                    refunded.get(line.line_id, 0) + max(0, line.quantity),
+                )
+    cancelled = order.cancelled or isinstance(event, OrderCancelled)
+    updated = replace(order, refunded=refunded, cancelled=cancelled)
+    return replace(updated, bonuses_returned=cancelled or updated.items_kept() == 0)
 
 
 @dataclass(frozen=True)
@@ -149,15 +170,15 @@ def _order_refunded(event: OrderRefunded, state: MemberState) -> list[Intent]:
     order = state.order
     if order is None or order.cancelled:
         return []
-    refunded = dict(order.refunded)
-    taken = 0
-    for refund in event.lines:
-        line = next((x for x in order.lines if x.line_id == refund.line_id), None)
-        if line is None:
-            continue
-        before = refunded.get(line.line_id, 0)
-        taken += refund_points(line, before, refund.quantity)
-        refunded[line.line_id] = min(line.quantity, before + refund.quantity)
+    updated = after_refund(order, event)
+    taken = sum(
+        refund_points(
+            line,
+            order.refunded.get(line.line_id, 0),
+            updated.refunded.get(line.line_id, 0) - order.refunded.get(line.line_id, 0),
+        )
+        for line in order.lines
+    )
     intents: list[Intent] = []
     if taken:
         intents.append(
@@ -169,10 +190,7 @@ def _order_refunded(event: OrderRefunded, state: MemberState) -> list[Intent]:
                 "earning:refund",
             )
         )
-    kept = sum(line.quantity - refunded.get(line.line_id, 0) for line in order.lines)
-    if kept == 0:
-        intents.extend(_take_back_bonuses(order, f"refund:{event.event_id}"))
-    return intents
+    return intents + _bonuses_back(order, updated, f"refund:{event.event_id}")
 
 
 def _order_cancelled(event: OrderCancelled, state: MemberState) -> list[Intent]:
@@ -194,20 +212,22 @@ def _order_cancelled(event: OrderCancelled, state: MemberState) -> list[Intent]:
                 "earning:cancel",
             )
         )
-    intents.extend(_take_back_bonuses(order, f"cancel:{event.event_id}"))
-    return intents
+    return intents + _bonuses_back(order, after_refund(order, event), f"cancel:{event.event_id}")
 
 
-def _take_back_bonuses(order: OrderRecord, key_prefix: str) -> list[Intent]:
+def _bonuses_back(before: OrderRecord, after: OrderRecord, key_prefix: str) -> list[Intent]:
+    """The order's bonuses, taken back the one time the order stops keeping anything."""
+    if before.bonuses_returned or not after.bonuses_returned:
+        return []
     return [
         TakeBackIntent(
             bonus_key,
             f"{key_prefix}:{bonus_key}",
             points,
-            f"{points} bonus points back: order #{order.order_id} fully returned",
+            f"{points} bonus points back: order #{before.order_id} fully returned",
             "earning:refund",
         )
-        for bonus_key, points in order.bonus_keys.items()
+        for bonus_key, points in before.bonus_keys.items()
     ]
 
 

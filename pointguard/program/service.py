@@ -34,6 +34,7 @@ from pointguard.program.rules import (
     MemberState,
     OrderRecord,
     TakeBackIntent,
+    after_refund,
     evaluate,
     order_earn_key,
     order_intents,
@@ -69,7 +70,7 @@ SET_BIRTHDAY = "UPDATE program_members SET birthday = $3 WHERE merchant_id = $1 
 
 LOAD_ORDER = """
 SELECT member_id, lines::text AS lines, bonus_keys::text AS bonus_keys,
-       refunded::text AS refunded, cancelled
+       refunded::text AS refunded, cancelled, bonuses_returned
 FROM program_orders WHERE merchant_id = $1 AND order_id = $2 FOR UPDATE
 """
 
@@ -80,7 +81,7 @@ ON CONFLICT (merchant_id, order_id) DO NOTHING
 """
 
 UPDATE_ORDER = """
-UPDATE program_orders SET refunded = $3::jsonb, cancelled = $4
+UPDATE program_orders SET refunded = $3::jsonb, cancelled = $4, bonuses_returned = $5
 WHERE merchant_id = $1 AND order_id = $2
 """
 
@@ -251,6 +252,7 @@ async def _load_order(
         bonus_keys=msgspec.json.decode(row["bonus_keys"], type=dict[str, int]),
         refunded=msgspec.json.decode(row["refunded"], type=dict[str, int]),
         cancelled=row["cancelled"],
+        bonuses_returned=row["bonuses_returned"],
     )
 
 
@@ -260,17 +262,14 @@ async def _record_refund(
     event: OrderRefunded | OrderCancelled,
     order: OrderRecord,
 ) -> None:
-    refunded = dict(order.refunded)
-    if isinstance(event, OrderRefunded):
-        quantities = {line.line_id: line.quantity for line in order.lines}
-        for line in event.lines:
-            if line.line_id in quantities:
-                refunded[line.line_id] = min(
-                    quantities[line.line_id], refunded.get(line.line_id, 0) + line.quantity
-                )
-    cancelled = order.cancelled or isinstance(event, OrderCancelled)
+    updated = after_refund(order, event)
     await pg.execute(
-        UPDATE_ORDER, merchant_id, event.order_id, msgspec.json.encode(refunded).decode(), cancelled
+        UPDATE_ORDER,
+        merchant_id,
+        event.order_id,
+        msgspec.json.encode(updated.refunded).decode(),
+        updated.cancelled,
+        updated.bonuses_returned,
     )
 
 

@@ -37,6 +37,12 @@ name = "Black Friday double points"
 starts_at = 2026-11-27T00:00:00Z
 ends_at = 2026-11-30T00:00:00Z
 multiplier = "2"
+[[promotions]]
+id = "dec-bonus"
+name = "December bonus"
+starts_at = 2026-12-01T00:00:00Z
+ends_at = 2027-01-01T00:00:00Z
+bonus_points = 50
 [[actions]]
 event = "signup"
 points = 100
@@ -207,3 +213,36 @@ async def test_outbox_gets_one_event_per_new_entry(engine, run, program):
             program,
         )
     assert [(r["event_type"], r["points"]) for r in rows] == [("points.pending", "10")]
+
+
+async def test_order_bonus_is_taken_back_once_when_nothing_is_kept(run, program):
+    dec = datetime(2026, 12, 3, 9, tzinfo=UTC)
+    paid = order("wh-1", "77", dec, line("a", "bags", 2, 1000), line("g", "gift_card", 1, 5000))
+    applied = await run(apply_event, program, paid)
+    assert [e.description for e in applied.entries] == [
+        "20 points for order #77",
+        "50 bonus points: December bonus (order #77)",
+    ]
+    bags_back = OrderRefunded(
+        event_id="wh-2",
+        member_id="ann",
+        occurred_at=dec + DAY,
+        order_id="77",
+        lines=[RefundedLine(line_id="a", quantity=2)],
+    )
+    await run(apply_event, program, bags_back)
+    assert await balances(run, program) == (0, 50)  # the gift card is kept: so is the bonus
+    card_back = OrderRefunded(
+        event_id="wh-3",
+        member_id="ann",
+        occurred_at=dec + DAY,
+        order_id="77",
+        lines=[RefundedLine(line_id="g", quantity=1)],
+    )
+    await run(apply_event, program, card_back)
+    assert await balances(run, program) == (0, 0)
+    cancel = OrderCancelled(
+        event_id="wh-4", member_id="ann", occurred_at=dec + 2 * DAY, order_id="77"
+    )
+    assert (await run(apply_event, program, cancel)).entries == []
+    assert await balances(run, program) == (0, 0)

@@ -54,6 +54,7 @@ CREATE TABLE program_orders (
     bonus_keys   jsonb       NOT NULL,
     refunded     jsonb       NOT NULL DEFAULT '{}',
     cancelled    boolean     NOT NULL DEFAULT false,
+    bonuses_returned boolean NOT NULL DEFAULT false,
     PRIMARY KEY (merchant_id, order_id)
 );
 
