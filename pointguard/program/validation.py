@@ -66,7 +66,7 @@ def program_problems(program: Program) -> Problems:
             need(name in tier_names, field, f"unknown tier {name!r}")
 
     need(
-        len(program.currency) == 3 and program.currency.isupper(),
+        len(program.currency) == 3 and program.currency.isalpha() and program.currency.isupper(),
         "$.currency",
         f"must be an ISO 4217 code such as EUR, got {program.currency!r}",
     )
@@ -156,6 +156,11 @@ def program_problems(program: Program) -> Problems:
 
     chance = program.chance
     for i, draw in enumerate(chance.lotteries):
+        need(
+            draw.entries_close_at.tzinfo is not None,
+            f"$.chance.lotteries[{i}].entries_close_at",
+            "needs a time zone",
+        )
         positive(draw.entry_cost_points, f"$.chance.lotteries[{i}].entry_cost_points")
         need(
             all(p > 0 for p in draw.prizes_points) and bool(draw.prizes_points),
