@@ -159,6 +159,11 @@ def order_points(program: Program, order: OrderPaid, buyer: Buyer) -> OrderPoint
     return OrderPoints(tuple(results), tuple(bonuses))
 
 
+def qualifying_spend(program: Program, order: OrderPaid) -> dict[str, int]:
+    """Per item line that earns, its eligible amount: what counts toward spend-based tiers."""
+    return {line.line_id: _amount(line) for line in order.lines if _earns(program, line)}
+
+
 def refund_points(line: LinePoints, refunded_before: int, refunded_now: int) -> int:
     """Points to take back when `refunded_now` more units of `line` are refunded."""
     refunded_now = max(0, min(refunded_now, line.quantity - refunded_before))

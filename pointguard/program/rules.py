@@ -63,12 +63,20 @@ class OrderRecord:
     cancelled: bool = False
     bonuses_returned: bool = False
 
+    def units_kept(self, line: LinePoints) -> int:
+        return line.quantity - self.refunded.get(line.line_id, 0)
+
     def items_kept(self) -> int:
-        return sum(
-            line.quantity - self.refunded.get(line.line_id, 0)
+        return sum(self.units_kept(line) for line in self.lines if not line.charge)
+
+    def points_kept(self) -> int:
+        """Line points not taken back, and the bonuses unless they went back."""
+        lines = sum(
+            line.points * self.units_kept(line) // line.quantity
             for line in self.lines
-            if not line.charge
+            if line.quantity
         )
+        return lines + (0 if self.bonuses_returned else sum(self.bonus_keys.values()))
 
 
 def after_refund(order: OrderRecord, event: OrderRefunded | OrderCancelled) -> OrderRecord:

@@ -10,7 +10,7 @@ caller's transaction, so that all of it happens exactly once or not at all.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -20,7 +20,14 @@ from pointguard.ledger import AccountKind, EntryKind, PostedEntry, post_entries
 from pointguard.ledger import operations as ops
 from pointguard.ledger.reading import load_entries_by_key
 from pointguard.program.actions import ActionCounts
-from pointguard.program.earning import Buyer, LinePoints, OrderPoints, order_points
+from pointguard.program.document import Program
+from pointguard.program.earning import (
+    Buyer,
+    LinePoints,
+    OrderPoints,
+    order_points,
+    qualifying_spend,
+)
 from pointguard.program.events import (
     ActionPerformed,
     Event,
@@ -40,6 +47,9 @@ from pointguard.program.rules import (
     order_intents,
 )
 from pointguard.program.store import program_in_force
+from pointguard.program.tiers import TierDecision, TierStatus, decide_tier, qualification_window
+
+MAX_TIER_REVIEWS = 500
 
 EVENT_TYPES: dict[type[Event], str] = {
     OrderPaid: "order.paid",
@@ -58,7 +68,29 @@ RETURNING event_id
 LOCK_MEMBER = """
 INSERT INTO program_members AS m (merchant_id, member_id) VALUES ($1, $2)
 ON CONFLICT (merchant_id, member_id) DO UPDATE SET member_id = m.member_id
-RETURNING tier, birthday, categories_bought, promotion_points::text AS promotion_points
+RETURNING tier, tier_review_at, birthday, categories_bought,
+          promotion_points::text AS promotion_points
+"""
+
+SET_TIER = """
+UPDATE program_members SET tier = $3, tier_review_at = $4 WHERE merchant_id = $1 AND member_id = $2
+"""
+
+ORDERS_IN_WINDOW = """
+SELECT lines::text AS lines, qualifying::text AS qualifying, refunded::text AS refunded,
+       bonus_keys::text AS bonus_keys, bonuses_returned
+FROM program_orders
+WHERE merchant_id = $1 AND member_id = $2 AND paid_at >= $3 AND paid_at <= $4 AND NOT cancelled
+"""
+
+ACTION_POINTS_IN_WINDOW = """
+SELECT coalesce(sum(points), 0)::bigint FROM program_actions
+WHERE merchant_id = $1 AND member_id = $2 AND occurred_at >= $3 AND occurred_at <= $4
+"""
+
+TIERS_DUE = """
+SELECT member_id FROM program_members
+WHERE merchant_id = $1 AND tier_review_at <= $2 ORDER BY tier_review_at LIMIT $3
 """
 
 UPDATE_BUYER = """
@@ -75,8 +107,9 @@ FROM program_orders WHERE merchant_id = $1 AND order_id = $2 FOR UPDATE
 """
 
 INSERT_ORDER = """
-INSERT INTO program_orders (merchant_id, order_id, member_id, paid_at, lines, bonus_keys)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb)
+INSERT INTO program_orders
+    (merchant_id, order_id, member_id, paid_at, lines, qualifying, bonus_keys)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7::jsonb)
 ON CONFLICT (merchant_id, order_id) DO NOTHING
 """
 
@@ -139,7 +172,7 @@ async def apply_event(pg: PgConnection, merchant_id: str, event: Event) -> Appli
     if isinstance(event, OrderPaid):
         points = order_points(program, event, buyer)  # `evaluate` in two steps: computed once
         intents = order_intents(event, points, program)
-        await _record_order(pg, merchant_id, event, buyer, points)
+        await _record_order(pg, merchant_id, event, buyer, points, program)
     elif isinstance(event, OrderRefunded | OrderCancelled):
         order = await _load_order(pg, merchant_id, event)
         intents = evaluate(event, MemberState(event.member_id, order=order), program)
@@ -168,7 +201,97 @@ async def apply_event(pg: PgConnection, merchant_id: str, event: Event) -> Appli
 
     entries = await _post(pg, merchant_id, event.member_id, intents)
     await _write_outbox(pg, merchant_id, event.member_id, entries)
+    current = TierStatus(member["tier"], member["tier_review_at"])
+    await refresh_tier(pg, merchant_id, event.member_id, program, current, event.occurred_at)
     return Applied(event.event_id, version.version, entries)
+
+
+async def refresh_tier(
+    pg: PgConnection,
+    merchant_id: str,
+    member_id: str,
+    program: Program,
+    status: TierStatus,
+    at: datetime,
+) -> TierDecision:
+    """Re-decide the member's tier at `at`; store it, and tell the storefront if it changed."""
+    tiers = program.tiers
+    now_amount = await qualifying_amount(
+        pg, merchant_id, member_id, program, *qualification_window(tiers, at)
+    )
+    due = status.review_at is not None and at >= status.review_at
+    period_amount = (
+        await qualifying_amount(
+            pg, merchant_id, member_id, program, *qualification_window(tiers, status.review_at)
+        )
+        if due and status.review_at is not None
+        else 0
+    )
+    decision = decide_tier(
+        program, status, now_amount=now_amount, period_amount=period_amount, at=at
+    )
+    if decision.status != status:
+        await pg.execute(
+            SET_TIER, merchant_id, member_id, decision.status.tier, decision.status.review_at
+        )
+    if decision.changed:
+        payload = msgspec.json.encode(
+            {
+                "member_id": member_id,
+                "from": decision.changed_from,
+                "to": decision.status.tier,
+                "reason": decision.reason,
+                "review_at": decision.status.review_at,
+                "at": at,
+            }
+        ).decode()
+        await pg.execute(WRITE_OUTBOX, merchant_id, ["tier.changed"], [payload])
+    return decision
+
+
+async def qualifying_amount(
+    pg: PgConnection,
+    merchant_id: str,
+    member_id: str,
+    program: Program,
+    start: datetime,
+    end: datetime,
+) -> int:
+    """What the member's orders (and, for points, actions) in [start, end] count toward tiers."""
+    total = 0
+    for row in await pg.fetch(ORDERS_IN_WINDOW, merchant_id, member_id, start, end):
+        record = OrderRecord(
+            order_id="",
+            lines=tuple(msgspec.json.decode(row["lines"], type=list[LinePoints])),
+            bonus_keys=msgspec.json.decode(row["bonus_keys"], type=dict[str, int]),
+            refunded=msgspec.json.decode(row["refunded"], type=dict[str, int]),
+            bonuses_returned=row["bonuses_returned"],
+        )
+        if program.tiers.basis == "spend":
+            spend = msgspec.json.decode(row["qualifying"], type=dict[str, int])
+            total += sum(
+                amount * record.units_kept(line) // line.quantity
+                for line in record.lines
+                if (amount := spend.get(line.line_id))
+            )
+        else:
+            total += record.points_kept()
+    if program.tiers.basis == "points":
+        total += await pg.fetchval(ACTION_POINTS_IN_WINDOW, merchant_id, member_id, start, end)
+    return total
+
+
+async def review_tiers(pg: PgConnection, merchant_id: str, *, now: datetime) -> int:
+    """Review members whose tier review is due (downgrades happen here for members who buy
+    nothing); returns how many changed tier. Run it daily."""
+    changed = 0
+    for row in await pg.fetch(TIERS_DUE, merchant_id, now, MAX_TIER_REVIEWS):
+        member = await pg.fetchrow(LOCK_MEMBER, merchant_id, row["member_id"])
+        program = (await program_in_force(pg, merchant_id, now)).program
+        status = TierStatus(member["tier"], member["tier_review_at"])
+        decision = await refresh_tier(pg, merchant_id, row["member_id"], program, status, now)
+        changed += decision.changed
+    return changed
 
 
 async def _post(
@@ -209,7 +332,12 @@ async def _post(
 
 
 async def _record_order(
-    pg: PgConnection, merchant_id: str, event: OrderPaid, buyer: Buyer, points: OrderPoints
+    pg: PgConnection,
+    merchant_id: str,
+    event: OrderPaid,
+    buyer: Buyer,
+    points: OrderPoints,
+    program: Program,
 ) -> None:
     bonus_keys = {f"{order_earn_key(event.order_id)}:{b.source}": b.points for b in points.bonuses}
     await pg.execute(
@@ -219,6 +347,7 @@ async def _record_order(
         event.member_id,
         event.occurred_at,
         msgspec.json.encode(points.lines).decode(),
+        msgspec.json.encode(qualifying_spend(program, event)).decode(),
         msgspec.json.encode(bonus_keys).decode(),
     )
     promotion_points = dict(buyer.promotion_points or {})

@@ -38,6 +38,7 @@ CREATE TABLE program_members (
     merchant_id        text        NOT NULL,
     member_id          text        NOT NULL,
     tier               text,
+    tier_review_at     timestamptz,
     birthday           date,
     categories_bought  text[]      NOT NULL DEFAULT '{}',
     promotion_points   jsonb       NOT NULL DEFAULT '{}',
@@ -51,6 +52,7 @@ CREATE TABLE program_orders (
     member_id    text        NOT NULL,
     paid_at      timestamptz NOT NULL,
     lines        jsonb       NOT NULL,
+    qualifying   jsonb       NOT NULL,  -- line id -> eligible spend of the item line
     bonus_keys   jsonb       NOT NULL,
     refunded     jsonb       NOT NULL DEFAULT '{}',
     cancelled    boolean     NOT NULL DEFAULT false,
@@ -67,6 +69,8 @@ CREATE TABLE program_actions (
     points       integer     NOT NULL,
     PRIMARY KEY (merchant_id, event_id)
 );
+CREATE INDEX program_orders_by_member ON program_orders (merchant_id, member_id, paid_at);
+CREATE INDEX program_members_tier_review ON program_members (merchant_id, tier_review_at);
 CREATE INDEX program_actions_by_member
     ON program_actions (merchant_id, member_id, action, occurred_at);
 
