@@ -15,9 +15,9 @@ from starlette.routing import Route
 
 from pointguard import db
 from pointguard.config import Settings, load_settings
-from pointguard.ledger.maintenance import maintain_forever
+from pointguard.upkeep import upkeep_forever
 
-MAINTENANCE_INTERVAL_S = 5.0
+UPKEEP_INTERVAL_S = 5.0
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -38,7 +38,7 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-def create_app(settings: Settings | None = None, *, maintenance: bool = True) -> Starlette:
+def create_app(settings: Settings | None = None, *, upkeep: bool = True) -> Starlette:
     settings = settings or load_settings()
 
     @contextlib.asynccontextmanager
@@ -48,18 +48,18 @@ def create_app(settings: Settings | None = None, *, maintenance: bool = True) ->
         )
         await db.migrate(engine)
         app.state.engine = engine
-        upkeep = (
-            asyncio.create_task(maintain_forever(engine, interval_s=MAINTENANCE_INTERVAL_S))
-            if maintenance
+        task = (
+            asyncio.create_task(upkeep_forever(engine, interval_s=UPKEEP_INTERVAL_S))
+            if upkeep
             else None
         )
         try:
             yield
         finally:
-            if upkeep is not None:
-                upkeep.cancel()
+            if task is not None:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await upkeep
+                    await task
             await engine.dispose()
 
     return Starlette(

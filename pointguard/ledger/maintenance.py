@@ -1,18 +1,16 @@
-"""Background upkeep, per merchant: void timed-out reservations, release pending earns whose
-time has come, expire lots, then seal what was posted. `pointguard serve` runs it every few
-seconds; `pointguard ledger maintain` runs one pass. Each step is its own transaction, so one
-merchant's trouble does not hold up the others, and each is safe to run from several processes.
+"""The ledger's upkeep, per merchant: void timed-out reservations, release pending earns whose
+time has come, expire lots, then seal what was posted. `pointguard.upkeep` runs it with the
+other parts' jobs. Each step is its own transaction, so one merchant's trouble does not hold up
+the others, and each is safe to run from several processes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
@@ -71,14 +69,3 @@ async def maintain_all(
     async with db.connection(engine) as pg:
         merchants = await ledger_merchants(pg)
     return {m: await maintain_merchant(engine, m, now) for m in merchants}
-
-
-async def maintain_forever(engine: AsyncEngine, *, interval_s: float) -> None:
-    """Run `maintain_all` every `interval_s`; a pass that fails (database away) is logged and
-    the next one tries again."""
-    while True:
-        try:
-            await maintain_all(engine)
-        except (asyncpg.PostgresError, SQLAlchemyError, OSError) as error:
-            log.error("maintenance pass failed error=%r", error)
-        await asyncio.sleep(interval_s)

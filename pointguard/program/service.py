@@ -80,12 +80,12 @@ ORDERS_IN_WINDOW = """
 SELECT lines::text AS lines, qualifying::text AS qualifying, refunded::text AS refunded,
        bonus_keys::text AS bonus_keys, bonuses_returned
 FROM program_orders
-WHERE merchant_id = $1 AND member_id = $2 AND paid_at >= $3 AND paid_at <= $4 AND NOT cancelled
+WHERE merchant_id = $1 AND member_id = $2 AND paid_at > $3 AND paid_at <= $4 AND NOT cancelled
 """
 
 ACTION_POINTS_IN_WINDOW = """
 SELECT coalesce(sum(points), 0)::bigint FROM program_actions
-WHERE merchant_id = $1 AND member_id = $2 AND occurred_at >= $3 AND occurred_at <= $4
+WHERE merchant_id = $1 AND member_id = $2 AND occurred_at > $3 AND occurred_at <= $4
 """
 
 TIERS_DUE = """
@@ -257,7 +257,7 @@ async def qualifying_amount(
     start: datetime,
     end: datetime,
 ) -> int:
-    """What the member's orders (and, for points, actions) in [start, end] count toward tiers."""
+    """What the member's orders (and, for points, actions) in (start, end] count toward tiers."""
     total = 0
     for row in await pg.fetch(ORDERS_IN_WINDOW, merchant_id, member_id, start, end):
         record = OrderRecord(

@@ -21,6 +21,9 @@ from pointguard.program.document import Program, Tier, Tiers
 from pointguard.program.rules import add_months
 
 
+ONE_MICROSECOND = timedelta(microseconds=1)
+
+
 @dataclass(frozen=True)
 class TierStatus:
     tier: str | None = None
@@ -48,12 +51,13 @@ class TierProgress:
 
 
 def qualification_window(tiers: Tiers, end: datetime) -> tuple[datetime, datetime]:
-    """The window whose qualifying amount counts at `end`, both ends included: an order at the
-    very moment a tier is decided counts toward it."""
+    """The window (start excluded, end included) whose qualifying amount counts at `end`: an
+    order at the very moment a tier is decided counts, and the order that won a tier 12 months
+    before a review belongs to the period before, not to the one under review."""
     if tiers.window == "rolling_12_months":
         return add_months(end, -12), end
-    last_instant = end - timedelta(microseconds=1)
-    return datetime(last_instant.year, 1, 1, tzinfo=UTC), end
+    last_instant = end - ONE_MICROSECOND
+    return datetime(last_instant.year, 1, 1, tzinfo=UTC) - ONE_MICROSECOND, end
 
 
 def next_review(tiers: Tiers, after: datetime) -> datetime:

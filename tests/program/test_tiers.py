@@ -140,12 +140,17 @@ def test_tier_decisions(status, now_amount, period_amount, at, expected, reason)
 
 
 def test_calendar_windows_and_reviews():
-    assert qualification_window(CALENDAR.tiers, T0) == (datetime(2026, 1, 1, tzinfo=UTC), T0)
+    just_before = timedelta(microseconds=1)
     new_year = datetime(2027, 1, 1, tzinfo=UTC)
+    assert qualification_window(CALENDAR.tiers, T0) == (
+        datetime(2026, 1, 1, tzinfo=UTC) - just_before,
+        T0,
+    )
     assert qualification_window(CALENDAR.tiers, new_year) == (
-        datetime(2026, 1, 1, tzinfo=UTC),
+        datetime(2026, 1, 1, tzinfo=UTC) - just_before,
         new_year,
     )
+    assert qualification_window(ROLLING.tiers, REVIEW) == (T0, REVIEW)
     decision = decide_tier(CALENDAR, TierStatus(), now_amount=60000, period_amount=0, at=T0)
     assert decision.status == TierStatus("Silver", new_year)
 

@@ -1,0 +1,50 @@
+"""Background upkeep for every merchant: the ledger's jobs (reservation timeouts, releases,
+expiry, sealing) and the program's (tier reviews). `pointguard serve` runs a pass every few
+seconds; `pointguard upkeep` runs one. A job that fails is logged; the others still run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+import asyncpg
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from pointguard import db
+from pointguard.errors import PointGuardError
+from pointguard.ledger.maintenance import maintain_all
+from pointguard.program.service import review_tiers
+
+log = logging.getLogger(__name__)
+
+PROGRAM_MERCHANTS = "SELECT DISTINCT merchant_id FROM program_versions ORDER BY 1"
+
+
+async def upkeep_pass(engine: AsyncEngine, now: datetime | None = None) -> dict[str, object]:
+    """One pass; returns what each merchant's jobs did."""
+    now = now or datetime.now(UTC)
+    done: dict[str, object] = dict(await maintain_all(engine, now))
+    async with db.connection(engine) as pg:
+        merchants = [r["merchant_id"] for r in await pg.fetch(PROGRAM_MERCHANTS)]
+    for merchant_id in merchants:
+        try:
+            changed = await db.run_in_transaction(engine, review_tiers, merchant_id, now=now)
+        except (PointGuardError, asyncpg.PostgresError) as error:
+            log.error("tier review failed merchant=%s error=%r", merchant_id, error)
+            continue
+        done[f"{merchant_id} tiers changed"] = changed
+    return done
+
+
+async def upkeep_forever(engine: AsyncEngine, *, interval_s: float) -> None:
+    """A pass every `interval_s`; a pass that fails (database away) is logged, the next one
+    tries again."""
+    while True:
+        try:
+            await upkeep_pass(engine)
+        except (asyncpg.PostgresError, SQLAlchemyError, OSError) as error:
+            log.error("upkeep pass failed error=%r", error)
+        await asyncio.sleep(interval_s)

@@ -1,0 +1,50 @@
+"""One upkeep pass runs the ledger's jobs and the program's tier reviews."""
+
+from datetime import UTC, datetime, timedelta
+
+from pointguard.ledger import member_balances
+from pointguard.program.events import OrderLine, OrderPaid
+from pointguard.program.service import apply_event
+from pointguard.program.store import save_program
+from pointguard.program.validation import parse_program
+from pointguard.upkeep import upkeep_pass
+
+PROGRAM = """
+name = "Upkeep"
+currency = "EUR"
+return_window_days = 14
+[earning]
+points_per_major_unit = "1"
+[tiers]
+grace_days = 0
+[[tiers.levels]]
+name = "Member"
+threshold = 0
+[[tiers.levels]]
+name = "VIP"
+threshold = 10000
+"""
+
+
+async def test_upkeep_releases_seals_and_reviews_tiers(engine, run, merchant):
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    await run(save_program, merchant, parse_program(PROGRAM), effective_from=t0)
+    await run(
+        apply_event,
+        merchant,
+        OrderPaid(
+            event_id="w1",
+            member_id="ann",
+            occurred_at=t0,
+            order_id="1",
+            currency="EUR",
+            lines=[
+                OrderLine(line_id="1", sku="S", category="c", quantity=1, unit_price_minor=20000)
+            ],
+        ),
+    )
+    done = await upkeep_pass(engine, now=t0 + timedelta(days=370))  # before the lot expires
+    balances = await run(member_balances, merchant, "ann")
+    assert (balances.available_points, balances.pending_points) == (200, 0)
+    assert done[merchant].released == 1 and done[merchant].sealed == 2
+    assert done[f"{merchant} tiers changed"] == 1  # VIP lapsed a year after the order
