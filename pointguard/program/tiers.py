@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from pointguard.program.document import Program, Tier, Tiers
 from pointguard.program.rules import add_months
 
-
 ONE_MICROSECOND = timedelta(microseconds=1)
 
 
