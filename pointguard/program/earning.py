@@ -92,9 +92,11 @@ def order_points(program: Program, order: OrderPaid, buyer: Buyer) -> OrderPoint
     program includes them, and the order's bonuses."""
     earning = program.earning
     items = [(line, _amount(line) if _earns(program, line) else 0, False) for line in order.lines]
-    charges = [(line, _amount(line), True) for line in _charge_lines(program, order)]
+    charges = [
+        (line, _amount(line) if _earns(program, line) else 0, True)
+        for line in _charge_lines(program, order)
+    ]
     eligible_total = sum(amount for _, amount, _ in items + charges)
-    earning_items = any(amount for _, amount, _ in items)
     promotions = [
         p
         for p in live_promotions(program, order.occurred_at, buyer.tier)
@@ -140,13 +142,15 @@ def order_points(program: Program, order: OrderPaid, buyer: Buyer) -> OrderPoint
             LinePoints(line.line_id, line.quantity, plain + extra, promotion.id, extra, charge)
         )
 
-    # Bonuses need an item that earns: buying only gift cards earns no bonus either.
+    # Bonuses need an item that earns points: buying only gift cards earns no bonus either.
+    earning_items = any(lp.points > 0 for lp in results if not lp.charge)
     bonuses = [
         Bonus(p.bonus_points, f"promotion:{p.id}", f"{p.bonus_points} bonus points: {p.name}")
         for p in promotions
         if p.bonus_points and earning_items
     ]
-    new_categories = {line.category for line, amount, _ in items if amount}
+    earned = {lp.line_id for lp in results if lp.points > 0 and not lp.charge}
+    new_categories = {line.category for line, _, _ in items if line.line_id in earned}
     new_categories -= buyer.categories_bought
     if earning.cross_sell_bonus_points and buyer.categories_bought and new_categories:
         bonuses.append(

@@ -4,8 +4,14 @@ payloads to these). Money is in integer minor units of the order's currency."""
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Annotated
 
-from msgspec import Struct
+from msgspec import Meta, Struct
+
+# Checked when events are decoded (`msgspec.convert` / `msgspec.json.decode`), as the webhook
+# plugin does: a quantity below one or a negative amount never reaches the rules.
+Units = Annotated[int, Meta(ge=1)]
+Minor = Annotated[int, Meta(ge=0)]
 
 
 class Event(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -18,23 +24,23 @@ class OrderLine(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     line_id: str
     sku: str
     category: str
-    quantity: int
-    unit_price_minor: int
-    discount_minor: int = 0  # on the whole line
+    quantity: Units
+    unit_price_minor: Minor
+    discount_minor: Minor = 0  # on the whole line
 
 
 class OrderPaid(Event, kw_only=True, frozen=True):
     order_id: str
     currency: str
     lines: list[OrderLine]
-    shipping_minor: int = 0
-    tax_minor: int = 0
+    shipping_minor: Minor = 0
+    tax_minor: Minor = 0
     referral_code: str | None = None
 
 
 class RefundedLine(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     line_id: str
-    quantity: int
+    quantity: Units
 
 
 class OrderRefunded(Event, kw_only=True, frozen=True):

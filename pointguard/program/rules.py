@@ -63,8 +63,12 @@ class OrderRecord:
     cancelled: bool = False
     bonuses_returned: bool = False
 
+    def refunded_units(self, line: LinePoints) -> int:
+        """Refunds name items; shipping and tax go back only with a cancellation."""
+        return 0 if line.charge else self.refunded.get(line.line_id, 0)
+
     def units_kept(self, line: LinePoints) -> int:
-        return line.quantity - self.refunded.get(line.line_id, 0)
+        return line.quantity - self.refunded_units(line)
 
     def items_kept(self) -> int:
         return sum(self.units_kept(line) for line in self.lines if not line.charge)
@@ -182,8 +186,8 @@ def _order_refunded(event: OrderRefunded, state: MemberState) -> list[Intent]:
     taken = sum(
         refund_points(
             line,
-            order.refunded.get(line.line_id, 0),
-            updated.refunded.get(line.line_id, 0) - order.refunded.get(line.line_id, 0),
+            order.refunded_units(line),
+            updated.refunded_units(line) - order.refunded_units(line),
         )
         for line in order.lines
     )
@@ -206,8 +210,7 @@ def _order_cancelled(event: OrderCancelled, state: MemberState) -> list[Intent]:
     if order is None or order.cancelled:
         return []
     left = sum(
-        refund_points(line, order.refunded.get(line.line_id, 0), line.quantity)
-        for line in order.lines
+        refund_points(line, order.refunded_units(line), line.quantity) for line in order.lines
     )
     intents: list[Intent] = []
     if left:
