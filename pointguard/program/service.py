@@ -10,7 +10,7 @@ caller's transaction, so that all of it happens exactly once or not at all.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 
@@ -20,7 +20,13 @@ from pointguard.ledger import AccountKind, EntryKind, PostedEntry, post_entries
 from pointguard.ledger import operations as ops
 from pointguard.ledger.reading import load_entries_by_key
 from pointguard.program.actions import ActionCounts
-from pointguard.program.document import Program
+from pointguard.program.challenges import (
+    Activity,
+    ChallengeProgress,
+    challenge_progress,
+    goals_touched,
+)
+from pointguard.program.document import Challenge, Program
 from pointguard.program.earning import (
     Buyer,
     LinePoints,
@@ -43,6 +49,7 @@ from pointguard.program.rules import (
     TakeBackIntent,
     after_refund,
     evaluate,
+    lot_expiry,
     order_earn_key,
     order_intents,
 )
@@ -77,8 +84,8 @@ UPDATE program_members SET tier = $3, tier_review_at = $4 WHERE merchant_id = $1
 """
 
 ORDERS_IN_WINDOW = """
-SELECT lines::text AS lines, qualifying::text AS qualifying, refunded::text AS refunded,
-       bonus_keys::text AS bonus_keys, bonuses_returned
+SELECT paid_at, lines::text AS lines, qualifying::text AS qualifying,
+       refunded::text AS refunded, bonus_keys::text AS bonus_keys, bonuses_returned
 FROM program_orders
 WHERE merchant_id = $1 AND member_id = $2 AND paid_at > $3 AND paid_at <= $4 AND NOT cancelled
 """
@@ -86,6 +93,23 @@ WHERE merchant_id = $1 AND member_id = $2 AND paid_at > $3 AND paid_at <= $4 AND
 ACTION_POINTS_IN_WINDOW = """
 SELECT coalesce(sum(points), 0)::bigint FROM program_actions
 WHERE merchant_id = $1 AND member_id = $2 AND occurred_at > $3 AND occurred_at <= $4
+"""
+
+REVIEWS_IN_WINDOW = """
+SELECT occurred_at FROM program_actions
+WHERE merchant_id = $1 AND member_id = $2 AND action = 'review.published'
+  AND occurred_at > $3 AND occurred_at <= $4
+"""
+
+COMPLETED_CHALLENGES = """
+SELECT challenge_id, badge, completed_at FROM program_challenge_completions
+WHERE merchant_id = $1 AND member_id = $2 ORDER BY completed_at, challenge_id
+"""
+
+COMPLETE_CHALLENGE = """
+INSERT INTO program_challenge_completions
+    (merchant_id, member_id, challenge_id, badge, completed_at)
+VALUES ($1, $2, $3, $4, $5)
 """
 
 TIERS_DUE = """
@@ -199,6 +223,11 @@ async def apply_event(pg: PgConnection, merchant_id: str, event: Event) -> Appli
     else:
         raise TypeError(f"no service for {type(event).__name__}")
 
+    kind = _activity_kind(event, intents)
+    if kind is not None:
+        intents += await complete_challenges(
+            pg, merchant_id, event.member_id, program, kind, event.occurred_at
+        )
     entries = await _post(pg, merchant_id, event.member_id, intents)
     await _write_outbox(pg, merchant_id, event.member_id, entries)
     current = TierStatus(member["tier"], member["tier_review_at"])
@@ -249,6 +278,41 @@ async def refresh_tier(
     return decision
 
 
+@dataclass(frozen=True)
+class KeptOrder:
+    paid_at: datetime
+    spend_minor: int  # eligible spend of the items still kept
+    points: int  # points still kept, bonuses included unless they went back
+
+
+async def kept_orders(
+    pg: PgConnection, merchant_id: str, member_id: str, start: datetime, end: datetime
+) -> list[KeptOrder]:
+    """The member's orders paid in (start, end], not cancelled, net of refunds."""
+    kept = []
+    for row in await pg.fetch(ORDERS_IN_WINDOW, merchant_id, member_id, start, end):
+        record = OrderRecord(
+            order_id="",
+            lines=tuple(msgspec.json.decode(row["lines"], type=list[LinePoints])),
+            bonus_keys=msgspec.json.decode(row["bonus_keys"], type=dict[str, int]),
+            refunded=msgspec.json.decode(row["refunded"], type=dict[str, int]),
+            bonuses_returned=row["bonuses_returned"],
+        )
+        spend = msgspec.json.decode(row["qualifying"], type=dict[str, int])
+        kept.append(
+            KeptOrder(
+                row["paid_at"],
+                sum(
+                    amount * record.units_kept(line) // line.quantity
+                    for line in record.lines
+                    if (amount := spend.get(line.line_id))
+                ),
+                record.points_kept(),
+            )
+        )
+    return kept
+
+
 async def qualifying_amount(
     pg: PgConnection,
     merchant_id: str,
@@ -258,27 +322,111 @@ async def qualifying_amount(
     end: datetime,
 ) -> int:
     """What the member's orders (and, for points, actions) in (start, end] count toward tiers."""
-    total = 0
-    for row in await pg.fetch(ORDERS_IN_WINDOW, merchant_id, member_id, start, end):
-        record = OrderRecord(
-            order_id="",
-            lines=tuple(msgspec.json.decode(row["lines"], type=list[LinePoints])),
-            bonus_keys=msgspec.json.decode(row["bonus_keys"], type=dict[str, int]),
-            refunded=msgspec.json.decode(row["refunded"], type=dict[str, int]),
-            bonuses_returned=row["bonuses_returned"],
+    orders = await kept_orders(pg, merchant_id, member_id, start, end)
+    if program.tiers.basis == "spend":
+        return sum(order.spend_minor for order in orders)
+    actions = await pg.fetchval(ACTION_POINTS_IN_WINDOW, merchant_id, member_id, start, end)
+    return sum(order.points for order in orders) + int(actions)
+
+
+def _activity_kind(event: Event, intents: list[Intent]) -> str | None:
+    """What the event counts as for challenges: a paid order, a rewarded review, or nothing."""
+    if isinstance(event, OrderPaid):
+        return "order"
+    if isinstance(event, ActionPerformed) and event.action == "review.published" and intents:
+        return "review"
+    return None
+
+
+async def member_activity(
+    pg: PgConnection, merchant_id: str, member_id: str, start: datetime, end: datetime
+) -> list[Activity]:
+    orders = await kept_orders(pg, merchant_id, member_id, start, end)
+    reviews = await pg.fetch(REVIEWS_IN_WINDOW, merchant_id, member_id, start, end)
+    return [Activity(o.paid_at, "order", o.spend_minor) for o in orders] + [
+        Activity(r["occurred_at"], "review") for r in reviews
+    ]
+
+
+async def complete_challenges(
+    pg: PgConnection,
+    merchant_id: str,
+    member_id: str,
+    program: Program,
+    kind: str,
+    at: datetime,
+) -> list[Intent]:
+    """Complete the challenges that an activity of `kind` at `at` finishes: record the badge,
+    tell the storefront, and return the bonus earns."""
+    done = {r["challenge_id"] for r in await pg.fetch(COMPLETED_CHALLENGES, merchant_id, member_id)}
+    open_challenges = [
+        c for c in program.challenges if c.id not in done and c.goal in goals_touched(kind)
+    ]
+    if not open_challenges:
+        return []
+    activity = await member_activity(
+        pg, merchant_id, member_id, at - timedelta(days=_lookback_days(open_challenges)), at
+    )
+    intents: list[Intent] = []
+    for challenge in open_challenges:
+        if not challenge_progress(challenge, activity, at).completed:
+            continue
+        await pg.execute(
+            COMPLETE_CHALLENGE, merchant_id, member_id, challenge.id, challenge.badge, at
         )
-        if program.tiers.basis == "spend":
-            spend = msgspec.json.decode(row["qualifying"], type=dict[str, int])
-            total += sum(
-                amount * record.units_kept(line) // line.quantity
-                for line in record.lines
-                if (amount := spend.get(line.line_id))
+        payload = msgspec.json.encode(
+            {
+                "member_id": member_id,
+                "challenge_id": challenge.id,
+                "badge": challenge.badge,
+                "bonus_points": challenge.bonus_points,
+                "at": at,
+            }
+        ).decode()
+        await pg.execute(WRITE_OUTBOX, merchant_id, ["challenge.completed"], [payload])
+        if challenge.bonus_points:
+            intents.append(
+                EarnIntent(
+                    f"challenge:{challenge.id}:{member_id}",
+                    challenge.bonus_points,
+                    f"{challenge.bonus_points} bonus points: '{challenge.name}' completed,"
+                    f" badge {challenge.badge!r}",
+                    f"challenge:{challenge.id}",
+                    None,
+                    lot_expiry(program, at),
+                )
             )
-        else:
-            total += record.points_kept()
-    if program.tiers.basis == "points":
-        total += await pg.fetchval(ACTION_POINTS_IN_WINDOW, merchant_id, member_id, start, end)
-    return total
+    return intents
+
+
+def _lookback_days(challenges: list[Challenge]) -> int:
+    """History that the challenges can look at: their windows, and whole streaks."""
+    longest_streak = max(
+        (
+            c.target * (7 if c.goal == "streak_weeks" else 31)
+            for c in challenges
+            if c.goal.startswith("streak")
+        ),
+        default=0,
+    )
+    return max(max(c.window_days for c in challenges), longest_streak) + 1
+
+
+async def member_challenges(
+    pg: PgConnection, merchant_id: str, member_id: str, at: datetime
+) -> list[tuple[ChallengeProgress, datetime | None]]:
+    """Each challenge of the program in force, with the member's progress and completion."""
+    program = (await program_in_force(pg, merchant_id, at)).program
+    done = {
+        r["challenge_id"]: r["completed_at"]
+        for r in await pg.fetch(COMPLETED_CHALLENGES, merchant_id, member_id)
+    }
+    if not program.challenges:
+        return []
+    activity = await member_activity(
+        pg, merchant_id, member_id, at - timedelta(days=_lookback_days(program.challenges)), at
+    )
+    return [(challenge_progress(c, activity, at), done.get(c.id)) for c in program.challenges]
 
 
 async def review_tiers(pg: PgConnection, merchant_id: str, *, now: datetime) -> int:

@@ -74,6 +74,15 @@ CREATE INDEX program_members_tier_review ON program_members (merchant_id, tier_r
 CREATE INDEX program_actions_by_member
     ON program_actions (merchant_id, member_id, action, occurred_at);
 
+CREATE TABLE program_challenge_completions (
+    merchant_id   text        NOT NULL,
+    member_id     text        NOT NULL,
+    challenge_id  text        NOT NULL,
+    badge         text        NOT NULL,
+    completed_at  timestamptz NOT NULL,
+    PRIMARY KEY (merchant_id, member_id, challenge_id)
+);
+
 -- Events for the storefront, written in the same transaction as the ledger change; the
 -- webhook plugin's dispatcher delivers them.
 CREATE TABLE outbox (
@@ -87,8 +96,8 @@ CREATE TABLE outbox (
 """
 
 DOWNGRADE = """
-DROP TABLE outbox, program_actions, program_orders, program_members, program_applied_events,
-    program_versions;
+DROP TABLE outbox, program_challenge_completions, program_actions, program_orders,
+    program_members, program_applied_events, program_versions;
 """
 
 

@@ -1,0 +1,170 @@
+"""Challenges: progress rules at their boundaries, then completion through the service."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pointguard.ledger import member_balances, member_history
+from pointguard.program.challenges import Activity, challenge_progress
+from pointguard.program.document import Challenge
+from pointguard.program.events import ActionPerformed, OrderLine, OrderPaid
+from pointguard.program.service import apply_event, member_challenges
+from pointguard.program.store import save_program
+from pointguard.program.validation import parse_program
+
+AT = datetime(2026, 6, 30, 12, tzinfo=UTC)  # a Tuesday
+DAY = timedelta(days=1)
+
+
+def challenge(goal, target, window_days=30):
+    return Challenge(
+        id="c",
+        name="C",
+        goal=goal,
+        target=target,
+        window_days=window_days,
+        bonus_points=100,
+        badge="B",
+    )
+
+
+def order(at, amount=1000):
+    return Activity(at, "order", amount)
+
+
+@pytest.mark.parametrize(
+    ("goal", "target", "activity", "expected"),
+    [
+        pytest.param(
+            "orders",
+            3,
+            [order(AT - 29 * DAY), order(AT - DAY), order(AT)],
+            3,
+            id="three-orders-inside-the-window",
+        ),
+        pytest.param(
+            "orders",
+            3,
+            [order(AT - 30 * DAY), order(AT - DAY), order(AT)],
+            2,
+            id="window-start-is-excluded",
+        ),
+        pytest.param(
+            "spend_minor",
+            5000,
+            [order(AT - DAY, 2500), order(AT, 2500)],
+            5000,
+            id="spend-reached-exactly",
+        ),
+        pytest.param(
+            "reviews", 2, [Activity(AT, "review"), order(AT)], 1, id="reviews-count-reviews-only"
+        ),
+        pytest.param(
+            "streak_weeks",
+            3,
+            [order(AT - 14 * DAY), order(AT - 7 * DAY), order(AT)],
+            3,
+            id="three-weeks-running",
+        ),
+        pytest.param(
+            "streak_weeks",
+            3,
+            [order(AT - 21 * DAY), order(AT - 7 * DAY), order(AT)],
+            2,
+            id="a-week-missed-breaks-the-streak",
+        ),
+        pytest.param(
+            "streak_weeks",
+            2,
+            [order(AT - DAY), order(AT)],  # Monday and Tuesday
+            1,
+            id="two-orders-in-one-week-are-one-week",
+        ),
+        pytest.param(
+            "streak_months",
+            2,
+            [order(datetime(2026, 5, 31, tzinfo=UTC)), order(AT)],
+            2,
+            id="months-running",
+        ),
+    ],
+)
+def test_progress(goal, target, activity, expected):
+    progress = challenge_progress(challenge(goal, target), activity, AT)
+    assert progress.progress == expected
+    assert progress.completed == (expected >= target)
+
+
+PROGRAM = """
+name = "Challenges"
+currency = "EUR"
+return_window_days = 14
+[earning]
+points_per_major_unit = "1"
+[[actions]]
+event = "review.published"
+points = 10
+description = "Thanks for your review"
+[[challenges]]
+id = "three-orders"
+name = "Three orders in a month"
+goal = "orders"
+target = 3
+window_days = 30
+bonus_points = 300
+badge = "Regular"
+[[challenges]]
+id = "critic"
+name = "Two reviews"
+goal = "reviews"
+target = 2
+window_days = 60
+bonus_points = 50
+badge = "Critic"
+"""
+
+
+def paid(n, at):
+    return OrderPaid(
+        event_id=f"w{n}",
+        member_id="ann",
+        occurred_at=at,
+        order_id=str(n),
+        currency="EUR",
+        lines=[OrderLine(line_id="1", sku="S", category="c", quantity=1, unit_price_minor=1000)],
+    )
+
+
+async def test_completing_challenges_pays_once_and_awards_badges(run, merchant):
+    await run(save_program, merchant, parse_program(PROGRAM), effective_from=AT - 100 * DAY)
+    for n, days_ago in enumerate([20, 10]):
+        await run(apply_event, merchant, paid(n, AT - days_ago * DAY))
+    third = await run(apply_event, merchant, paid(2, AT))
+    assert [e.description for e in third.entries] == [
+        "10 points for order #2",
+        "300 bonus points: 'Three orders in a month' completed, badge 'Regular'",
+    ]
+    fourth = await run(apply_event, merchant, paid(3, AT + DAY))
+    assert len(fourth.entries) == 1  # completed once only
+    for n in range(2):
+        await run(
+            apply_event,
+            merchant,
+            ActionPerformed(
+                event_id=f"r{n}",
+                member_id="ann",
+                occurred_at=AT + n * DAY,
+                action="review.published",
+            ),
+        )
+    progress = await run(member_challenges, merchant, "ann", AT + 2 * DAY)
+    assert [(p.challenge_id, p.completed, done is not None) for p, done in progress] == [
+        ("three-orders", True, True),
+        ("critic", True, True),
+    ]
+    balances = await run(member_balances, merchant, "ann")
+    assert (balances.available_points, balances.pending_points) == (300 + 20 + 50, 40)
+    history = await run(member_history, merchant, "ann", limit=3)
+    assert history.entries[0].description == (
+        "50 bonus points: 'Two reviews' completed, badge 'Critic'"
+    )
