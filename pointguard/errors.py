@@ -88,3 +88,14 @@ class UnknownOrder(PointGuardError):
     """A refund or cancellation of an order the program never saw paid."""
 
     code = "unknown_order"
+
+
+class RewardUnavailable(PointGuardError):
+    """A reward the member cannot redeem now; `reason` says why (`rewards.Reason` values)."""
+
+    code = "reward_unavailable"
+
+    def __init__(self, message: str, *, reward_id: str, reason: str) -> None:
+        super().__init__(message)
+        self.reward_id = reward_id
+        self.reason = reason

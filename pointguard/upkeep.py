@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from pointguard import db
 from pointguard.errors import PointGuardError
 from pointguard.ledger.maintenance import maintain_all
-from pointguard.program.service import review_tiers
+from pointguard.program.standing import review_tiers
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,8 @@ from pointguard.ledger import member_balances, member_history
 from pointguard.program.challenges import Activity, challenge_progress
 from pointguard.program.document import Challenge
 from pointguard.program.events import ActionPerformed, OrderLine, OrderPaid
-from pointguard.program.service import apply_event, member_challenges
+from pointguard.program.service import apply_event
+from pointguard.program.standing import member_challenges
 from pointguard.program.store import save_program
 from pointguard.program.validation import parse_program
 

@@ -6,7 +6,8 @@ import pytest
 
 from pointguard import db
 from pointguard.program.events import OrderLine, OrderPaid, OrderRefunded, RefundedLine
-from pointguard.program.service import apply_event, review_tiers
+from pointguard.program.service import apply_event
+from pointguard.program.standing import review_tiers
 from pointguard.program.store import save_program
 from pointguard.program.tiers import (
     TierStatus,

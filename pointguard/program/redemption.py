@@ -1,0 +1,316 @@
+"""Redeeming rewards at checkout on the ledger's two-phase spend, in the caller's transaction.
+
+`redeem` reserves the reward's points (available → reserved, with a timeout) and records a
+redemption whose id is the ledger hold's and whose unguessable `code` the storefront applies;
+`complete_redemption` captures the hold when the order is paid, `cancel_redemption` voids it.
+
+Rules this module enforces:
+- Stock can never be oversold: a redemption of a reward with limited stock first locks the
+  reward's row in `program_reward_locks`, then counts, so redemptions of one reward run one at a
+  time. Every redemption also locks the member's accounts before counting, so a member's
+  per-member limit and balance cannot change under the check either.
+- Stock and per-member limits count live redemptions only: those whose hold is open or
+  captured. A voided or timed-out hold (the ledger upkeep voids those) gives its stock and the
+  member's allowance back with no job of ours. Stock counts every redemption of the reward id
+  ever made, across program versions.
+- A repeated `key` returns the first redemption and reserves nothing more, even when the
+  repeats race; a key that redeemed something else (another member or reward) is refused.
+- Anything refused raises before the ledger is touched: `RewardUnavailable` with a `Reason`,
+  `InsufficientPoints` when the member's available points fall short.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pointguard.db import PgConnection
+from pointguard.errors import InsufficientPoints, InvalidReference, RewardUnavailable
+from pointguard.ledger import operations as ops
+from pointguard.ledger.balances import member_balances
+from pointguard.program.document import Reward
+from pointguard.program.outbox import write_events
+from pointguard.program.rewards import (
+    Cart,
+    QuoteOption,
+    Reason,
+    RewardContext,
+    describe,
+    find_reward,
+    quote,
+    quote_reward,
+)
+from pointguard.program.store import program_in_force
+
+DEFAULT_TIMEOUT_S = 900
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # 32 symbols, none mistaken for another
+CODE_GROUPS, CODE_GROUP_CHARS = 4, 4  # 16 symbols: 80 random bits
+
+SELECT_REDEMPTION = """
+SELECT r.redemption_id, r.member_id, r.reward_id, r.code, r.points, r.discount_minor,
+       r.free_shipping, r.free_sku, r.description, h.expires_at, h.status
+FROM program_redemptions r
+JOIN ledger_holds h ON h.merchant_id = r.merchant_id AND h.hold_id = r.redemption_id
+"""
+
+REDEMPTION_BY_KEY = SELECT_REDEMPTION + "WHERE r.merchant_id = $1 AND r.idempotency_key = $2"
+
+REDEMPTION_BY_ID = SELECT_REDEMPTION + "WHERE r.merchant_id = $1 AND r.redemption_id = $2"
+
+INSERT_REDEMPTION = """
+INSERT INTO program_redemptions (merchant_id, redemption_id, idempotency_key, member_id,
+    reward_id, code, points, discount_minor, free_shipping, free_sku, description, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+"""
+
+LOCK_REWARD = """
+INSERT INTO program_reward_locks AS l (merchant_id, reward_id) VALUES ($1, $2)
+ON CONFLICT (merchant_id, reward_id) DO UPDATE SET reward_id = l.reward_id
+"""
+
+MEMBER_TIER = "SELECT tier FROM program_members WHERE merchant_id = $1 AND member_id = $2"
+
+LIVE_BY_MEMBER = """
+SELECT r.reward_id, count(*) AS redemptions
+FROM program_redemptions r
+JOIN ledger_holds h ON h.merchant_id = r.merchant_id AND h.hold_id = r.redemption_id
+WHERE r.merchant_id = $1 AND r.member_id = $2 AND r.reward_id = ANY($3::text[])
+  AND h.status IN ('open', 'captured')
+GROUP BY r.reward_id
+"""
+
+LIVE_BY_REWARD = """
+SELECT r.reward_id, count(*) AS redemptions
+FROM program_redemptions r
+JOIN ledger_holds h ON h.merchant_id = r.merchant_id AND h.hold_id = r.redemption_id
+WHERE r.merchant_id = $1 AND r.reward_id = ANY($2::text[]) AND h.status IN ('open', 'captured')
+GROUP BY r.reward_id
+"""
+
+
+@dataclass(frozen=True)
+class Redemption:
+    """What the storefront applies: `code`, or `discount_minor` / free shipping / `free_sku`,
+    valid until `expires_at` unless completed; `status` is the hold's: open, captured, voided."""
+
+    redemption_id: int
+    member_id: str
+    reward_id: str
+    code: str
+    points: int
+    discount_minor: int
+    free_shipping: bool
+    free_sku: str | None
+    description: str
+    expires_at: datetime
+    status: str
+
+
+async def checkout_quote(
+    pg: PgConnection, merchant_id: str, member_id: str, cart: Cart, now: datetime
+) -> list[QuoteOption]:
+    """Every reward of the program in force at `now`, priced on `cart` for this member."""
+    program = (await program_in_force(pg, merchant_id, now)).program
+    context = await _context(pg, merchant_id, member_id, program.rewards)
+    return quote(program, cart, context)
+
+
+async def redeem(
+    pg: PgConnection,
+    merchant_id: str,
+    member_id: str,
+    reward_id: str,
+    cart: Cart,
+    *,
+    key: str,
+    now: datetime,
+    timeout_s: int = DEFAULT_TIMEOUT_S,
+    points: int | None = None,
+) -> Redemption:
+    """Reserve the reward's points for this checkout and return the redemption to apply.
+    `points` chooses how many points a points-plus-cash reward uses (default: the most)."""
+    earlier = await _by_key(pg, merchant_id, member_id, reward_id, key)
+    if earlier is not None:
+        return earlier
+    program = (await program_in_force(pg, merchant_id, now)).program
+    reward = find_reward(program, reward_id)
+    if reward is None:
+        raise RewardUnavailable(
+            f"no reward {reward_id!r} in the program",
+            reward_id=reward_id,
+            reason=Reason.UNKNOWN_REWARD,
+        )
+    if reward.stock is not None:
+        await pg.execute(LOCK_REWARD, merchant_id, reward.id)
+    await ops.lock_members(pg, merchant_id, [member_id])
+    # A racing repeat of this key may have committed while we waited for the locks.
+    earlier = await _by_key(pg, merchant_id, member_id, reward_id, key)
+    if earlier is not None:
+        return earlier
+
+    context = await _context(pg, merchant_id, member_id, [reward])
+    option = quote_reward(program, reward, cart, context, points=points)
+    _raise_refusal(option, member_id, context.available_points)
+    description = describe(program, reward, option)
+    hold = await ops.reserve(
+        pg,
+        merchant_id,
+        member_id,
+        option.points,
+        key=f"redemption:{key}",
+        description=description,
+        source=f"program.reward:{reward.id}",
+        now=now,
+        timeout_s=timeout_s,
+    )
+    if not hold.replayed:
+        await pg.execute(
+            INSERT_REDEMPTION,
+            merchant_id,
+            hold.entry_id,
+            key,
+            member_id,
+            reward.id,
+            _new_code(),
+            option.points,
+            option.discount_minor,
+            option.free_shipping,
+            option.free_sku,
+            description,
+            now,
+        )
+    found = await _by_id(pg, merchant_id, hold.entry_id)
+    if found is None:  # the ledger key was used outside redemptions
+        raise _key_reused(reward_id, key)
+    return found
+
+
+async def complete_redemption(pg: PgConnection, merchant_id: str, redemption_id: int) -> Redemption:
+    """The order was paid: spend the reserved points (reserved → redeemed). Idempotent."""
+    redemption = await _existing(pg, merchant_id, redemption_id)
+    if redemption.status == "voided":
+        raise InvalidReference(
+            f"redemption {redemption_id} was cancelled or timed out, its points returned:"
+            " there is nothing to complete"
+        )
+    entry = await ops.capture(
+        pg, merchant_id, redemption_id, description=f"Redeemed: {redemption.description}"
+    )
+    if not entry.replayed:
+        payload = {
+            "member_id": redemption.member_id,
+            "redemption_id": redemption_id,
+            "reward_id": redemption.reward_id,
+            "points": redemption.points,
+            "discount_minor": redemption.discount_minor,
+            "free_shipping": redemption.free_shipping,
+            "free_sku": redemption.free_sku,
+            "description": redemption.description,
+            "at": entry.created_at,
+        }
+        await write_events(pg, merchant_id, [("reward.redeemed", payload)])
+    return await _existing(pg, merchant_id, redemption_id)
+
+
+async def cancel_redemption(pg: PgConnection, merchant_id: str, redemption_id: int) -> Redemption:
+    """The checkout was abandoned or the order cancelled before payment: the points go back
+    (reserved → available), and so do the stock and the member's allowance. Idempotent."""
+    redemption = await _existing(pg, merchant_id, redemption_id)
+    if redemption.status == "captured":
+        raise InvalidReference(
+            f"redemption {redemption_id} is completed (the order was paid): it cannot be cancelled"
+        )
+    await ops.void(
+        pg, merchant_id, redemption_id, description=f"Returned: {redemption.description}"
+    )
+    return await _existing(pg, merchant_id, redemption_id)
+
+
+async def _context(
+    pg: PgConnection, merchant_id: str, member_id: str, rewards: list[Reward]
+) -> RewardContext:
+    balances = await member_balances(pg, merchant_id, member_id)
+    limited = [r.id for r in rewards if r.per_member_limit is not None]
+    stocked = {r.id: r.stock for r in rewards if r.stock is not None}
+    mine = await pg.fetch(LIVE_BY_MEMBER, merchant_id, member_id, limited) if limited else []
+    used = await pg.fetch(LIVE_BY_REWARD, merchant_id, list(stocked)) if stocked else []
+    used_by_reward = {r["reward_id"]: r["redemptions"] for r in used}
+    return RewardContext(
+        available_points=balances.available_points,
+        tier=await pg.fetchval(MEMBER_TIER, merchant_id, member_id),
+        redeemed_by_reward={r["reward_id"]: r["redemptions"] for r in mine},
+        stock_left={
+            reward_id: max(0, stock - used_by_reward.get(reward_id, 0))
+            for reward_id, stock in stocked.items()
+        },
+    )
+
+
+def _raise_refusal(option: QuoteOption, member_id: str, available_points: int) -> None:
+    if not option.refusals:
+        return
+    first = option.refusals[0]  # not-enough-points comes last: the others matter more
+    if first.reason == Reason.NOT_ENOUGH_POINTS:
+        raise InsufficientPoints(
+            f"member {member_id!r} has {available_points} points available, needs {option.points}",
+            member_id=member_id,
+            available_points=available_points,
+        )
+    raise RewardUnavailable(first.message, reward_id=option.reward_id, reason=first.reason)
+
+
+def _new_code() -> str:
+    groups = (
+        "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_GROUP_CHARS))
+        for _ in range(CODE_GROUPS)
+    )
+    return "-".join(groups)
+
+
+async def _by_key(
+    pg: PgConnection, merchant_id: str, member_id: str, reward_id: str, key: str
+) -> Redemption | None:
+    row = await pg.fetchrow(REDEMPTION_BY_KEY, merchant_id, key)
+    if row is None:
+        return None
+    if (row["member_id"], row["reward_id"]) != (member_id, reward_id):
+        raise _key_reused(reward_id, key)
+    return _redemption(row)
+
+
+async def _by_id(pg: PgConnection, merchant_id: str, redemption_id: int) -> Redemption | None:
+    row = await pg.fetchrow(REDEMPTION_BY_ID, merchant_id, redemption_id)
+    return None if row is None else _redemption(row)
+
+
+async def _existing(pg: PgConnection, merchant_id: str, redemption_id: int) -> Redemption:
+    found = await _by_id(pg, merchant_id, redemption_id)
+    if found is None:
+        raise InvalidReference(f"no redemption {redemption_id} for merchant {merchant_id!r}")
+    return found
+
+
+def _key_reused(reward_id: str, key: str) -> RewardUnavailable:
+    return RewardUnavailable(
+        f"key {key!r} already redeemed another reward or for another member",
+        reward_id=reward_id,
+        reason=Reason.KEY_REUSED,
+    )
+
+
+def _redemption(row: Any) -> Redemption:
+    return Redemption(
+        redemption_id=row["redemption_id"],
+        member_id=row["member_id"],
+        reward_id=row["reward_id"],
+        code=row["code"],
+        points=row["points"],
+        discount_minor=row["discount_minor"],
+        free_shipping=row["free_shipping"],
+        free_sku=row["free_sku"],
+        description=row["description"],
+        expires_at=row["expires_at"],
+        status=row["status"],
+    )
