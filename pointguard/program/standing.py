@@ -198,6 +198,8 @@ async def complete_challenges(
     activity = await member_activity(
         pg, merchant_id, member_id, at - timedelta(days=_lookback_days(open_challenges)), at
     )
+    # A bonus won by an order waits out that order's return window, as the order's points do.
+    release_at = at + timedelta(days=program.return_window_days) if kind == "order" else None
     intents: list[Intent] = []
     for challenge in open_challenges:
         if not challenge_progress(challenge, activity, at).completed:
@@ -229,8 +231,8 @@ async def complete_challenges(
                     f"{challenge.bonus_points} bonus points: '{challenge.name}' completed,"
                     f" badge {challenge.badge!r}",
                     f"challenge:{challenge.id}",
-                    None,
-                    lot_expiry(program, at),
+                    release_at,
+                    lot_expiry(program, release_at or at),
                 )
             )
     return intents
