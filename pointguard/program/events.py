@@ -57,3 +57,4 @@ class ActionPerformed(Event, kw_only=True, frozen=True):
 
     action: str
     birthday: date | None = None  # for `birthday`: the member's date of birth
+    referral_code: str | None = None  # for `signup`: the code the new member came with

@@ -32,7 +32,7 @@ async def write_events(
 
 
 async def write_entry_events(
-    pg: PgConnection, merchant_id: str, member_id: str, entries: Sequence[PostedEntry]
+    pg: PgConnection, merchant_id: str, entries: Sequence[PostedEntry]
 ) -> None:
     """`points.pending`, `points.earned` or `points.reversed` for each entry posted just now."""
     await write_events(
@@ -42,7 +42,9 @@ async def write_entry_events(
             (
                 _entry_event_type(e),
                 {
-                    "member_id": member_id,
+                    "member_id": next(
+                        p.account.member_id for p in e.postings if p.account.is_member
+                    ),
                     "entry_id": e.entry_id,
                     "kind": e.kind.value,
                     "points": sum(p.amount_points for p in e.postings if p.amount_points > 0),

@@ -38,6 +38,7 @@ class EarnIntent:
     source: str
     release_at: datetime | None  # pending until then; None: available at once
     expires_at: datetime | None
+    member_id: str | None = None  # who earns, if not the event's member (a referrer)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from pointguard.program.events import (
     OrderRefunded,
 )
 from pointguard.program.outbox import write_entry_events
+from pointguard.program.referrals import referral_intents, reversal_intents
 from pointguard.program.rules import (
     EarnIntent,
     Intent,
@@ -147,10 +148,18 @@ async def apply_event(pg: PgConnection, merchant_id: str, event: Event) -> Appli
         points = order_points(program, event, buyer)  # `evaluate` in two steps: computed once
         intents = order_intents(event, points, program)
         await _record_order(pg, merchant_id, event, buyer, points, program)
+        intents += await referral_intents(
+            pg,
+            merchant_id,
+            program,
+            event,
+            eligible_total_minor=sum(qualifying_spend(program, event).values()),
+        )
     elif isinstance(event, OrderRefunded | OrderCancelled):
         order = await _load_order(pg, merchant_id, event)
         intents = evaluate(event, MemberState(event.member_id, order=order), program)
-        await _record_refund(pg, merchant_id, event, order)
+        updated = await _record_refund(pg, merchant_id, event, order)
+        intents += await reversal_intents(pg, merchant_id, program, event.member_id, updated)
     elif isinstance(event, ActionPerformed):
         if event.birthday is not None:
             await pg.execute(SET_BIRTHDAY, merchant_id, event.member_id, event.birthday)
@@ -170,6 +179,7 @@ async def apply_event(pg: PgConnection, merchant_id: str, event: Event) -> Appli
                 event.occurred_at,
                 intent.points,
             )
+        intents += await referral_intents(pg, merchant_id, program, event)
     else:
         raise TypeError(f"no service for {type(event).__name__}")
 
@@ -179,7 +189,7 @@ async def apply_event(pg: PgConnection, merchant_id: str, event: Event) -> Appli
             pg, merchant_id, event.member_id, program, kind, event.occurred_at
         )
     entries = await _post(pg, merchant_id, event.member_id, intents)
-    await write_entry_events(pg, merchant_id, event.member_id, entries)
+    await write_entry_events(pg, merchant_id, entries)
     current = TierStatus(member["tier"], member["tier_review_at"])
     await refresh_tier(pg, merchant_id, event.member_id, program, current, event.occurred_at)
     return Applied(event.event_id, version.version, entries)
@@ -200,7 +210,7 @@ async def _post(
     earns = [
         ops.earn_entry(
             merchant_id,
-            member_id,
+            i.member_id or member_id,
             i.points,
             key=i.key,
             description=i.description,
@@ -290,7 +300,8 @@ async def _record_refund(
     merchant_id: str,
     event: OrderRefunded | OrderCancelled,
     order: OrderRecord,
-) -> None:
+) -> OrderRecord:
+    """Store the order's refunds and return its record as it now stands."""
     updated = after_refund(order, event)
     await pg.execute(
         UPDATE_ORDER,
@@ -300,6 +311,7 @@ async def _record_refund(
         updated.cancelled,
         updated.bonuses_returned,
     )
+    return updated
 
 
 async def _action_counts(

@@ -42,9 +42,27 @@ CREATE TABLE program_members (
     birthday           date,
     categories_bought  text[]      NOT NULL DEFAULT '{}',
     promotion_points   jsonb       NOT NULL DEFAULT '{}',
+    referral_code      text,
     created_at         timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (merchant_id, member_id)
 );
+CREATE UNIQUE INDEX program_members_referral_code ON program_members (merchant_id, referral_code);
+
+-- Who referred whom. `status` is the referrer's side: attached (waiting for the referee's
+-- first order), rewarded, too_small, capped, reversed, or refused_self.
+CREATE TABLE program_referrals (
+    merchant_id       text        NOT NULL,
+    referee_id        text        NOT NULL,
+    referrer_id       text        NOT NULL,
+    status            text        NOT NULL,
+    referee_rewarded  boolean     NOT NULL DEFAULT false,
+    first_order_id    text,
+    created_at        timestamptz NOT NULL,
+    rewarded_at       timestamptz,
+    PRIMARY KEY (merchant_id, referee_id)
+);
+CREATE INDEX program_referrals_by_referrer
+    ON program_referrals (merchant_id, referrer_id, status, rewarded_at);
 
 CREATE TABLE program_orders (
     merchant_id  text        NOT NULL,
@@ -96,8 +114,8 @@ CREATE TABLE outbox (
 """
 
 DOWNGRADE = """
-DROP TABLE outbox, program_challenge_completions, program_actions, program_orders,
-    program_members, program_applied_events, program_versions;
+DROP TABLE outbox, program_referrals, program_challenge_completions, program_actions,
+    program_orders, program_members, program_applied_events, program_versions;
 """
 
 
