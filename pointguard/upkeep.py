@@ -1,6 +1,7 @@
 """Background upkeep for every merchant: the ledger's jobs (reservation timeouts, releases,
-expiry, sealing) and the program's (tier reviews). `pointguard serve` runs a pass every few
-seconds; `pointguard upkeep` runs one. A job that fails is logged; the others still run.
+expiry, sealing) and the program's (tier reviews, expiry reminders, inactivity expiry).
+`pointguard serve` runs a pass every few seconds; `pointguard upkeep` runs one. A job that
+fails is logged; the others still run.
 """
 
 from __future__ import annotations
@@ -16,11 +17,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from pointguard import db
 from pointguard.errors import PointGuardError
 from pointguard.ledger.maintenance import maintain_all
+from pointguard.program.expiry import expire_inactive, send_expiry_reminders
 from pointguard.program.standing import review_tiers
 
 log = logging.getLogger(__name__)
 
 PROGRAM_MERCHANTS = "SELECT DISTINCT merchant_id FROM program_versions ORDER BY 1"
+PROGRAM_JOBS = (
+    ("tiers changed", review_tiers),
+    ("expiry reminders", send_expiry_reminders),
+    ("inactivity points expired", expire_inactive),
+)
 
 
 async def upkeep_pass(engine: AsyncEngine, now: datetime | None = None) -> dict[str, object]:
@@ -30,12 +37,13 @@ async def upkeep_pass(engine: AsyncEngine, now: datetime | None = None) -> dict[
     async with db.connection(engine) as pg:
         merchants = [r["merchant_id"] for r in await pg.fetch(PROGRAM_MERCHANTS)]
     for merchant_id in merchants:
-        try:
-            changed = await db.run_in_transaction(engine, review_tiers, merchant_id, now=now)
-        except (PointGuardError, asyncpg.PostgresError) as error:
-            log.error("tier review failed merchant=%s error=%r", merchant_id, error)
-            continue
-        done[f"{merchant_id} tiers changed"] = changed
+        for name, job in PROGRAM_JOBS:
+            try:
+                result = await db.run_in_transaction(engine, job, merchant_id, now=now)
+            except (PointGuardError, asyncpg.PostgresError) as error:
+                log.error("upkeep job failed merchant=%s job=%s error=%r", merchant_id, name, error)
+                continue
+            done[f"{merchant_id} {name}"] = result
     return done
 
 

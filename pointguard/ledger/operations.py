@@ -362,6 +362,38 @@ async def release_due(pg: PgConnection, merchant_id: str, *, now: datetime) -> i
     return len(entries)
 
 
+MEMBER_AVAILABLE = """
+SELECT balance_points FROM ledger_accounts
+WHERE merchant_id = $1 AND member_id = $2 AND kind = 'available'
+"""
+
+
+async def expire_member(
+    pg: PgConnection,
+    merchant_id: str,
+    member_id: str,
+    *,
+    key: str,
+    description: str,
+    source: str,
+) -> PostedEntry | None:
+    """Expire all of a member's available points (inactivity expiry); None if there are none."""
+    await lock_members(pg, merchant_id, [member_id])
+    available = await pg.fetchval(MEMBER_AVAILABLE, merchant_id, member_id) or 0
+    if available <= 0:
+        return None
+    entry = movement(
+        EntryKind.EXPIRE,
+        merchant_id,
+        member_id,
+        available,
+        key=key,
+        description=description,
+        source=source,
+    )
+    return (await post_entries(pg, [entry]))[0]
+
+
 async def expire_due(pg: PgConnection, merchant_id: str, *, now: datetime) -> int:
     """Post what is left of lots past their expiry to `expired`; returns points expired."""
     members = [

@@ -101,6 +101,16 @@ CREATE TABLE program_challenge_completions (
     PRIMARY KEY (merchant_id, member_id, challenge_id)
 );
 
+-- One reminder per member, expiry date and lead time: the upkeep never reminds twice.
+CREATE TABLE program_expiry_reminders (
+    merchant_id  text        NOT NULL,
+    member_id    text        NOT NULL,
+    expires_at   timestamptz NOT NULL,
+    days_before  integer     NOT NULL,
+    sent_at      timestamptz NOT NULL,
+    PRIMARY KEY (merchant_id, member_id, expires_at, days_before)
+);
+
 -- Events for the storefront, written in the same transaction as the ledger change; the
 -- webhook plugin's dispatcher delivers them.
 CREATE TABLE outbox (
@@ -114,8 +124,8 @@ CREATE TABLE outbox (
 """
 
 DOWNGRADE = """
-DROP TABLE outbox, program_referrals, program_challenge_completions, program_actions,
-    program_orders, program_members, program_applied_events, program_versions;
+DROP TABLE outbox, program_expiry_reminders, program_referrals, program_challenge_completions,
+    program_actions, program_orders, program_members, program_applied_events, program_versions;
 """
 
 
