@@ -99,3 +99,9 @@ class RewardUnavailable(PointGuardError):
         super().__init__(message)
         self.reward_id = reward_id
         self.reason = reason
+
+
+class LeaderboardDisabled(PointGuardError):
+    """The merchant's program has no leaderboard to join."""
+
+    code = "leaderboard_disabled"

@@ -93,6 +93,7 @@ class RewardBase(Doc, kw_only=True, frozen=True):
     stock: int | None = None
     per_member_limit: int | None = None
     tiers: list[str] = []  # empty: every member
+    categories: list[str] = []  # product categories it suits, for suggestions
 
 
 class FixedDiscount(RewardBase, kw_only=True, frozen=True, tag="fixed_discount", tag_field="type"):

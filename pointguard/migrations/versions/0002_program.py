@@ -43,6 +43,7 @@ CREATE TABLE program_members (
     categories_bought  text[]      NOT NULL DEFAULT '{}',
     promotion_points   jsonb       NOT NULL DEFAULT '{}',
     referral_code      text,
+    leaderboard_alias  text,  -- set when the member opts in to the leaderboard
     created_at         timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (merchant_id, member_id)
 );
