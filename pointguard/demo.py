@@ -1,7 +1,10 @@
-"""`pointguard demo`: one member's year in the ledger, printed the way a customer reads it.
+"""`pointguard demo`: one member's first months in the example program, printed the way the
+customer would read them.
 
-It runs on the same database and code paths as the server, for a fresh demo member each time,
-with a simulated clock so that a year passes in a second.
+It runs on the same database and code paths as the server: the example program from
+`docs/examples/program.toml` is saved for the `demo-shop` merchant, storefront events go
+through the program service, time moves on through the upkeep, and the checkout redeems a
+reward. A fresh member each run; a simulated clock lets weeks pass in a second.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -19,99 +23,113 @@ from pointguard.ledger import (
     member_balances,
     member_history,
     outstanding_liability,
-    system_balances,
 )
-from pointguard.ledger import operations as ops
-from pointguard.ledger.maintenance import maintain_merchant
 from pointguard.ledger.verify import verify_merchant
+from pointguard.program.events import (
+    ActionPerformed,
+    OrderLine,
+    OrderPaid,
+    OrderRefunded,
+    RefundedLine,
+)
+from pointguard.program.redemption import complete_redemption, redeem
+from pointguard.program.rewards import Cart
+from pointguard.program.service import apply_event
+from pointguard.program.standing import member_challenges
+from pointguard.program.store import save_program
+from pointguard.program.validation import parse_program
+from pointguard.upkeep import upkeep_pass
 
 MERCHANT = "demo-shop"
+EXAMPLE_PROGRAM = Path(__file__).resolve().parent.parent / "docs" / "examples" / "program.toml"
 DAY = timedelta(days=1)
 
 
 async def run_demo(engine: AsyncEngine, echo: Callable[[str], object]) -> None:
     member = f"ada-{int(time.time() * 1000)}"
     start = datetime.now(UTC)
+    program = parse_program(EXAMPLE_PROGRAM.read_text())
+    await db.run_in_transaction(engine, save_program, MERCHANT, program, effective_from=start - DAY)
 
-    async def earn(points: int, key: str, description: str, **when: datetime) -> PostedEntry:
-        return await db.run_in_transaction(
-            engine,
-            ops.earn,
-            MERCHANT,
-            member,
-            points,
-            key=f"{member}:{key}",
-            description=description,
-            source=f"demo.{key}",
-            **when,
+    def order(n: int, day: int, *lines: tuple[str, str, int, int]) -> OrderPaid:
+        return OrderPaid(
+            event_id=f"{member}-order-{n}",
+            member_id=member,
+            occurred_at=start + day * DAY,
+            order_id=f"{n}",
+            currency="EUR",
+            lines=[
+                OrderLine(
+                    line_id=str(i),
+                    sku=sku,
+                    category=category,
+                    quantity=quantity,
+                    unit_price_minor=price,
+                )
+                for i, (sku, category, quantity, price) in enumerate(lines)
+            ],
         )
 
-    await earn(50, "signup", "50 points welcome bonus", expires_at=start + 365 * DAY)
-    await earn(
-        120,
-        "order-1001",
-        "120 points for order #1001",
-        release_at=start + 30 * DAY,
-        expires_at=start + 730 * DAY,
-    )
-    refunded = await earn(
-        80,
-        "order-1002",
-        "80 points for order #1002",
-        release_at=start + 30 * DAY,
-        expires_at=start + 730 * DAY,
-    )
-    await db.run_in_transaction(
+    events = [
+        ActionPerformed(
+            event_id=f"{member}-signup", member_id=member, occurred_at=start, action="signup"
+        ),
+        order(1001, 1, ("BOOT-7", "shoes", 1, 12000), ("SOCK-RED", "socks", 2, 1000)),
+        order(1002, 9, ("COAT-3", "coats", 1, 30000)),
+        order(1003, 15, ("BAG-1", "bags", 1, 5000), ("GIFT-50", "gift_card", 1, 5000)),
+        OrderRefunded(
+            event_id=f"{member}-refund-1",
+            member_id=member,
+            occurred_at=start + 20 * DAY,
+            order_id="1001",
+            lines=[RefundedLine(line_id="1", quantity=1)],
+        ),
+    ]
+    for event in events:
+        await db.run_in_transaction(engine, apply_event, MERCHANT, event)
+    await upkeep_pass(engine, now=start + 50 * DAY)  # every return window has ended
+    cart = Cart(subtotal_minor=6000, shipping_minor=495)
+    redemption = await db.run_in_transaction(
         engine,
-        ops.take_back,
-        MERCHANT,
-        refunded.entry_id,
-        80,
-        key=f"{member}:refund-1002",
-        description="Order #1002 refunded: 80 points taken back",
-        source="demo.refund",
-    )
-    await maintain_merchant(engine, MERCHANT, start + 31 * DAY)  # the return window has passed
-    hold = await db.run_in_transaction(
-        engine,
-        ops.reserve,
+        redeem,
         MERCHANT,
         member,
-        100,
-        key=f"{member}:checkout-1003",
-        description="100 points held at checkout #1003",
-        source="demo.checkout",
-        now=start + 40 * DAY,
-        timeout_s=900,
+        "five-off",
+        cart,
+        key=f"{member}-checkout",
+        now=start + 51 * DAY,
     )
-    await db.run_in_transaction(
-        engine, ops.capture, MERCHANT, hold.entry_id, description="100 points redeemed on #1003"
-    )
-    await earn(25, "review", "25 points for your review", expires_at=start + 130 * DAY)
-    await maintain_merchant(engine, MERCHANT, start + 366 * DAY)  # a year later: expiry
+    await db.run_in_transaction(engine, complete_redemption, MERCHANT, redemption.redemption_id)
 
     balances = await db.run_in_transaction(engine, member_balances, MERCHANT, member)
-    page = await db.run_in_transaction(engine, member_history, MERCHANT, member, limit=20)
+    page = await db.run_in_transaction(engine, member_history, MERCHANT, member, limit=50)
+    challenges = await db.run_in_transaction(
+        engine, member_challenges, MERCHANT, member, start + 51 * DAY
+    )
     liability = await db.run_in_transaction(engine, outstanding_liability, MERCHANT)
-    system = await db.run_in_transaction(engine, system_balances, MERCHANT)
     async with db.connection(engine) as pg:
+        tier = await pg.fetchval(
+            "SELECT tier FROM program_members WHERE merchant_id = $1 AND member_id = $2",
+            MERCHANT,
+            member,
+        )
         report = await verify_merchant(pg, MERCHANT)
 
-    echo(f"Merchant {MERCHANT}, member {member}: one simulated year\n")
+    echo(f"{program.name} at {MERCHANT}: member {member}, seven simulated weeks\n")
     echo(f"{'entry':>7}  {'kind':<9} {'available':>9} {'pending':>8}  description")
-    for entry in page.entries:
+    for entry in reversed(page.entries):
         echo(
             f"{entry.entry_id:>7}  {entry.kind:<9} {_change(entry, AccountKind.AVAILABLE):>9}"
             f" {_change(entry, AccountKind.PENDING):>8}  {entry.description}"
         )
     echo(
         f"\nBalance: {balances.available_points} available, {balances.pending_points} pending,"
-        f" {balances.reserved_points} reserved"
+        f" {balances.reserved_points} reserved. Tier: {tier}."
     )
-    echo(
-        f"Merchant: outstanding liability {liability} points; "
-        + ", ".join(f"{kind} {points}" for kind, points in system.items())
-    )
+    badges = [p.challenge_id for p, done in challenges if done is not None]
+    echo(f"Challenges completed: {', '.join(badges) or 'none'}.")
+    echo(f"Checkout code {redemption.code}: {redemption.description}.")
+    echo(f"Merchant: outstanding liability {liability} points.")
     verdict = "all checks pass" if report.ok else "BROKEN: " + "; ".join(report.problems)
     echo(f"ledger verify: {report.entries_sealed} entries sealed, {verdict}")
 

@@ -54,6 +54,13 @@ async def test_ledger_verify_passes_then_reports_a_tampered_posting(
 def test_demo_runs_and_its_ledger_verifies(database_url):
     result = pointguard(database_url, "demo")
     assert result.returncode == 0, result.stderr
-    assert "Balance: 70 available, 0 pending, 0 reserved" in result.stdout
-    assert "25 points expired" in result.stdout
-    assert "all checks pass" in result.stdout
+    for expected in (
+        "Welcome to Acme Rewards",
+        "300 points for order #1001",
+        "30 points back for the refund on order #1001",
+        "badge 'Regular'",
+        "Redeemed: 500 points for 5 EUR off",
+        "Challenges completed: three-orders.",
+        "all checks pass",
+    ):
+        assert expected in result.stdout, result.stdout
