@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from pointguard import db
 from pointguard.ledger import operations as ops
@@ -64,3 +65,28 @@ def test_demo_runs_and_its_ledger_verifies(database_url):
         "all checks pass",
     ):
         assert expected in result.stdout, result.stdout
+
+
+def test_program_load_refuses_an_invalid_document_and_keeps_the_version_in_force(
+    database_url, merchant, tmp_path
+):
+    example = Path(__file__).resolve().parent.parent / "docs" / "examples" / "program.toml"
+    loaded = pointguard(database_url, "program", "load", str(example), "--merchant", merchant)
+    assert loaded.returncode == 0, loaded.stderr
+    assert "saved as version 1" in loaded.stdout
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text(
+        example.read_text()
+        .replace('points_per_major_unit = "1"', 'points_per_major_unit = "-1"')
+        .replace("threshold = 150000", "threshold = 40000")
+    )
+    refused = pointguard(database_url, "program", "load", str(broken), "--merchant", merchant)
+    assert refused.returncode == 1
+    assert "$.earning.points_per_major_unit: must not be negative, got -1" in refused.stderr
+    assert "$.tiers.levels[2].threshold: tiers overlap" in refused.stderr
+    assert "nothing was saved" in refused.stderr
+
+    shown = pointguard(database_url, "program", "show", "--merchant", merchant)
+    assert shown.returncode == 0, shown.stderr
+    assert ": version 1" in shown.stdout and "version 2" not in shown.stdout
