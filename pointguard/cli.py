@@ -176,6 +176,31 @@ def program_show(
         raise typer.Exit(code=1) from error
 
 
+@program_app.command("analytics")
+def program_analytics_command(
+    merchant: Annotated[str, typer.Option(help="The merchant.")],
+    start: Annotated[datetime, typer.Option("--from", help="Period start (UTC if no zone).")],
+    end: Annotated[datetime, typer.Option("--to", help="Period end, excluded.")],
+) -> None:
+    """Print the program's analytics for a period as JSON (definitions: docs/program.md)."""
+    import dataclasses
+
+    import msgspec
+
+    from pointguard.program.analytics import program_analytics
+
+    async def report(engine: AsyncEngine) -> dict[str, object]:
+        async with db.connection(engine) as pg:
+            figures = await program_analytics(pg, merchant, start=_aware(start), end=_aware(end))
+        fields = dataclasses.asdict(figures)
+        fields["members_by_tier"] = {
+            str(tier): count for tier, count in figures.members_by_tier.items()
+        }
+        return fields
+
+    typer.echo(msgspec.json.format(msgspec.json.encode(_with_engine(report))).decode())
+
+
 def _aware(moment: datetime) -> datetime:
     """Command-line times without a zone are UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -105,3 +105,28 @@ class LeaderboardDisabled(PointGuardError):
     """The merchant's program has no leaderboard to join."""
 
     code = "leaderboard_disabled"
+
+
+class ChanceUnavailable(PointGuardError):
+    """A lottery entry or draw, scratch card or surprise bonus that cannot go ahead now;
+    `reason` says why (`program.chance.Reason` values)."""
+
+    code = "chance_unavailable"
+
+    def __init__(self, message: str, *, chance_id: str, reason: str) -> None:
+        super().__init__(message)
+        self.chance_id = chance_id
+        self.reason = reason
+
+
+class SeedMismatch(PointGuardError):
+    """A revealed draw seed whose SHA-256 is not the hash published before entries closed:
+    the draw cannot be trusted."""
+
+    code = "seed_mismatch"
+
+
+class InvalidPeriod(PointGuardError):
+    """A reporting period that is not a period: naive times, or a start not before the end."""
+
+    code = "invalid_period"

@@ -1,5 +1,6 @@
 """The `pointguard` command as an operator runs it, in a child process, on the test database."""
 
+import json
 import os
 import subprocess
 import sys
@@ -90,3 +91,38 @@ def test_program_load_refuses_an_invalid_document_and_keeps_the_version_in_force
     shown = pointguard(database_url, "program", "show", "--merchant", merchant)
     assert shown.returncode == 0, shown.stderr
     assert ": version 1" in shown.stdout and "version 2" not in shown.stdout
+
+
+def test_program_analytics_prints_json(database_url, merchant):
+    example = Path(__file__).resolve().parent.parent / "docs" / "examples" / "program.toml"
+    assert (
+        pointguard(
+            database_url,
+            "program",
+            "load",
+            str(example),
+            "--merchant",
+            merchant,
+            "--effective-from",
+            "2026-01-01",
+        ).returncode
+        == 0
+    )
+    shown = pointguard(
+        database_url,
+        "program",
+        "analytics",
+        "--merchant",
+        merchant,
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-02-01",
+    )
+    assert shown.returncode == 0, shown.stderr
+    figures = json.loads(shown.stdout)
+    assert (figures["members"], figures["repeat_purchase_rate"], figures["currency"]) == (
+        0,
+        None,
+        "EUR",
+    )
