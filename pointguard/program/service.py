@@ -20,6 +20,7 @@ from pointguard.ledger import PostedEntry, post_entries
 from pointguard.ledger import operations as ops
 from pointguard.ledger.reading import load_entries_by_key
 from pointguard.program.actions import ActionCounts
+from pointguard.program.chance import ScratchCard, campaigns_granted_on, grant_scratch_card
 from pointguard.program.document import Program
 from pointguard.program.earning import (
     Buyer,
@@ -119,6 +120,7 @@ class Applied:
     program_version: int | None
     entries: list[PostedEntry] = field(default_factory=list)
     already_applied: bool = False
+    scratch_cards: list[ScratchCard] = field(default_factory=list)
 
 
 async def apply_event(pg: PgConnection, merchant_id: str, event: Event) -> Applied:
@@ -188,11 +190,27 @@ async def apply_event(pg: PgConnection, merchant_id: str, event: Event) -> Appli
         intents += await complete_challenges(
             pg, merchant_id, event.member_id, program, kind, event.occurred_at
         )
+    for referrer in {i.member_id for i in intents if isinstance(i, EarnIntent) and i.member_id}:
+        if referrer != event.member_id:  # a referral was rewarded: the referrer's challenges
+            intents += await complete_challenges(
+                pg, merchant_id, referrer, program, "referral", event.occurred_at
+            )
     entries = await _post(pg, merchant_id, event.member_id, intents)
     await write_entry_events(pg, merchant_id, entries)
     current = TierStatus(member["tier"], member["tier_review_at"])
     await refresh_tier(pg, merchant_id, event.member_id, program, current, event.occurred_at)
-    return Applied(event.event_id, version.version, entries)
+    cards = [
+        await grant_scratch_card(
+            pg,
+            merchant_id,
+            event.member_id,
+            campaign.id,
+            key=f"{event.event_id}:{campaign.id}",
+            now=event.occurred_at,
+        )
+        for campaign in campaigns_granted_on(program, EVENT_TYPES[type(event)])
+    ]
+    return Applied(event.event_id, version.version, entries, scratch_cards=cards)
 
 
 def _activity_kind(event: Event, intents: list[Intent]) -> str | None:

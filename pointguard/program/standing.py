@@ -52,6 +52,12 @@ WHERE merchant_id = $1 AND member_id = $2 AND action = 'review.published'
   AND occurred_at > $3 AND occurred_at <= $4
 """
 
+REFERRALS_IN_WINDOW = """
+SELECT rewarded_at FROM program_referrals
+WHERE merchant_id = $1 AND referrer_id = $2 AND status = 'rewarded'
+  AND rewarded_at > $3 AND rewarded_at <= $4
+"""
+
 COMPLETED_CHALLENGES = """
 SELECT challenge_id, badge, completed_at FROM program_challenge_completions
 WHERE merchant_id = $1 AND member_id = $2 ORDER BY completed_at, challenge_id
@@ -172,11 +178,15 @@ async def qualifying_amount(
 async def member_activity(
     pg: PgConnection, merchant_id: str, member_id: str, start: datetime, end: datetime
 ) -> list[Activity]:
+    """What challenges count for the member in (start, end]: orders, reviews, referrals."""
     orders = await kept_orders(pg, merchant_id, member_id, start, end)
     reviews = await pg.fetch(REVIEWS_IN_WINDOW, merchant_id, member_id, start, end)
-    return [Activity(o.paid_at, "order", o.spend_minor) for o in orders] + [
-        Activity(r["occurred_at"], "review") for r in reviews
-    ]
+    referrals = await pg.fetch(REFERRALS_IN_WINDOW, merchant_id, member_id, start, end)
+    return (
+        [Activity(o.paid_at, "order", o.spend_minor) for o in orders]
+        + [Activity(r["occurred_at"], "review") for r in reviews]
+        + [Activity(r["rewarded_at"], "referral") for r in referrals]
+    )
 
 
 async def complete_challenges(
@@ -198,8 +208,9 @@ async def complete_challenges(
     activity = await member_activity(
         pg, merchant_id, member_id, at - timedelta(days=_lookback_days(open_challenges)), at
     )
-    # A bonus won by an order waits out that order's return window, as the order's points do.
-    release_at = at + timedelta(days=program.return_window_days) if kind == "order" else None
+    # A bonus won by an order (or a referee's order) waits out that order's return window.
+    waits = kind in ("order", "referral")
+    release_at = at + timedelta(days=program.return_window_days) if waits else None
     intents: list[Intent] = []
     for challenge in open_challenges:
         if not challenge_progress(challenge, activity, at).completed:
@@ -233,6 +244,7 @@ async def complete_challenges(
                     f"challenge:{challenge.id}",
                     release_at,
                     lot_expiry(program, release_at or at),
+                    member_id=member_id,
                 )
             )
     return intents

@@ -2,6 +2,7 @@
 earn, reach a tier, complete challenges, redeem at checkout, get a refund, and read it all in
 their history in words they understand."""
 
+import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -56,9 +57,9 @@ async def tier_of(engine, merchant):
 
 
 async def test_a_members_journey(engine, run, merchant):
-    await run(
-        save_program, merchant, parse_program(EXAMPLE.read_text()), effective_from=NOV - 30 * DAY
-    )
+    document = tomllib.loads(EXAMPLE.read_text())
+    document["chance"]["scratch_cards"] = []  # their prizes are random: not in this journey
+    await run(save_program, merchant, parse_program(document), effective_from=NOV - 30 * DAY)
     await run(
         apply_event,
         merchant,

@@ -246,3 +246,23 @@ async def test_order_bonus_is_taken_back_once_when_nothing_is_kept(run, program)
     )
     assert (await run(apply_event, program, cancel)).entries == []
     assert await balances(run, program) == (0, 0)
+
+
+async def test_orders_grant_the_programs_scratch_cards(run, merchant):
+    scratch = (
+        PROGRAM
+        + """
+[[chance.scratch_cards]]
+id = "order-card"
+name = "Scratch & win"
+granted_on = "order.paid"
+budget_points = 70
+prizes = [{ points = 50, weight = 1 }]
+"""
+    )
+    await run(save_program, merchant, parse_program(scratch), effective_from=T0 - DAY)
+    first = await run(apply_event, merchant, order("wh-1", "1", T0, line("a", "x", 1, 1000)))
+    second = await run(apply_event, merchant, order("wh-2", "2", T0, line("a", "x", 1, 1000)))
+    assert [(c.prize_points, c.paid_points) for c in first.scratch_cards] == [(50, 50)]
+    assert [(c.prize_points, c.paid_points) for c in second.scratch_cards] == [(50, 0)]  # budget
+    assert await balances(run, merchant) == (50, 20)

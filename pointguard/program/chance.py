@@ -1,0 +1,748 @@
+"""Chance rewards: a points lottery, scratch cards and surprise bonuses, in the caller's
+transaction, every point on the ledger.
+
+Rules this module enforces:
+- A draw is provably fair. `open_draw` picks a secret 32-byte seed and publishes its SHA-256
+  (returned, and sent as `lottery.opened`) before anyone can enter; `run_draw` publishes the
+  seed itself, and `pick_winners` is a pure function of the seed, the numbered tickets and the
+  prizes, so anyone can check the seed against the hash and recompute the winners
+  (`verify_draw`, with the tickets from `draw_tickets`). The commitment proves the seed was not
+  chosen after seeing the entries; it cannot stop someone who knows the seed (the merchant's
+  database) from entering with that knowledge.
+- A draw's terms (cost, close, prizes) are copied from the program when it opens, so a later
+  program version cannot change a draw already announced.
+- Entries close at `entries_close_at` and once the draw has run, whichever is first. An entry
+  holds the draw's row `FOR SHARE` and `run_draw` takes it `FOR UPDATE`, so the draw waits for
+  entries in flight and no entry can slip in after the tickets are counted.
+- Entering spends points like a redemption (available → reserved → redeemed in one
+  transaction); `InsufficientPoints` from the ledger refuses it. Tickets are numbered 1..N at
+  the draw, in the order the entries were posted (ledger entry id).
+- One prize per member at most; prizes are paid as available earns, keyed
+  `lottery:<draw>:<prize index>`, so running a draw again pays nothing twice and returns the
+  stored result.
+- A scratch-card campaign and a surprise bonus never pay out more than their `budget_points`
+  (over all their grants and runs): each payout locks the campaign's budget row `FOR UPDATE`
+  and reads what was paid under that lock. A scratch card whose prize would pass the budget pays
+  0 (no win); a surprise run picks only as many members as the budget still affords. The lock
+  serialises the payouts of one campaign, which is what a hard cap costs.
+- Scratch-card prizes are drawn with `secrets` (a CSPRNG), weighted by the prize table.
+- A surprise run is deterministic given its seed, which is recorded; it is idempotent per
+  (surprise, run key), and the run key defaults to the UTC day of `now`.
+- Lock order, to avoid deadlocks with the rest of the program: a draw's row before member
+  accounts; member accounts before a budget row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import msgspec
+
+from pointguard.db import PgConnection
+from pointguard.errors import ChanceUnavailable, InvalidAmount, SeedMismatch
+from pointguard.ledger import PostedEntry, post_entries
+from pointguard.ledger import operations as ops
+from pointguard.ledger.entries import MAX_BATCH_ENTRIES
+from pointguard.program.document import (
+    LotteryDraw,
+    Program,
+    ScratchCardPrize,
+    ScratchCards,
+    SurpriseBonus,
+)
+from pointguard.program.outbox import write_entry_events, write_events
+from pointguard.program.rules import lot_expiry
+from pointguard.program.store import program_in_force
+
+SEED_BYTES = 32
+MAX_ENTRIES_PER_CALL = 1000
+ENTRY_HOLD_TIMEOUT_S = 60  # the hold is captured in the same transaction; this never runs out
+MAX_SURPRISE_ELIGIBLE = 1_000_000
+
+Ticket = tuple[int, str]  # (ticket number, member id)
+C = TypeVar("C", LotteryDraw, ScratchCards, SurpriseBonus)
+
+# `winners::text`: decoded here, whatever JSON codec the connection has.
+DRAW_COLUMNS = """draw_id, name, entry_cost_points, entries_close_at, prizes_points, seed,
+    seed_hash, opened_at, drawn_at, ticket_count, tickets_sha256, winners::text AS winners"""
+
+SELECT_DRAW = f"""
+SELECT {DRAW_COLUMNS} FROM program_lottery_draws WHERE merchant_id = $1 AND draw_id = $2
+"""
+LOCK_DRAW_FOR_ENTRY = SELECT_DRAW + " FOR SHARE"
+LOCK_DRAW_FOR_RUN = SELECT_DRAW + " FOR UPDATE"
+
+INSERT_DRAW = f"""
+INSERT INTO program_lottery_draws (merchant_id, draw_id, name, entry_cost_points,
+    entries_close_at, prizes_points, seed, seed_hash, opened_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (merchant_id, draw_id) DO NOTHING
+RETURNING {DRAW_COLUMNS}
+"""
+
+RECORD_DRAW = f"""
+UPDATE program_lottery_draws
+SET drawn_at = $3, ticket_count = $4, tickets_sha256 = $5, winners = $6::jsonb
+WHERE merchant_id = $1 AND draw_id = $2
+RETURNING {DRAW_COLUMNS}
+"""
+
+SELECT_ENTRY = """
+SELECT entry_id, draw_id, idempotency_key, member_id, entries, points, created_at
+FROM program_lottery_entries
+"""
+ENTRY_BY_KEY = SELECT_ENTRY + "WHERE merchant_id = $1 AND idempotency_key = $2"
+ENTRY_BY_ID = SELECT_ENTRY + "WHERE merchant_id = $1 AND entry_id = $2"
+
+INSERT_ENTRY = """
+INSERT INTO program_lottery_entries (merchant_id, entry_id, draw_id, idempotency_key, member_id,
+    entries, points, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+"""
+
+ENTRIES_OF_DRAW = """
+SELECT member_id, entries FROM program_lottery_entries
+WHERE merchant_id = $1 AND draw_id = $2 ORDER BY entry_id
+"""
+
+CREATE_BUDGET = """
+INSERT INTO program_chance_budgets (merchant_id, kind, campaign_id) VALUES ($1, $2, $3)
+ON CONFLICT (merchant_id, kind, campaign_id) DO NOTHING
+"""
+
+LOCK_BUDGET = """
+SELECT paid_points FROM program_chance_budgets
+WHERE merchant_id = $1 AND kind = $2 AND campaign_id = $3
+FOR UPDATE
+"""
+
+ADD_TO_BUDGET = """
+UPDATE program_chance_budgets SET paid_points = paid_points + $4
+WHERE merchant_id = $1 AND kind = $2 AND campaign_id = $3
+"""
+
+SELECT_CARD = """
+SELECT card_id, idempotency_key, campaign_id, member_id, prize_points, paid_points,
+       ledger_entry_id, created_at
+FROM program_scratch_cards
+"""
+CARD_BY_KEY = SELECT_CARD + "WHERE merchant_id = $1 AND idempotency_key = $2"
+
+INSERT_CARD = """
+INSERT INTO program_scratch_cards (merchant_id, idempotency_key, campaign_id, member_id,
+    prize_points, paid_points, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (merchant_id, idempotency_key) DO NOTHING
+RETURNING card_id
+"""
+
+SET_CARD_ENTRY = """
+UPDATE program_scratch_cards SET ledger_entry_id = $3 WHERE merchant_id = $1 AND card_id = $2
+"""
+
+SURPRISE_RUN = """
+SELECT surprise_id, run_key, seed, eligible_count, points, winners, paid_points, created_at
+FROM program_surprise_runs WHERE merchant_id = $1 AND surprise_id = $2 AND run_key = $3
+"""
+
+INSERT_SURPRISE_RUN = """
+INSERT INTO program_surprise_runs (merchant_id, surprise_id, run_key, seed, eligible_count,
+    points, winners, paid_points, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+RETURNING surprise_id, run_key, seed, eligible_count, points, winners, paid_points, created_at
+"""
+
+
+class Reason(StrEnum):
+    """Why a chance reward cannot go ahead; the `reason` of `errors.ChanceUnavailable`."""
+
+    UNKNOWN = "unknown"  # no such lottery, campaign or surprise in the program
+    NOT_OPEN = "not_open"  # the draw has not been opened (its seed not committed)
+    CLOSED = "closed"  # entries have closed, or the draw has run
+    NOT_CLOSED = "not_closed"  # the draw cannot run while entries are still open
+    KEY_REUSED = "idempotency_key_reused"  # the key already did something else
+
+
+@dataclass(frozen=True)
+class OpenedDraw:
+    """A draw open for entries; `seed_hash` (hex SHA-256 of the secret seed) is public."""
+
+    draw_id: str
+    name: str
+    entry_cost_points: int
+    entries_close_at: datetime
+    prizes_points: tuple[int, ...]
+    seed_hash: str
+    opened_at: datetime
+
+
+@dataclass(frozen=True)
+class DrawEntry:
+    """Points spent on `entries` tickets; `entry_id` is the ledger reserve entry's id."""
+
+    entry_id: int
+    draw_id: str
+    member_id: str
+    entries: int
+    points: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Winner:
+    prize_index: int  # 0 is the first prize
+    member_id: str
+    points: int
+    ledger_entry_id: int
+
+
+@dataclass(frozen=True)
+class DrawResult:
+    """A run draw: the revealed `seed` and everything needed to recompute its winners."""
+
+    draw_id: str
+    seed: str  # hex
+    seed_hash: str  # hex, as published when the draw opened
+    ticket_count: int
+    tickets_sha256: str  # hex, see `tickets_digest`
+    prizes_points: tuple[int, ...]
+    winners: tuple[Winner, ...]
+    drawn_at: datetime
+
+
+@dataclass(frozen=True)
+class ScratchCard:
+    """A card granted to a member: `prize_points` is what it drew, `paid_points` what it paid
+    (0 when the prize was a no-win or the campaign's budget could not cover it)."""
+
+    card_id: int
+    campaign_id: str
+    member_id: str
+    prize_points: int
+    paid_points: int
+    ledger_entry_id: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SurpriseRun:
+    surprise_id: str
+    run_key: str
+    seed: str  # hex: with the eligible list, `pick_members` recomputes `winners`
+    eligible_count: int
+    points: int  # paid to each winner
+    winners: tuple[str, ...]
+    paid_points: int
+    created_at: datetime
+
+
+# --- pure core -----------------------------------------------------------------------------
+
+
+def seed_hash(seed: bytes) -> bytes:
+    """The commitment published before entries close."""
+    return hashlib.sha256(seed).digest()
+
+
+def number_tickets(entries: Iterable[tuple[str, int]]) -> list[Ticket]:
+    """Tickets 1..N for `(member id, entries)` in posting order: each entry's tickets in a row."""
+    tickets: list[Ticket] = []
+    for member_id, count in entries:
+        first = len(tickets) + 1
+        tickets.extend((first + i, member_id) for i in range(count))
+    return tickets
+
+
+def tickets_digest(tickets: Sequence[Ticket]) -> bytes:
+    """SHA-256 of the tickets as compact JSON, `[[1,"ann"],[2,"bob"],...]`, by ticket number:
+    published with the draw so a copy of the ticket list can be checked before recomputing."""
+    return hashlib.sha256(msgspec.json.encode(sorted(tickets))).digest()
+
+
+def pick_winners(
+    seed: bytes, tickets: Sequence[Ticket], prizes: Sequence[int]
+) -> list[tuple[str, int]]:
+    """The winners of a draw as `(member id, prize points)`, first prize first.
+
+    The rule, simple enough to redo by hand: put the tickets in ticket-number order. For prize
+    index i (0, 1, ...), take h = the SHA-256 of the seed's bytes followed by i as 4 bytes
+    big-endian, read h as a 256-bit big-endian integer, and the prize goes to the ticket at
+    position h mod n (0-based) among the n tickets still in play. A winner's other tickets then
+    leave play: one prize per member at most. When no ticket is left, the remaining prizes are
+    not awarded. (The bias of a 256-bit number mod n is below 2^-200 for any real n.)
+    """
+    numbers = [number for number, _ in tickets]
+    if len(set(numbers)) != len(numbers):
+        raise ValueError("ticket numbers must be unique")
+    pool = sorted(tickets)
+    winners: list[tuple[str, int]] = []
+    for index, prize_points in enumerate(prizes):
+        if not pool:
+            break
+        digest = hashlib.sha256(seed + index.to_bytes(4, "big")).digest()
+        _, member_id = pool[int.from_bytes(digest, "big") % len(pool)]
+        winners.append((member_id, prize_points))
+        pool = [ticket for ticket in pool if ticket[1] != member_id]
+    return winners
+
+
+def verify_draw(
+    seed_hex: str, seed_hash_hex: str, tickets: Sequence[Ticket], prizes: Sequence[int]
+) -> list[tuple[str, int]]:
+    """Recompute a draw's winners from its revealed seed, after checking that the seed is the
+    one committed to: anyone can run this with what the draw published."""
+    try:
+        seed = bytes.fromhex(seed_hex)
+    except ValueError as error:
+        raise SeedMismatch(f"the revealed seed is not hex: {error}") from error
+    if not hmac.compare_digest(seed_hash(seed).hex(), seed_hash_hex.lower()):
+        raise SeedMismatch(
+            f"sha256 of the revealed seed is {seed_hash(seed).hex()},"
+            f" the draw published {seed_hash_hex}"
+        )
+    return pick_winners(seed, tickets, prizes)
+
+
+def pick_prize(prizes: Sequence[ScratchCardPrize], roll: int) -> int:
+    """The prize points at `roll` (0 <= roll < total weight) on the cumulative weights: each
+    prize wins with probability weight / total weight."""
+    for prize in prizes:
+        if roll < prize.weight:
+            return prize.points
+        roll -= prize.weight
+    raise ValueError("roll is not below the prizes' total weight")
+
+
+def pick_members(seed: bytes, eligible: Iterable[str], count: int) -> list[str]:
+    """`count` distinct members of `eligible`: those with the smallest SHA-256 of the seed's
+    bytes followed by the member id in UTF-8, smallest first. The order and repeats of
+    `eligible` do not matter."""
+    ranked = sorted(set(eligible), key=lambda m: hashlib.sha256(seed + m.encode()).digest())
+    return ranked[: max(0, count)]
+
+
+def campaigns_granted_on(program: Program, event_type: str) -> list[ScratchCards]:
+    """The scratch-card campaigns that grant a card for an event of this type."""
+    return [c for c in program.chance.scratch_cards if c.granted_on == event_type]
+
+
+# --- lottery -------------------------------------------------------------------------------
+
+
+async def open_draw(pg: PgConnection, merchant_id: str, draw_id: str, now: datetime) -> OpenedDraw:
+    """Open the program's lottery `draw_id`: commit to a fresh secret seed and publish its hash.
+    Opening an open draw returns it unchanged (the seed is never replaced)."""
+    row = await pg.fetchrow(SELECT_DRAW, merchant_id, draw_id)
+    if row is not None:
+        return _opened(row)
+    program = (await program_in_force(pg, merchant_id, now)).program
+    terms = _find(program.chance.lotteries, draw_id, "lottery")
+    if now >= terms.entries_close_at:
+        raise ChanceUnavailable(
+            f"draw {draw_id!r} closed its entries at {terms.entries_close_at}",
+            chance_id=draw_id,
+            reason=Reason.CLOSED,
+        )
+    seed = secrets.token_bytes(SEED_BYTES)
+    row = await pg.fetchrow(
+        INSERT_DRAW,
+        merchant_id,
+        draw_id,
+        terms.name,
+        terms.entry_cost_points,
+        terms.entries_close_at,
+        terms.prizes_points,
+        seed,
+        seed_hash(seed),
+        now,
+    )
+    if row is None:  # opened by a racing call, whose seed stands
+        return _opened(await pg.fetchrow(SELECT_DRAW, merchant_id, draw_id))
+    opened = _opened(row)
+    await write_events(pg, merchant_id, [("lottery.opened", {**asdict(opened), "at": now})])
+    return opened
+
+
+async def enter_draw(
+    pg: PgConnection,
+    merchant_id: str,
+    member_id: str,
+    draw_id: str,
+    entries: int,
+    *,
+    key: str,
+    now: datetime,
+) -> DrawEntry:
+    """Spend `entries` times the entry cost on tickets in an open draw. A repeated `key` returns
+    the first entry and spends nothing more."""
+    if not 0 < entries <= MAX_ENTRIES_PER_CALL:
+        raise InvalidAmount(f"entries must be 1..{MAX_ENTRIES_PER_CALL}, got {entries}")
+    earlier = await _entry_by_key(pg, merchant_id, member_id, draw_id, key)
+    if earlier is not None:
+        return earlier
+    draw = await pg.fetchrow(LOCK_DRAW_FOR_ENTRY, merchant_id, draw_id)
+    if draw is None:
+        raise _not_open(draw_id)
+    # A racing repeat of this key may have committed while we waited for the draw.
+    earlier = await _entry_by_key(pg, merchant_id, member_id, draw_id, key)
+    if earlier is not None:
+        return earlier
+    if draw["drawn_at"] is not None or now >= draw["entries_close_at"]:
+        raise ChanceUnavailable(
+            f"draw {draw_id!r} closed its entries at {draw['entries_close_at']}",
+            chance_id=draw_id,
+            reason=Reason.CLOSED,
+        )
+    points = entries * draw["entry_cost_points"]
+    description = f"{entries} {'entry' if entries == 1 else 'entries'} in {draw['name']}"
+    hold = await ops.reserve(
+        pg,
+        merchant_id,
+        member_id,
+        points,
+        key=f"lottery:{draw_id}:entry:{key}",
+        description=description,
+        source=f"program.lottery:{draw_id}",
+        now=now,
+        timeout_s=ENTRY_HOLD_TIMEOUT_S,
+    )
+    await ops.capture(pg, merchant_id, hold.entry_id, description=f"Entered: {description}")
+    if not hold.replayed:
+        await pg.execute(
+            INSERT_ENTRY, merchant_id, hold.entry_id, draw_id, key, member_id, entries, points, now
+        )
+    row = await pg.fetchrow(ENTRY_BY_ID, merchant_id, hold.entry_id)
+    if row is None:  # the ledger key was used outside lottery entries
+        raise _key_reused(draw_id, key)
+    return _record(DrawEntry, row)
+
+
+async def run_draw(pg: PgConnection, merchant_id: str, draw_id: str, now: datetime) -> DrawResult:
+    """Draw the winners once entries have closed, pay the prizes and reveal the seed. Running
+    it again returns the stored result and pays nothing."""
+    draw = await pg.fetchrow(LOCK_DRAW_FOR_RUN, merchant_id, draw_id)
+    if draw is None:
+        raise _not_open(draw_id)
+    if draw["drawn_at"] is not None:
+        return _result(draw)
+    if now < draw["entries_close_at"]:
+        raise ChanceUnavailable(
+            f"draw {draw_id!r} takes entries until {draw['entries_close_at']}: it cannot run yet",
+            chance_id=draw_id,
+            reason=Reason.NOT_CLOSED,
+        )
+    tickets = await draw_tickets(pg, merchant_id, draw_id)
+    picked = pick_winners(bytes(draw["seed"]), tickets, draw["prizes_points"])
+    program = (await program_in_force(pg, merchant_id, now)).program
+    prizes = [
+        (
+            member_id,
+            points,
+            f"lottery:{draw_id}:{index}",
+            f"{points} points: {_ordinal(index + 1)} prize in {draw['name']}",
+        )
+        for index, (member_id, points) in enumerate(picked)
+    ]
+    posted = await _pay(pg, program, merchant_id, f"program.lottery:{draw_id}", now, prizes)
+    winners = [
+        {"prize_index": i, "member_id": m, "points": p, "ledger_entry_id": e.entry_id}
+        for i, ((m, p), e) in enumerate(zip(picked, posted, strict=True))
+    ]
+    row = await pg.fetchrow(
+        RECORD_DRAW,
+        merchant_id,
+        draw_id,
+        now,
+        len(tickets),
+        tickets_digest(tickets),
+        msgspec.json.encode(winners).decode(),
+    )
+    result = _result(row)
+    await write_events(pg, merchant_id, [("lottery.drawn", {**asdict(result), "at": now})])
+    await write_entry_events(pg, merchant_id, posted)
+    return result
+
+
+async def draw_tickets(pg: PgConnection, merchant_id: str, draw_id: str) -> list[Ticket]:
+    """The draw's tickets, numbered as `run_draw` numbers them: what `verify_draw` needs."""
+    rows = await pg.fetch(ENTRIES_OF_DRAW, merchant_id, draw_id)
+    return number_tickets((r["member_id"], r["entries"]) for r in rows)
+
+
+# --- scratch cards -------------------------------------------------------------------------
+
+
+async def grant_scratch_card(
+    pg: PgConnection,
+    merchant_id: str,
+    member_id: str,
+    campaign_id: str,
+    *,
+    key: str,
+    now: datetime,
+) -> ScratchCard:
+    """Grant a member one card of the campaign (the rules call this for its `granted_on`
+    event): draw its prize and pay it now if the budget still covers it. A repeated `key`
+    returns the first card."""
+    earlier = await _card_by_key(pg, merchant_id, member_id, campaign_id, key)
+    if earlier is not None:
+        return earlier
+    program = (await program_in_force(pg, merchant_id, now)).program
+    campaign = _find(program.chance.scratch_cards, campaign_id, "scratch-card campaign")
+    await ops.lock_members(pg, merchant_id, [member_id])
+    paid_so_far = await _lock_budget(pg, merchant_id, "scratch", campaign.id)
+    # A racing repeat of this key may have committed while we waited for the budget.
+    earlier = await _card_by_key(pg, merchant_id, member_id, campaign_id, key)
+    if earlier is not None:
+        return earlier
+
+    total_weight = sum(p.weight for p in campaign.prizes)
+    prize_points = pick_prize(campaign.prizes, secrets.randbelow(total_weight))
+    fits = paid_so_far + prize_points <= campaign.budget_points
+    paid_points = prize_points if fits else 0
+    card_id = await pg.fetchval(
+        INSERT_CARD, merchant_id, key, campaign.id, member_id, prize_points, paid_points, now
+    )
+    if card_id is None:  # the key granted a card of another campaign, racing us
+        raise _key_reused(campaign_id, key)
+    posted: list[PostedEntry] = []
+    if paid_points:
+        prize = (
+            member_id,
+            paid_points,
+            f"scratch:{campaign.id}:{key}",
+            f"{paid_points} points won on a {campaign.name} card",
+        )
+        posted = await _pay(
+            pg, program, merchant_id, f"program.scratch:{campaign.id}", now, [prize]
+        )
+        await pg.execute(SET_CARD_ENTRY, merchant_id, card_id, posted[0].entry_id)
+        await pg.execute(ADD_TO_BUDGET, merchant_id, "scratch", campaign.id, paid_points)
+    card = ScratchCard(
+        card_id=card_id,
+        campaign_id=campaign.id,
+        member_id=member_id,
+        prize_points=prize_points,
+        paid_points=paid_points,
+        ledger_entry_id=posted[0].entry_id if posted else None,
+        created_at=now,
+    )
+    await write_events(pg, merchant_id, [("scratch_card.granted", {**asdict(card), "at": now})])
+    await write_entry_events(pg, merchant_id, posted)
+    return card
+
+
+# --- surprise bonuses ----------------------------------------------------------------------
+
+
+async def run_surprise(
+    pg: PgConnection,
+    merchant_id: str,
+    surprise_id: str,
+    eligible_members: Sequence[str],
+    *,
+    now: datetime,
+    seed: bytes | None = None,
+    key: str | None = None,
+) -> SurpriseRun:
+    """Pay the surprise's `points` to up to `members` members picked at random from
+    `eligible_members`, as many as its remaining budget affords. The run is keyed by `key`
+    (default: the UTC date of `now`); running a key again returns the first run."""
+    if len(eligible_members) > MAX_SURPRISE_ELIGIBLE:
+        raise InvalidAmount(
+            f"at most {MAX_SURPRISE_ELIGIBLE} eligible members, got {len(eligible_members)}"
+        )
+    run_key = key if key is not None else now.astimezone(UTC).date().isoformat()
+    earlier = await pg.fetchrow(SURPRISE_RUN, merchant_id, surprise_id, run_key)
+    if earlier is not None:
+        return _surprise(earlier)
+    program = (await program_in_force(pg, merchant_id, now)).program
+    surprise = _find(program.chance.surprises, surprise_id, "surprise bonus")
+    paid_so_far = await _lock_budget(pg, merchant_id, "surprise", surprise.id)
+    earlier = await pg.fetchrow(SURPRISE_RUN, merchant_id, surprise_id, run_key)
+    if earlier is not None:  # a racing run of this key committed while we waited
+        return _surprise(earlier)
+
+    run_seed = seed if seed is not None else secrets.token_bytes(SEED_BYTES)
+    affordable = (surprise.budget_points - paid_so_far) // surprise.points
+    winners = pick_members(run_seed, eligible_members, min(surprise.members, affordable))
+    prizes = [
+        (
+            member_id,
+            surprise.points,
+            f"surprise:{surprise.id}:{run_key}:{member_id}",
+            f"{surprise.points} points: {surprise.name}",
+        )
+        for member_id in winners
+    ]
+    source = f"program.surprise:{surprise.id}"
+    posted = await _pay(pg, program, merchant_id, source, now, prizes)
+    paid_points = surprise.points * len(winners)
+    if paid_points:
+        await pg.execute(ADD_TO_BUDGET, merchant_id, "surprise", surprise.id, paid_points)
+    row = await pg.fetchrow(
+        INSERT_SURPRISE_RUN,
+        merchant_id,
+        surprise.id,
+        run_key,
+        run_seed,
+        len(set(eligible_members)),
+        surprise.points,
+        winners,
+        paid_points,
+        now,
+    )
+    await write_entry_events(pg, merchant_id, posted)
+    return _surprise(row)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _find(items: Sequence[C], chance_id: str, what: str) -> C:
+    for item in items:
+        if item.id == chance_id:
+            return item
+    raise ChanceUnavailable(
+        f"no {what} {chance_id!r} in the program", chance_id=chance_id, reason=Reason.UNKNOWN
+    )
+
+
+async def _pay(
+    pg: PgConnection,
+    program: Program,
+    merchant_id: str,
+    source: str,
+    now: datetime,
+    prizes: Sequence[tuple[str, int, str, str]],
+) -> list[PostedEntry]:
+    """Post `(member, points, key, description)` prizes as earns, available at once and
+    expiring as the program's lots do, in batches the ledger accepts."""
+    earns = [
+        ops.earn_entry(
+            merchant_id,
+            member_id,
+            points,
+            key=key,
+            description=description,
+            source=source,
+            expires_at=lot_expiry(program, now),
+        )
+        for member_id, points, key, description in prizes
+    ]
+    posted: list[PostedEntry] = []
+    for start in range(0, len(earns), MAX_BATCH_ENTRIES):
+        posted += await post_entries(pg, earns[start : start + MAX_BATCH_ENTRIES])
+    return posted
+
+
+async def _lock_budget(pg: PgConnection, merchant_id: str, kind: str, campaign_id: str) -> int:
+    """Lock the campaign's budget row (creating it at 0) and return the points it has paid."""
+    await pg.execute(CREATE_BUDGET, merchant_id, kind, campaign_id)
+    return int(await pg.fetchval(LOCK_BUDGET, merchant_id, kind, campaign_id))
+
+
+async def _entry_by_key(
+    pg: PgConnection, merchant_id: str, member_id: str, draw_id: str, key: str
+) -> DrawEntry | None:
+    row = await _by_key(pg, ENTRY_BY_KEY, merchant_id, key, member_id, "draw_id", draw_id)
+    return None if row is None else _record(DrawEntry, row)
+
+
+async def _card_by_key(
+    pg: PgConnection, merchant_id: str, member_id: str, campaign_id: str, key: str
+) -> ScratchCard | None:
+    row = await _by_key(pg, CARD_BY_KEY, merchant_id, key, member_id, "campaign_id", campaign_id)
+    return None if row is None else _record(ScratchCard, row)
+
+
+async def _by_key(
+    pg: PgConnection,
+    sql: str,
+    merchant_id: str,
+    key: str,
+    member_id: str,
+    chance_column: str,
+    chance_id: str,
+) -> Any:
+    """The row a key made before, if any; refused when it was for another member or chance."""
+    row = await pg.fetchrow(sql, merchant_id, key)
+    if row is not None and (row["member_id"], row[chance_column]) != (member_id, chance_id):
+        raise _key_reused(chance_id, key)
+    return row
+
+
+R = TypeVar("R", DrawEntry, ScratchCard)
+
+
+def _record(cls: type[R], row: Any) -> R:
+    """A dataclass from the row's columns of the same names."""
+    return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+
+def _not_open(draw_id: str) -> ChanceUnavailable:
+    return ChanceUnavailable(
+        f"draw {draw_id!r} has not been opened", chance_id=draw_id, reason=Reason.NOT_OPEN
+    )
+
+
+def _key_reused(chance_id: str, key: str) -> ChanceUnavailable:
+    return ChanceUnavailable(
+        f"key {key!r} was already used for another member, draw or campaign",
+        chance_id=chance_id,
+        reason=Reason.KEY_REUSED,
+    )
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _opened(row: Any) -> OpenedDraw:
+    return OpenedDraw(
+        draw_id=row["draw_id"],
+        name=row["name"],
+        entry_cost_points=row["entry_cost_points"],
+        entries_close_at=row["entries_close_at"],
+        prizes_points=tuple(row["prizes_points"]),
+        seed_hash=bytes(row["seed_hash"]).hex(),
+        opened_at=row["opened_at"],
+    )
+
+
+def _result(row: Any) -> DrawResult:
+    winners = msgspec.json.decode(row["winners"])
+    return DrawResult(
+        draw_id=row["draw_id"],
+        seed=bytes(row["seed"]).hex(),
+        seed_hash=bytes(row["seed_hash"]).hex(),
+        ticket_count=row["ticket_count"],
+        tickets_sha256=bytes(row["tickets_sha256"]).hex(),
+        prizes_points=tuple(row["prizes_points"]),
+        winners=tuple(
+            Winner(w["prize_index"], w["member_id"], w["points"], w["ledger_entry_id"])
+            for w in winners
+        ),
+        drawn_at=row["drawn_at"],
+    )
+
+
+def _surprise(row: Any) -> SurpriseRun:
+    return SurpriseRun(
+        surprise_id=row["surprise_id"],
+        run_key=row["run_key"],
+        seed=bytes(row["seed"]).hex(),
+        eligible_count=row["eligible_count"],
+        points=row["points"],
+        winners=tuple(row["winners"]),
+        paid_points=row["paid_points"],
+        created_at=row["created_at"],
+    )
