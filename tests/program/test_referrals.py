@@ -164,3 +164,28 @@ async def test_welcome_on_signup(run, merchant):
     await run(apply_event, merchant, order("bob", 1, T0 + DAY))  # the code came at signup
     assert await points(run, merchant, "ann") == (0, 500)
     assert await points(run, merchant, "bob") == (150, 0)  # no second welcome
+
+
+async def test_successful_referrals_complete_the_referrers_challenge(engine, run, merchant):
+    program = (
+        PROGRAM.format(referee_points=0, reward_on="first_order")
+        + """
+[[challenges]]
+id = "connector"
+name = "Refer two friends"
+goal = "referrals"
+target = 2
+window_days = 60
+bonus_points = 400
+badge = "Connector"
+"""
+    )
+    await run(save_program, merchant, parse_program(program), effective_from=T0 - DAY)
+    code = await run(referral_code, merchant, "ann")
+    await run(apply_event, merchant, order("bob", 1, T0, code=code))
+    second = await run(apply_event, merchant, order("cat", 1, T0 + DAY, code=code))
+    assert "400 bonus points: 'Refer two friends' completed, badge 'Connector'" in [
+        e.description for e in second.entries
+    ]
+    assert await points(run, merchant, "ann") == (0, 2 * 500 + 400)  # all wait for the window
+    assert await points(run, merchant, "cat") == (0, 0)
