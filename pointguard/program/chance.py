@@ -58,7 +58,7 @@ from pointguard.program.document import (
     SurpriseBonus,
 )
 from pointguard.program.outbox import write_entry_events, write_events
-from pointguard.program.rules import lot_expiry
+from pointguard.program.rules import lot_expiry, ordinal
 from pointguard.program.store import program_in_force
 
 SEED_BYTES = 32
@@ -446,7 +446,7 @@ async def run_draw(pg: PgConnection, merchant_id: str, draw_id: str, now: dateti
             member_id,
             points,
             f"lottery:{draw_id}:{index}",
-            f"{points} points: {_ordinal(index + 1)} prize in {draw['name']}",
+            f"{points} points: {ordinal(index + 1)} prize in {draw['name']}",
         )
         for index, (member_id, points) in enumerate(picked)
     ]
@@ -699,11 +699,6 @@ def _key_reused(chance_id: str, key: str) -> ChanceUnavailable:
         chance_id=chance_id,
         reason=Reason.KEY_REUSED,
     )
-
-
-def _ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
 
 
 def _opened(row: Any) -> OpenedDraw:

@@ -24,7 +24,14 @@ from datetime import UTC, datetime, timedelta
 from pointguard.db import PgConnection
 from pointguard.program.document import Program
 from pointguard.program.events import ActionPerformed, Event, OrderPaid
-from pointguard.program.rules import EarnIntent, Intent, OrderRecord, TakeBackIntent, lot_expiry
+from pointguard.program.rules import (
+    EarnIntent,
+    Intent,
+    OrderRecord,
+    TakeBackIntent,
+    lot_expiry,
+    ordinal,
+)
 
 CODE_BYTES = 8
 
@@ -240,7 +247,7 @@ async def _reward_referrer(
         EarnIntent(
             f"referral:ladder:{referrer}:{step.referrals}",
             step.bonus_points,
-            f"{step.bonus_points} bonus points for your {_ordinal(nth)} successful referral",
+            f"{step.bonus_points} bonus points for your {ordinal(nth)} successful referral",
             "referral:ladder",
             release_at,
             expires_at,
@@ -254,8 +261,3 @@ async def _reward_referrer(
 
 def _window(program: Program) -> timedelta:
     return timedelta(days=program.return_window_days)
-
-
-def _ordinal(n: int) -> str:
-    suffix = "th" if 11 <= n % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"

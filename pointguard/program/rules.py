@@ -134,6 +134,12 @@ def add_months(moment: datetime, months: int) -> datetime:
     )
 
 
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, 11th, 21st: for descriptions customers read."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def lot_expiry(program: Program, earned_at: datetime) -> datetime | None:
     if program.expiry.mode != "lot":
         return None
