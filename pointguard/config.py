@@ -25,6 +25,9 @@ class Settings:
     host: str
     port: int
     db_pool_size: int
+    secret_key: str | None  # base64 of 32 bytes for AES-GCM; unset: a key kept in data_dir
+    webhook_tolerance_s: int
+    max_webhook_body_bytes: int
 
     @property
     def embedded_pg_dir(self) -> Path:
@@ -39,4 +42,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         host=env.get("POINTGUARD_HOST", "127.0.0.1"),
         port=int(env.get("POINTGUARD_PORT", "8000")),
         db_pool_size=int(env.get("POINTGUARD_DB_POOL_SIZE", "10")),
+        secret_key=env.get("POINTGUARD_SECRET_KEY") or None,
+        webhook_tolerance_s=int(env.get("POINTGUARD_WEBHOOK_TOLERANCE_S", "300")),
+        max_webhook_body_bytes=int(env.get("POINTGUARD_MAX_WEBHOOK_BODY_BYTES", str(256 * 1024))),
     )
