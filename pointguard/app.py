@@ -1,11 +1,13 @@
-"""The Starlette application: health endpoints now; `/graphql`, `/webhooks/...` and `/review`
-are mounted here as their issues land."""
+"""The Starlette application: `/webhooks/{merchant}`, health endpoints, and, in the background,
+the inbox workers and the upkeep. `/graphql` and `/review` are mounted here as they land.
+Errors become responses in one place (`http_errors.py`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
@@ -15,6 +17,11 @@ from starlette.routing import Route
 
 from pointguard import db
 from pointguard.config import Settings, load_settings
+from pointguard.errors import PointGuardError
+from pointguard.http_errors import pointguard_error
+from pointguard.plugin.ingest import receive_webhook
+from pointguard.plugin.secretbox import load_key
+from pointguard.plugin.worker import work_forever
 from pointguard.upkeep import upkeep_forever
 
 UPKEEP_INTERVAL_S = 5.0
@@ -38,7 +45,9 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-def create_app(settings: Settings | None = None, *, upkeep: bool = True) -> Starlette:
+def create_app(
+    settings: Settings | None = None, *, upkeep: bool = True, workers: bool = True
+) -> Starlette:
     settings = settings or load_settings()
 
     @contextlib.asynccontextmanager
@@ -48,20 +57,29 @@ def create_app(settings: Settings | None = None, *, upkeep: bool = True) -> Star
         )
         await db.migrate(engine)
         app.state.engine = engine
-        task = (
-            asyncio.create_task(upkeep_forever(engine, interval_s=UPKEEP_INTERVAL_S))
-            if upkeep
-            else None
-        )
+        app.state.settings = settings
+        app.state.secret_key = load_key(settings)
+        loops: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        if upkeep:
+            loops.append(lambda: upkeep_forever(engine, interval_s=UPKEEP_INTERVAL_S))
+        if workers:
+            loops.append(lambda: work_forever(engine))
+        tasks = [asyncio.create_task(loop()) for loop in loops]
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await engine.dispose()
 
     return Starlette(
-        routes=[Route("/healthz", healthz), Route("/readyz", readyz)], lifespan=lifespan
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/webhooks/{merchant}", receive_webhook, methods=["POST"]),
+        ],
+        exception_handlers={PointGuardError: pointguard_error},
+        lifespan=lifespan,
     )

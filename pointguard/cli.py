@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
 from pointguard.config import load_settings
+
+if TYPE_CHECKING:
+    from pointguard.plugin.merchants import NewMerchant
 
 app = typer.Typer(
     help="PointGuard: a loyalty engine on a double-entry points ledger.", no_args_is_help=True
@@ -21,6 +25,10 @@ ledger_app = typer.Typer(help="Ledger upkeep and verification.", no_args_is_help
 app.add_typer(ledger_app, name="ledger")
 program_app = typer.Typer(help="Loyalty program documents.", no_args_is_help=True)
 app.add_typer(program_app, name="program")
+inbox_app = typer.Typer(help="The webhook inbox and its dead letters.", no_args_is_help=True)
+app.add_typer(inbox_app, name="inbox")
+merchant_app = typer.Typer(help="Merchants and their webhook credentials.", no_args_is_help=True)
+app.add_typer(merchant_app, name="merchant")
 
 T = TypeVar("T")
 
@@ -52,6 +60,46 @@ def serve(
 
     settings = load_settings()
     uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
+
+
+@app.command()
+def worker() -> None:
+    """Apply webhooks from the inbox until stopped (any number may run at once)."""
+    from pointguard.plugin.worker import work_forever
+
+    _with_engine(work_forever)
+
+
+@inbox_app.command("dead")
+def inbox_dead(
+    merchant: Annotated[str | None, typer.Option(help="One merchant only.")] = None,
+) -> None:
+    """List dead-lettered webhooks with their errors."""
+    from pointguard.plugin.worker import dead_letters
+
+    async def show(engine: AsyncEngine) -> None:
+        async with db.connection(engine) as pg:
+            for row in await dead_letters(pg, merchant):
+                typer.echo(
+                    f"{row['merchant_id']} {row['webhook_id']} {row['event_type']}"
+                    f" after {row['attempts']} attempts: {row['last_error']}"
+                )
+
+    _with_engine(show)
+
+
+@inbox_app.command("replay")
+def inbox_replay(merchant: str, webhook_id: str) -> None:
+    """Queue a dead-lettered webhook again (after fixing what made it fail)."""
+    from pointguard.plugin.worker import replay_dead_letter
+
+    async def replay(engine: AsyncEngine) -> bool:
+        return await db.run_in_transaction(engine, replay_dead_letter, merchant, webhook_id)
+
+    if not _with_engine(replay):
+        typer.echo(f"no dead letter {webhook_id!r} for merchant {merchant!r}", err=True)
+        raise typer.Exit(code=1)
+    typer.echo(f"{merchant} {webhook_id}: queued again")
 
 
 @app.command()
@@ -199,6 +247,100 @@ def program_analytics_command(
         return fields
 
     typer.echo(msgspec.json.format(msgspec.json.encode(_with_engine(report))).decode())
+
+
+@merchant_app.command("create")
+def merchant_create(
+    name: Annotated[str, typer.Argument(help="The merchant's display name.")],
+    endpoint: Annotated[
+        str | None, typer.Option(help="URL our signed webhooks are delivered to.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object, for scripts.")
+    ] = False,
+) -> None:
+    """Register a merchant and print its secrets and API key. They are shown only this once."""
+    import dataclasses
+
+    from pointguard.plugin.merchants import create_merchant
+
+    key = _credential_key()
+
+    async def create(engine: AsyncEngine) -> NewMerchant:
+        return await db.run_in_transaction(
+            engine, create_merchant, key, name, endpoint_url=endpoint
+        )
+
+    made = _merchant_command(lambda: _with_engine(create))
+    fields = dataclasses.asdict(made)
+    if as_json:
+        typer.echo(json.dumps(fields))
+        return
+    typer.echo(f"merchant {made.merchant_id} ({made.name}) created")
+    labels = {
+        "webhook_secret": "webhook secret (signs your webhooks to us)",
+        "api_key": "API key",
+        "outbound_public_key": "our Ed25519 public key (verifies v1a deliveries to you)",
+        "outbound_webhook_secret": "our webhook secret (verifies v1 deliveries to you)",
+        "endpoint_url": "delivery endpoint",
+    }
+    for field, label in labels.items():
+        typer.echo(f"  {label}: {fields[field] or '(none)'}")
+    typer.echo("Store the secrets and the API key now: they are not shown again.")
+
+
+@merchant_app.command("set-endpoint")
+def merchant_set_endpoint(
+    merchant: Annotated[str, typer.Argument(help="The merchant id.")],
+    url: Annotated[str, typer.Argument(help="URL our signed webhooks are delivered to.")],
+) -> None:
+    """Deliver the merchant's outbound webhooks to URL."""
+    from pointguard.plugin.merchants import set_endpoint
+
+    async def save(engine: AsyncEngine) -> None:
+        await db.run_in_transaction(engine, set_endpoint, merchant, url)
+
+    _merchant_command(lambda: _with_engine(save))
+    typer.echo(f"merchant {merchant}: webhooks are delivered to {url}")
+
+
+@merchant_app.command("rotate-secret")
+def merchant_rotate_secret(
+    merchant: Annotated[str, typer.Argument(help="The merchant id.")],
+) -> None:
+    """Add a new inbound webhook secret and print it; the previous one stays valid until the
+    next rotation, so the storefront can switch without dropped webhooks."""
+    from pointguard.plugin.merchants import rotate_inbound_secret
+
+    key = _credential_key()
+
+    async def rotate(engine: AsyncEngine) -> str:
+        return await db.run_in_transaction(engine, rotate_inbound_secret, key, merchant)
+
+    typer.echo(_merchant_command(lambda: _with_engine(rotate)))
+
+
+def _credential_key() -> bytes:
+    """The key for credentials at rest, or a clear message and exit 1."""
+    from pointguard.plugin.secretbox import load_key
+
+    return _merchant_command(lambda: load_key(load_settings()))
+
+
+def _merchant_command(work: Callable[[], T]) -> T:
+    """Run `work`; a merchant error the operator can fix becomes a message and exit 1."""
+    from pointguard.errors import (
+        MerchantExists,
+        MerchantInvalid,
+        SecretKeyInvalid,
+        UnknownMerchant,
+    )
+
+    try:
+        return work()
+    except (MerchantExists, MerchantInvalid, SecretKeyInvalid, UnknownMerchant) as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(code=1) from error
 
 
 def _aware(moment: datetime) -> datetime:

@@ -130,3 +130,74 @@ class InvalidPeriod(PointGuardError):
     """A reporting period that is not a period: naive times, or a start not before the end."""
 
     code = "invalid_period"
+
+
+class UnknownMerchant(PointGuardError):
+    code = "unknown_merchant"
+
+
+class PayloadTooLarge(PointGuardError):
+    code = "payload_too_large"
+
+
+class InvalidPayload(PointGuardError):
+    """A webhook body that is not JSON, or not the event it says it is; names the field."""
+
+    code = "invalid_payload"
+
+    def __init__(self, message: str, *, field: str = "$", code: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        if code is not None:
+            self.code = code
+
+
+class WebhookRejected(PointGuardError):
+    """An inbound webhook whose signature headers do not prove it came from the sender now;
+    answered 401 so the sender sees the rejection (and retries only if it can fix it)."""
+
+    code = "webhook_rejected"
+    http_status = 401
+
+
+class MissingSignature(WebhookRejected):
+    """A required signature header (id, timestamp or signature) is absent or empty."""
+
+    code = "missing_signature"
+
+
+class StaleTimestamp(WebhookRejected):
+    """The signed timestamp is not a whole number of seconds, or lies outside the tolerance
+    around now (too old: a possible replay; in the future: a skewed or forged clock)."""
+
+    code = "stale_timestamp"
+
+
+class BadSignature(WebhookRejected):
+    """No signature in the header matches the content under any of the merchant's keys."""
+
+    code = "bad_signature"
+
+
+class SecretKeyInvalid(PointGuardError):
+    """The AES-GCM key for credentials at rest (POINTGUARD_SECRET_KEY or the key file) is not
+    the base64 of 32 bytes; the message says where it came from, never the key itself."""
+
+    code = "secret_key_invalid"
+
+
+class CredentialUnreadable(PointGuardError):
+    """A stored credential that does not decrypt under this key for this merchant and kind:
+    the wrong key, a tampered value, or a value copied from another merchant or kind."""
+
+    code = "credential_unreadable"
+
+
+class MerchantInvalid(PointGuardError):
+    """A merchant name, id or endpoint URL that cannot be used; the message says which."""
+
+    code = "merchant_invalid"
+
+
+class MerchantExists(PointGuardError):
+    code = "merchant_exists"

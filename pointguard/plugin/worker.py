@@ -1,0 +1,160 @@
+"""Workers: apply inbox rows through the program and the ledger, each exactly once.
+
+A worker picks a merchant with due work (every statement names one merchant), claims a batch
+of its rows with `FOR UPDATE SKIP LOCKED` (so any number of workers share the load without
+applying anything twice), and applies each row in a savepoint of the batch's transaction: the
+ledger entries, the program's records, the outbox events and the row's `applied` mark commit
+together or not at all. A row whose event the program refuses (an unknown order, no program)
+is dead-lettered with the error; a row that fails for a passing reason (the database) is
+retried later with backoff, and dead-lettered after `MAX_ATTEMPTS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from pointguard import db
+from pointguard.db import PgConnection
+from pointguard.errors import PointGuardError
+from pointguard.plugin.payloads import decode_envelope, to_program_event
+from pointguard.program.service import apply_event
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 100
+MAX_ATTEMPTS = 8
+FIRST_RETRY_S = 2
+IDLE_SLEEP_S = 0.2
+
+MERCHANTS_WITH_WORK = """
+SELECT DISTINCT merchant_id FROM inbox WHERE status = 'pending' AND next_attempt_at <= $1
+"""
+
+CLAIM = """
+SELECT webhook_id, payload::text AS payload, attempts FROM inbox
+WHERE merchant_id = $1 AND status = 'pending' AND next_attempt_at <= $2
+ORDER BY received_at, webhook_id
+LIMIT $3
+FOR UPDATE SKIP LOCKED
+"""
+
+FINISH = """
+UPDATE inbox SET status = $3, attempts = attempts + 1, last_error = $4, applied_at = now()
+WHERE merchant_id = $1 AND webhook_id = $2
+"""
+
+RETRY_LATER = """
+UPDATE inbox SET attempts = attempts + 1, last_error = $3, next_attempt_at = $4
+WHERE merchant_id = $1 AND webhook_id = $2
+"""
+
+DEAD = """
+SELECT merchant_id, webhook_id, event_type, attempts, last_error, received_at FROM inbox
+WHERE status = 'dead' AND ($1::text IS NULL OR merchant_id = $1)
+ORDER BY received_at LIMIT $2
+"""
+
+REPLAY = """
+UPDATE inbox SET status = 'pending', attempts = 0, last_error = NULL, next_attempt_at = now()
+WHERE merchant_id = $1 AND webhook_id = $2 AND status = 'dead'
+RETURNING webhook_id
+"""
+
+
+@dataclass
+class BatchResult:
+    applied: int = 0
+    dead: int = 0
+    retried: int = 0
+
+
+async def process_merchant(
+    engine: AsyncEngine,
+    merchant_id: str,
+    *,
+    now: datetime | None = None,
+    limit: int = BATCH_SIZE,
+) -> BatchResult:
+    """Claim and apply one batch of one merchant's due rows."""
+    return await db.in_transaction(
+        engine, lambda pg: _apply_batch(pg, merchant_id, now or datetime.now(UTC), limit)
+    )
+
+
+async def _apply_batch(
+    pg: PgConnection, merchant_id: str, now: datetime, limit: int
+) -> BatchResult:
+    result = BatchResult()
+    for row in await pg.fetch(CLAIM, merchant_id, now, limit):
+        webhook_id = row["webhook_id"]
+        try:
+            async with pg.transaction():  # a savepoint: one row's failure undoes only its work
+                event = to_program_event(webhook_id, decode_envelope(row["payload"].encode()))
+                if event is not None:
+                    await apply_event(pg, merchant_id, event)
+        except PointGuardError as error:
+            await pg.execute(FINISH, merchant_id, webhook_id, "dead", f"{error.code}: {error}")
+            result.dead += 1
+            log.warning(
+                "webhook dead-lettered merchant=%s webhook=%s error=%s",
+                merchant_id,
+                webhook_id,
+                error.code,
+            )
+        except asyncpg.PostgresError as error:
+            attempts = row["attempts"] + 1
+            if attempts >= MAX_ATTEMPTS:
+                await pg.execute(FINISH, merchant_id, webhook_id, "dead", repr(error))
+                result.dead += 1
+            else:
+                retry_at = now + timedelta(seconds=FIRST_RETRY_S * 2 ** (attempts - 1))
+                await pg.execute(RETRY_LATER, merchant_id, webhook_id, repr(error), retry_at)
+                result.retried += 1
+        else:
+            await pg.execute(FINISH, merchant_id, webhook_id, "applied", None)
+            result.applied += 1
+    return result
+
+
+async def process_due(engine: AsyncEngine, *, now: datetime | None = None) -> BatchResult:
+    """One batch for every merchant with due work."""
+    now = now or datetime.now(UTC)
+    async with db.connection(engine) as pg:
+        merchants = [r["merchant_id"] for r in await pg.fetch(MERCHANTS_WITH_WORK, now)]
+    total = BatchResult()
+    for merchant_id in merchants:
+        done = await process_merchant(engine, merchant_id, now=now)
+        total.applied += done.applied
+        total.dead += done.dead
+        total.retried += done.retried
+    return total
+
+
+async def work_forever(engine: AsyncEngine) -> None:
+    """The worker loop of `pointguard worker` and of `serve`: drain, then poll."""
+    while True:
+        try:
+            done = await process_due(engine)
+        except (asyncpg.PostgresError, SQLAlchemyError, OSError) as error:
+            log.error("worker pass failed error=%r", error)
+            done = BatchResult()
+        if not done.applied and not done.dead and not done.retried:
+            await asyncio.sleep(IDLE_SLEEP_S)
+
+
+async def dead_letters(
+    pg: PgConnection, merchant_id: str | None = None, limit: int = 100
+) -> list[dict[str, object]]:
+    return [dict(r) for r in await pg.fetch(DEAD, merchant_id, limit)]
+
+
+async def replay_dead_letter(pg: PgConnection, merchant_id: str, webhook_id: str) -> bool:
+    """Put a dead-lettered webhook back in the queue; False if there is no such dead letter."""
+    return await pg.fetchval(REPLAY, merchant_id, webhook_id) is not None

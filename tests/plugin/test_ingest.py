@@ -1,0 +1,249 @@
+"""`POST /webhooks/{merchant}` end to end: real signatures, the inbox, workers, the ledger.
+Every refusal is checked for its status, its `error.code`, and a ledger and inbox unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import time
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from standardwebhooks import Webhook
+
+from pointguard import db
+from pointguard.app import create_app
+from pointguard.config import load_settings
+from pointguard.ledger import member_balances, member_history
+from pointguard.plugin.merchants import create_merchant
+from pointguard.plugin.signatures import sign_standard_webhook
+from pointguard.plugin.worker import (
+    dead_letters,
+    process_due,
+    process_merchant,
+    replay_dead_letter,
+)
+from pointguard.program.store import save_program
+from pointguard.program.validation import parse_program
+
+SECRET_KEY = base64.b64encode(os.urandom(32)).decode()
+PROGRAM = """
+name = "Hooks"
+currency = "EUR"
+return_window_days = 14
+[earning]
+points_per_major_unit = "1"
+"""
+
+
+@pytest.fixture
+async def shop(database_url, engine, run):
+    app = create_app(
+        load_settings({"DATABASE_URL": database_url, "POINTGUARD_SECRET_KEY": SECRET_KEY}),
+        upkeep=False,
+        workers=False,
+    )
+    async with app.router.lifespan_context(app):
+        merchant = await run(create_merchant, app.state.secret_key, "Hook Shop")
+        await run(
+            save_program,
+            merchant.merchant_id,
+            parse_program(PROGRAM),
+            effective_from=datetime(2020, 1, 1, tzinfo=UTC),
+        )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://pg") as client:
+            yield client, merchant
+
+
+def paid(order_id: str, customer: str = "ann", amount: int = 2500) -> dict[str, object]:
+    return {
+        "type": "order.paid",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "data": {
+            "order_id": order_id,
+            "customer_id": customer,
+            "currency": "EUR",
+            "lines": [
+                {
+                    "line_id": "1",
+                    "sku": "S",
+                    "category": "c",
+                    "quantity": 1,
+                    "unit_price_minor": amount,
+                }
+            ],
+            "device_id": "d-1",  # a fraud-guard field the program does not read
+        },
+    }
+
+
+def signed(secret, payload, *, webhook_id, timestamp=None):
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    at = int(time.time()) if timestamp is None else timestamp
+    return body, {
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(at),
+        "webhook-signature": sign_standard_webhook(
+            secret=secret, private_key=None, webhook_id=webhook_id, timestamp=at, body=body
+        ),
+        "content-type": "application/json",
+    }
+
+
+async def inbox_count(engine, merchant_id):
+    async with db.connection(engine) as pg:
+        return await pg.fetchval("SELECT count(*) FROM inbox WHERE merchant_id = $1", merchant_id)
+
+
+async def post(client, merchant, payload, webhook_id):
+    body, headers = signed(merchant.webhook_secret, payload, webhook_id=webhook_id)
+    return await client.post(f"/webhooks/{merchant.merchant_id}", content=body, headers=headers)
+
+
+async def test_a_signed_order_is_accepted_then_applied_once(shop, engine, run):
+    client, merchant = shop
+    first = await post(client, merchant, paid("1001"), "msg_1")
+    assert (first.status_code, first.json()) == (
+        202,
+        {"webhook_id": "msg_1", "status": "pending", "replayed": False},
+    )
+    again = await post(client, merchant, paid("1001"), "msg_1")
+    assert (again.status_code, again.json()["replayed"]) == (202, True)
+    done = await process_merchant(engine, merchant.merchant_id)
+    assert (done.applied, done.dead) == (1, 0)
+    balances = await run(member_balances, merchant.merchant_id, "ann")
+    assert balances.pending_points == 25
+    history = await run(member_history, merchant.merchant_id, "ann")
+    assert [e.description for e in history.entries] == ["25 points for order #1001"]
+    replay = await post(client, merchant, paid("1001"), "msg_1")
+    assert replay.json()["status"] == "applied"
+    assert (await process_merchant(engine, merchant.merchant_id)).applied == 0
+
+
+async def test_the_standardwebhooks_package_signs_requests_we_accept(shop):
+    client, merchant = shop
+    payload = json.dumps(paid("2002"))
+    now = datetime.now(UTC)
+    headers = {
+        "webhook-id": "msg_pkg",
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(merchant.webhook_secret).sign("msg_pkg", now, payload),
+    }
+    response = await client.post(
+        f"/webhooks/{merchant.merchant_id}", content=payload, headers=headers
+    )
+    assert response.status_code == 202, response.text
+
+
+CASES = [
+    pytest.param("bad-signature", 401, "bad_signature", id="wrong-signature"),
+    pytest.param("stale", 401, "stale_timestamp", id="stale-timestamp"),
+    pytest.param("future", 401, "stale_timestamp", id="future-timestamp"),
+    pytest.param("no-signature", 401, "missing_signature", id="missing-signature"),
+    pytest.param("malformed", 422, "malformed_json", id="malformed-json"),
+    pytest.param("schema", 422, "invalid_payload", id="schema-violation"),
+    pytest.param("too-large", 413, "payload_too_large", id="oversized-body"),
+    pytest.param("unknown-merchant", 404, "unknown_merchant", id="unknown-merchant"),
+]
+
+
+@pytest.mark.parametrize(("case", "status", "code"), CASES)
+async def test_bad_requests_are_refused_and_change_nothing(shop, engine, run, case, status, code):
+    client, merchant = shop
+    target = f"/webhooks/{merchant.merchant_id}"
+    payload = paid("3003")
+    timestamp = None
+    if case == "malformed":
+        payload = b'{"type": "order.paid", '
+    elif case == "schema":
+        payload["data"]["lines"][0]["quantity"] = 0
+    elif case == "too-large":
+        payload = b'{"pad": "' + b"x" * (256 * 1024) + b'"}'
+    elif case == "stale":
+        timestamp = int(time.time()) - 301
+    elif case == "future":
+        timestamp = int(time.time()) + 301
+    body, headers = signed(
+        merchant.webhook_secret, payload, webhook_id="msg_bad", timestamp=timestamp
+    )
+    if case == "bad-signature":
+        headers["webhook-signature"] = "v1," + base64.b64encode(b"x" * 32).decode()
+    elif case == "no-signature":
+        del headers["webhook-signature"]
+    elif case == "unknown-merchant":
+        target = "/webhooks/nobody-here"
+    before = await run(member_balances, merchant.merchant_id, "ann")
+    response = await client.post(target, content=body, headers=headers)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+    if case == "schema":
+        assert response.json()["error"]["field"] == "$.data.lines[0].quantity"
+    assert await inbox_count(engine, merchant.merchant_id) == 0
+    await process_due(engine)
+    assert await run(member_balances, merchant.merchant_id, "ann") == before
+
+
+async def test_unknown_event_types_are_acknowledged_and_ignored(shop, engine):
+    client, merchant = shop
+    inventory = {
+        "type": "inventory.changed",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "data": {},
+    }
+    response = await post(client, merchant, inventory, "msg_inv")
+    assert (response.status_code, response.json()["status"]) == (202, "ignored")
+    assert (await process_merchant(engine, merchant.merchant_id)).applied == 0
+
+
+async def test_poison_events_are_dead_lettered_and_the_rest_applied(shop, engine, run):
+    client, merchant = shop
+    refund = {
+        "type": "order.refunded",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "data": {
+            "order_id": "never-paid",
+            "customer_id": "ann",
+            "lines": [{"line_id": "1", "quantity": 1}],
+        },
+    }
+    for webhook_id, payload in (("msg_a", paid("1")), ("msg_b", refund), ("msg_c", paid("2"))):
+        assert (await post(client, merchant, payload, webhook_id)).status_code == 202
+    done = await process_merchant(engine, merchant.merchant_id)
+    assert (done.applied, done.dead) == (2, 1)
+    async with db.connection(engine) as pg:
+        dead = await pg.fetchrow(
+            "SELECT webhook_id, last_error FROM inbox WHERE merchant_id = $1 AND status = 'dead'",
+            merchant.merchant_id,
+        )
+    assert dead["webhook_id"] == "msg_b" and dead["last_error"].startswith("unknown_order")
+    assert (await run(member_balances, merchant.merchant_id, "ann")).pending_points == 50
+    letters = await run(dead_letters, merchant.merchant_id)
+    assert [d["webhook_id"] for d in letters] == ["msg_b"]
+    assert await run(replay_dead_letter, merchant.merchant_id, "msg_b")
+    assert not await run(replay_dead_letter, merchant.merchant_id, "msg_a")  # not dead
+    again = await process_merchant(engine, merchant.merchant_id)
+    assert (again.applied, again.dead) == (0, 1)  # still a refund of an unknown order
+
+
+async def test_workers_racing_on_one_inbox_apply_every_event_once(shop, engine, run):
+    client, merchant = shop
+    for n in range(60):
+        response = await post(client, merchant, paid(f"o{n}", customer=f"c{n % 7}"), f"msg_{n}")
+        assert response.status_code == 202
+
+    async def worker() -> int:
+        applied = 0
+        while (done := await process_merchant(engine, merchant.merchant_id, limit=7)).applied:
+            applied += done.applied
+        return applied
+
+    counts = await asyncio.gather(worker(), worker(), worker())
+    assert sum(counts) == 60
+    total = 0
+    for n in range(7):
+        total += (await run(member_balances, merchant.merchant_id, f"c{n}")).pending_points
+    assert total == 60 * 25
