@@ -19,7 +19,7 @@ from pointguard import db
 from pointguard.config import Settings, load_settings
 from pointguard.errors import PointGuardError
 from pointguard.http_errors import pointguard_error
-from pointguard.plugin.ingest import receive_webhook
+from pointguard.plugin.ingest import CredentialCache, receive_webhook
 from pointguard.plugin.secretbox import load_key
 from pointguard.plugin.worker import work_forever
 from pointguard.upkeep import upkeep_forever
@@ -59,6 +59,7 @@ def create_app(
         app.state.engine = engine
         app.state.settings = settings
         app.state.secret_key = load_key(settings)
+        app.state.credentials = CredentialCache(app.state.secret_key)
         loops: list[Callable[[], Coroutine[Any, Any, None]]] = []
         if upkeep:
             loops.append(lambda: upkeep_forever(engine, interval_s=UPKEEP_INTERVAL_S))

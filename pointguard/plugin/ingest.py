@@ -8,6 +8,7 @@ Workers (`worker.py`) apply what was recorded.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 from starlette.requests import Request
@@ -15,11 +16,34 @@ from starlette.responses import JSONResponse
 
 from pointguard import db
 from pointguard.config import Settings
+from pointguard.db import PgConnection
 from pointguard.errors import InvalidPayload, PayloadTooLarge, UnknownMerchant
 from pointguard.plugin.inbox import record_webhook
-from pointguard.plugin.merchants import merchant_credentials
+from pointguard.plugin.merchants import MerchantCredentials, merchant_credentials
 from pointguard.plugin.payloads import decode_envelope, to_program_event
 from pointguard.plugin.signatures import verify_standard_webhook
+
+CREDENTIALS_TTL_S = 5.0
+
+
+class CredentialCache:
+    """A merchant's decrypted credentials, kept for `ttl_s` so that each webhook does not
+    re-read and re-decrypt them; a rotated secret takes effect within `ttl_s`."""
+
+    def __init__(self, key: bytes, ttl_s: float = CREDENTIALS_TTL_S) -> None:
+        self._key = key
+        self._ttl_s = ttl_s
+        self._entries: dict[str, tuple[float, MerchantCredentials | None]] = {}
+
+    async def get(self, pg: PgConnection, merchant_id: str) -> MerchantCredentials | None:
+        now = time.monotonic()
+        cached = self._entries.get(merchant_id)
+        if cached is not None and now - cached[0] < self._ttl_s:
+            return cached[1]
+        found = await merchant_credentials(pg, self._key, merchant_id)
+        if found is not None:  # unknown ids are not cached: they would let anyone fill memory
+            self._entries[merchant_id] = (now, found)
+        return found
 
 
 async def receive_webhook(request: Request) -> JSONResponse:
@@ -27,7 +51,7 @@ async def receive_webhook(request: Request) -> JSONResponse:
     merchant_id = request.path_params["merchant"]
     body = await _read_body(request, settings.max_webhook_body_bytes)
     async with db.connection(request.app.state.engine) as pg:
-        credentials = await merchant_credentials(pg, request.app.state.secret_key, merchant_id)
+        credentials = await request.app.state.credentials.get(pg, merchant_id)
         if credentials is None:
             raise UnknownMerchant(f"no merchant {merchant_id!r}")
         headers = request.headers
