@@ -4,9 +4,10 @@ A worker picks a merchant with due work (every statement names one merchant), cl
 of its rows with `FOR UPDATE SKIP LOCKED` (so any number of workers share the load without
 applying anything twice), and applies each row in a savepoint of the batch's transaction: the
 ledger entries, the program's records, the outbox events and the row's `applied` mark commit
-together or not at all. A row whose event the program refuses (an unknown order, no program)
-is dead-lettered with the error; a row that fails for a passing reason (the database) is
-retried later with backoff, and dead-lettered after `MAX_ATTEMPTS`.
+together or not at all. A batch is first tried whole, in one savepoint; only if
+something in it fails is it redone row by row. A row whose event the program refuses (an
+unknown order, no program) is dead-lettered with the error; a row that fails for a passing
+reason (the database) is retried later with backoff, and dead-lettered after `MAX_ATTEMPTS`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 from sqlalchemy.exc import SQLAlchemyError
@@ -48,6 +50,11 @@ FOR UPDATE SKIP LOCKED
 FINISH = """
 UPDATE inbox SET status = $3, attempts = attempts + 1, last_error = $4, applied_at = now()
 WHERE merchant_id = $1 AND webhook_id = $2
+"""
+
+FINISH_ALL = """
+UPDATE inbox SET status = 'applied', attempts = attempts + 1, applied_at = now()
+WHERE merchant_id = $1 AND webhook_id = ANY($2::text[])
 """
 
 RETRY_LATER = """
@@ -91,14 +98,24 @@ async def process_merchant(
 async def _apply_batch(
     pg: PgConnection, merchant_id: str, now: datetime, limit: int
 ) -> BatchResult:
+    rows = await pg.fetch(CLAIM, merchant_id, now, limit)
+    if not rows:
+        return BatchResult()
+    try:
+        # The common case, all rows good: one savepoint for the batch, one update for the marks.
+        async with pg.transaction():
+            for row in rows:
+                await _apply_row(pg, merchant_id, row)
+            await pg.execute(FINISH_ALL, merchant_id, [row["webhook_id"] for row in rows])
+        return BatchResult(applied=len(rows))
+    except (PointGuardError, asyncpg.PostgresError):
+        pass  # the batch is undone; find the bad rows one savepoint at a time
     result = BatchResult()
-    for row in await pg.fetch(CLAIM, merchant_id, now, limit):
+    for row in rows:
         webhook_id = row["webhook_id"]
         try:
             async with pg.transaction():  # a savepoint: one row's failure undoes only its work
-                event = to_program_event(webhook_id, decode_envelope(row["payload"].encode()))
-                if event is not None:
-                    await apply_event(pg, merchant_id, event)
+                await _apply_row(pg, merchant_id, row)
         except PointGuardError as error:
             await pg.execute(FINISH, merchant_id, webhook_id, "dead", f"{error.code}: {error}")
             result.dead += 1
@@ -121,6 +138,12 @@ async def _apply_batch(
             await pg.execute(FINISH, merchant_id, webhook_id, "applied", None)
             result.applied += 1
     return result
+
+
+async def _apply_row(pg: PgConnection, merchant_id: str, row: Any) -> None:
+    event = to_program_event(row["webhook_id"], decode_envelope(row["payload"].encode()))
+    if event is not None:
+        await apply_event(pg, merchant_id, event)
 
 
 async def process_due(engine: AsyncEngine, *, now: datetime | None = None) -> BatchResult:

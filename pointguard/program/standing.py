@@ -84,6 +84,8 @@ async def refresh_tier(
     at: datetime,
 ) -> TierDecision:
     """Re-decide the member's tier at `at`; store it, and tell the storefront if it changed."""
+    if not program.tiers.levels:
+        return TierDecision(status)  # a program without tiers: nothing to read or decide
     tiers = program.tiers
     now_amount = await qualifying_amount(
         pg, merchant_id, member_id, program, *qualification_window(tiers, at)
@@ -199,6 +201,8 @@ async def complete_challenges(
 ) -> list[Intent]:
     """Complete the challenges that an activity of `kind` at `at` finishes: record the badge,
     tell the storefront, and return the bonus earns."""
+    if not any(c.goal in goals_touched(kind) for c in program.challenges):
+        return []
     done = {r["challenge_id"] for r in await pg.fetch(COMPLETED_CHALLENGES, merchant_id, member_id)}
     open_challenges = [
         c for c in program.challenges if c.id not in done and c.goal in goals_touched(kind)
