@@ -19,7 +19,12 @@ from pointguard import db
 from pointguard.config import Settings, load_settings
 from pointguard.errors import PointGuardError
 from pointguard.http_errors import pointguard_error
-from pointguard.plugin.ingest import CredentialCache, receive_webhook
+from pointguard.plugin.ingest import (
+    CredentialCache,
+    receive_shopify,
+    receive_webhook,
+    receive_woocommerce,
+)
 from pointguard.plugin.secretbox import load_key
 from pointguard.plugin.worker import work_forever
 from pointguard.upkeep import upkeep_forever
@@ -80,6 +85,8 @@ def create_app(
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/webhooks/{merchant}", receive_webhook, methods=["POST"]),
+            Route("/webhooks/{merchant}/shopify", receive_shopify, methods=["POST"]),
+            Route("/webhooks/{merchant}/woocommerce", receive_woocommerce, methods=["POST"]),
         ],
         exception_handlers={PointGuardError: pointguard_error},
         lifespan=lifespan,

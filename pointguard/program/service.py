@@ -92,6 +92,7 @@ INSERT INTO program_orders
     (merchant_id, order_id, member_id, paid_at, lines, qualifying, bonus_keys)
 VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7::jsonb)
 ON CONFLICT (merchant_id, order_id) DO NOTHING
+RETURNING order_id
 """
 
 UPDATE_ORDER = """
@@ -149,7 +150,10 @@ async def apply_event(pg: PgConnection, merchant_id: str, event: Event) -> Appli
     if isinstance(event, OrderPaid):
         points = order_points(program, event, buyer)  # `evaluate` in two steps: computed once
         intents = order_intents(event, points, program)
-        await _record_order(pg, merchant_id, event, buyer, points, program)
+        if not await _record_order(pg, merchant_id, event, buyer, points, program):
+            # The same order paid again under another webhook id (a sender that re-announces
+            # status changes): it earned once already.
+            return Applied(event.event_id, version.version)
         intents += await referral_intents(
             pg,
             merchant_id,
@@ -266,9 +270,10 @@ async def _record_order(
     buyer: Buyer,
     points: OrderPoints,
     program: Program,
-) -> None:
+) -> bool:
+    """Record the order and what it taught us of the buyer; False if it was recorded before."""
     bonus_keys = {f"{order_earn_key(event.order_id)}:{b.source}": b.points for b in points.bonuses}
-    await pg.execute(
+    inserted = await pg.fetchval(
         INSERT_ORDER,
         merchant_id,
         event.order_id,
@@ -278,6 +283,8 @@ async def _record_order(
         msgspec.json.encode(qualifying_spend(program, event)).decode(),
         msgspec.json.encode(bonus_keys).decode(),
     )
+    if inserted is None:
+        return False
     promotion_points = dict(buyer.promotion_points or {})
     for line in points.lines:
         if line.promotion_id and line.promotion_extra > 0:
@@ -292,6 +299,7 @@ async def _record_order(
         categories,
         msgspec.json.encode(promotion_points).decode(),
     )
+    return True
 
 
 async def _load_order(

@@ -266,3 +266,10 @@ prizes = [{ points = 50, weight = 1 }]
     assert [(c.prize_points, c.paid_points) for c in first.scratch_cards] == [(50, 50)]
     assert [(c.prize_points, c.paid_points) for c in second.scratch_cards] == [(50, 0)]  # budget
     assert await balances(run, merchant) == (50, 20)
+
+
+async def test_an_order_paid_again_under_another_webhook_id_earns_once(run, program):
+    first = await run(apply_event, program, order("wh-1", "77", T0, line("a", "x", 1, 1000)))
+    again = await run(apply_event, program, order("wh-2", "77", T0, line("a", "x", 1, 1000)))
+    assert (len(first.entries), again.entries, again.already_applied) == (1, [], False)
+    assert await balances(run, program) == (0, 10)

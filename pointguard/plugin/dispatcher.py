@@ -1,0 +1,390 @@
+"""The outbox dispatcher: every outbox event reaches the merchant's endpoint, signed, at least
+once, and never by two dispatchers at the same time.
+
+Rules this module enforces:
+- A delivery is a Standard Webhooks request: body `{"type", "timestamp", "data"}`, headers
+  `webhook-id` (`{merchant}:{outbox_id}`, the same on every retry, so the receiver can
+  dedupe), `webhook-timestamp` (the wall clock when the attempt is signed, which receivers
+  check against their own clock) and `webhook-signature` with `v1` (HMAC-SHA256 under the
+  merchant's outbound `whsec_` secret) and `v1a` (Ed25519 under the outbound private key).
+- A 2xx answer delivers the event. Anything else (another status, a timeout, a refused
+  connection) is retried after `retry_delay_s(attempts)`: 5 s doubling per attempt, capped at
+  10 h, with ±20% jitter so that a recovering endpoint is not hit by every retry at once.
+  After `MAX_ATTEMPTS` failed attempts the delivery is dead: kept with its last error, never
+  tried again.
+- Claims are short transactions: lock the merchant's circuit row and the due delivery rows
+  (`FOR UPDATE SKIP LOCKED`), push the rows' `next_attempt_at` out by `LEASE_S` (a lease: no
+  other dispatcher picks them while they are in flight), commit; then send, with no
+  transaction open; then record each outcome in its own transaction. A dispatcher that dies
+  mid-flight leaves rows that come due again when the lease ends (at-least-once delivery).
+- Circuit breaker per endpoint: after `CIRCUIT_THRESHOLD` consecutive failed attempts, the
+  merchant's deliveries stop for `COOL_DOWN_S` (the batch in flight is released untried);
+  then a single delivery is tried, and its success closes the circuit, its failure opens it
+  for another cool-down. Attempts skipped while the circuit is open do not count.
+- A merchant without an endpoint gets nothing delivered; its outbox rows wait.
+- Every statement names one merchant; a merchant's events are sent in `outbox_id` order
+  within a batch (a failed one does not hold the others back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from pointguard import db
+from pointguard.db import PgConnection
+from pointguard.errors import PointGuardError
+from pointguard.plugin.merchants import MerchantCredentials, merchant_credentials
+from pointguard.plugin.signatures import sign_standard_webhook
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 50
+MAX_ATTEMPTS = 15  # 5 s … 10 h between tries: about 21 h from first try to dead letter
+FIRST_RETRY_S = 5
+MAX_RETRY_S = 10 * 60 * 60
+JITTER = 0.2
+CIRCUIT_THRESHOLD = 5
+COOL_DOWN_S = 60
+SEND_TIMEOUT_S = 10.0
+# Long enough for a whole batch to time out one request after another.
+LEASE_S = int(BATCH_SIZE * SEND_TIMEOUT_S) + 60
+MAX_ERROR_CHARS = 500
+IDLE_SLEEP_S = 1.0
+
+# (url, body, headers) -> HTTP status; raises httpx.HTTPError or OSError when no answer came.
+Send = Callable[[str, bytes, Mapping[str, str]], Awaitable[int]]
+
+MERCHANTS_WITH_ENDPOINT = """
+SELECT merchant_id FROM merchants WHERE endpoint_url IS NOT NULL ORDER BY merchant_id
+"""
+
+# Outbox ids come from one identity but commit out of order, so a high-water mark could skip
+# a late commit; the anti-join on the two primary keys finds every row without a delivery.
+MATERIALISE = """
+INSERT INTO outbox_deliveries (merchant_id, outbox_id, next_attempt_at)
+SELECT o.merchant_id, o.outbox_id, $2 FROM outbox o
+WHERE o.merchant_id = $1 AND NOT EXISTS (
+    SELECT 1 FROM outbox_deliveries d
+    WHERE d.merchant_id = o.merchant_id AND d.outbox_id = o.outbox_id)
+ORDER BY o.outbox_id
+LIMIT $3
+ON CONFLICT DO NOTHING
+"""
+
+ENSURE_CIRCUIT = """
+INSERT INTO outbox_circuits (merchant_id) VALUES ($1) ON CONFLICT (merchant_id) DO NOTHING
+"""
+
+# SKIP LOCKED: another dispatcher is claiming this merchant's rows right now; skip it this pass.
+LOCK_CIRCUIT = """
+SELECT open_until FROM outbox_circuits WHERE merchant_id = $1 FOR UPDATE SKIP LOCKED
+"""
+
+SET_OPEN_UNTIL = "UPDATE outbox_circuits SET open_until = $2 WHERE merchant_id = $1"
+
+CLAIM = """
+SELECT d.outbox_id, d.attempts, o.event_type, o.payload::text AS payload, o.created_at
+FROM outbox_deliveries d
+JOIN outbox o ON o.merchant_id = d.merchant_id AND o.outbox_id = d.outbox_id
+WHERE d.merchant_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= $2
+ORDER BY d.outbox_id
+LIMIT $3
+FOR UPDATE OF d SKIP LOCKED
+"""
+
+SET_NEXT_ATTEMPT = """
+UPDATE outbox_deliveries SET next_attempt_at = $3
+WHERE merchant_id = $1 AND outbox_id = ANY($2::bigint[]) AND status = 'pending'
+"""
+
+RECORD_DELIVERED = """
+UPDATE outbox_deliveries
+SET status = 'delivered', attempts = attempts + 1, last_status = $3, last_error = NULL,
+    delivered_at = $4
+WHERE merchant_id = $1 AND outbox_id = $2
+"""
+
+RECORD_FAILED = """
+UPDATE outbox_deliveries
+SET status = $3, attempts = attempts + 1, last_status = $4, last_error = $5, next_attempt_at = $6
+WHERE merchant_id = $1 AND outbox_id = $2
+"""
+
+CLOSE_CIRCUIT = """
+UPDATE outbox_circuits SET consecutive_failures = 0, open_until = NULL WHERE merchant_id = $1
+"""
+
+# Returns whether the circuit is open now: this failure reached the threshold (or was the
+# half-open trial, which is already past it).
+COUNT_FAILURE = """
+UPDATE outbox_circuits
+SET consecutive_failures = consecutive_failures + 1,
+    open_until = CASE WHEN consecutive_failures + 1 >= $2 THEN $3 ELSE open_until END
+WHERE merchant_id = $1
+RETURNING consecutive_failures >= $2 AS open
+"""
+
+
+@dataclass
+class DispatchResult:
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+    circuit_open: int = 0  # merchants skipped, or stopped mid-batch, by an open circuit
+
+    def add(self, other: DispatchResult) -> None:
+        self.delivered += other.delivered
+        self.retried += other.retried
+        self.dead += other.dead
+        self.circuit_open += other.circuit_open
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.delivered or self.retried or self.dead)
+
+
+@dataclass(frozen=True)
+class _Claim:
+    credentials: MerchantCredentials
+    endpoint_url: str
+    rows: Sequence[Any]
+    circuit_open: bool = False
+
+
+def retry_delay_s(attempts: int, rng: random.Random | None = None) -> float:
+    """Seconds to wait after the `attempts`-th failed attempt: 5 s × 2^(attempts-1), at most
+    10 h, times a uniform jitter factor in [0.8, 1.2]."""
+    if attempts < 1:
+        raise ValueError(f"attempts counts from 1, got {attempts}")
+    # The exponent is bounded first, so a large count cannot build a huge integer.
+    base_s = min(FIRST_RETRY_S * 2 ** min(attempts - 1, 32), MAX_RETRY_S)
+    return float(base_s) * (rng or random).uniform(1 - JITTER, 1 + JITTER)
+
+
+def delivery_body(event_type: str, created_at: datetime, payload: Any) -> bytes:
+    """The Standard Webhooks body of one outbox event (timestamp in RFC 3339, UTC)."""
+    timestamp = created_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    document = {"type": event_type, "timestamp": timestamp, "data": payload}
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def webhook_id(merchant_id: str, outbox_id: int) -> str:
+    return f"{merchant_id}:{outbox_id}"
+
+
+async def deliver_due(
+    engine: AsyncEngine,
+    key: bytes,
+    *,
+    now: datetime | None = None,
+    send: Send | None = None,
+    limit: int = BATCH_SIZE,
+) -> DispatchResult:
+    """One batch of due deliveries for every merchant with an endpoint. `now` drives the
+    schedule (backoff, leases, cool-downs); `send` replaces the HTTP client in tests."""
+    async with db.connection(engine) as pg:
+        merchants = [r["merchant_id"] for r in await pg.fetch(MERCHANTS_WITH_ENDPOINT)]
+    total = DispatchResult()
+    async with _sender(send) as send_one:
+        for merchant_id in merchants:
+            try:
+                done = await _deliver_merchant(engine, key, merchant_id, now, send_one, limit)
+            except PointGuardError as error:  # unreadable credentials: this merchant only
+                log.error(
+                    "outbox dispatch failed merchant=%s error=%s", merchant_id, error.code
+                )
+                continue
+            total.add(done)
+    return total
+
+
+async def deliver_merchant(
+    engine: AsyncEngine,
+    key: bytes,
+    merchant_id: str,
+    *,
+    now: datetime | None = None,
+    send: Send | None = None,
+    limit: int = BATCH_SIZE,
+) -> DispatchResult:
+    """One batch of one merchant's due deliveries (see `deliver_due`)."""
+    async with _sender(send) as send_one:
+        return await _deliver_merchant(engine, key, merchant_id, now, send_one, limit)
+
+
+async def dispatch_forever(engine: AsyncEngine, key: bytes) -> None:
+    """The dispatcher loop of `pointguard serve`: drain, then poll."""
+    while True:
+        try:
+            done = await deliver_due(engine, key)
+        except (asyncpg.PostgresError, SQLAlchemyError, OSError) as error:
+            log.error("outbox dispatch pass failed error=%r", error)
+            done = DispatchResult()
+        if not done.busy:
+            await asyncio.sleep(IDLE_SLEEP_S)
+
+
+class _sender:  # noqa: N801 - used as a context manager, named like one
+    """The given `send`, or an httpx client for the span of one pass."""
+
+    def __init__(self, send: Send | None) -> None:
+        self._send = send
+        self._client: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> Send:
+        if self._send is not None:
+            return self._send
+        self._client = httpx.AsyncClient(timeout=SEND_TIMEOUT_S, follow_redirects=False)
+        client = self._client
+
+        async def post(url: str, body: bytes, headers: Mapping[str, str]) -> int:
+            response = await client.post(url, content=body, headers=dict(headers))
+            return response.status_code
+
+        return post
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+
+async def _deliver_merchant(
+    engine: AsyncEngine,
+    key: bytes,
+    merchant_id: str,
+    now: datetime | None,
+    send: Send,
+    limit: int,
+) -> DispatchResult:
+    at = now or datetime.now(UTC)
+    claim = await db.in_transaction(engine, lambda pg: _claim(pg, key, merchant_id, at, limit))
+    result = DispatchResult()
+    if claim is None:
+        return result
+    if claim.circuit_open:
+        result.circuit_open = 1
+        return result
+    rows = list(claim.rows)
+    for index, row in enumerate(rows):
+        status, error = await _attempt(claim, merchant_id, row, send)
+        attempts = row["attempts"] + 1
+        outcome, opened = await db.in_transaction(
+            engine,
+            lambda pg: _record(pg, merchant_id, row["outbox_id"], attempts, status, error, at),
+        )
+        setattr(result, outcome, getattr(result, outcome) + 1)
+        log.info(
+            "webhook delivery merchant=%s outbox_id=%s attempt=%d status=%s outcome=%s",
+            merchant_id,
+            row["outbox_id"],
+            attempts,
+            status,
+            outcome,
+        )
+        if opened:
+            rest = [r["outbox_id"] for r in rows[index + 1 :]]
+            if rest:
+                await db.in_transaction(
+                    engine, lambda pg: pg.execute(SET_NEXT_ATTEMPT, merchant_id, rest, at)
+                )
+            log.warning("webhook circuit open merchant=%s released=%d", merchant_id, len(rest))
+            result.circuit_open = 1
+            break
+    return result
+
+
+async def _claim(
+    pg: PgConnection, key: bytes, merchant_id: str, now: datetime, limit: int
+) -> _Claim | None:
+    credentials = await merchant_credentials(pg, key, merchant_id)
+    if credentials is None or credentials.endpoint_url is None:
+        return None
+    await pg.execute(MATERIALISE, merchant_id, now, limit)
+    await pg.execute(ENSURE_CIRCUIT, merchant_id)
+    circuit = await pg.fetchrow(LOCK_CIRCUIT, merchant_id)
+    if circuit is None:
+        return None
+    open_until = circuit["open_until"]
+    half_open = open_until is not None
+    if half_open and open_until > now:
+        return _Claim(credentials, credentials.endpoint_url, (), circuit_open=True)
+    rows = await pg.fetch(CLAIM, merchant_id, now, 1 if half_open else limit)
+    if rows:
+        lease_end = now + timedelta(seconds=LEASE_S)
+        ids = [r["outbox_id"] for r in rows]
+        await pg.execute(SET_NEXT_ATTEMPT, merchant_id, ids, lease_end)
+        if half_open:  # the trial is in flight: others keep away until it is recorded
+            await pg.execute(SET_OPEN_UNTIL, merchant_id, lease_end)
+    return _Claim(credentials, credentials.endpoint_url, rows)
+
+
+async def _attempt(
+    claim: _Claim, merchant_id: str, row: Any, send: Send
+) -> tuple[int | None, str | None]:
+    """Send one delivery: (HTTP status or None, error text or None for a 2xx)."""
+    body = delivery_body(row["event_type"], row["created_at"], json.loads(row["payload"]))
+    message_id = webhook_id(merchant_id, row["outbox_id"])
+    timestamp = int(time.time())
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign_standard_webhook(
+            secret=claim.credentials.outbound_secret,
+            private_key=claim.credentials.outbound_private_key,
+            webhook_id=message_id,
+            timestamp=timestamp,
+            body=body,
+        ),
+    }
+    try:
+        status = await send(claim.endpoint_url, body, headers)
+    except (httpx.HTTPError, OSError) as error:
+        return None, f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
+    if 200 <= status < 300:
+        return status, None
+    return status, f"endpoint answered HTTP {status}"
+
+
+async def _record(
+    pg: PgConnection,
+    merchant_id: str,
+    outbox_id: int,
+    attempts: int,
+    status: int | None,
+    error: str | None,
+    now: datetime,
+) -> tuple[str, bool]:
+    """Store one attempt's outcome and update the circuit: (result field, circuit opened)."""
+    if error is None:
+        await pg.execute(RECORD_DELIVERED, merchant_id, outbox_id, status, now)
+        await pg.execute(CLOSE_CIRCUIT, merchant_id)
+        return "delivered", False
+    dead = attempts >= MAX_ATTEMPTS
+    next_at = now + timedelta(seconds=retry_delay_s(attempts))
+    await pg.execute(
+        RECORD_FAILED,
+        merchant_id,
+        outbox_id,
+        "dead" if dead else "pending",
+        status,
+        error,
+        next_at,
+    )
+    opened = await pg.fetchval(
+        COUNT_FAILURE, merchant_id, CIRCUIT_THRESHOLD, now + timedelta(seconds=COOL_DOWN_S)
+    )
+    return ("dead" if dead else "retried"), bool(opened)

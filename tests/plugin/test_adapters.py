@@ -1,0 +1,192 @@
+"""Shopify- and WooCommerce-style senders: their signatures, their payloads mapped to our
+canonical events, their dedupe ids, and the same inbox and workers."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from pointguard.app import create_app
+from pointguard.config import load_settings
+from pointguard.errors import InvalidPayload
+from pointguard.ledger import member_balances
+from pointguard.plugin.adapters import minor_units, shopify_to_canonical, woocommerce_to_canonical
+from pointguard.plugin.merchants import create_merchant
+from pointguard.plugin.worker import process_merchant
+from pointguard.program.store import save_program
+from pointguard.program.validation import parse_program
+
+SECRET_KEY = base64.b64encode(os.urandom(32)).decode()
+PROGRAM = """
+name = "Adapters"
+currency = "EUR"
+[earning]
+points_per_major_unit = "1"
+"""
+
+SHOPIFY_PAID = {
+    "id": 820982911946154508,
+    "name": "#1001",
+    "currency": "EUR",
+    "processed_at": "2026-11-20T10:00:00+00:00",
+    "total_tax": "3.80",
+    "customer": {"id": 115310627314723954},
+    "line_items": [
+        {
+            "id": 1,
+            "sku": "BOOT-7",
+            "product_type": "shoes",
+            "quantity": 2,
+            "price": "49.95",
+            "total_discount": "5.00",
+        },
+        {
+            "id": 2,
+            "sku": "SOCK",
+            "product_type": "socks",
+            "quantity": 1,
+            "price": "9.99",
+            "total_discount": "0.00",
+        },
+    ],
+    "shipping_lines": [{"price": "4.95"}],
+    "note_attributes": [{"name": "referral_code", "value": "abc123"}],
+}
+
+WOO_PAID = {
+    "id": 727,
+    "status": "processing",
+    "currency": "EUR",
+    "customer_id": 26,
+    "date_paid_gmt": "2026-11-20T10:00:00",
+    "shipping_total": "4.95",
+    "total_tax": "3.80",
+    "line_items": [
+        {"id": 315, "sku": "BOOT-7", "quantity": 2, "subtotal": "99.90", "total": "94.90"}
+    ],
+}
+
+
+def test_the_published_shopify_vector_is_our_hmac():
+    digest = hmac.new(b"test_secret_key", b'{"foo": "bar"}', hashlib.sha256).digest()
+    assert base64.b64encode(digest).decode() == "B23tXN681gZ0qIWNRrgtzBE9XSDo5yaUu6wfmhu3a7g="
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "minor"),
+    [("19.99", "EUR", 1999), ("5", "EUR", 500), ("1200", "JPY", 1200), (None, "EUR", 0)],
+)
+def test_amounts_become_minor_units(amount, currency, minor):
+    assert minor_units(amount, currency, "$.x") == minor
+
+
+@pytest.mark.parametrize("amount", ["1.999", "-1.00", "abc"])
+def test_amounts_that_are_not_whole_minor_units_are_refused(amount):
+    with pytest.raises(InvalidPayload, match=r"\$\.x"):
+        minor_units(amount, "EUR", "$.x")
+
+
+def test_shopify_orders_map_to_canonical_events():
+    event = shopify_to_canonical("orders/paid", SHOPIFY_PAID, None)
+    assert event["type"] == "order.paid"
+    data = event["data"]
+    assert (data["order_id"], data["customer_id"], data["shipping_minor"], data["tax_minor"]) == (
+        "820982911946154508",
+        "115310627314723954",
+        495,
+        380,
+    )
+    assert [
+        (x["line_id"], x["category"], x["quantity"], x["unit_price_minor"], x["discount_minor"])
+        for x in data["lines"]
+    ] == [
+        ("1", "shoes", 2, 4995, 500),
+        ("2", "socks", 1, 999, 0),
+    ]
+    assert data["referral_code"] == "abc123"
+    refund = shopify_to_canonical(
+        "refunds/create",
+        {"order_id": 820982911946154508, "refund_line_items": [{"line_item_id": 2, "quantity": 1}]},
+        "115310627314723954",
+    )
+    assert refund["data"]["lines"] == [{"line_id": "2", "quantity": 1}]
+    assert shopify_to_canonical("products/update", {}, None) is None
+
+
+def test_woocommerce_statuses_map_to_canonical_events():
+    paid = woocommerce_to_canonical("order.updated", WOO_PAID)
+    assert paid["type"] == "order.paid"
+    assert paid["data"]["lines"][0]["unit_price_minor"] == 4995
+    assert paid["data"]["lines"][0]["discount_minor"] == 500
+    cancelled = woocommerce_to_canonical("order.updated", {**WOO_PAID, "status": "cancelled"})
+    assert cancelled["type"] == "order.cancelled"
+    assert woocommerce_to_canonical("order.updated", {**WOO_PAID, "status": "on-hold"}) is None
+
+
+@pytest.fixture
+async def shop(database_url, run):
+    app = create_app(
+        load_settings({"DATABASE_URL": database_url, "POINTGUARD_SECRET_KEY": SECRET_KEY}),
+        upkeep=False,
+        workers=False,
+    )
+    async with app.router.lifespan_context(app):
+        merchant = await run(create_merchant, app.state.secret_key, "Adapter Shop")
+        await run(
+            save_program,
+            merchant.merchant_id,
+            parse_program(PROGRAM),
+            effective_from=datetime(2020, 1, 1, tzinfo=UTC),
+        )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://pg") as client:
+            yield client, merchant
+
+
+def hmac_header(secret: str, body: bytes) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+async def test_shopify_webhooks_are_verified_deduped_and_applied(shop, engine, run):
+    client, merchant = shop
+    body = json.dumps(SHOPIFY_PAID).encode()
+    headers = {
+        "x-shopify-topic": "orders/paid",
+        "x-shopify-webhook-id": "b54557e4",
+        "x-shopify-hmac-sha256": hmac_header(merchant.webhook_secret, body),
+    }
+    url = f"/webhooks/{merchant.merchant_id}/shopify"
+    first = await client.post(url, content=body, headers=headers)
+    retry = await client.post(url, content=body, headers=headers)
+    assert (first.status_code, first.json()["status"]) == (202, "pending")
+    assert retry.json()["replayed"] is True
+    assert (await process_merchant(engine, merchant.merchant_id)).applied == 1
+    balances = await run(member_balances, merchant.merchant_id, "115310627314723954")
+    assert balances.pending_points == 94 + 9  # (2 x 49.95 - 5.00) and 9.99, rounded down
+
+    forged = {**headers, "x-shopify-hmac-sha256": hmac_header("not-the-secret", body)}
+    refused = await client.post(url, content=body, headers=forged)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (401, "bad_signature")
+
+
+async def test_woocommerce_webhooks_dedupe_on_order_and_status(shop, engine, run):
+    client, merchant = shop
+    url = f"/webhooks/{merchant.merchant_id}/woocommerce"
+    for status in ("processing", "completed"):  # both mean paid: the second is a new id...
+        body = json.dumps({**WOO_PAID, "status": status}).encode()
+        headers = {
+            "x-wc-webhook-topic": "order.updated",
+            "x-wc-webhook-signature": hmac_header(merchant.webhook_secret, body),
+        }
+        response = await client.post(url, content=body, headers=headers)
+        assert response.status_code == 202, response.text
+    await process_merchant(engine, merchant.merchant_id)
+    balances = await run(member_balances, merchant.merchant_id, "26")
+    assert balances.pending_points == 94  # ... but the program applies order 727 once
