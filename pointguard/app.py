@@ -1,6 +1,6 @@
 """The Starlette application: `/webhooks/{merchant}`, health endpoints, and, in the background,
-the inbox workers and the upkeep. `/graphql` and `/review` are mounted here as they land.
-Errors become responses in one place (`http_errors.py`)."""
+the inbox workers, the outbox dispatcher and the upkeep. `/graphql` and `/review` are mounted
+here as they land. Errors become responses in one place (`http_errors.py`)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from pointguard import db
 from pointguard.config import Settings, load_settings
 from pointguard.errors import PointGuardError
 from pointguard.http_errors import pointguard_error
+from pointguard.plugin.dispatcher import dispatch_forever
 from pointguard.plugin.ingest import (
     CredentialCache,
     receive_shopify,
@@ -51,7 +52,11 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 def create_app(
-    settings: Settings | None = None, *, upkeep: bool = True, workers: bool = True
+    settings: Settings | None = None,
+    *,
+    upkeep: bool = True,
+    workers: bool = True,
+    dispatch: bool = True,
 ) -> Starlette:
     settings = settings or load_settings()
 
@@ -70,6 +75,8 @@ def create_app(
             loops.append(lambda: upkeep_forever(engine, interval_s=UPKEEP_INTERVAL_S))
         if workers:
             loops.append(lambda: work_forever(engine))
+        if dispatch:
+            loops.append(lambda: dispatch_forever(engine, app.state.secret_key))
         tasks = [asyncio.create_task(loop()) for loop in loops]
         try:
             yield

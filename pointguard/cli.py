@@ -70,6 +70,25 @@ def worker() -> None:
     _with_engine(work_forever)
 
 
+@app.command()
+def dispatch(
+    once: Annotated[bool, typer.Option(help="One pass, then exit.")] = False,
+) -> None:
+    """Deliver outbox events to merchants' endpoints, signed (also runs inside `serve`)."""
+    from pointguard.plugin.dispatcher import deliver_due, dispatch_forever
+    from pointguard.plugin.secretbox import load_key
+
+    key = load_key(load_settings())
+
+    async def run(engine: AsyncEngine) -> None:
+        if not once:
+            await dispatch_forever(engine, key)
+            return
+        typer.echo(str(await deliver_due(engine, key)))
+
+    _with_engine(run)
+
+
 @inbox_app.command("dead")
 def inbox_dead(
     merchant: Annotated[str | None, typer.Option(help="One merchant only.")] = None,

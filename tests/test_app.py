@@ -18,7 +18,7 @@ def settings_for(database_url):
 
 
 async def test_healthz_and_readyz(database_url):
-    app = create_app(settings_for(database_url), upkeep=False, workers=False)
+    app = create_app(settings_for(database_url), upkeep=False, workers=False, dispatch=False)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://pg") as client:
@@ -29,7 +29,7 @@ async def test_healthz_and_readyz(database_url):
 
 
 async def test_readyz_says_unavailable_when_the_database_is_unreachable(database_url):
-    app = create_app(settings_for(database_url), upkeep=False, workers=False)
+    app = create_app(settings_for(database_url), upkeep=False, workers=False, dispatch=False)
     async with app.router.lifespan_context(app):
         await app.state.engine.dispose()
         from pointguard import db

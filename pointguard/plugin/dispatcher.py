@@ -29,11 +29,12 @@ Rules this module enforces:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -63,6 +64,8 @@ SEND_TIMEOUT_S = 10.0
 LEASE_S = int(BATCH_SIZE * SEND_TIMEOUT_S) + 60
 MAX_ERROR_CHARS = 500
 IDLE_SLEEP_S = 1.0
+
+PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 
 # (url, body, headers) -> HTTP status; raises httpx.HTTPError or OSError when no answer came.
 Send = Callable[[str, bytes, Mapping[str, str]], Awaitable[int]]
@@ -151,6 +154,14 @@ class DispatchResult:
         self.dead += other.dead
         self.circuit_open += other.circuit_open
 
+    def count(self, outcome: str) -> None:
+        if outcome == DELIVERED:
+            self.delivered += 1
+        elif outcome == DEAD:
+            self.dead += 1
+        else:
+            self.retried += 1
+
     @property
     def busy(self) -> bool:
         return bool(self.delivered or self.retried or self.dead)
@@ -165,7 +176,7 @@ class _Claim:
 
 
 def retry_delay_s(attempts: int, rng: random.Random | None = None) -> float:
-    """Seconds to wait after the `attempts`-th failed attempt: 5 s × 2^(attempts-1), at most
+    """Seconds to wait after the `attempts`-th failed attempt: 5 s * 2^(attempts-1), at most
     10 h, times a uniform jitter factor in [0.8, 1.2]."""
     if attempts < 1:
         raise ValueError(f"attempts counts from 1, got {attempts}")
@@ -203,9 +214,7 @@ async def deliver_due(
             try:
                 done = await _deliver_merchant(engine, key, merchant_id, now, send_one, limit)
             except PointGuardError as error:  # unreadable credentials: this merchant only
-                log.error(
-                    "outbox dispatch failed merchant=%s error=%s", merchant_id, error.code
-                )
+                log.error("outbox dispatch failed merchant=%s error=%s", merchant_id, error.code)
                 continue
             total.add(done)
     return total
@@ -237,28 +246,19 @@ async def dispatch_forever(engine: AsyncEngine, key: bytes) -> None:
             await asyncio.sleep(IDLE_SLEEP_S)
 
 
-class _sender:  # noqa: N801 - used as a context manager, named like one
-    """The given `send`, or an httpx client for the span of one pass."""
-
-    def __init__(self, send: Send | None) -> None:
-        self._send = send
-        self._client: httpx.AsyncClient | None = None
-
-    async def __aenter__(self) -> Send:
-        if self._send is not None:
-            return self._send
-        self._client = httpx.AsyncClient(timeout=SEND_TIMEOUT_S, follow_redirects=False)
-        client = self._client
+@contextlib.asynccontextmanager
+async def _sender(send: Send | None) -> AsyncIterator[Send]:
+    """The given `send`, or an httpx client's POST for the span of one pass."""
+    if send is not None:
+        yield send
+        return
+    async with httpx.AsyncClient(timeout=SEND_TIMEOUT_S, follow_redirects=False) as client:
 
         async def post(url: str, body: bytes, headers: Mapping[str, str]) -> int:
             response = await client.post(url, content=body, headers=dict(headers))
             return response.status_code
 
-        return post
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._client is not None:
-            await self._client.aclose()
+        yield post
 
 
 async def _deliver_merchant(
@@ -281,11 +281,10 @@ async def _deliver_merchant(
     for index, row in enumerate(rows):
         status, error = await _attempt(claim, merchant_id, row, send)
         attempts = row["attempts"] + 1
-        outcome, opened = await db.in_transaction(
-            engine,
-            lambda pg: _record(pg, merchant_id, row["outbox_id"], attempts, status, error, at),
+        outcome, opened = await db.run_in_transaction(
+            engine, _record, merchant_id, row["outbox_id"], attempts, status, error, at
         )
-        setattr(result, outcome, getattr(result, outcome) + 1)
+        result.count(outcome)
         log.info(
             "webhook delivery merchant=%s outbox_id=%s attempt=%d status=%s outcome=%s",
             merchant_id,
@@ -297,9 +296,7 @@ async def _deliver_merchant(
         if opened:
             rest = [r["outbox_id"] for r in rows[index + 1 :]]
             if rest:
-                await db.in_transaction(
-                    engine, lambda pg: pg.execute(SET_NEXT_ATTEMPT, merchant_id, rest, at)
-                )
+                await db.run_in_transaction(engine, _release, merchant_id, rest, at)
             log.warning("webhook circuit open merchant=%s released=%d", merchant_id, len(rest))
             result.circuit_open = 1
             break
@@ -372,14 +369,14 @@ async def _record(
     if error is None:
         await pg.execute(RECORD_DELIVERED, merchant_id, outbox_id, status, now)
         await pg.execute(CLOSE_CIRCUIT, merchant_id)
-        return "delivered", False
+        return DELIVERED, False
     dead = attempts >= MAX_ATTEMPTS
     next_at = now + timedelta(seconds=retry_delay_s(attempts))
     await pg.execute(
         RECORD_FAILED,
         merchant_id,
         outbox_id,
-        "dead" if dead else "pending",
+        DEAD if dead else PENDING,
         status,
         error,
         next_at,
@@ -387,4 +384,11 @@ async def _record(
     opened = await pg.fetchval(
         COUNT_FAILURE, merchant_id, CIRCUIT_THRESHOLD, now + timedelta(seconds=COOL_DOWN_S)
     )
-    return ("dead" if dead else "retried"), bool(opened)
+    return (DEAD if dead else PENDING), bool(opened)
+
+
+async def _release(
+    pg: PgConnection, merchant_id: str, outbox_ids: list[int], now: datetime
+) -> None:
+    """Hand claimed rows back untried (the circuit opened before their turn)."""
+    await pg.execute(SET_NEXT_ATTEMPT, merchant_id, outbox_ids, now)

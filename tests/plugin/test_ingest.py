@@ -46,6 +46,7 @@ async def shop(database_url, engine, run):
         load_settings({"DATABASE_URL": database_url, "POINTGUARD_SECRET_KEY": SECRET_KEY}),
         upkeep=False,
         workers=False,
+        dispatch=False,
     )
     async with app.router.lifespan_context(app):
         merchant = await run(create_merchant, app.state.secret_key, "Hook Shop")

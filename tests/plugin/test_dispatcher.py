@@ -1,0 +1,274 @@
+"""The outbox dispatcher against a real HTTP receiver on 127.0.0.1: signed deliveries that
+every Standard Webhooks library verifies, retries with backoff until accepted, a dead letter
+after the last attempt, the circuit breaker, and no endpoint, no delivery. Time is driven
+forward by passing `now`."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from standardwebhooks import Webhook
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from pointguard import db
+from pointguard.plugin.dispatcher import (
+    CIRCUIT_THRESHOLD,
+    COOL_DOWN_S,
+    MAX_ATTEMPTS,
+    MAX_RETRY_S,
+    DispatchResult,
+    deliver_due,
+    deliver_merchant,
+    retry_delay_s,
+)
+from pointguard.plugin.merchants import NewMerchant, create_merchant
+from pointguard.program.outbox import write_events
+
+KEY = os.urandom(32)
+# Longer than the longest backoff with jitter, so every pending delivery is due again.
+LATER = timedelta(seconds=MAX_RETRY_S * 1.3)
+
+
+class Receiver:
+    """Answers 500 to the first `fail_first` requests, then 204; records every request."""
+
+    def __init__(self) -> None:
+        self.fail_first = 0
+        self.requests: list[tuple[dict[str, str], bytes, int]] = []
+        self.lock = threading.Lock()
+        self.url = ""
+
+    async def handle(self, request: Request) -> Response:
+        body = await request.body()
+        with self.lock:
+            status = 500 if len(self.requests) < self.fail_first else 204
+            self.requests.append((dict(request.headers), body, status))
+        return Response(status_code=status)
+
+    def accept_from_now(self) -> None:
+        with self.lock:
+            self.fail_first = len(self.requests)
+
+    def accepted_ids(self) -> list[str]:
+        return sorted(h["webhook-id"] for h, _, status in self.requests if status == 204)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    receiver = Receiver()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    app = Starlette(routes=[Route("/hooks", receiver.handle, methods=["POST"])])
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "receiver did not start"
+        time.sleep(0.01)
+    receiver.url = f"http://127.0.0.1:{sock.getsockname()[1]}/hooks"
+    yield receiver
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+async def shop(run, url: str | None, events: int) -> NewMerchant:
+    merchant: NewMerchant = await run(create_merchant, KEY, "Out Shop", endpoint_url=url)
+    await run(
+        write_events,
+        merchant.merchant_id,
+        [("points.pending", {"member_id": "ann", "points": 10 * (i + 1)}) for i in range(events)],
+    )
+    return merchant
+
+
+async def deliveries(engine, merchant_id: str) -> list[dict[str, object]]:
+    async with db.connection(engine) as pg:
+        rows = await pg.fetch(
+            "SELECT outbox_id, status, attempts, last_error FROM outbox_deliveries"
+            " WHERE merchant_id = $1 ORDER BY outbox_id",
+            merchant_id,
+        )
+    return [dict(r) for r in rows]
+
+
+async def circuit(engine, merchant_id: str) -> dict[str, object]:
+    async with db.connection(engine) as pg:
+        row = await pg.fetchrow(
+            "SELECT consecutive_failures, open_until FROM outbox_circuits WHERE merchant_id = $1",
+            merchant_id,
+        )
+    return dict(row)
+
+
+def verify_both_signatures(merchant: NewMerchant, headers: Mapping[str, str], body: bytes) -> None:
+    Webhook(merchant.outbound_webhook_secret).verify(body, dict(headers))  # v1, by the library
+    content = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+    v1a = [s.split(",", 1)[1] for s in headers["webhook-signature"].split() if s[:4] == "v1a,"]
+    assert len(v1a) == 1
+    public_key = Ed25519PublicKey.from_public_bytes(base64.b64decode(merchant.outbound_public_key))
+    public_key.verify(base64.b64decode(v1a[0]), content)  # raises InvalidSignature if not
+
+
+async def test_each_event_arrives_once_signed_after_retries(engine, run, receiver):
+    receiver.fail_first = 3
+    merchant = await shop(run, receiver.url, events=3)
+    t0 = datetime.now(UTC)
+
+    first = await deliver_merchant(engine, KEY, merchant.merchant_id, now=t0)
+    assert (first.delivered, first.retried, first.dead) == (0, 3, 0)
+    assert await deliver_merchant(engine, KEY, merchant.merchant_id, now=t0) == DispatchResult()
+    second = await deliver_merchant(engine, KEY, merchant.merchant_id, now=t0 + LATER)
+    assert (second.delivered, second.retried) == (3, 0)
+    third = await deliver_merchant(engine, KEY, merchant.merchant_id, now=t0 + 2 * LATER)
+    assert not third.busy
+
+    rows = await deliveries(engine, merchant.merchant_id)
+    ids = [f"{merchant.merchant_id}:{r['outbox_id']}" for r in rows]
+    assert receiver.accepted_ids() == sorted(ids)
+    assert [(r["status"], r["attempts"], r["last_error"]) for r in rows] == [
+        ("delivered", 2, None)
+    ] * 3
+    # The webhook id is the same on the retry, so a receiver dedupes by it.
+    assert sorted(h["webhook-id"] for h, _, _ in receiver.requests) == sorted(ids * 2)
+    for headers, body, _ in receiver.requests:
+        verify_both_signatures(merchant, headers, body)
+        assert headers["content-type"] == "application/json"
+    bodies = [json.loads(body) for _, body, status in receiver.requests if status == 204]
+    assert sorted(b["data"]["points"] for b in bodies) == [10, 20, 30]
+    assert {b["type"] for b in bodies} == {"points.pending"}
+    assert all(datetime.fromisoformat(b["timestamp"]).tzinfo is not None for b in bodies)
+
+
+async def test_a_delivery_is_dead_after_the_last_attempt(engine, run, receiver):
+    receiver.fail_first = 10**6
+    merchant = await shop(run, receiver.url, events=1)
+    t0 = datetime.now(UTC)
+    results = [
+        await deliver_merchant(engine, KEY, merchant.merchant_id, now=t0 + i * LATER)
+        for i in range(MAX_ATTEMPTS)
+    ]
+    assert [r.retried for r in results] == [1] * (MAX_ATTEMPTS - 1) + [0]
+    assert results[-1].dead == 1
+    [row] = await deliveries(engine, merchant.merchant_id)
+    assert (row["status"], row["attempts"]) == ("dead", MAX_ATTEMPTS)
+    assert row["last_error"] == "endpoint answered HTTP 500"
+    after = await deliver_merchant(engine, KEY, merchant.merchant_id, now=t0 + 99 * LATER)
+    assert not after.busy
+    assert len(receiver.requests) == MAX_ATTEMPTS
+
+
+async def test_the_circuit_opens_after_consecutive_failures_and_closes_after_cool_down(
+    engine, run, receiver
+):
+    receiver.fail_first = 10**6
+    events = CIRCUIT_THRESHOLD + 2
+    merchant = await shop(run, receiver.url, events=events)
+    t0 = datetime.now(UTC)
+
+    opened = await deliver_merchant(engine, KEY, merchant.merchant_id, now=t0)
+    assert (opened.retried, opened.circuit_open) == (CIRCUIT_THRESHOLD, 1)
+    assert len(receiver.requests) == CIRCUIT_THRESHOLD  # the rest of the batch was not tried
+    state = await circuit(engine, merchant.merchant_id)
+    assert state == {
+        "consecutive_failures": CIRCUIT_THRESHOLD,
+        "open_until": t0 + timedelta(seconds=COOL_DOWN_S),
+    }
+
+    # Open: nothing is tried, however much is due.
+    during = await deliver_merchant(
+        engine, KEY, merchant.merchant_id, now=t0 + timedelta(seconds=30)
+    )
+    assert during.circuit_open == 1
+    assert len(receiver.requests) == CIRCUIT_THRESHOLD
+
+    # Half-open: one trial; it fails, so the circuit opens for another cool-down.
+    t1 = t0 + timedelta(seconds=COOL_DOWN_S + 60)
+    trial = await deliver_merchant(engine, KEY, merchant.merchant_id, now=t1)
+    assert (trial.retried, trial.circuit_open) == (1, 1)
+    assert len(receiver.requests) == CIRCUIT_THRESHOLD + 1
+    assert (await circuit(engine, merchant.merchant_id))["open_until"] == t1 + timedelta(
+        seconds=COOL_DOWN_S
+    )
+    assert not (await deliver_merchant(engine, KEY, merchant.merchant_id, now=t1)).busy
+
+    # The endpoint recovers: the next trial succeeds and closes the circuit, then all go.
+    receiver.accept_from_now()
+    t2 = t1 + LATER
+    closing = await deliver_merchant(engine, KEY, merchant.merchant_id, now=t2)
+    assert closing.delivered == 1
+    assert await circuit(engine, merchant.merchant_id) == {
+        "consecutive_failures": 0,
+        "open_until": None,
+    }
+    rest = await deliver_merchant(engine, KEY, merchant.merchant_id, now=t2)
+    assert rest.delivered == events - 1
+    assert len(receiver.accepted_ids()) == events
+    assert {r["status"] for r in await deliveries(engine, merchant.merchant_id)} == {"delivered"}
+
+
+async def test_a_merchant_without_an_endpoint_is_skipped(engine, run):
+    merchant = await shop(run, None, events=2)
+    sent: list[str] = []
+
+    async def send(url: str, body: bytes, headers: Mapping[str, str]) -> int:
+        sent.append(headers["webhook-id"])
+        return 500
+
+    await deliver_due(engine, KEY, send=send)
+    await deliver_merchant(engine, KEY, merchant.merchant_id, send=send)
+    assert [s for s in sent if s.startswith(f"{merchant.merchant_id}:")] == []
+    assert await deliveries(engine, merchant.merchant_id) == []
+
+
+async def test_a_refused_connection_is_retried(engine, run):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again below: nothing listens there
+    merchant = await shop(run, f"http://127.0.0.1:{port}/hooks", events=1)
+    done = await deliver_merchant(engine, KEY, merchant.merchant_id)
+    assert done.retried == 1
+    [row] = await deliveries(engine, merchant.merchant_id)
+    assert (row["status"], row["attempts"]) == ("pending", 1)
+    assert row["last_error"].startswith("ConnectError")
+
+
+async def test_concurrent_dispatchers_never_send_one_event_twice(engine, run):
+    merchant = await shop(run, "http://127.0.0.1:9/unused", events=20)
+    sent: list[str] = []
+
+    async def slow_send(url: str, body: bytes, headers: Mapping[str, str]) -> int:
+        await asyncio.sleep(0.01)
+        sent.append(headers["webhook-id"])
+        return 200
+
+    async def dispatcher() -> None:
+        for _ in range(5):
+            await deliver_merchant(engine, KEY, merchant.merchant_id, send=slow_send, limit=4)
+
+    await asyncio.gather(*(dispatcher() for _ in range(4)))
+    assert len(sent) == len(set(sent)) == 20
+
+
+@pytest.mark.parametrize("attempts", [1, 2, 5, 12, 13, 14, 15, 40])
+def test_retry_delay_doubles_from_5_s_to_10_h_with_jitter(attempts):
+    base_s = min(5 * 2 ** (attempts - 1), MAX_RETRY_S)
+    delays = [retry_delay_s(attempts, random.Random(seed)) for seed in range(200)]
+    assert all(0.8 * base_s <= d <= 1.2 * base_s for d in delays)
+    assert len(set(delays)) > 1  # jittered, not one fixed schedule
