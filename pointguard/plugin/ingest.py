@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,7 +48,7 @@ class CredentialCache:
     def __init__(self, key: bytes, ttl_s: float = CREDENTIALS_TTL_S) -> None:
         self._key = key
         self._ttl_s = ttl_s
-        self._entries: dict[str, tuple[float, MerchantCredentials | None]] = {}
+        self._entries: dict[str, tuple[float, MerchantCredentials]] = {}
 
     async def get(self, pg: PgConnection, merchant_id: str) -> MerchantCredentials | None:
         now = time.monotonic()
@@ -59,7 +61,11 @@ class CredentialCache:
         return found
 
 
-async def receive_webhook(request: Request) -> JSONResponse:
+@asynccontextmanager
+async def _merchant_request(
+    request: Request,
+) -> AsyncIterator[tuple[PgConnection, MerchantCredentials, bytes]]:
+    """The body (within the size limit), a connection, and the merchant's credentials."""
     settings: Settings = request.app.state.settings
     merchant_id = request.path_params["merchant"]
     body = await _read_body(request, settings.max_webhook_body_bytes)
@@ -67,6 +73,12 @@ async def receive_webhook(request: Request) -> JSONResponse:
         credentials = await request.app.state.credentials.get(pg, merchant_id)
         if credentials is None:
             raise UnknownMerchant(f"no merchant {merchant_id!r}")
+        yield pg, credentials, body
+
+
+async def receive_webhook(request: Request) -> JSONResponse:
+    settings: Settings = request.app.state.settings
+    async with _merchant_request(request) as (pg, credentials, body):
         headers = request.headers
         webhook_id = headers.get("webhook-id", "")
         verify_standard_webhook(
@@ -79,7 +91,7 @@ async def receive_webhook(request: Request) -> JSONResponse:
             now=datetime.now(UTC),
             tolerance_s=settings.webhook_tolerance_s,
         )
-        return await _record(pg, merchant_id, webhook_id, body)
+        return await _record(pg, request.path_params["merchant"], webhook_id, body)
 
 
 async def receive_shopify(request: Request) -> JSONResponse:
@@ -93,14 +105,9 @@ async def receive_woocommerce(request: Request) -> JSONResponse:
 
 
 async def _receive_adapted(request: Request, sender: str) -> JSONResponse:
-    settings: Settings = request.app.state.settings
     merchant_id = request.path_params["merchant"]
-    body = await _read_body(request, settings.max_webhook_body_bytes)
     headers = request.headers
-    async with db.connection(request.app.state.engine) as pg:
-        credentials = await request.app.state.credentials.get(pg, merchant_id)
-        if credentials is None:
-            raise UnknownMerchant(f"no merchant {merchant_id!r}")
+    async with _merchant_request(request) as (pg, credentials, body):
         if sender == "shopify":
             verify_shopify_hmac(
                 secrets=credentials.inbound_secrets,
