@@ -8,6 +8,8 @@ together or not at all. A batch is first tried whole, in one savepoint; only if
 something in it fails is it redone row by row. A row whose event the program refuses (an
 unknown order, no program) is dead-lettered with the error; a row that fails for a passing
 reason (the database) is retried later with backoff, and dead-lettered after `MAX_ATTEMPTS`.
+Two workers whose batches touch the same members can deadlock; the batch PostgreSQL picks as
+the victim is run again whole by `in_transaction`, never counted against its rows.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
-from pointguard.db import PgConnection
+from pointguard.db import RETRYABLE_SQLSTATES, PgConnection
 from pointguard.errors import PointGuardError
 from pointguard.plugin.payloads import decode_envelope, to_program_event
+from pointguard.program.events import Event
 from pointguard.program.service import apply_event
 
 log = logging.getLogger(__name__)
@@ -101,21 +104,30 @@ async def _apply_batch(
     rows = await pg.fetch(CLAIM, merchant_id, now, limit)
     if not rows:
         return BatchResult()
+    # Apply in member order (each member's own events keep their arrival order): every worker
+    # then takes member locks in the same order, and two workers cannot deadlock.
+    claimed = sorted(
+        ((row, _decode(row)) for row in rows),
+        key=lambda pair: pair[1][1].member_id if pair[1][1] is not None else "",
+    )
     try:
         # The common case, all rows good: one savepoint for the batch, one update for the marks.
         async with pg.transaction():
-            for row in rows:
-                await _apply_row(pg, merchant_id, row)
+            for _, decoded in claimed:
+                await _apply_row(pg, merchant_id, decoded)
             await pg.execute(FINISH_ALL, merchant_id, [row["webhook_id"] for row in rows])
         return BatchResult(applied=len(rows))
-    except (PointGuardError, asyncpg.PostgresError):
+    except asyncpg.PostgresError as error:
+        if error.sqlstate in RETRYABLE_SQLSTATES:
+            raise  # a deadlock all the same: `in_transaction` runs the batch again
+    except PointGuardError:
         pass  # the batch is undone; find the bad rows one savepoint at a time
     result = BatchResult()
-    for row in rows:
+    for row, decoded in claimed:
         webhook_id = row["webhook_id"]
         try:
             async with pg.transaction():  # a savepoint: one row's failure undoes only its work
-                await _apply_row(pg, merchant_id, row)
+                await _apply_row(pg, merchant_id, decoded)
         except PointGuardError as error:
             await pg.execute(FINISH, merchant_id, webhook_id, "dead", f"{error.code}: {error}")
             result.dead += 1
@@ -126,6 +138,8 @@ async def _apply_batch(
                 error.code,
             )
         except asyncpg.PostgresError as error:
+            if error.sqlstate in RETRYABLE_SQLSTATES:
+                raise
             attempts = row["attempts"] + 1
             if attempts >= MAX_ATTEMPTS:
                 await pg.execute(FINISH, merchant_id, webhook_id, "dead", repr(error))
@@ -140,8 +154,21 @@ async def _apply_batch(
     return result
 
 
-async def _apply_row(pg: PgConnection, merchant_id: str, row: Any) -> None:
-    event = to_program_event(row["webhook_id"], decode_envelope(row["payload"].encode()))
+Decoded = tuple[PointGuardError | None, Event | None]
+
+
+def _decode(row: Any) -> Decoded:
+    """The row's program event (None for a type the program ignores), or why it has none."""
+    try:
+        return None, to_program_event(row["webhook_id"], decode_envelope(row["payload"].encode()))
+    except PointGuardError as error:
+        return error, None
+
+
+async def _apply_row(pg: PgConnection, merchant_id: str, decoded: Decoded) -> None:
+    error, event = decoded
+    if error is not None:
+        raise error
     if event is not None:
         await apply_event(pg, merchant_id, event)
 
