@@ -40,7 +40,6 @@ import os
 import random
 import resource
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -52,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from loopback_http import HOST, KeepAliveConnection, free_port
 
 from pointguard import db
 from pointguard.plugin.merchants import create_merchant
@@ -59,7 +59,6 @@ from pointguard.plugin.signatures import sign_standard_webhook
 from pointguard.program.store import save_program
 from pointguard.program.validation import parse_program
 
-HOST = "127.0.0.1"
 THIS_FILE = str(Path(__file__).resolve())
 MEMBERS = 50_000
 # Uvicorn processes, each with its own inbox worker. Measured on this 2-core machine (server,
@@ -131,51 +130,6 @@ def signed_headers(secret: str, webhook_id: str, body: bytes) -> dict[str, str]:
     }
 
 
-class RawClient:
-    """One keep-alive HTTP/1.1 connection over asyncio streams. The load generator shares the
-    two cores with the server, so its cost per request matters: measured here, httpx's load
-    process took ~0.9 of a core to send ~210 requests/s and became the bottleneck, while this
-    client takes ~0.15 of a core at ~600/s (--client httpx reproduces the comparison)."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def post(self, path: str, headers: dict[str, str], body: bytes) -> int:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
-        assert self.reader is not None
-        head = f"POST {path} HTTP/1.1\r\nhost: {HOST}:{self.port}\r\n"
-        head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        head += f"content-length: {len(body)}\r\n\r\n"
-        self.writer.write(head.encode() + body)
-        try:
-            response = await self.reader.readuntil(b"\r\n\r\n")
-            lines = response.decode("latin-1").split("\r\n")
-            status = int(lines[0].split(" ", 2)[1])
-            length, close = 0, False
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                name = name.strip().lower()
-                if name == "content-length":
-                    length = int(value)
-                elif name == "connection" and value.strip().lower() == "close":
-                    close = True
-            await self.reader.readexactly(length)
-        except BaseException:
-            self.close()
-            raise
-        if close:
-            self.close()
-        return status
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.reader = self.writer = None
-
-
 class HttpxClient:
     """The same through one httpx.AsyncClient (its own pool), for comparison."""
 
@@ -212,7 +166,7 @@ async def clients(kind: str, port: int, count: int) -> AsyncIterator[list[Any]]:
         ) as shared:
             yield [HttpxClient(port, shared) for _ in range(count)]
         return
-    made = [RawClient(port) for _ in range(count)]
+    made = [KeepAliveConnection(port) for _ in range(count)]
     try:
         yield made
     finally:
@@ -330,12 +284,6 @@ def load_main(args: argparse.Namespace) -> None:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 def tree(pid: int) -> list[psutil.Process]:

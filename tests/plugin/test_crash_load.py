@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.loopback_http import HOST, KeepAliveConnection, free_port
 from pointguard import db
 from pointguard.ledger import member_balances
 from pointguard.ledger.seal import MAX_SEAL_BATCH, seal
@@ -41,7 +41,6 @@ from pointguard.program.rules import order_earn_key
 from pointguard.program.store import save_program
 from pointguard.program.validation import parse_program
 
-HOST = "127.0.0.1"
 KEY = bytes(range(32))  # a fixed POINTGUARD_SECRET_KEY
 MEMBERS = 50
 CONCURRENCY = 16
@@ -63,12 +62,6 @@ return_window_days = 14
 [earning]
 points_per_major_unit = "1"
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 def points_of(i: int) -> int:
@@ -165,51 +158,6 @@ class Server:
                     process.wait(STOP_TIMEOUT_S)
 
 
-class Connection:
-    """One keep-alive HTTP/1.1 connection (cheaper per request than httpx; see bench/ingest.py)."""
-
-    def __init__(self) -> None:
-        self.port = 0
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def post(self, port: int, path: str, headers: dict[str, str], body: bytes) -> int:
-        if self.writer is not None and self.port != port:
-            self.close()
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(HOST, port)
-            self.port = port
-        assert self.reader is not None
-        head = f"POST {path} HTTP/1.1\r\nhost: {HOST}:{port}\r\n"
-        head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        head += f"content-length: {len(body)}\r\n\r\n"
-        try:
-            self.writer.write(head.encode() + body)
-            response = await self.reader.readuntil(b"\r\n\r\n")
-            lines = response.decode("latin-1").split("\r\n")
-            status = int(lines[0].split(" ", 2)[1])
-            length, close = 0, False
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                name = name.strip().lower()
-                if name == "content-length":
-                    length = int(value)
-                elif name == "connection" and value.strip().lower() == "close":
-                    close = True
-            await self.reader.readexactly(length)
-        except BaseException:
-            self.close()
-            raise
-        if close:
-            self.close()
-        return status
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.reader = self.writer = None
-
-
 @dataclass
 class Load:
     acked: int = 0
@@ -230,7 +178,7 @@ async def send_all(
     crossed = [asyncio.Event() for _ in thresholds]
 
     async def sender() -> None:
-        connection = Connection()
+        connection = KeepAliveConnection()
         try:
             while not queue.empty():
                 i = queue.get_nowait()
@@ -254,7 +202,8 @@ async def send_all(
                     load.attempts += 1
                     try:
                         status = await asyncio.wait_for(
-                            connection.post(server.port, path, headers, body), REQUEST_TIMEOUT_S
+                            connection.post(path, headers, body, port=server.port),
+                            REQUEST_TIMEOUT_S,
                         )
                     except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
                         load.failures += 1
