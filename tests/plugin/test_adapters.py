@@ -7,29 +7,13 @@ import base64
 import hashlib
 import hmac
 import json
-import os
-from datetime import UTC, datetime
 
-import httpx
 import pytest
 
-from pointguard.app import create_app
-from pointguard.config import load_settings
 from pointguard.errors import InvalidPayload
 from pointguard.ledger import member_balances
 from pointguard.plugin.adapters import minor_units, shopify_to_canonical, woocommerce_to_canonical
-from pointguard.plugin.merchants import create_merchant
 from pointguard.plugin.worker import process_merchant
-from pointguard.program.store import save_program
-from pointguard.program.validation import parse_program
-
-SECRET_KEY = base64.b64encode(os.urandom(32)).decode()
-PROGRAM = """
-name = "Adapters"
-currency = "EUR"
-[earning]
-points_per_major_unit = "1"
-"""
 
 SHOPIFY_PAID = {
     "id": 820982911946154508,
@@ -128,27 +112,6 @@ def test_woocommerce_statuses_map_to_canonical_events():
     cancelled = woocommerce_to_canonical("order.updated", {**WOO_PAID, "status": "cancelled"})
     assert cancelled["type"] == "order.cancelled"
     assert woocommerce_to_canonical("order.updated", {**WOO_PAID, "status": "on-hold"}) is None
-
-
-@pytest.fixture
-async def shop(database_url, run):
-    app = create_app(
-        load_settings({"DATABASE_URL": database_url, "POINTGUARD_SECRET_KEY": SECRET_KEY}),
-        upkeep=False,
-        workers=False,
-        dispatch=False,
-    )
-    async with app.router.lifespan_context(app):
-        merchant = await run(create_merchant, app.state.secret_key, "Adapter Shop")
-        await run(
-            save_program,
-            merchant.merchant_id,
-            parse_program(PROGRAM),
-            effective_from=datetime(2020, 1, 1, tzinfo=UTC),
-        )
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://pg") as client:
-            yield client, merchant
 
 
 def hmac_header(secret: str, body: bytes) -> str:

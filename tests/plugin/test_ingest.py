@@ -6,17 +6,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import time
 from datetime import UTC, datetime
 
-import httpx
 import pytest
 from standardwebhooks import Webhook
 
 from pointguard import db
-from pointguard.app import create_app
-from pointguard.config import load_settings
 from pointguard.ledger import member_balances, member_history
 from pointguard.plugin.ingest import CredentialCache
 from pointguard.plugin.merchants import create_merchant, rotate_inbound_secret
@@ -27,38 +23,6 @@ from pointguard.plugin.worker import (
     process_merchant,
     replay_dead_letter,
 )
-from pointguard.program.store import save_program
-from pointguard.program.validation import parse_program
-
-SECRET_KEY = base64.b64encode(os.urandom(32)).decode()
-PROGRAM = """
-name = "Hooks"
-currency = "EUR"
-return_window_days = 14
-[earning]
-points_per_major_unit = "1"
-"""
-
-
-@pytest.fixture
-async def shop(database_url, engine, run):
-    app = create_app(
-        load_settings({"DATABASE_URL": database_url, "POINTGUARD_SECRET_KEY": SECRET_KEY}),
-        upkeep=False,
-        workers=False,
-        dispatch=False,
-    )
-    async with app.router.lifespan_context(app):
-        merchant = await run(create_merchant, app.state.secret_key, "Hook Shop")
-        await run(
-            save_program,
-            merchant.merchant_id,
-            parse_program(PROGRAM),
-            effective_from=datetime(2020, 1, 1, tzinfo=UTC),
-        )
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://pg") as client:
-            yield client, merchant
 
 
 def paid(order_id: str, customer: str = "ann", amount: int = 2500) -> dict[str, object]:
@@ -251,8 +215,8 @@ async def test_workers_racing_on_one_inbox_apply_every_event_once(shop, engine, 
     assert total == 60 * 25
 
 
-async def test_credentials_are_cached_for_a_few_seconds(engine, run):
-    key = base64.b64decode(SECRET_KEY)
+async def test_credentials_are_cached_for_a_few_seconds(engine, run, secret_key):
+    key = secret_key
     merchant = await run(create_merchant, key, "Cache Shop")
     cached, fresh = CredentialCache(key, ttl_s=60), CredentialCache(key, ttl_s=0)
     async with db.connection(engine) as pg:
