@@ -29,7 +29,7 @@ from pointguard.db import RETRYABLE_SQLSTATES, PgConnection
 from pointguard.errors import PointGuardError
 from pointguard.plugin.payloads import decode_envelope, to_program_event
 from pointguard.program.events import Event
-from pointguard.program.service import apply_event
+from pointguard.program.service import apply_event, apply_events
 
 log = logging.getLogger(__name__)
 
@@ -104,17 +104,13 @@ async def _apply_batch(
     rows = await pg.fetch(CLAIM, merchant_id, now, limit)
     if not rows:
         return BatchResult()
-    # Apply in member order (each member's own events keep their arrival order): every worker
-    # then takes member locks in the same order, and two workers cannot deadlock.
-    claimed = sorted(
-        ((row, _decode(row)) for row in rows),
-        key=lambda pair: pair[1][1].member_id if pair[1][1] is not None else "",
-    )
+    claimed = [(row, _decode(row)) for row in rows]
     try:
-        # The common case, all rows good: one savepoint for the batch, one update for the marks.
+        events = [event for _, decoded in claimed if (event := _event(decoded)) is not None]
+        # The common case, all rows good: the program applies the batch set-wise in one
+        # savepoint (members locked in one global order), and one update marks the rows.
         async with pg.transaction():
-            for _, decoded in claimed:
-                await _apply_row(pg, merchant_id, decoded)
+            await apply_events(pg, merchant_id, events)
             await pg.execute(FINISH_ALL, merchant_id, [row["webhook_id"] for row in rows])
         return BatchResult(applied=len(rows))
     except asyncpg.PostgresError as error:
@@ -122,6 +118,9 @@ async def _apply_batch(
             raise  # a deadlock all the same: `in_transaction` runs the batch again
     except PointGuardError:
         pass  # the batch is undone; find the bad rows one savepoint at a time
+    # Member order here too (each member's own events keep their arrival order), so that
+    # workers falling back to single rows still lock members in the global order.
+    claimed.sort(key=lambda pair: pair[1][1].member_id if pair[1][1] is not None else "")
     result = BatchResult()
     for row, decoded in claimed:
         webhook_id = row["webhook_id"]
@@ -165,10 +164,15 @@ def _decode(row: Any) -> Decoded:
         return error, None
 
 
-async def _apply_row(pg: PgConnection, merchant_id: str, decoded: Decoded) -> None:
+def _event(decoded: Decoded) -> Event | None:
     error, event = decoded
     if error is not None:
         raise error
+    return event
+
+
+async def _apply_row(pg: PgConnection, merchant_id: str, decoded: Decoded) -> None:
+    event = _event(decoded)
     if event is not None:
         await apply_event(pg, merchant_id, event)
 

@@ -1,14 +1,17 @@
 """Program versions in PostgreSQL: every save is a new version; an event is evaluated with the
 version in force at the event's time (the newest version whose `effective_from` has passed).
 
-Versions never change once saved, so parsed documents are cached per (merchant, version).
+Versions never change once saved, so parsed documents are cached per (merchant, version,
+created_at): the lookup of which version is in force is one small query, and a document is read
+and parsed once per process. `created_at` is in the key so that a database rebuilt under a
+long-running process cannot serve another database's document.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 
 import msgspec
 
@@ -24,11 +27,23 @@ FROM program_versions WHERE merchant_id = $1
 RETURNING version
 """
 
-IN_FORCE = """
-SELECT version, effective_from, document::text AS document FROM program_versions
-WHERE merchant_id = $1 AND effective_from <= $2
-ORDER BY effective_from DESC, version DESC LIMIT 1
+IN_FORCE_AT = """
+SELECT v.version, v.effective_from, v.created_at
+FROM unnest($2::timestamptz[]) WITH ORDINALITY AS t(at, n)
+LEFT JOIN LATERAL (
+    SELECT version, effective_from, created_at FROM program_versions
+    WHERE merchant_id = $1 AND effective_from <= t.at
+    ORDER BY effective_from DESC, version DESC LIMIT 1
+) v ON true
+ORDER BY t.n
 """
+
+DOCUMENTS = """
+SELECT version, created_at, document::text AS document FROM program_versions
+WHERE merchant_id = $1 AND version = ANY($2::int[])
+"""
+
+CACHED_DOCUMENTS = 256
 
 VERSIONS = """
 SELECT version, effective_from, created_at FROM program_versions
@@ -54,21 +69,36 @@ async def save_program(
 
 
 async def program_in_force(pg: PgConnection, merchant_id: str, at: datetime) -> ProgramVersion:
-    row = await pg.fetchrow(IN_FORCE, merchant_id, at)
-    if row is None:
-        raise ProgramNotFound(f"merchant {merchant_id!r} has no program in force at {at}")
-    return ProgramVersion(
-        merchant_id,
-        row["version"],
-        row["effective_from"],
-        _parsed(merchant_id, row["version"], row["document"]),
-    )
+    return (await programs_in_force(pg, merchant_id, [at]))[0]
+
+
+async def programs_in_force(
+    pg: PgConnection, merchant_id: str, times: Sequence[datetime]
+) -> list[ProgramVersion]:
+    """The version in force at each of `times`, in their order: one query, plus one more only
+    for documents this process has not parsed yet."""
+    rows = await pg.fetch(IN_FORCE_AT, merchant_id, list(times))
+    for at, row in zip(times, rows, strict=True):
+        if row["version"] is None:
+            raise ProgramNotFound(f"merchant {merchant_id!r} has no program in force at {at}")
+    keys = {r["version"]: (merchant_id, r["version"], r["created_at"]) for r in rows}
+    programs = {version: _parsed[key] for version, key in keys.items() if key in _parsed}
+    missing = sorted(keys.keys() - programs.keys())
+    if missing:
+        for doc in await pg.fetch(DOCUMENTS, merchant_id, missing):
+            programs[doc["version"]] = program = parse_program(msgspec.json.decode(doc["document"]))
+            if len(_parsed) >= CACHED_DOCUMENTS:
+                _parsed.pop(next(iter(_parsed)))  # the oldest parsed
+            _parsed[keys[doc["version"]]] = program
+    return [
+        ProgramVersion(merchant_id, r["version"], r["effective_from"], programs[r["version"]])
+        for r in rows
+    ]
 
 
 async def program_history(pg: PgConnection, merchant_id: str) -> list[tuple[int, datetime]]:
     return [(r["version"], r["effective_from"]) for r in await pg.fetch(VERSIONS, merchant_id)]
 
 
-@lru_cache(maxsize=256)
-def _parsed(merchant_id: str, version: int, document: str) -> Program:
-    return parse_program(msgspec.json.decode(document))
+# (merchant, version, created_at) -> the parsed document, oldest first.
+_parsed: dict[tuple[str, int, datetime], Program] = {}
