@@ -11,6 +11,10 @@ Rules this module enforces:
   retires the oldest beyond that; `retire_inbound_secret` ends the rollover.
 - Every change to a merchant's credentials first locks the merchant's row, so concurrent
   rotations run one after the other and cannot leave three secrets active.
+- A Shopify- or WooCommerce-style sender signs with the secret the shop owner chose there
+  (`set_adapter_secret`, one active per sender) when one is set, else with the inbound secret.
+- A JWKS URL (the storefront's keys for Saleor-style senders) is https, or http to this
+  machine only: whoever can alter the key set can sign webhooks.
 - An unknown merchant raises `UnknownMerchant` on writes; `merchant_credentials` answers None.
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
 import string
@@ -36,6 +41,8 @@ INBOUND_PUBLIC_KEY = "inbound_public_key"
 OUTBOUND_PRIVATE_KEY = "outbound_private_key"
 OUTBOUND_SECRET = "outbound_secret"
 API_KEY = "api_key"
+# The sender-chosen HMAC secret of each adapter, by the sender's name in its route.
+ADAPTER_SECRETS = {"shopify": "shopify_secret", "woocommerce": "woocommerce_secret"}
 
 MAX_ACTIVE_INBOUND_SECRETS = 2
 API_KEY_PREFIX = "pgk_"
@@ -43,6 +50,7 @@ API_KEY_RANDOM_CHARS = 32
 ED25519_KEY_BYTES = 32
 MAX_NAME_CHARS = 200
 MAX_URL_CHARS = 2000
+MAX_ADAPTER_SECRET_CHARS = 1000
 SLUG_MAX_CHARS = 40
 ID_SUFFIX_CHARS = 6
 ID_SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
@@ -58,9 +66,11 @@ RETURNING merchant_id
 
 LOCK_MERCHANT = "SELECT merchant_id FROM merchants WHERE merchant_id = $1 FOR UPDATE"
 
-SELECT_MERCHANT = "SELECT name, endpoint_url FROM merchants WHERE merchant_id = $1"
+SELECT_MERCHANT = "SELECT name, endpoint_url, jwks_url FROM merchants WHERE merchant_id = $1"
 
 SET_ENDPOINT = "UPDATE merchants SET endpoint_url = $2 WHERE merchant_id = $1"
+
+SET_JWKS_URL = "UPDATE merchants SET jwks_url = $2 WHERE merchant_id = $1"
 
 INSERT_CREDENTIAL = """
 INSERT INTO merchant_credentials (merchant_id, kind, value) VALUES ($1, $2, $3)
@@ -114,7 +124,9 @@ class NewMerchant:
 class MerchantCredentials:
     """A merchant's active credentials, decrypted: `inbound_secrets` (newest first) and
     `inbound_public_keys` (raw Ed25519) verify its webhooks to us; `outbound_private_key`
-    (raw Ed25519) and `outbound_secret` sign our deliveries to `endpoint_url`."""
+    (raw Ed25519) and `outbound_secret` sign our deliveries to `endpoint_url`;
+    `adapter_secrets` (sender, secret) are the secrets chosen in Shopify or WooCommerce, and
+    `jwks_url` has the storefront's keys for Saleor-style webhooks."""
 
     merchant_id: str
     name: str
@@ -123,6 +135,14 @@ class MerchantCredentials:
     inbound_public_keys: tuple[bytes, ...]
     outbound_private_key: bytes = field(repr=False)
     outbound_secret: str = field(repr=False)
+    jwks_url: str | None = None
+    adapter_secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    def hmac_secrets(self, sender: str) -> tuple[str, ...]:
+        """What `sender` (`shopify`, `woocommerce`) signs with: the secret chosen for it, or
+        else the inbound secrets."""
+        chosen = tuple(secret for name, secret in self.adapter_secrets if name == sender)
+        return chosen or self.inbound_secrets
 
 
 async def create_merchant(
@@ -214,6 +234,33 @@ async def set_endpoint(pg: PgConnection, merchant_id: str, url: str | None) -> N
     await pg.execute(SET_ENDPOINT, merchant_id, url)
 
 
+async def set_adapter_secret(
+    pg: PgConnection, key: bytes, merchant_id: str, sender: str, secret: str
+) -> None:
+    """Verify `sender`'s webhooks (`shopify`, `woocommerce`) with `secret`, the one the shop
+    owner chose there, from now on: in place of the inbound secret and of any earlier one."""
+    kind = ADAPTER_SECRETS.get(sender)
+    if kind is None:
+        raise MerchantInvalid(f"sender {sender!r} is not one of {', '.join(ADAPTER_SECRETS)}")
+    if not secret or len(secret) > MAX_ADAPTER_SECRET_CHARS or secret != secret.strip():
+        raise MerchantInvalid(
+            f"a {sender} secret must have 1 to {MAX_ADAPTER_SECRET_CHARS} characters and no"
+            " leading or trailing spaces"
+        )
+    await _lock_merchant(pg, merchant_id)
+    sealed = encrypt(key, secret.encode(), merchant_id=merchant_id, kind=kind)
+    await pg.execute(INSERT_CREDENTIAL, merchant_id, kind, sealed)
+    await pg.execute(RETIRE_ALL_BUT_NEWEST, merchant_id, kind, 1)
+
+
+async def set_jwks_url(pg: PgConnection, merchant_id: str, url: str | None) -> None:
+    """Verify the merchant's Saleor-style webhooks with the keys at `url` (None: refuse them)."""
+    if url is not None:
+        _check_jwks_url(url)
+    await _lock_merchant(pg, merchant_id)
+    await pg.execute(SET_JWKS_URL, merchant_id, url)
+
+
 async def merchant_credentials(
     pg: PgConnection, key: bytes, merchant_id: str
 ) -> MerchantCredentials | None:
@@ -242,6 +289,12 @@ async def merchant_credentials(
         inbound_public_keys=tuple(by_kind.get(INBOUND_PUBLIC_KEY, [])),
         outbound_private_key=newest(OUTBOUND_PRIVATE_KEY),
         outbound_secret=newest(OUTBOUND_SECRET).decode(),
+        jwks_url=merchant["jwks_url"],
+        adapter_secrets=tuple(
+            (sender, secret.decode())
+            for sender, kind in ADAPTER_SECRETS.items()
+            for secret in opened(kind)[:1]
+        ),
     )
 
 
@@ -287,6 +340,25 @@ def _check_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > MAX_URL_CHARS:
         raise MerchantInvalid(f"endpoint {url!r} must be an http:// or https:// URL with a host")
+
+
+def _check_jwks_url(url: str) -> None:
+    _check_url(url)
+    parts = urlsplit(url)
+    if parts.scheme != "https" and not _is_loopback(parts.hostname or ""):
+        raise MerchantInvalid(
+            f"JWKS URL {url!r} must be https:// (http:// only to this machine): whoever can"
+            " change the keys in transit could sign webhooks"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def _lock_merchant(pg: PgConnection, merchant_id: str) -> None:

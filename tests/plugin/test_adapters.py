@@ -10,9 +10,11 @@ import json
 
 import pytest
 
+from pointguard import db
 from pointguard.errors import InvalidPayload
 from pointguard.ledger import member_balances
 from pointguard.plugin.adapters import minor_units, shopify_to_canonical, woocommerce_to_canonical
+from pointguard.plugin.merchants import set_adapter_secret
 from pointguard.plugin.worker import process_merchant
 
 SHOPIFY_PAID = {
@@ -154,3 +156,40 @@ async def test_woocommerce_webhooks_dedupe_on_order_and_status(shop, engine, run
     await process_merchant(engine, merchant.merchant_id)
     balances = await run(member_balances, merchant.merchant_id, "26")
     assert balances.pending_points == 94  # ... but the program applies order 727 once
+
+
+@pytest.mark.parametrize(
+    ("sender", "header"),
+    [("shopify", "x-shopify-hmac-sha256"), ("woocommerce", "x-wc-webhook-signature")],
+)
+async def test_a_secret_chosen_in_the_shop_replaces_the_inbound_secret(
+    shop, engine, run, secret_key, sender, header
+):
+    client, merchant = shop
+    chosen = "shpss_chosen-by-the-owner" if sender == "shopify" else "wc secret, chosen"
+    await run(set_adapter_secret, secret_key, merchant.merchant_id, sender, chosen)
+    url = f"/webhooks/{merchant.merchant_id}/{sender}"
+    body = json.dumps({"id": 1, "status": "on-hold", "customer_id": 26}).encode()
+    topic = {"x-shopify-topic": "products/update", "x-wc-webhook-topic": "order.updated"}
+
+    old = await client.post(
+        url, content=body, headers={**topic, header: hmac_header(merchant.webhook_secret, body)}
+    )
+    assert (old.status_code, old.json()["error"]["code"]) == (401, "bad_signature")
+    assert await inbox_rows(engine, merchant.merchant_id) == 0
+    new = await client.post(url, content=body, headers={**topic, header: hmac_header(chosen, body)})
+    assert (new.status_code, new.json()["status"]) == (202, "ignored"), new.text
+
+    other = "woocommerce" if sender == "shopify" else "shopify"  # still the inbound secret
+    other_header = {"shopify": "x-shopify-hmac-sha256", "woocommerce": "x-wc-webhook-signature"}
+    response = await client.post(
+        f"/webhooks/{merchant.merchant_id}/{other}",
+        content=body,
+        headers={**topic, other_header[other]: hmac_header(merchant.webhook_secret, body)},
+    )
+    assert response.status_code == 202, response.text
+
+
+async def inbox_rows(engine, merchant_id):
+    async with db.connection(engine) as pg:
+        return await pg.fetchval("SELECT count(*) FROM inbox WHERE merchant_id = $1", merchant_id)

@@ -27,8 +27,10 @@ from pointguard.plugin.merchants import (
     merchant_credentials,
     retire_inbound_secret,
     rotate_inbound_secret,
+    set_adapter_secret,
     set_endpoint,
     set_inbound_public_key,
+    set_jwks_url,
 )
 from pointguard.plugin.secretbox import decrypt, encrypt, load_key
 from pointguard.plugin.signatures import (
@@ -225,7 +227,7 @@ async def test_a_generated_id_is_the_names_slug_and_a_suffix(run):
     assert (await run(create_merchant, KEY, "Café Ünïcorn & Co!")).merchant_id != made.merchant_id
 
 
-def pointguard(database_url, *args, secret_key=KEY_B64):
+def pointguard(database_url, *args, secret_key=KEY_B64, stdin=None):
     env = {
         **os.environ,
         "DATABASE_URL": db.libpq_url(database_url),
@@ -234,6 +236,7 @@ def pointguard(database_url, *args, secret_key=KEY_B64):
     return subprocess.run(
         [sys.executable, "-m", "pointguard.cli", "merchant", *args],
         env=env,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=120,
@@ -274,3 +277,81 @@ async def test_the_cli_creates_a_merchant_as_json_sets_its_endpoint_and_rotates(
     bad_key = pointguard(database_url, "create", "Nope", "--json", secret_key="c2hvcnQ=")
     assert bad_key.returncode == 1 and bad_key.stdout == ""
     assert "POINTGUARD_SECRET_KEY decodes to 5 bytes" in bad_key.stderr
+
+
+async def test_a_sender_chosen_secret_is_stored_sealed_and_replaces_the_last(engine, run, merchant):
+    made = await run(create_merchant, KEY, "Chosen", merchant_id=merchant)
+    async with db.connection(engine) as pg:
+        credentials = await merchant_credentials(pg, KEY, merchant)
+    assert credentials.hmac_secrets("shopify") == (made.webhook_secret,)  # none chosen yet
+
+    await run(set_adapter_secret, KEY, merchant, "shopify", "shpss_first")
+    await run(set_adapter_secret, KEY, merchant, "shopify", "shpss_second")
+    await run(set_adapter_secret, KEY, merchant, "woocommerce", "wc-secret")
+    async with db.connection(engine) as pg:
+        credentials = await merchant_credentials(pg, KEY, merchant)
+        rows = await pg.fetch(ALL_CREDENTIALS, merchant)
+    assert credentials.hmac_secrets("shopify") == ("shpss_second",)
+    assert credentials.hmac_secrets("woocommerce") == ("wc-secret",)
+    assert credentials.inbound_secrets == (made.webhook_secret,)
+    assert "shpss_second" not in repr(credentials)
+    sealed = {r["kind"]: r for r in rows if r["kind"] in ("shopify_secret", "woocommerce_secret")}
+    assert b"shpss" not in sealed["shopify_secret"]["value"]
+    assert b"wc-secret" not in sealed["woocommerce_secret"]["value"]
+    shopify_rows = [r["retired_at"] is None for r in rows if r["kind"] == "shopify_secret"]
+    assert shopify_rows == [False, True]  # the first one retired, the second active
+
+    for sender, secret in [
+        ("saleor", "x"),
+        ("shopify", ""),
+        ("shopify", " padded "),
+        ("shopify", "x" * 1001),
+    ]:
+        with pytest.raises(MerchantInvalid):
+            await run(set_adapter_secret, KEY, merchant, sender, secret)
+    with pytest.raises(UnknownMerchant):
+        await run(set_adapter_secret, KEY, "m-nobody", "shopify", "x")
+
+
+async def test_a_jwks_url_is_https_or_to_this_machine(engine, run, merchant):
+    await run(create_merchant, KEY, "Keys", merchant_id=merchant)
+    for url in [
+        "https://shop.example/.well-known/jwks.json",
+        "http://127.0.0.1:8001/.well-known/jwks.json",
+        "http://localhost/jwks.json",
+        "http://[::1]:9000/jwks.json",
+    ]:
+        await run(set_jwks_url, merchant, url)
+        async with db.connection(engine) as pg:
+            assert (await merchant_credentials(pg, KEY, merchant)).jwks_url == url
+    for url in ["http://shop.example/jwks.json", "ftp://shop.example/jwks.json", "https://"]:
+        with pytest.raises(MerchantInvalid):
+            await run(set_jwks_url, merchant, url)
+    await run(set_jwks_url, merchant, None)
+    async with db.connection(engine) as pg:
+        assert (await merchant_credentials(pg, KEY, merchant)).jwks_url is None
+    with pytest.raises(UnknownMerchant):
+        await run(set_jwks_url, "m-nobody", "https://shop.example/jwks.json")
+
+
+async def test_the_cli_sets_a_jwks_url_and_a_chosen_secret_from_stdin(
+    engine, run, merchant, database_url
+):
+    await run(create_merchant, KEY, "CLI Keys", merchant_id=merchant)
+    url = "https://shop.example/.well-known/jwks.json"
+    jwks = pointguard(database_url, "set-jwks", merchant, url)
+    assert jwks.returncode == 0, jwks.stderr
+    secret = pointguard(
+        database_url, "set-adapter-secret", merchant, "shopify", "-", stdin="shpss_from_stdin\n"
+    )
+    assert secret.returncode == 0, secret.stderr
+    assert "shpss_from_stdin" not in secret.stdout + secret.stderr
+    async with db.connection(engine) as pg:
+        credentials = await merchant_credentials(pg, KEY, merchant)
+    assert credentials.jwks_url == url
+    assert credentials.hmac_secrets("shopify") == ("shpss_from_stdin",)
+
+    refused = pointguard(database_url, "set-jwks", merchant, "http://shop.example/jwks.json")
+    assert refused.returncode == 1 and "must be https://" in refused.stderr
+    wrong = pointguard(database_url, "set-adapter-secret", merchant, "magento", "-", stdin="x")
+    assert wrong.returncode == 1 and "not one of shopify, woocommerce" in wrong.stderr
