@@ -1,5 +1,5 @@
-"""Chance rewards: a points lottery, scratch cards and surprise bonuses, in the caller's
-transaction, every point on the ledger.
+"""A points lottery with a committed seed, in the caller's transaction, every point on the
+ledger.
 
 Rules this module enforces:
 - A draw is provably fair. `open_draw` picks a secret 32-byte seed and publishes its SHA-256
@@ -20,16 +20,8 @@ Rules this module enforces:
 - One prize per member at most; prizes are paid as available earns, keyed
   `lottery:<draw>:<prize index>`, so running a draw again pays nothing twice and returns the
   stored result.
-- A scratch-card campaign and a surprise bonus never pay out more than their `budget_points`
-  (over all their grants and runs): each payout locks the campaign's budget row `FOR UPDATE`
-  and reads what was paid under that lock. A scratch card whose prize would pass the budget pays
-  0 (no win); a surprise run picks only as many members as the budget still affords. The lock
-  serialises the payouts of one campaign, which is what a hard cap costs.
-- Scratch-card prizes are drawn with `secrets` (a CSPRNG), weighted by the prize table.
-- A surprise run is deterministic given its seed, which is recorded; it is idempotent per
-  (surprise, run key), and the run key defaults to the UTC day of `now`.
 - Lock order, to avoid deadlocks with the rest of the program: a draw's row before member
-  accounts; member accounts before a budget row.
+  accounts.
 """
 
 from __future__ import annotations
@@ -38,36 +30,32 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
-from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any, TypeVar
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
 
 import msgspec
 
 from pointguard.db import PgConnection
 from pointguard.errors import ChanceUnavailable, InvalidAmount, SeedMismatch
-from pointguard.ledger import PostedEntry, post_entries
 from pointguard.ledger import operations as ops
-from pointguard.ledger.entries import MAX_BATCH_ENTRIES
-from pointguard.program.document import (
-    LotteryDraw,
-    Program,
-    ScratchCardPrize,
-    ScratchCards,
-    SurpriseBonus,
-)
 from pointguard.program.outbox import write_entry_events, write_events
-from pointguard.program.rules import lot_expiry, ordinal
+from pointguard.program.prizes import (
+    SEED_BYTES,
+    Reason,
+    find_chance,
+    from_row,
+    key_reused,
+    pay_prizes,
+    row_by_key,
+)
+from pointguard.program.rules import ordinal
 from pointguard.program.store import program_in_force
 
-SEED_BYTES = 32
 MAX_ENTRIES_PER_CALL = 1000
 ENTRY_HOLD_TIMEOUT_S = 60  # the hold is captured in the same transaction; this never runs out
-MAX_SURPRISE_ELIGIBLE = 1_000_000
 
 Ticket = tuple[int, str]  # (ticket number, member id)
-C = TypeVar("C", LotteryDraw, ScratchCards, SurpriseBonus)
 
 # `winners::text`: decoded here, whatever JSON codec the connection has.
 DRAW_COLUMNS = """draw_id, name, entry_cost_points, entries_close_at, prizes_points, seed,
@@ -111,63 +99,6 @@ ENTRIES_OF_DRAW = """
 SELECT member_id, entries FROM program_lottery_entries
 WHERE merchant_id = $1 AND draw_id = $2 ORDER BY entry_id
 """
-
-CREATE_BUDGET = """
-INSERT INTO program_chance_budgets (merchant_id, kind, campaign_id) VALUES ($1, $2, $3)
-ON CONFLICT (merchant_id, kind, campaign_id) DO NOTHING
-"""
-
-LOCK_BUDGET = """
-SELECT paid_points FROM program_chance_budgets
-WHERE merchant_id = $1 AND kind = $2 AND campaign_id = $3
-FOR UPDATE
-"""
-
-ADD_TO_BUDGET = """
-UPDATE program_chance_budgets SET paid_points = paid_points + $4
-WHERE merchant_id = $1 AND kind = $2 AND campaign_id = $3
-"""
-
-SELECT_CARD = """
-SELECT card_id, idempotency_key, campaign_id, member_id, prize_points, paid_points,
-       ledger_entry_id, created_at
-FROM program_scratch_cards
-"""
-CARD_BY_KEY = SELECT_CARD + "WHERE merchant_id = $1 AND idempotency_key = $2"
-
-INSERT_CARD = """
-INSERT INTO program_scratch_cards (merchant_id, idempotency_key, campaign_id, member_id,
-    prize_points, paid_points, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (merchant_id, idempotency_key) DO NOTHING
-RETURNING card_id
-"""
-
-SET_CARD_ENTRY = """
-UPDATE program_scratch_cards SET ledger_entry_id = $3 WHERE merchant_id = $1 AND card_id = $2
-"""
-
-SURPRISE_RUN = """
-SELECT surprise_id, run_key, seed, eligible_count, points, winners, paid_points, created_at
-FROM program_surprise_runs WHERE merchant_id = $1 AND surprise_id = $2 AND run_key = $3
-"""
-
-INSERT_SURPRISE_RUN = """
-INSERT INTO program_surprise_runs (merchant_id, surprise_id, run_key, seed, eligible_count,
-    points, winners, paid_points, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-RETURNING surprise_id, run_key, seed, eligible_count, points, winners, paid_points, created_at
-"""
-
-
-class Reason(StrEnum):
-    """Why a chance reward cannot go ahead; the `reason` of `errors.ChanceUnavailable`."""
-
-    UNKNOWN = "unknown"  # no such lottery, campaign or surprise in the program
-    NOT_OPEN = "not_open"  # the draw has not been opened (its seed not committed)
-    CLOSED = "closed"  # entries have closed, or the draw has run
-    NOT_CLOSED = "not_closed"  # the draw cannot run while entries are still open
-    KEY_REUSED = "idempotency_key_reused"  # the key already did something else
 
 
 @dataclass(frozen=True)
@@ -215,32 +146,6 @@ class DrawResult:
     prizes_points: tuple[int, ...]
     winners: tuple[Winner, ...]
     drawn_at: datetime
-
-
-@dataclass(frozen=True)
-class ScratchCard:
-    """A card granted to a member: `prize_points` is what it drew, `paid_points` what it paid
-    (0 when the prize was a no-win or the campaign's budget could not cover it)."""
-
-    card_id: int
-    campaign_id: str
-    member_id: str
-    prize_points: int
-    paid_points: int
-    ledger_entry_id: int | None
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class SurpriseRun:
-    surprise_id: str
-    run_key: str
-    seed: str  # hex: with the eligible list, `pick_members` recomputes `winners`
-    eligible_count: int
-    points: int  # paid to each winner
-    winners: tuple[str, ...]
-    paid_points: int
-    created_at: datetime
 
 
 # --- pure core -----------------------------------------------------------------------------
@@ -310,30 +215,7 @@ def verify_draw(
     return pick_winners(seed, tickets, prizes)
 
 
-def pick_prize(prizes: Sequence[ScratchCardPrize], roll: int) -> int:
-    """The prize points at `roll` (0 <= roll < total weight) on the cumulative weights: each
-    prize wins with probability weight / total weight."""
-    for prize in prizes:
-        if roll < prize.weight:
-            return prize.points
-        roll -= prize.weight
-    raise ValueError("roll is not below the prizes' total weight")
-
-
-def pick_members(seed: bytes, eligible: Iterable[str], count: int) -> list[str]:
-    """`count` distinct members of `eligible`: those with the smallest SHA-256 of the seed's
-    bytes followed by the member id in UTF-8, smallest first. The order and repeats of
-    `eligible` do not matter."""
-    ranked = sorted(set(eligible), key=lambda m: hashlib.sha256(seed + m.encode()).digest())
-    return ranked[: max(0, count)]
-
-
-def campaigns_granted_on(program: Program, event_type: str) -> list[ScratchCards]:
-    """The scratch-card campaigns that grant a card for an event of this type."""
-    return [c for c in program.chance.scratch_cards if c.granted_on == event_type]
-
-
-# --- lottery -------------------------------------------------------------------------------
+# --- on the database -----------------------------------------------------------------------
 
 
 async def open_draw(pg: PgConnection, merchant_id: str, draw_id: str, now: datetime) -> OpenedDraw:
@@ -343,7 +225,7 @@ async def open_draw(pg: PgConnection, merchant_id: str, draw_id: str, now: datet
     if row is not None:
         return _opened(row)
     program = (await program_in_force(pg, merchant_id, now)).program
-    terms = _find(program.chance.lotteries, draw_id, "lottery")
+    terms = find_chance(program.chance.lotteries, draw_id, "lottery")
     if now >= terms.entries_close_at:
         raise ChanceUnavailable(
             f"draw {draw_id!r} closed its entries at {terms.entries_close_at}",
@@ -420,8 +302,8 @@ async def enter_draw(
         )
     row = await pg.fetchrow(ENTRY_BY_ID, merchant_id, hold.entry_id)
     if row is None:  # the ledger key was used outside lottery entries
-        raise _key_reused(draw_id, key)
-    return _record(DrawEntry, row)
+        raise key_reused(draw_id, key)
+    return from_row(DrawEntry, row)
 
 
 async def run_draw(pg: PgConnection, merchant_id: str, draw_id: str, now: datetime) -> DrawResult:
@@ -450,7 +332,7 @@ async def run_draw(pg: PgConnection, merchant_id: str, draw_id: str, now: dateti
         )
         for index, (member_id, points) in enumerate(picked)
     ]
-    posted = await _pay(pg, program, merchant_id, f"program.lottery:{draw_id}", now, prizes)
+    posted = await pay_prizes(pg, program, merchant_id, f"program.lottery:{draw_id}", now, prizes)
     winners = [
         {"prize_index": i, "member_id": m, "points": p, "ledger_entry_id": e.entry_id}
         for i, ((m, p), e) in enumerate(zip(picked, posted, strict=True))
@@ -476,228 +358,19 @@ async def draw_tickets(pg: PgConnection, merchant_id: str, draw_id: str) -> list
     return number_tickets((r["member_id"], r["entries"]) for r in rows)
 
 
-# --- scratch cards -------------------------------------------------------------------------
-
-
-async def grant_scratch_card(
-    pg: PgConnection,
-    merchant_id: str,
-    member_id: str,
-    campaign_id: str,
-    *,
-    key: str,
-    now: datetime,
-) -> ScratchCard:
-    """Grant a member one card of the campaign (the rules call this for its `granted_on`
-    event): draw its prize and pay it now if the budget still covers it. A repeated `key`
-    returns the first card."""
-    earlier = await _card_by_key(pg, merchant_id, member_id, campaign_id, key)
-    if earlier is not None:
-        return earlier
-    program = (await program_in_force(pg, merchant_id, now)).program
-    campaign = _find(program.chance.scratch_cards, campaign_id, "scratch-card campaign")
-    await ops.lock_members(pg, merchant_id, [member_id])
-    paid_so_far = await _lock_budget(pg, merchant_id, "scratch", campaign.id)
-    # A racing repeat of this key may have committed while we waited for the budget.
-    earlier = await _card_by_key(pg, merchant_id, member_id, campaign_id, key)
-    if earlier is not None:
-        return earlier
-
-    total_weight = sum(p.weight for p in campaign.prizes)
-    prize_points = pick_prize(campaign.prizes, secrets.randbelow(total_weight))
-    fits = paid_so_far + prize_points <= campaign.budget_points
-    paid_points = prize_points if fits else 0
-    card_id = await pg.fetchval(
-        INSERT_CARD, merchant_id, key, campaign.id, member_id, prize_points, paid_points, now
-    )
-    if card_id is None:  # the key granted a card of another campaign, racing us
-        raise _key_reused(campaign_id, key)
-    posted: list[PostedEntry] = []
-    if paid_points:
-        prize = (
-            member_id,
-            paid_points,
-            f"scratch:{campaign.id}:{key}",
-            f"{paid_points} points won on a {campaign.name} card",
-        )
-        posted = await _pay(
-            pg, program, merchant_id, f"program.scratch:{campaign.id}", now, [prize]
-        )
-        await pg.execute(SET_CARD_ENTRY, merchant_id, card_id, posted[0].entry_id)
-        await pg.execute(ADD_TO_BUDGET, merchant_id, "scratch", campaign.id, paid_points)
-    card = ScratchCard(
-        card_id=card_id,
-        campaign_id=campaign.id,
-        member_id=member_id,
-        prize_points=prize_points,
-        paid_points=paid_points,
-        ledger_entry_id=posted[0].entry_id if posted else None,
-        created_at=now,
-    )
-    await write_events(pg, merchant_id, [("scratch_card.granted", {**asdict(card), "at": now})])
-    await write_entry_events(pg, merchant_id, posted)
-    return card
-
-
-# --- surprise bonuses ----------------------------------------------------------------------
-
-
-async def run_surprise(
-    pg: PgConnection,
-    merchant_id: str,
-    surprise_id: str,
-    eligible_members: Sequence[str],
-    *,
-    now: datetime,
-    seed: bytes | None = None,
-    key: str | None = None,
-) -> SurpriseRun:
-    """Pay the surprise's `points` to up to `members` members picked at random from
-    `eligible_members`, as many as its remaining budget affords. The run is keyed by `key`
-    (default: the UTC date of `now`); running a key again returns the first run."""
-    if len(eligible_members) > MAX_SURPRISE_ELIGIBLE:
-        raise InvalidAmount(
-            f"at most {MAX_SURPRISE_ELIGIBLE} eligible members, got {len(eligible_members)}"
-        )
-    run_key = key if key is not None else now.astimezone(UTC).date().isoformat()
-    earlier = await pg.fetchrow(SURPRISE_RUN, merchant_id, surprise_id, run_key)
-    if earlier is not None:
-        return _surprise(earlier)
-    program = (await program_in_force(pg, merchant_id, now)).program
-    surprise = _find(program.chance.surprises, surprise_id, "surprise bonus")
-    paid_so_far = await _lock_budget(pg, merchant_id, "surprise", surprise.id)
-    earlier = await pg.fetchrow(SURPRISE_RUN, merchant_id, surprise_id, run_key)
-    if earlier is not None:  # a racing run of this key committed while we waited
-        return _surprise(earlier)
-
-    run_seed = seed if seed is not None else secrets.token_bytes(SEED_BYTES)
-    affordable = (surprise.budget_points - paid_so_far) // surprise.points
-    winners = pick_members(run_seed, eligible_members, min(surprise.members, affordable))
-    prizes = [
-        (
-            member_id,
-            surprise.points,
-            f"surprise:{surprise.id}:{run_key}:{member_id}",
-            f"{surprise.points} points: {surprise.name}",
-        )
-        for member_id in winners
-    ]
-    source = f"program.surprise:{surprise.id}"
-    posted = await _pay(pg, program, merchant_id, source, now, prizes)
-    paid_points = surprise.points * len(winners)
-    if paid_points:
-        await pg.execute(ADD_TO_BUDGET, merchant_id, "surprise", surprise.id, paid_points)
-    row = await pg.fetchrow(
-        INSERT_SURPRISE_RUN,
-        merchant_id,
-        surprise.id,
-        run_key,
-        run_seed,
-        len(set(eligible_members)),
-        surprise.points,
-        winners,
-        paid_points,
-        now,
-    )
-    await write_entry_events(pg, merchant_id, posted)
-    return _surprise(row)
-
-
 # --- helpers -------------------------------------------------------------------------------
-
-
-def _find(items: Sequence[C], chance_id: str, what: str) -> C:
-    for item in items:
-        if item.id == chance_id:
-            return item
-    raise ChanceUnavailable(
-        f"no {what} {chance_id!r} in the program", chance_id=chance_id, reason=Reason.UNKNOWN
-    )
-
-
-async def _pay(
-    pg: PgConnection,
-    program: Program,
-    merchant_id: str,
-    source: str,
-    now: datetime,
-    prizes: Sequence[tuple[str, int, str, str]],
-) -> list[PostedEntry]:
-    """Post `(member, points, key, description)` prizes as earns, available at once and
-    expiring as the program's lots do, in batches the ledger accepts."""
-    earns = [
-        ops.earn_entry(
-            merchant_id,
-            member_id,
-            points,
-            key=key,
-            description=description,
-            source=source,
-            expires_at=lot_expiry(program, now),
-        )
-        for member_id, points, key, description in prizes
-    ]
-    posted: list[PostedEntry] = []
-    for start in range(0, len(earns), MAX_BATCH_ENTRIES):
-        posted += await post_entries(pg, earns[start : start + MAX_BATCH_ENTRIES])
-    return posted
-
-
-async def _lock_budget(pg: PgConnection, merchant_id: str, kind: str, campaign_id: str) -> int:
-    """Lock the campaign's budget row (creating it at 0) and return the points it has paid."""
-    await pg.execute(CREATE_BUDGET, merchant_id, kind, campaign_id)
-    return int(await pg.fetchval(LOCK_BUDGET, merchant_id, kind, campaign_id))
 
 
 async def _entry_by_key(
     pg: PgConnection, merchant_id: str, member_id: str, draw_id: str, key: str
 ) -> DrawEntry | None:
-    row = await _by_key(pg, ENTRY_BY_KEY, merchant_id, key, member_id, "draw_id", draw_id)
-    return None if row is None else _record(DrawEntry, row)
-
-
-async def _card_by_key(
-    pg: PgConnection, merchant_id: str, member_id: str, campaign_id: str, key: str
-) -> ScratchCard | None:
-    row = await _by_key(pg, CARD_BY_KEY, merchant_id, key, member_id, "campaign_id", campaign_id)
-    return None if row is None else _record(ScratchCard, row)
-
-
-async def _by_key(
-    pg: PgConnection,
-    sql: str,
-    merchant_id: str,
-    key: str,
-    member_id: str,
-    chance_column: str,
-    chance_id: str,
-) -> Any:
-    """The row a key made before, if any; refused when it was for another member or chance."""
-    row = await pg.fetchrow(sql, merchant_id, key)
-    if row is not None and (row["member_id"], row[chance_column]) != (member_id, chance_id):
-        raise _key_reused(chance_id, key)
-    return row
-
-
-R = TypeVar("R", DrawEntry, ScratchCard)
-
-
-def _record(cls: type[R], row: Any) -> R:
-    """A dataclass from the row's columns of the same names."""
-    return cls(**{f.name: row[f.name] for f in fields(cls)})
+    row = await row_by_key(pg, ENTRY_BY_KEY, merchant_id, key, member_id, "draw_id", draw_id)
+    return None if row is None else from_row(DrawEntry, row)
 
 
 def _not_open(draw_id: str) -> ChanceUnavailable:
     return ChanceUnavailable(
         f"draw {draw_id!r} has not been opened", chance_id=draw_id, reason=Reason.NOT_OPEN
-    )
-
-
-def _key_reused(chance_id: str, key: str) -> ChanceUnavailable:
-    return ChanceUnavailable(
-        f"key {key!r} was already used for another member, draw or campaign",
-        chance_id=chance_id,
-        reason=Reason.KEY_REUSED,
     )
 
 
@@ -727,17 +400,4 @@ def _result(row: Any) -> DrawResult:
             for w in winners
         ),
         drawn_at=row["drawn_at"],
-    )
-
-
-def _surprise(row: Any) -> SurpriseRun:
-    return SurpriseRun(
-        surprise_id=row["surprise_id"],
-        run_key=row["run_key"],
-        seed=bytes(row["seed"]).hex(),
-        eligible_count=row["eligible_count"],
-        points=row["points"],
-        winners=tuple(row["winners"]),
-        paid_points=row["paid_points"],
-        created_at=row["created_at"],
     )

@@ -1,9 +1,8 @@
-"""Chance rewards: the pure draw and pick rules, then lotteries, scratch cards and surprise
-bonuses end to end on the real database, with the ledger verified intact at the end."""
+"""The lottery: the pure draw rules, then draws end to end on the real database (commitment,
+entries, the draw anyone can recompute), with the ledger verified intact at the end."""
 
 import asyncio
 import hashlib
-import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,25 +13,18 @@ from pointguard import db
 from pointguard.errors import ChanceUnavailable, InsufficientPoints, SeedMismatch
 from pointguard.ledger import AccountKind, member_balances, post_entries, system_balances
 from pointguard.ledger import operations as ops
-from pointguard.ledger.seal import seal
-from pointguard.ledger.verify import verify_merchant
-from pointguard.program.chance import (
-    Reason,
+from pointguard.program.lottery import (
     draw_tickets,
     enter_draw,
-    grant_scratch_card,
     number_tickets,
     open_draw,
-    pick_members,
-    pick_prize,
     pick_winners,
     run_draw,
-    run_surprise,
     seed_hash,
     tickets_digest,
     verify_draw,
 )
-from pointguard.program.document import ScratchCardPrize
+from pointguard.program.prizes import Reason
 from pointguard.program.store import save_program
 from pointguard.program.validation import parse_program
 
@@ -51,38 +43,6 @@ name = "Christmas draw"
 entry_cost_points = 100
 entries_close_at = {CLOSE.isoformat().replace("+00:00", "Z")}
 prizes_points = [5000, 1000, 500]
-
-[[chance.scratch_cards]]
-id = "flat"
-name = "Scratch & win"
-granted_on = "order.paid"
-budget_points = 1000
-prizes = [{{ points = 100, weight = 1 }}]
-
-[[chance.scratch_cards]]
-id = "mixed"
-name = "Lucky card"
-granted_on = "order.paid"
-budget_points = 1000
-prizes = [
-    {{ points = 0, weight = 1 }},
-    {{ points = 150, weight = 3 }},
-    {{ points = 400, weight = 1 }},
-]
-
-[[chance.surprises]]
-id = "tight"
-name = "Monday surprise"
-points = 100
-members = 3
-budget_points = 250
-
-[[chance.surprises]]
-id = "roomy"
-name = "Friday surprise"
-points = 10
-members = 4
-budget_points = 100000
 """
 
 
@@ -140,25 +100,6 @@ def test_verify_draw_refuses_a_seed_that_is_not_the_committed_one():
         verify_draw("zz", committed, tickets, [7])
 
 
-def test_pick_prize_follows_the_cumulative_weights():
-    prizes = [ScratchCardPrize(points=0, weight=2), ScratchCardPrize(points=50, weight=1)]
-    assert [pick_prize(prizes, roll) for roll in range(3)] == [0, 0, 50]
-    with pytest.raises(ValueError):
-        pick_prize(prizes, 3)
-
-
-def test_pick_members_is_deterministic_and_ignores_order_and_repeats():
-    eligible = [f"m{i}" for i in range(20)]
-    picked = pick_members(SEED, eligible, 5)
-    assert len(set(picked)) == 5 and set(picked) <= set(eligible)
-    assert pick_members(SEED, list(reversed(eligible)) + eligible, 5) == picked
-    assert pick_members(bytes(32), eligible, 5) != picked
-    assert pick_members(SEED, ["a", "b"], 5) == sorted(
-        ["a", "b"], key=lambda m: hashlib.sha256(SEED + m.encode()).digest()
-    )
-    assert pick_members(SEED, eligible, -1) == []
-
-
 # --- on the database -------------------------------------------------------------------------
 
 
@@ -177,29 +118,9 @@ async def gifts(run, merchant, **points_by_member):
     await run(post_entries, entries)
 
 
-async def available(run, merchant, member):
-    return (await run(member_balances, merchant, member)).available_points
-
-
-async def outbox(engine, merchant, event_type):
-    async with db.connection(engine) as pg:
-        rows = await pg.fetch(
-            "SELECT payload::text AS p FROM outbox WHERE merchant_id = $1 AND event_type = $2"
-            " ORDER BY 1",
-            merchant,
-            event_type,
-        )
-    return [json.loads(r["p"]) for r in rows]
-
-
-async def assert_ledger_intact(engine, run, merchant):
-    assert await run(seal, merchant) > 0
-    async with db.connection(engine) as pg:
-        report = await verify_merchant(pg, merchant)
-    assert report.ok, report.problems
-
-
-async def test_lottery_from_commitment_to_a_draw_anyone_can_recompute(engine, run, shop):
+async def test_lottery_from_commitment_to_a_draw_anyone_can_recompute(
+    run, shop, available, outbox, assert_ledger_intact
+):
     await gifts(run, shop, ann=1000, bob=1000, cy=150)
     with pytest.raises(ChanceUnavailable) as refused:
         await run(enter_draw, shop, "ann", "xmas", 1, key="early", now=T0)
@@ -208,7 +129,7 @@ async def test_lottery_from_commitment_to_a_draw_anyone_can_recompute(engine, ru
     opened = await run(open_draw, shop, "xmas", T0)
     assert (opened.entry_cost_points, opened.prizes_points) == (100, (5000, 1000, 500))
     assert await run(open_draw, shop, "xmas", T0 + timedelta(hours=1)) == opened  # seed kept
-    [published] = await outbox(engine, shop, "lottery.opened")
+    [published] = await outbox("lottery.opened")
     assert published["seed_hash"] == opened.seed_hash
 
     ann = await run(enter_draw, shop, "ann", "xmas", 3, key="ann-1", now=T0)
@@ -221,7 +142,7 @@ async def test_lottery_from_commitment_to_a_draw_anyone_can_recompute(engine, ru
     with pytest.raises(ChanceUnavailable) as refused:
         await run(enter_draw, shop, "bob", "xmas", 1, key="ann-1", now=T0)
     assert refused.value.reason == Reason.KEY_REUSED
-    assert [await available(run, shop, m) for m in ("ann", "bob", "cy")] == [700, 800, 50]
+    assert [await available(m) for m in ("ann", "bob", "cy")] == [700, 800, 50]
     spent = await run(system_balances, shop)
     assert spent[AccountKind.REDEEMED] == 600
     assert (await run(member_balances, shop, "ann")).reserved_points == 0
@@ -241,7 +162,7 @@ async def test_lottery_from_commitment_to_a_draw_anyone_can_recompute(engine, ru
     recomputed = verify_draw(result.seed, published["seed_hash"], tickets, [5000, 1000, 500])
     assert recomputed == [(w.member_id, w.points) for w in result.winners]
     assert sorted(w.member_id for w in result.winners) == ["ann", "bob", "cy"]
-    [drawn] = await outbox(engine, shop, "lottery.drawn")
+    [drawn] = await outbox("lottery.drawn")
     assert (drawn["seed"], drawn["winners"][0]["member_id"]) == (
         result.seed,
         result.winners[0].member_id,
@@ -250,18 +171,18 @@ async def test_lottery_from_commitment_to_a_draw_anyone_can_recompute(engine, ru
     again = await run(run_draw, shop, "xmas", CLOSE + timedelta(days=1))
     assert again == result
     won = {w.member_id: w.points for w in result.winners}
-    assert [await available(run, shop, m) for m in ("ann", "bob", "cy")] == [
+    assert [await available(m) for m in ("ann", "bob", "cy")] == [
         700 + won["ann"],
         800 + won["bob"],
         50 + won["cy"],
     ]
     issued = -(await run(system_balances, shop))[AccountKind.ISSUED]
     assert issued == 2150 + 6500  # welcome gifts plus the prizes, paid once
-    assert len(await outbox(engine, shop, "lottery.drawn")) == 1
+    assert len(await outbox("lottery.drawn")) == 1
     with pytest.raises(ChanceUnavailable) as refused:
         await run(open_draw, shop, "nope", T0)
     assert refused.value.reason == Reason.UNKNOWN
-    await assert_ledger_intact(engine, run, shop)
+    await assert_ledger_intact()
 
 
 async def test_a_draw_cannot_open_after_its_entries_closed_and_may_draw_no_one(run, shop):
@@ -286,62 +207,3 @@ async def test_a_draw_waits_for_an_entry_in_flight_and_counts_its_tickets(engine
         await entering.commit()
     result = await drawing
     assert (result.ticket_count, [w.member_id for w in result.winners]) == (2, ["ann"])
-
-
-async def test_scratch_cards_never_pay_past_the_budget_under_30_racing_grants(engine, run, shop):
-    async def grant_all(campaign):
-        return await asyncio.gather(
-            *(
-                run(grant_scratch_card, shop, f"m{i}", campaign, key=f"{campaign}:{i}", now=T0)
-                for i in range(30)
-            )
-        )
-
-    flat = await grant_all("flat")
-    assert sum(c.paid_points for c in flat) == 1000  # ten cards of 100, then "no win"
-    assert sorted(c.paid_points for c in flat) == [0] * 20 + [100] * 10
-    assert all(c.prize_points == 100 for c in flat)
-    issued_by_flat = -(await run(system_balances, shop))[AccountKind.ISSUED]
-    assert issued_by_flat == 1000
-
-    mixed = await grant_all("mixed")
-    paid_mixed = sum(c.paid_points for c in mixed)
-    assert paid_mixed <= 1000
-    assert all(c.paid_points in (0, c.prize_points) for c in mixed)
-    issued = -(await run(system_balances, shop))[AccountKind.ISSUED]
-    assert issued == 1000 + paid_mixed
-    members = sum([await available(run, shop, f"m{i}") for i in range(30)])
-    assert members == issued
-
-    card = mixed[0]
-    assert await run(grant_scratch_card, shop, "m0", "mixed", key="mixed:0", now=T0) == card
-    with pytest.raises(ChanceUnavailable) as refused:
-        await run(grant_scratch_card, shop, "m1", "mixed", key="mixed:0", now=T0)
-    assert refused.value.reason == Reason.KEY_REUSED
-    with pytest.raises(ChanceUnavailable) as refused:
-        await run(grant_scratch_card, shop, "m1", "nope", key="x", now=T0)
-    assert refused.value.reason == Reason.UNKNOWN
-    assert len(await outbox(engine, shop, "scratch_card.granted")) == 60
-    await assert_ledger_intact(engine, run, shop)
-
-
-async def test_surprise_bonus_picks_by_seed_and_stays_within_budget(engine, run, shop):
-    eligible = [f"m{i}" for i in range(10)]
-    first = await run(run_surprise, shop, "tight", eligible, now=T0, seed=SEED)
-    assert first.winners == tuple(pick_members(SEED, eligible, 2))  # 250 affords two of 100
-    assert (first.paid_points, first.seed, first.run_key) == (200, SEED.hex(), "2026-12-01")
-    assert await run(run_surprise, shop, "tight", eligible, now=T0) == first  # same day: replay
-    later = await run(run_surprise, shop, "tight", eligible, now=T0 + timedelta(days=7))
-    assert (later.winners, later.paid_points) == ((), 0)  # 50 left affords no one
-
-    a = await run(run_surprise, shop, "roomy", eligible, now=T0, seed=SEED, key="a")
-    b = await run(run_surprise, shop, "roomy", list(reversed(eligible)), now=T0, seed=SEED, key="b")
-    assert len(a.winners) == 4 and a.winners == b.winners
-    other = await run(run_surprise, shop, "roomy", eligible, now=T0, key="c")
-    assert len(other.winners) == 4 and other.seed != SEED.hex()
-    assert other.winners == tuple(pick_members(bytes.fromhex(other.seed), eligible, 4))
-
-    issued = -(await run(system_balances, shop))[AccountKind.ISSUED]
-    assert issued == 200 + 3 * 40
-    assert await available(run, shop, first.winners[0]) >= 100
-    await assert_ledger_intact(engine, run, shop)

@@ -1,0 +1,151 @@
+"""Scratch cards: a card granted for an event, its prize drawn at random and paid within the
+campaign's budget, in the caller's transaction, every point on the ledger.
+
+Rules this module enforces:
+- A campaign grants a card for each event of its `granted_on` type (`campaigns_granted_on`;
+  the service calls `grant_scratch_card`), once per idempotency key.
+- Prizes are drawn with `secrets` (a CSPRNG), weighted by the prize table (`pick_prize`).
+- A campaign never pays out more than its `budget_points` over all its cards: each grant locks
+  the campaign's budget row (`prizes.lock_budget`), and a card whose prize would pass the
+  budget pays 0 (no win).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from pointguard.db import PgConnection
+from pointguard.ledger import PostedEntry
+from pointguard.ledger import operations as ops
+from pointguard.program.document import Program, ScratchCardPrize, ScratchCards
+from pointguard.program.outbox import write_entry_events, write_events
+from pointguard.program.prizes import (
+    add_to_budget,
+    find_chance,
+    from_row,
+    key_reused,
+    lock_budget,
+    pay_prizes,
+    row_by_key,
+)
+from pointguard.program.store import program_in_force
+
+BUDGET_KIND = "scratch"
+
+SELECT_CARD = """
+SELECT card_id, idempotency_key, campaign_id, member_id, prize_points, paid_points,
+       ledger_entry_id, created_at
+FROM program_scratch_cards
+"""
+CARD_BY_KEY = SELECT_CARD + "WHERE merchant_id = $1 AND idempotency_key = $2"
+
+INSERT_CARD = """
+INSERT INTO program_scratch_cards (merchant_id, idempotency_key, campaign_id, member_id,
+    prize_points, paid_points, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (merchant_id, idempotency_key) DO NOTHING
+RETURNING card_id
+"""
+
+SET_CARD_ENTRY = """
+UPDATE program_scratch_cards SET ledger_entry_id = $3 WHERE merchant_id = $1 AND card_id = $2
+"""
+
+
+@dataclass(frozen=True)
+class ScratchCard:
+    """A card granted to a member: `prize_points` is what it drew, `paid_points` what it paid
+    (0 when the prize was a no-win or the campaign's budget could not cover it)."""
+
+    card_id: int
+    campaign_id: str
+    member_id: str
+    prize_points: int
+    paid_points: int
+    ledger_entry_id: int | None
+    created_at: datetime
+
+
+def pick_prize(prizes: Sequence[ScratchCardPrize], roll: int) -> int:
+    """The prize points at `roll` (0 <= roll < total weight) on the cumulative weights: each
+    prize wins with probability weight / total weight."""
+    for prize in prizes:
+        if roll < prize.weight:
+            return prize.points
+        roll -= prize.weight
+    raise ValueError("roll is not below the prizes' total weight")
+
+
+def campaigns_granted_on(program: Program, event_type: str) -> list[ScratchCards]:
+    """The scratch-card campaigns that grant a card for an event of this type."""
+    return [c for c in program.chance.scratch_cards if c.granted_on == event_type]
+
+
+async def grant_scratch_card(
+    pg: PgConnection,
+    merchant_id: str,
+    member_id: str,
+    campaign_id: str,
+    *,
+    key: str,
+    now: datetime,
+) -> ScratchCard:
+    """Grant a member one card of the campaign (the rules call this for its `granted_on`
+    event): draw its prize and pay it now if the budget still covers it. A repeated `key`
+    returns the first card."""
+    earlier = await _card_by_key(pg, merchant_id, member_id, campaign_id, key)
+    if earlier is not None:
+        return earlier
+    program = (await program_in_force(pg, merchant_id, now)).program
+    campaign = find_chance(program.chance.scratch_cards, campaign_id, "scratch-card campaign")
+    await ops.lock_members(pg, merchant_id, [member_id])
+    paid_so_far = await lock_budget(pg, merchant_id, BUDGET_KIND, campaign.id)
+    # A racing repeat of this key may have committed while we waited for the budget.
+    earlier = await _card_by_key(pg, merchant_id, member_id, campaign_id, key)
+    if earlier is not None:
+        return earlier
+
+    total_weight = sum(p.weight for p in campaign.prizes)
+    prize_points = pick_prize(campaign.prizes, secrets.randbelow(total_weight))
+    fits = paid_so_far + prize_points <= campaign.budget_points
+    paid_points = prize_points if fits else 0
+    card_id = await pg.fetchval(
+        INSERT_CARD, merchant_id, key, campaign.id, member_id, prize_points, paid_points, now
+    )
+    if card_id is None:  # the key granted a card of another campaign, racing us
+        raise key_reused(campaign_id, key)
+    posted: list[PostedEntry] = []
+    if paid_points:
+        prize = (
+            member_id,
+            paid_points,
+            f"scratch:{campaign.id}:{key}",
+            f"{paid_points} points won on a {campaign.name} card",
+        )
+        posted = await pay_prizes(
+            pg, program, merchant_id, f"program.scratch:{campaign.id}", now, [prize]
+        )
+        await pg.execute(SET_CARD_ENTRY, merchant_id, card_id, posted[0].entry_id)
+        await add_to_budget(pg, merchant_id, BUDGET_KIND, campaign.id, paid_points)
+    card = ScratchCard(
+        card_id=card_id,
+        campaign_id=campaign.id,
+        member_id=member_id,
+        prize_points=prize_points,
+        paid_points=paid_points,
+        ledger_entry_id=posted[0].entry_id if posted else None,
+        created_at=now,
+    )
+    await write_events(pg, merchant_id, [("scratch_card.granted", {**asdict(card), "at": now})])
+    await write_entry_events(pg, merchant_id, posted)
+    return card
+
+
+async def _card_by_key(
+    pg: PgConnection, merchant_id: str, member_id: str, campaign_id: str, key: str
+) -> ScratchCard | None:
+    row = await row_by_key(pg, CARD_BY_KEY, merchant_id, key, member_id, "campaign_id", campaign_id)
+    return None if row is None else from_row(ScratchCard, row)
