@@ -23,7 +23,6 @@ from pointguard.ledger import PostedEntry, post_entries
 from pointguard.ledger import operations as ops
 from pointguard.ledger.reading import load_entries_by_key
 from pointguard.program.actions import ActionCounts
-from pointguard.program.chance import ScratchCard, campaigns_granted_on, grant_scratch_card
 from pointguard.program.earning import (
     Buyer,
     LinePoints,
@@ -51,7 +50,8 @@ from pointguard.program.rules import (
     order_earn_key,
     order_intents,
 )
-from pointguard.program.standing import complete_challenges, refresh_tier
+from pointguard.program.scratch_cards import ScratchCard, campaigns_granted_on, grant_scratch_card
+from pointguard.program.standing import complete_challenges, refresh_tier, revoke_challenges
 from pointguard.program.store import ProgramVersion, programs_in_force
 from pointguard.program.tiers import TierStatus
 
@@ -328,7 +328,10 @@ async def _other_intents(pg: PgConnection, merchant_id: str, item: _Work) -> lis
         order = await _load_order(pg, merchant_id, event)
         intents = evaluate(event, MemberState(event.member_id, order=order), program)
         updated = await _record_refund(pg, merchant_id, event, order)
-        return intents + await reversal_intents(pg, merchant_id, program, event.member_id, updated)
+        intents += await reversal_intents(pg, merchant_id, program, event.member_id, updated)
+        return intents + await revoke_challenges(
+            pg, merchant_id, event.member_id, program, event.occurred_at
+        )
     if isinstance(event, ActionPerformed):
         if event.birthday is not None:
             await pg.execute(SET_BIRTHDAY, merchant_id, event.member_id, event.birthday)

@@ -19,7 +19,7 @@ from pointguard.program.challenges import (
 from pointguard.program.document import Challenge, Program
 from pointguard.program.earning import LinePoints
 from pointguard.program.outbox import write_events
-from pointguard.program.rules import EarnIntent, Intent, OrderRecord, lot_expiry
+from pointguard.program.rules import EarnIntent, Intent, OrderRecord, TakeBackIntent, lot_expiry
 from pointguard.program.store import program_in_force
 from pointguard.program.tiers import TierDecision, TierStatus, decide_tier, qualification_window
 
@@ -59,14 +59,26 @@ WHERE merchant_id = $1 AND referrer_id = $2 AND status = 'rewarded'
 """
 
 COMPLETED_CHALLENGES = """
-SELECT challenge_id, badge, completed_at FROM program_challenge_completions
-WHERE merchant_id = $1 AND member_id = $2 ORDER BY completed_at, challenge_id
+SELECT challenge_id, badge, completed_at, generation FROM program_challenge_completions
+WHERE merchant_id = $1 AND member_id = $2 AND revoked_at IS NULL
+ORDER BY completed_at, challenge_id
 """
 
+# A completion after a revocation is the next generation: its bonus gets a key of its own.
 COMPLETE_CHALLENGE = """
-INSERT INTO program_challenge_completions
+INSERT INTO program_challenge_completions AS c
     (merchant_id, member_id, challenge_id, badge, completed_at)
 VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (merchant_id, member_id, challenge_id) DO UPDATE
+SET badge = excluded.badge, completed_at = excluded.completed_at,
+    generation = c.generation + 1, revoked_at = NULL
+WHERE c.revoked_at IS NOT NULL
+RETURNING generation
+"""
+
+REVOKE_CHALLENGE = """
+UPDATE program_challenge_completions SET revoked_at = $4
+WHERE merchant_id = $1 AND member_id = $2 AND challenge_id = $3 AND revoked_at IS NULL
 """
 
 TIERS_DUE = """
@@ -131,6 +143,7 @@ class KeptOrder:
     paid_at: datetime
     spend_minor: int  # eligible spend of the items still kept
     points: int  # points still kept, bonuses included unless they went back
+    returned: bool  # every item sent back: it no longer counts as an order
 
 
 async def kept_orders(
@@ -156,6 +169,7 @@ async def kept_orders(
                     if (amount := spend.get(line.line_id))
                 ),
                 record.points_kept(),
+                record.items_kept() == 0,
             )
         )
     return kept
@@ -185,7 +199,7 @@ async def member_activity(
     reviews = await pg.fetch(REVIEWS_IN_WINDOW, merchant_id, member_id, start, end)
     referrals = await pg.fetch(REFERRALS_IN_WINDOW, merchant_id, member_id, start, end)
     return (
-        [Activity(o.paid_at, "order", o.spend_minor) for o in orders]
+        [Activity(o.paid_at, "order", o.spend_minor) for o in orders if not o.returned]
         + [Activity(r["occurred_at"], "review") for r in reviews]
         + [Activity(r["rewarded_at"], "referral") for r in referrals]
     )
@@ -219,7 +233,7 @@ async def complete_challenges(
     for challenge in open_challenges:
         if not challenge_progress(challenge, activity, at).completed:
             continue
-        await pg.execute(
+        generation = await pg.fetchval(
             COMPLETE_CHALLENGE, merchant_id, member_id, challenge.id, challenge.badge, at
         )
         await write_events(
@@ -241,7 +255,7 @@ async def complete_challenges(
         if challenge.bonus_points:
             intents.append(
                 EarnIntent(
-                    f"challenge:{challenge.id}:{member_id}",
+                    challenge_bonus_key(challenge.id, member_id, generation),
                     challenge.bonus_points,
                     f"{challenge.bonus_points} bonus points: '{challenge.name}' completed,"
                     f" badge {challenge.badge!r}",
@@ -249,6 +263,65 @@ async def complete_challenges(
                     release_at,
                     lot_expiry(program, release_at or at),
                     member_id=member_id,
+                )
+            )
+    return intents
+
+
+def challenge_bonus_key(challenge_id: str, member_id: str, generation: int) -> str:
+    """The ledger key of a completion's bonus; completions after a revocation get their own."""
+    key = f"challenge:{challenge_id}:{member_id}"
+    return key if generation == 0 else f"{key}:{generation}"
+
+
+async def revoke_challenges(
+    pg: PgConnection, merchant_id: str, member_id: str, program: Program, at: datetime
+) -> list[Intent]:
+    """After a return: revoke the member's completed order challenges that the orders still
+    kept no longer complete (as of when they were completed), and take their bonuses back.
+    Otherwise buying to finish a challenge and returning the goods would keep the bonus."""
+    order_goals = goals_touched("order")
+    challenges = {c.id: c for c in program.challenges if c.goal in order_goals}
+    if not challenges:
+        return []
+    completed = [
+        row
+        for row in await pg.fetch(COMPLETED_CHALLENGES, merchant_id, member_id)
+        if row["challenge_id"] in challenges
+    ]
+    intents: list[Intent] = []
+    for row in completed:
+        challenge, completed_at = challenges[row["challenge_id"]], row["completed_at"]
+        activity = await member_activity(
+            pg,
+            merchant_id,
+            member_id,
+            completed_at - timedelta(days=_lookback_days([challenge])),
+            completed_at,
+        )
+        if challenge_progress(challenge, activity, completed_at).completed:
+            continue
+        await pg.execute(REVOKE_CHALLENGE, merchant_id, member_id, challenge.id, at)
+        await write_events(
+            pg,
+            merchant_id,
+            [
+                (
+                    "challenge.revoked",
+                    {"member_id": member_id, "challenge_id": challenge.id, "at": at},
+                )
+            ],
+        )
+        if challenge.bonus_points:
+            earned = challenge_bonus_key(challenge.id, member_id, row["generation"])
+            intents.append(
+                TakeBackIntent(
+                    earned,
+                    f"{earned}:revoked",
+                    challenge.bonus_points,
+                    f"{challenge.bonus_points} bonus points back: '{challenge.name}'"
+                    " is no longer completed after a return",
+                    f"challenge:{challenge.id}",
                 )
             )
     return intents

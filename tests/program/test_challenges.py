@@ -4,10 +4,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from pointguard import db
 from pointguard.ledger import member_balances, member_history
 from pointguard.program.challenges import Activity, challenge_progress
 from pointguard.program.document import Challenge
-from pointguard.program.events import ActionPerformed, OrderLine, OrderPaid
+from pointguard.program.events import ActionPerformed, OrderCancelled, OrderLine, OrderPaid
 from pointguard.program.service import apply_event
 from pointguard.program.standing import member_challenges
 from pointguard.program.store import save_program
@@ -171,3 +172,52 @@ async def test_completing_challenges_pays_once_and_awards_badges(run, merchant):
     assert history.entries[0].description == (
         "50 bonus points: 'Two reviews' completed, badge 'Critic'"
     )
+
+
+async def test_returning_the_orders_that_completed_a_challenge_takes_its_bonus_back(
+    engine, run, merchant
+):
+    await run(save_program, merchant, parse_program(PROGRAM), effective_from=AT - 100 * DAY)
+    for n, days_ago in enumerate([20, 10, 0]):
+        await run(apply_event, merchant, paid(n, AT - days_ago * DAY))
+    assert (await run(member_balances, merchant, "ann")).pending_points == 30 + 300
+
+    cancelled = await run(
+        apply_event,
+        merchant,
+        OrderCancelled(event_id="c1", member_id="ann", occurred_at=AT + DAY, order_id="1"),
+    )
+    assert [e.description for e in cancelled.entries] == [
+        "10 points back: order #1 was cancelled",
+        "300 bonus points back: 'Three orders in a month' is no longer completed after a return",
+    ]
+    assert (await run(member_balances, merchant, "ann")).pending_points == 20
+    progress = await run(member_challenges, merchant, "ann", AT + DAY)
+    assert next((p.challenge_id, p.progress, done) for p, done in progress) == (
+        "three-orders",
+        2,
+        None,
+    )
+    async with db.connection(engine) as pg:
+        events = await pg.fetch(
+            "SELECT event_type FROM outbox WHERE merchant_id = $1 AND event_type LIKE"
+            " 'challenge.%' ORDER BY outbox_id",
+            merchant,
+        )
+    assert [r["event_type"] for r in events] == ["challenge.completed", "challenge.revoked"]
+
+    # A returned order counts for nothing, but buying again completes it again, with a new
+    # bonus; a later return that leaves it completed takes nothing more back.
+    again = await run(apply_event, merchant, paid(4, AT + 2 * DAY))
+    assert again.entries[-1].description == (
+        "300 bonus points: 'Three orders in a month' completed, badge 'Regular'"
+    )
+    assert again.entries[-1].idempotency_key == "challenge:three-orders:ann:1"
+    await run(apply_event, merchant, paid(5, AT + 3 * DAY))
+    late = await run(
+        apply_event,
+        merchant,
+        OrderCancelled(event_id="c5", member_id="ann", occurred_at=AT + 4 * DAY, order_id="5"),
+    )
+    assert len(late.entries) == 1
+    assert (await run(member_balances, merchant, "ann")).pending_points == 20 + 10 + 300

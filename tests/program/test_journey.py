@@ -116,12 +116,26 @@ async def test_a_members_journey(engine, run, merchant):
         ),
     )
     balances = await run(member_balances, merchant, "ada")
-    # the coats were all of order 1002: its 300 points and its cross-sell bonus go back
-    assert (balances.available_points, balances.pending_points) == (2372 - 500 - 350, 0)
+    # the coats were all of order 1002: its 300 points and its cross-sell bonus go back, and
+    # with two orders and 300 EUR kept, so do the bonuses of the challenges it completed
+    assert (balances.available_points, balances.pending_points) == (
+        2372 - 500 - 350 - 300 - 1000,
+        0,
+    )
 
     history = await run(member_history, merchant, "ada", limit=50)
     lines = [(e.kind.value, e.description) for e in history.entries]
-    assert lines[:4] == [
+    assert lines[:6] == [
+        (
+            "clawback",
+            "300 bonus points back: 'Three orders in a month' is no longer completed"
+            " after a return",
+        ),
+        (
+            "clawback",
+            "1000 bonus points back: 'Spend 500 EUR in a quarter' is no longer completed"
+            " after a return",
+        ),
         ("clawback", "50 bonus points back: order #1002 fully returned"),
         ("clawback", "300 points back for the refund on order #1002"),
         ("capture", "Redeemed: 500 points for 5 EUR off"),
@@ -130,7 +144,8 @@ async def test_a_members_journey(engine, run, merchant):
     assert lines[-1] == ("earn", "Welcome to Acme Rewards")
     assert ("earn", "510 points for order #1001") in lines
     assert ("release", "Now available: 510 points for order #1001") in lines
-    assert len(lines) == 1 + 7 + 7 + 2 + 2  # signup, 7 earns and their 7 releases, spend, refund
+    # signup, 7 earns and their 7 releases, spend, and the refund's 4 take-backs
+    assert len(lines) == 1 + 7 + 7 + 2 + 4
     async with db.connection(engine) as pg:
         report = await verify_merchant(pg, merchant)
     assert report.ok, report.problems
