@@ -3,9 +3,9 @@
 Usage: python bench/ingest.py [--seconds N] [--workers W] [--concurrency C] [--client raw|httpx]
 
 Starts a fresh embedded PostgreSQL (or uses DATABASE_URL), migrates, creates a merchant with
-a simple program, then starts the real server (`uvicorn --factory pointguard.app:create_app`,
-W processes, each with its inbox worker and upkeep as `pointguard serve` runs them) on
-127.0.0.1, and drives it from a separate load process (this file, `--load`), in two phases:
+a simple program, then starts the real server (`pointguard serve --workers W`: uvicorn with W
+processes, each with its inbox worker, outbox dispatcher and upkeep) on 127.0.0.1, and
+drives it from a separate load process (this file, `--load`), in two phases:
 
   saturate   C connections, each sending the next webhook as soon as the last is answered,
              1 s of warm-up then N s counted: accepted_per_s = 202s per second
@@ -413,25 +413,23 @@ async def embedded_database() -> AsyncIterator[tuple[str, Path]]:
 
 
 @contextlib.asynccontextmanager
-async def uvicorn_server(
+async def pointguard_server(
     env: dict[str, str], port: int, workers: int, log: Path
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     command = [
         sys.executable,
         "-m",
-        "uvicorn",
-        "--factory",
-        "pointguard.app:create_app",
+        "pointguard.cli",
+        "serve",  # uvicorn, as operators run it (see pointguard/serving.py)
         "--host",
         HOST,
         "--port",
         str(port),
         "--workers",
         str(workers),
-        "--log-level",
-        "warning",
-        "--no-access-log",  # one log line per webhook is an operator's choice, not ingest cost
     ]
+    # One log line per webhook is an operator's choice (debug), not ingest cost.
+    env = {**env, "POINTGUARD_LOG_LEVEL": "warning"}
     with log.open("wb") as sink:
         process = await asyncio.create_subprocess_exec(
             *command, env=env, stdout=sink, stderr=asyncio.subprocess.STDOUT
@@ -512,7 +510,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "--client",
             args.client,
         ]
-        async with uvicorn_server(env, port, args.workers, log) as server:
+        async with pointguard_server(env, port, args.workers, log) as server:
             await wait_ready(port, server, log)
             monitor = Monitor(server.pid, engine)
             sampling = asyncio.create_task(monitor.run())

@@ -1,31 +1,38 @@
-"""The Starlette application: `/webhooks/{merchant}`, health endpoints, and, in the background,
-the inbox workers, the outbox dispatcher and the upkeep. `/graphql` and `/review` are mounted
-here as they land. Errors become responses in one place (`http_errors.py`)."""
+"""The Starlette application: `/webhooks/{merchant}`, health endpoints, `/metrics`, and, in the
+background, the inbox workers, the outbox dispatcher and the upkeep. `/graphql` and `/review`
+are mounted here as they land. Errors become responses in one place (`http_errors.py`); each
+request's log fields are its own (`logs.RequestLogContext`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from pointguard import db
+from pointguard import db, metrics
 from pointguard.config import Settings, load_settings
-from pointguard.errors import PointGuardError
+from pointguard.errors import PointGuardError, Unauthorized
 from pointguard.http_errors import pointguard_error
+from pointguard.logs import RequestLogContext
+from pointguard.plugin.credentials import CredentialCache
 from pointguard.plugin.dispatcher import dispatch_forever
+from pointguard.plugin.inbox import InboxWriter
 from pointguard.plugin.ingest import (
-    CredentialCache,
+    receive_saleor,
     receive_shopify,
     receive_webhook,
     receive_woocommerce,
 )
+from pointguard.plugin.jwks import KeySetCache
 from pointguard.plugin.secretbox import load_key
 from pointguard.plugin.worker import work_forever
 from pointguard.upkeep import upkeep_forever
@@ -51,6 +58,18 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
+async def prometheus_metrics(request: Request) -> Response:
+    """Prometheus metrics in the text format (docs/operations.md). With
+    `POINTGUARD_METRICS_TOKEN` set, only for `Authorization: Bearer <token>`."""
+    token = request.app.state.settings.metrics_token
+    if token is not None:
+        given = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(given, f"Bearer {token}".encode()):
+            raise Unauthorized("/metrics needs Authorization: Bearer <POINTGUARD_METRICS_TOKEN>")
+    gauges = await request.app.state.database_gauges.families()
+    return Response(metrics.render(gauges), media_type=metrics.CONTENT_TYPE)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -70,13 +89,16 @@ def create_app(
         app.state.settings = settings
         app.state.secret_key = load_key(settings)
         app.state.credentials = CredentialCache(app.state.secret_key)
+        app.state.key_sets = KeySetCache(refetch_interval_s=settings.jwks_refetch_interval_s)
+        app.state.inbox = InboxWriter(engine)
+        app.state.database_gauges = metrics.DatabaseGauges(engine)
         loops: list[Callable[[], Coroutine[Any, Any, None]]] = []
         if upkeep:
             loops.append(lambda: upkeep_forever(engine, interval_s=UPKEEP_INTERVAL_S))
         if workers:
             loops.append(lambda: work_forever(engine))
         if dispatch:
-            loops.append(lambda: dispatch_forever(engine, app.state.secret_key))
+            loops.append(lambda: dispatch_forever(engine, app.state.credentials))
         tasks = [asyncio.create_task(loop()) for loop in loops]
         try:
             yield
@@ -91,10 +113,13 @@ def create_app(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", prometheus_metrics),
             Route("/webhooks/{merchant}", receive_webhook, methods=["POST"]),
             Route("/webhooks/{merchant}/shopify", receive_shopify, methods=["POST"]),
             Route("/webhooks/{merchant}/woocommerce", receive_woocommerce, methods=["POST"]),
+            Route("/webhooks/{merchant}/saleor", receive_saleor, methods=["POST"]),
         ],
         exception_handlers={PointGuardError: pointguard_error},
+        middleware=[Middleware(RequestLogContext)],
         lifespan=lifespan,
     )

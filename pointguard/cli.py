@@ -13,7 +13,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
-from pointguard.config import load_settings
+from pointguard.config import Settings, load_settings
 
 if TYPE_CHECKING:
     from pointguard.plugin.merchants import NewMerchant
@@ -27,6 +27,10 @@ program_app = typer.Typer(help="Loyalty program documents.", no_args_is_help=Tru
 app.add_typer(program_app, name="program")
 inbox_app = typer.Typer(help="The webhook inbox and its dead letters.", no_args_is_help=True)
 app.add_typer(inbox_app, name="inbox")
+outbox_app = typer.Typer(
+    help="Webhooks to merchants' endpoints and their dead deliveries.", no_args_is_help=True
+)
+app.add_typer(outbox_app, name="outbox")
 merchant_app = typer.Typer(help="Merchants and their webhook credentials.", no_args_is_help=True)
 app.add_typer(merchant_app, name="merchant")
 
@@ -52,19 +56,35 @@ def _with_engine(work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Server processes, each with its own inbox worker.")
+    ] = 1,
 ) -> None:
-    """Run the HTTP server (health endpoints; webhooks and GraphQL as they land)."""
+    """Run the HTTP server (webhooks, health endpoints, /metrics) with its inbox workers,
+    outbox dispatcher and upkeep."""
+    settings = _observed(share_metrics=True, clean_metrics=True)
     import uvicorn
 
-    from pointguard.app import create_app
+    from pointguard import serving
+    from pointguard.logs import logging_config
 
-    settings = load_settings()
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
+    serving.run(
+        uvicorn.Config(
+            "pointguard.app:create_app",  # each process makes its app from the environment
+            factory=True,
+            workers=workers,
+            host=host or settings.host,
+            port=port or settings.port,
+            log_config=logging_config(settings),
+            access_log=settings.log_level == "debug",  # a line per request: not on the hot path
+        )
+    )
 
 
 @app.command()
 def worker() -> None:
     """Apply webhooks from the inbox until stopped (any number may run at once)."""
+    _observed(share_metrics=True)
     from pointguard.plugin.worker import work_forever
 
     _with_engine(work_forever)
@@ -75,16 +95,18 @@ def dispatch(
     once: Annotated[bool, typer.Option(help="One pass, then exit.")] = False,
 ) -> None:
     """Deliver outbox events to merchants' endpoints, signed (also runs inside `serve`)."""
+    _observed(share_metrics=not once)  # a one-off pass would leave its files behind
+    from pointguard.plugin.credentials import CredentialCache
     from pointguard.plugin.dispatcher import deliver_due, dispatch_forever
     from pointguard.plugin.secretbox import load_key
 
-    key = load_key(load_settings())
+    credentials = CredentialCache(load_key(load_settings()))
 
     async def run(engine: AsyncEngine) -> None:
         if not once:
-            await dispatch_forever(engine, key)
+            await dispatch_forever(engine, credentials)
             return
-        typer.echo(str(await deliver_due(engine, key)))
+        typer.echo(str(await deliver_due(engine, credentials)))
 
     _with_engine(run)
 
@@ -119,6 +141,76 @@ def inbox_replay(merchant: str, webhook_id: str) -> None:
         typer.echo(f"no dead letter {webhook_id!r} for merchant {merchant!r}", err=True)
         raise typer.Exit(code=1)
     typer.echo(f"{merchant} {webhook_id}: queued again")
+
+
+@outbox_app.command("dead")
+def outbox_dead(
+    merchant: Annotated[str | None, typer.Option(help="One merchant only.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, oldest first.")] = 100,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON array, for scripts.")
+    ] = False,
+) -> None:
+    """List deliveries to merchants' endpoints that failed every attempt, with their errors."""
+    import dataclasses
+
+    from pointguard.plugin.deliveries import MAX_LISTED, DeadDelivery, dead_deliveries
+
+    if not 0 < limit <= MAX_LISTED:
+        raise typer.BadParameter(f"must be 1..{MAX_LISTED}", param_hint="--limit")
+
+    async def find(engine: AsyncEngine) -> list[DeadDelivery]:
+        async with db.connection(engine) as pg:
+            return await dead_deliveries(pg, merchant, limit=limit)
+
+    dead = _with_engine(find)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [{**dataclasses.asdict(d), "created_at": d.created_at.isoformat()} for d in dead]
+            )
+        )
+        return
+    for d in dead:
+        answer = f"HTTP {d.last_status}" if d.last_status is not None else "no answer"
+        typer.echo(
+            f"{d.webhook_id} {d.event_type} of {d.created_at.isoformat()}"
+            f" after {d.attempts} attempts ({answer}): {d.last_error}"
+        )
+
+
+@outbox_app.command("replay")
+def outbox_replay(
+    merchant: Annotated[str, typer.Argument(help="The merchant id.")],
+    delivery: Annotated[
+        str | None,
+        typer.Argument(help="The webhook id (MERCHANT:OUTBOX_ID) or the outbox id.", metavar="ID"),
+    ] = None,
+    replay_all: Annotated[
+        bool, typer.Option("--all", help="Every dead delivery of the merchant.")
+    ] = False,
+) -> None:
+    """Queue dead deliveries again, due now with their attempts reset and the same webhook id
+    (after fixing the endpoint)."""
+    from pointguard.plugin.deliveries import replay_dead_deliveries, replay_dead_delivery
+
+    if replay_all == (delivery is not None):
+        raise typer.BadParameter("give either a webhook id or --all", param_hint="ID")
+
+    async def replay(engine: AsyncEngine) -> int:
+        if delivery is None:
+            return await db.run_in_transaction(engine, replay_dead_deliveries, merchant)
+        found = await db.run_in_transaction(engine, replay_dead_delivery, merchant, delivery)
+        return int(found)
+
+    queued = _with_engine(replay)
+    if delivery is None:
+        typer.echo(f"{merchant}: {queued} dead deliveries queued again")
+    elif queued:
+        typer.echo(f"{merchant} {delivery}: queued again")
+    else:
+        typer.echo(f"no dead delivery {delivery!r} for merchant {merchant!r}", err=True)
+        raise typer.Exit(code=1)
 
 
 @app.command()
@@ -337,6 +429,63 @@ def merchant_rotate_secret(
         return await db.run_in_transaction(engine, rotate_inbound_secret, key, merchant)
 
     typer.echo(_merchant_command(lambda: _with_engine(rotate)))
+
+
+@merchant_app.command("set-jwks")
+def merchant_set_jwks(
+    merchant: Annotated[str, typer.Argument(help="The merchant id.")],
+    url: Annotated[
+        str, typer.Argument(help="The storefront's JWKS, e.g. https://shop/.well-known/jwks.json")
+    ],
+) -> None:
+    """Verify the merchant's Saleor-style webhooks with the RS256 keys published at URL."""
+    from pointguard.plugin.merchants import set_jwks_url
+
+    async def save(engine: AsyncEngine) -> None:
+        await db.run_in_transaction(engine, set_jwks_url, merchant, url)
+
+    _merchant_command(lambda: _with_engine(save))
+    typer.echo(f"merchant {merchant}: Saleor-style webhooks are verified with the keys at {url}")
+
+
+@merchant_app.command("set-adapter-secret")
+def merchant_set_adapter_secret(
+    merchant: Annotated[str, typer.Argument(help="The merchant id.")],
+    sender: Annotated[str, typer.Argument(help="shopify or woocommerce.")],
+    secret: Annotated[
+        str, typer.Argument(help="The secret chosen there; - reads it from stdin instead.")
+    ],
+) -> None:
+    """Verify the merchant's Shopify- or WooCommerce-style webhooks with the secret the shop
+    owner chose there (Shopify's app secret, WooCommerce's webhook secret), in place of the
+    inbound secret. Pass - and pipe the secret in, to keep it out of the shell's history."""
+    import sys
+
+    from pointguard.plugin.merchants import set_adapter_secret
+
+    if secret == "-":
+        secret = sys.stdin.read().strip()
+    key = _credential_key()
+
+    async def save(engine: AsyncEngine) -> None:
+        await db.run_in_transaction(engine, set_adapter_secret, key, merchant, sender, secret)
+
+    _merchant_command(lambda: _with_engine(save))
+    typer.echo(f"merchant {merchant}: {sender} webhooks are verified with the secret given")
+
+
+def _observed(*, share_metrics: bool, clean_metrics: bool = False) -> Settings:
+    """The settings, with this process's log lines set up and, for a long-running command, its
+    metrics pooled with those of PointGuard's other processes on this machine. Runs before
+    anything imports prometheus_client, which reads where to pool on import (metrics_dir.py)."""
+    from pointguard import logs
+    from pointguard.metrics_dir import share_metrics as share
+
+    settings = load_settings()
+    if share_metrics:
+        share(settings.shared_metrics_dir, clean=clean_metrics)
+    logs.configure(settings)
+    return settings
 
 
 def _credential_key() -> bytes:

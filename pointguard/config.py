@@ -28,10 +28,19 @@ class Settings:
     secret_key: str | None  # base64 of 32 bytes for AES-GCM; unset: a key kept in data_dir
     webhook_tolerance_s: int
     max_webhook_body_bytes: int
+    jwks_refetch_interval_s: float  # a storefront's JWKS is fetched at most this often
+    log_format: str  # "json" (one object per line) or "text" (key=value)
+    log_level: str  # debug, info, warning or error; debug also logs each accepted webhook
+    metrics_token: str | None  # unset: GET /metrics is open; set: it needs "Bearer <token>"
+    metrics_dir: Path | None  # where processes pool metric values; unset: data_dir / "metrics"
 
     @property
     def embedded_pg_dir(self) -> Path:
         return self.data_dir / "pg"
+
+    @property
+    def shared_metrics_dir(self) -> Path:
+        return self.metrics_dir or self.data_dir / "metrics"
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
@@ -45,4 +54,19 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         secret_key=env.get("POINTGUARD_SECRET_KEY") or None,
         webhook_tolerance_s=int(env.get("POINTGUARD_WEBHOOK_TOLERANCE_S", "300")),
         max_webhook_body_bytes=int(env.get("POINTGUARD_MAX_WEBHOOK_BODY_BYTES", str(256 * 1024))),
+        jwks_refetch_interval_s=float(env.get("POINTGUARD_JWKS_REFETCH_INTERVAL_S", "30")),
+        log_format=_one_of(env, "POINTGUARD_LOG_FORMAT", ("json", "text")),
+        log_level=_one_of(env, "POINTGUARD_LOG_LEVEL", ("info", "debug", "warning", "error")),
+        metrics_token=env.get("POINTGUARD_METRICS_TOKEN") or None,
+        metrics_dir=Path(env["POINTGUARD_METRICS_DIR"]).absolute()
+        if env.get("POINTGUARD_METRICS_DIR")
+        else None,
     )
+
+
+def _one_of(env: dict[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """`env[name]` (any case) if it is one of `choices`; the first choice if unset."""
+    value = env.get(name, choices[0]).lower()
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value

@@ -109,7 +109,7 @@ class LeaderboardDisabled(PointGuardError):
 
 class ChanceUnavailable(PointGuardError):
     """A lottery entry or draw, scratch card or surprise bonus that cannot go ahead now;
-    `reason` says why (`program.chance.Reason` values)."""
+    `reason` says why (`program.prizes.Reason` values)."""
 
     code = "chance_unavailable"
 
@@ -179,6 +179,45 @@ class BadSignature(WebhookRejected):
     code = "bad_signature"
 
 
+class UnsupportedAlgorithm(WebhookRejected):
+    """A JWS signed with an algorithm other than RS256. Refused before any key is looked up,
+    so `none`, or an HMAC keyed with the public key, never reaches verification."""
+
+    code = "unsupported_algorithm"
+
+
+class MissingKeyId(WebhookRejected):
+    """A JWS without a `kid`: we verify against one named key of the JWKS, never try them all."""
+
+    code = "missing_key_id"
+
+
+class UnknownKeyId(WebhookRejected):
+    """A JWS naming a key that the storefront's JWKS does not hold, even fetched again."""
+
+    code = "unknown_key_id"
+
+
+class EventMismatch(WebhookRejected):
+    """The unsigned event header names another event than the signed body does: a signed body
+    replayed under another event's name."""
+
+    code = "event_mismatch"
+
+
+class KeySetUnavailable(PointGuardError):
+    """The storefront's JWKS cannot be fetched or read now, so a webhook cannot be verified
+    either way; answered 503 so that the sender retries later instead of giving up."""
+
+    code = "jwks_unavailable"
+
+
+class KeySetNotConfigured(KeySetUnavailable):
+    """The merchant has no JWKS URL yet (`pointguard merchant set-jwks`)."""
+
+    code = "jwks_not_configured"
+
+
 class SecretKeyInvalid(PointGuardError):
     """The AES-GCM key for credentials at rest (POINTGUARD_SECRET_KEY or the key file) is not
     the base64 of 32 bytes; the message says where it came from, never the key itself."""
@@ -201,3 +240,10 @@ class MerchantInvalid(PointGuardError):
 
 class MerchantExists(PointGuardError):
     code = "merchant_exists"
+
+
+class Unauthorized(PointGuardError):
+    """A request to an operator endpoint (`/metrics` with a token set) without the right
+    `Authorization: Bearer` token."""
+
+    code = "unauthorized"

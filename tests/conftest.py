@@ -6,13 +6,19 @@ ledger statement names its merchant, so tests never see each other's rows.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -58,3 +64,69 @@ def run(engine: AsyncEngine) -> Run:
         return await db.run_in_transaction(engine, op, *args, **kwargs)
 
     return run_op
+
+
+APP_SECRET_KEY = base64.b64encode(os.urandom(32)).decode()
+
+
+Served = tuple[Any, httpx.AsyncClient]
+OpenApp = Callable[..., AbstractAsyncContextManager[Served]]
+
+
+@pytest.fixture
+def open_app(database_url: str) -> OpenApp:
+    """`async with open_app(**environ) as (app, client)`: the HTTP app with its real lifespan
+    but no background loops, on the test database with `environ`'s settings added, and an
+    httpx client on it."""
+    from pointguard.app import create_app
+    from pointguard.config import load_settings
+
+    @asynccontextmanager
+    async def open_one(**environ: str) -> AsyncIterator[Served]:
+        base = {"DATABASE_URL": database_url, "POINTGUARD_SECRET_KEY": APP_SECRET_KEY}
+        app = create_app(
+            load_settings({**base, **environ}), upkeep=False, workers=False, dispatch=False
+        )
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://pg") as client:
+                yield app, client
+
+    return open_one
+
+
+@pytest.fixture
+async def served(open_app: OpenApp) -> AsyncIterator[Served]:
+    """`(app, client)`: `open_app()` with the default settings."""
+    async with open_app() as pair:
+        yield pair
+
+
+SignedWebhook = Callable[[str, str], tuple[bytes, dict[str, str]]]
+
+
+@pytest.fixture
+def signed_webhook() -> SignedWebhook:
+    """`signed_webhook(secret, webhook_id)`: `(body, headers)` of a `customer.created`
+    Standard Webhook signed now with `secret`."""
+    from pointguard.plugin.signatures import sign_standard_webhook
+
+    def sign(secret: str, webhook_id: str) -> tuple[bytes, dict[str, str]]:
+        event = {
+            "type": "customer.created",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "data": {"customer_id": "ann"},
+        }
+        body = json.dumps(event).encode()
+        now = int(time.time())
+        signature = sign_standard_webhook(
+            secret=secret, private_key=None, webhook_id=webhook_id, timestamp=now, body=body
+        )
+        return body, {
+            "webhook-id": webhook_id,
+            "webhook-timestamp": str(now),
+            "webhook-signature": signature,
+            "content-type": "application/json",
+        }
+
+    return sign

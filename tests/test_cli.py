@@ -4,11 +4,16 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pointguard import db
 from pointguard.ledger import operations as ops
 from pointguard.ledger.seal import seal
+from pointguard.plugin.credentials import CredentialCache
+from pointguard.plugin.dispatcher import MAX_ATTEMPTS, MAX_RETRY_S, deliver_merchant
+from pointguard.plugin.merchants import create_merchant
+from pointguard.program.outbox import write_events
 
 
 def pointguard(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -126,3 +131,52 @@ def test_program_analytics_prints_json(database_url, merchant):
         None,
         "EUR",
     )
+
+
+async def test_outbox_dead_lists_dead_deliveries_and_replay_queues_them_again(
+    engine, run, database_url
+):
+    key = os.urandom(32)
+    made = await run(create_merchant, key, "CLI Shop", endpoint_url="http://127.0.0.1:9/hooks")
+    shop = made.merchant_id
+    await run(write_events, shop, [("points.pending", {"member_id": "ann", "points": 5})] * 2)
+
+    async def unavailable(url: str, body: bytes, headers: object) -> int:
+        return 503
+
+    credentials, t0 = CredentialCache(key), datetime.now(UTC)
+    for i in range(3 * MAX_ATTEMPTS):  # a half-open circuit tries one delivery per pass
+        later = t0 + i * timedelta(seconds=MAX_RETRY_S * 1.3)
+        await deliver_merchant(engine, credentials, shop, now=later, send=unavailable)
+
+    listed = pointguard(database_url, "outbox", "dead", "--merchant", shop, "--json")
+    assert listed.returncode == 0, listed.stderr
+    dead = json.loads(listed.stdout)
+    assert [(d["event_type"], d["attempts"], d["last_status"]) for d in dead] == [
+        ("points.pending", MAX_ATTEMPTS, 503)
+    ] * 2
+    first, second = (d["webhook_id"] for d in dead)
+    text = pointguard(database_url, "outbox", "dead", "--merchant", shop)
+    assert f"{first} points.pending of " in text.stdout
+    assert f"after {MAX_ATTEMPTS} attempts (HTTP 503): endpoint answered HTTP 503" in text.stdout
+
+    one = pointguard(database_url, "outbox", "replay", shop, first)
+    assert (one.returncode, one.stdout.strip()) == (0, f"{shop} {first}: queued again")
+    again = pointguard(database_url, "outbox", "replay", shop, first)
+    assert again.returncode == 1
+    assert f"no dead delivery {first!r}" in again.stderr
+    assert pointguard(database_url, "outbox", "replay", shop).returncode == 2  # no id, no --all
+    rest = pointguard(database_url, "outbox", "replay", shop, "--all")
+    assert rest.stdout.strip() == f"{shop}: 1 dead deliveries queued again"
+    after = pointguard(database_url, "outbox", "dead", "--merchant", shop, "--json")
+    assert json.loads(after.stdout) == []
+    async with db.connection(engine) as pg:
+        queued = await pg.fetch(
+            "SELECT outbox_id, status, attempts FROM outbox_deliveries WHERE merchant_id = $1"
+            " ORDER BY outbox_id",
+            shop,
+        )
+    assert [(f"{shop}:{r['outbox_id']}", r["status"], r["attempts"]) for r in queued] == [
+        (first, "pending", 0),
+        (second, "pending", 0),
+    ]

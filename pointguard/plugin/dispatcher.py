@@ -21,7 +21,9 @@ Rules this module enforces:
   merchant's deliveries stop for `COOL_DOWN_S` (the batch in flight is released untried);
   then a single delivery is tried, and its success closes the circuit, its failure opens it
   for another cool-down. Attempts skipped while the circuit is open do not count.
-- A merchant without an endpoint gets nothing delivered; its outbox rows wait.
+- A merchant without an endpoint gets nothing delivered; its outbox rows wait. The endpoint
+  and the signing keys come from the process's `CredentialCache`, so a new endpoint or key is
+  used within its TTL, and a claim does not decrypt anything.
 - Every statement names one merchant; a merchant's events are sent in `outbox_id` order
   within a batch (a failed one does not hold the others back).
 """
@@ -44,10 +46,11 @@ import httpx
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pointguard import db
+from pointguard import db, logs, metrics
 from pointguard.db import PgConnection
 from pointguard.errors import PointGuardError
-from pointguard.plugin.merchants import MerchantCredentials, merchant_credentials
+from pointguard.plugin.credentials import CredentialCache
+from pointguard.plugin.merchants import MerchantCredentials
 from pointguard.plugin.signatures import sign_standard_webhook
 
 log = logging.getLogger(__name__)
@@ -198,7 +201,7 @@ def webhook_id(merchant_id: str, outbox_id: int) -> str:
 
 async def deliver_due(
     engine: AsyncEngine,
-    key: bytes,
+    credentials: CredentialCache,
     *,
     now: datetime | None = None,
     send: Send | None = None,
@@ -211,18 +214,21 @@ async def deliver_due(
     total = DispatchResult()
     async with _sender(send) as send_one:
         for merchant_id in merchants:
-            try:
-                done = await _deliver_merchant(engine, key, merchant_id, now, send_one, limit)
-            except PointGuardError as error:  # unreadable credentials: this merchant only
-                log.error("outbox dispatch failed merchant=%s error=%s", merchant_id, error.code)
-                continue
+            with logs.log_fields(merchant_id=merchant_id):
+                try:
+                    done = await _deliver_merchant(
+                        engine, credentials, merchant_id, now, send_one, limit
+                    )
+                except PointGuardError as error:  # unreadable credentials: this merchant only
+                    log.error("outbox dispatch failed", extra={"code": error.code})
+                    continue
             total.add(done)
     return total
 
 
 async def deliver_merchant(
     engine: AsyncEngine,
-    key: bytes,
+    credentials: CredentialCache,
     merchant_id: str,
     *,
     now: datetime | None = None,
@@ -231,14 +237,15 @@ async def deliver_merchant(
 ) -> DispatchResult:
     """One batch of one merchant's due deliveries (see `deliver_due`)."""
     async with _sender(send) as send_one:
-        return await _deliver_merchant(engine, key, merchant_id, now, send_one, limit)
+        with logs.log_fields(merchant_id=merchant_id):
+            return await _deliver_merchant(engine, credentials, merchant_id, now, send_one, limit)
 
 
-async def dispatch_forever(engine: AsyncEngine, key: bytes) -> None:
+async def dispatch_forever(engine: AsyncEngine, credentials: CredentialCache) -> None:
     """The dispatcher loop of `pointguard serve`: drain, then poll."""
     while True:
         try:
-            done = await deliver_due(engine, key)
+            done = await deliver_due(engine, credentials)
         except (asyncpg.PostgresError, SQLAlchemyError, OSError) as error:
             log.error("outbox dispatch pass failed error=%r", error)
             done = DispatchResult()
@@ -263,14 +270,16 @@ async def _sender(send: Send | None) -> AsyncIterator[Send]:
 
 async def _deliver_merchant(
     engine: AsyncEngine,
-    key: bytes,
+    credentials: CredentialCache,
     merchant_id: str,
     now: datetime | None,
     send: Send,
     limit: int,
 ) -> DispatchResult:
     at = now or datetime.now(UTC)
-    claim = await db.in_transaction(engine, lambda pg: _claim(pg, key, merchant_id, at, limit))
+    claim = await db.in_transaction(
+        engine, lambda pg: _claim(pg, credentials, merchant_id, at, limit)
+    )
     result = DispatchResult()
     if claim is None:
         return result
@@ -285,28 +294,32 @@ async def _deliver_merchant(
             engine, _record, merchant_id, row["outbox_id"], attempts, status, error, at
         )
         result.count(outcome)
+        attempt_outcome = "failed" if outcome == PENDING else outcome  # failed, to be retried
+        metrics.count_delivery(attempt_outcome)
         log.info(
-            "webhook delivery merchant=%s outbox_id=%s attempt=%d status=%s outcome=%s",
-            merchant_id,
-            row["outbox_id"],
-            attempts,
-            status,
-            outcome,
+            "webhook delivery",
+            extra={
+                "outbox_id": row["outbox_id"],
+                "attempt": attempts,
+                "http_status": status,
+                "outcome": attempt_outcome,
+            },
         )
         if opened:
             rest = [r["outbox_id"] for r in rows[index + 1 :]]
             if rest:
                 await db.run_in_transaction(engine, _release, merchant_id, rest, at)
-            log.warning("webhook circuit open merchant=%s released=%d", merchant_id, len(rest))
+            metrics.count_circuit_opened()
+            log.warning("webhook circuit open", extra={"released": len(rest)})
             result.circuit_open = 1
             break
     return result
 
 
 async def _claim(
-    pg: PgConnection, key: bytes, merchant_id: str, now: datetime, limit: int
+    pg: PgConnection, cache: CredentialCache, merchant_id: str, now: datetime, limit: int
 ) -> _Claim | None:
-    credentials = await merchant_credentials(pg, key, merchant_id)
+    credentials = await cache.get(pg, merchant_id)
     if credentials is None or credentials.endpoint_url is None:
         return None
     await pg.execute(MATERIALISE, merchant_id, now, limit)

@@ -1,15 +1,23 @@
 """`POST /webhooks/{merchant}`: verify, record in the inbox, and only then say 202.
 
 Order of checks, each refusing with its own `error.code` and none writing anything: body size
-(413), merchant (404), signature and timestamp (401), JSON and the event's schema (422). A
-verified event of a type the program does not know is recorded as `ignored` and acknowledged.
+(413), merchant (404), signature and timestamp (401, or 503 while the storefront's JWKS
+cannot be fetched), JSON and the event's schema (422). A verified event of a type the program
+does not know is recorded as `ignored` and acknowledged.
 Workers (`worker.py`) apply what was recorded.
+
+Every handler enters through `_merchant_request`, which binds the request's `sender` and
+`merchant_id` to its log fields (`logs.py`), and `webhook_id` is bound as soon as it is known:
+every line logged for the request names them, and the 202 here and each refusal in
+`http_errors.py` are counted by that sender (`metrics.py`). Nothing is logged per accepted
+webhook unless at debug: this is the hot path.
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
+import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -19,13 +27,19 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from pointguard import db
+from pointguard import db, logs, metrics
 from pointguard.config import Settings
-from pointguard.db import PgConnection
-from pointguard.errors import InvalidPayload, PayloadTooLarge, UnknownMerchant
-from pointguard.plugin.adapters import shopify_to_canonical, woocommerce_to_canonical
-from pointguard.plugin.inbox import Recorded, record_webhook
-from pointguard.plugin.merchants import MerchantCredentials, merchant_credentials
+from pointguard.errors import InvalidPayload, KeySetNotConfigured, PayloadTooLarge, UnknownMerchant
+from pointguard.plugin.adapters import (
+    saleor_to_canonical,
+    shopify_to_canonical,
+    woocommerce_to_canonical,
+)
+from pointguard.plugin.credentials import CredentialCache
+from pointguard.plugin.inbox import InboxRow, InboxWriter, Recorded
+from pointguard.plugin.jwks import KeySetCache
+from pointguard.plugin.jws import parse_detached_jws, verify_rs256
+from pointguard.plugin.merchants import MerchantCredentials
 from pointguard.plugin.payloads import decode_envelope, to_program_event
 from pointguard.plugin.signatures import (
     verify_shopify_hmac,
@@ -33,54 +47,42 @@ from pointguard.plugin.signatures import (
     verify_woocommerce_hmac,
 )
 
-CREDENTIALS_TTL_S = 5.0
 # A refund of an order we never saw has no member; it is recorded, then dead-lettered by the
 # worker as a refund of an unknown order, where an operator can see it.
 UNKNOWN_MEMBER = "unknown-member"
 
 ORDER_MEMBER = "SELECT member_id FROM program_orders WHERE merchant_id = $1 AND order_id = $2"
+SALEOR_EVENT = re.compile(r"[a-z0-9_]{1,64}")
 
-
-class CredentialCache:
-    """A merchant's decrypted credentials, kept for `ttl_s` so that each webhook does not
-    re-read and re-decrypt them; a rotated secret takes effect within `ttl_s`."""
-
-    def __init__(self, key: bytes, ttl_s: float = CREDENTIALS_TTL_S) -> None:
-        self._key = key
-        self._ttl_s = ttl_s
-        self._entries: dict[str, tuple[float, MerchantCredentials]] = {}
-
-    async def get(self, pg: PgConnection, merchant_id: str) -> MerchantCredentials | None:
-        now = time.monotonic()
-        cached = self._entries.get(merchant_id)
-        if cached is not None and now - cached[0] < self._ttl_s:
-            return cached[1]
-        found = await merchant_credentials(pg, self._key, merchant_id)
-        if found is not None:  # unknown ids are not cached: they would let anyone fill memory
-            self._entries[merchant_id] = (now, found)
-        return found
+log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
 async def _merchant_request(
-    request: Request,
-) -> AsyncIterator[tuple[PgConnection, MerchantCredentials, bytes]]:
-    """The body (within the size limit), a connection, and the merchant's credentials."""
+    request: Request, sender: str
+) -> AsyncIterator[tuple[MerchantCredentials, bytes]]:
+    """The body (within the size limit) and the merchant's credentials. No connection is held
+    for the rest of the request: the inbox writer has its own."""
     settings: Settings = request.app.state.settings
     merchant_id = request.path_params["merchant"]
+    logs.bind(sender=sender, merchant_id=merchant_id)
     body = await _read_body(request, settings.max_webhook_body_bytes)
-    async with db.connection(request.app.state.engine) as pg:
-        credentials = await request.app.state.credentials.get(pg, merchant_id)
-        if credentials is None:
-            raise UnknownMerchant(f"no merchant {merchant_id!r}")
-        yield pg, credentials, body
+    cache: CredentialCache = request.app.state.credentials
+    credentials = cache.fresh(merchant_id)
+    if credentials is None:
+        async with db.connection(request.app.state.engine) as pg:
+            credentials = await cache.get(pg, merchant_id)
+    if credentials is None:
+        raise UnknownMerchant(f"no merchant {merchant_id!r}")
+    yield credentials, body
 
 
 async def receive_webhook(request: Request) -> JSONResponse:
     settings: Settings = request.app.state.settings
-    async with _merchant_request(request) as (pg, credentials, body):
+    async with _merchant_request(request, "standard") as (credentials, body):
         headers = request.headers
         webhook_id = headers.get("webhook-id", "")
+        logs.bind(webhook_id=webhook_id)
         verify_standard_webhook(
             secrets=credentials.inbound_secrets,
             public_keys=credentials.inbound_public_keys,
@@ -91,7 +93,7 @@ async def receive_webhook(request: Request) -> JSONResponse:
             now=datetime.now(UTC),
             tolerance_s=settings.webhook_tolerance_s,
         )
-        return await _record(pg, request.path_params["merchant"], webhook_id, body)
+        return await _record(request, request.path_params["merchant"], webhook_id, body)
 
 
 async def receive_shopify(request: Request) -> JSONResponse:
@@ -107,24 +109,25 @@ async def receive_woocommerce(request: Request) -> JSONResponse:
 async def _receive_adapted(request: Request, sender: str) -> JSONResponse:
     merchant_id = request.path_params["merchant"]
     headers = request.headers
-    async with _merchant_request(request) as (pg, credentials, body):
+    async with _merchant_request(request, sender) as (credentials, body):
         if sender == "shopify":
             verify_shopify_hmac(
-                secrets=credentials.inbound_secrets,
+                secrets=credentials.hmac_secrets(sender),
                 header=headers.get("x-shopify-hmac-sha256", ""),
                 body=body,
             )
             payload, topic = _json_object(body), headers.get("x-shopify-topic", "")
             customer = None
             if topic == "refunds/create":
-                customer = await pg.fetchval(
-                    ORDER_MEMBER, merchant_id, str(payload.get("order_id"))
-                )
+                async with db.connection(request.app.state.engine) as pg:
+                    customer = await pg.fetchval(
+                        ORDER_MEMBER, merchant_id, str(payload.get("order_id"))
+                    )
             canonical = shopify_to_canonical(topic, payload, customer or UNKNOWN_MEMBER)
             webhook_id = f"shopify:{headers.get('x-shopify-webhook-id') or _digest(body)}"
         else:
             verify_woocommerce_hmac(
-                secrets=credentials.inbound_secrets,
+                secrets=credentials.hmac_secrets(sender),
                 header=headers.get("x-wc-webhook-signature", ""),
                 body=body,
             )
@@ -133,25 +136,68 @@ async def _receive_adapted(request: Request, sender: str) -> JSONResponse:
             status = payload.get("status", "")
             webhook_id = f"woocommerce:{topic}:{payload.get('id')}:{status}"
         if canonical is None:
-            recorded = await record_webhook(
-                pg, merchant_id, webhook_id, f"{sender}:{topic}", body.decode(), ignored=True
+            return await _record_ignored(
+                request, merchant_id, webhook_id, f"{sender}:{topic}", body
             )
-            return _accepted(recorded)
-        return await _record(pg, merchant_id, webhook_id, msgspec.json.encode(canonical))
+        return await _record(request, merchant_id, webhook_id, msgspec.json.encode(canonical))
 
 
-async def _record(pg: PgConnection, merchant_id: str, webhook_id: str, body: bytes) -> JSONResponse:
+async def receive_saleor(request: Request) -> JSONResponse:
+    """A Saleor-style webhook: `Saleor-Signature`, a detached RS256 JWS (`jws.py`), verified
+    with the key it names from the merchant's JWKS (`jwks.py`; 503 while that cannot be had),
+    then mapped and given its dedupe id as `adapters.saleor_to_canonical` says. The sender's
+    `Saleor-Domain` and `Saleor-Api-Url` never choose the keys: whoever sends them could."""
+    merchant_id = request.path_params["merchant"]
+    headers = request.headers
+    async with _merchant_request(request, "saleor") as (credentials, body):
+        signature = parse_detached_jws(headers.get("saleor-signature", ""), body)
+        if credentials.jwks_url is None:
+            raise KeySetNotConfigured(
+                f"merchant {merchant_id!r} has no JWKS URL (pointguard merchant set-jwks)"
+            )
+        key_sets: KeySetCache = request.app.state.key_sets
+        verify_rs256(signature, await key_sets.key(credentials.jwks_url, signature.kid))
+        event = headers.get("saleor-event", "").strip().lower()
+        if not SALEOR_EVENT.fullmatch(event):
+            raise InvalidPayload("Saleor-Event is not an event name", field="Saleor-Event")
+        webhook_id, canonical = saleor_to_canonical(event, _json_object(body), _digest(body))
+        if canonical is None:
+            return await _record_ignored(request, merchant_id, webhook_id, f"saleor:{event}", body)
+        return await _record(request, merchant_id, webhook_id, msgspec.json.encode(canonical))
+
+
+async def _record_ignored(
+    request: Request, merchant_id: str, webhook_id: str, event_type: str, body: bytes
+) -> JSONResponse:
+    """Keep a verified event the program has no use for, as the sender sent it, and
+    acknowledge it (so that the sender stops retrying, and an operator can still see it)."""
+    logs.bind(webhook_id=webhook_id)
+    row = InboxRow(merchant_id, webhook_id, event_type, body.decode(), True)
+    return _accepted(await _inbox(request).record(row))
+
+
+async def _record(request: Request, merchant_id: str, webhook_id: str, body: bytes) -> JSONResponse:
     """Check a canonical payload and put it in the inbox (ignored if the program has no use
     for its type), then acknowledge."""
+    logs.bind(webhook_id=webhook_id)
     envelope = decode_envelope(body)
     event = to_program_event(webhook_id, envelope)  # validates the event's data
-    recorded = await record_webhook(
-        pg, merchant_id, webhook_id, envelope.type, body.decode(), ignored=event is None
-    )
-    return _accepted(recorded)
+    row = InboxRow(merchant_id, webhook_id, envelope.type, body.decode(), event is None)
+    return _accepted(await _inbox(request).record(row))
+
+
+def _inbox(request: Request) -> InboxWriter:
+    inbox: InboxWriter = request.app.state.inbox
+    return inbox
 
 
 def _accepted(recorded: Recorded) -> JSONResponse:
+    metrics.count_accepted(logs.bound_fields()["sender"], replayed=recorded.replayed)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "webhook accepted",
+            extra={"inbox_status": recorded.status, "replayed": recorded.replayed},
+        )
     return JSONResponse(
         {
             "webhook_id": recorded.webhook_id,

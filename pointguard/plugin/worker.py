@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from pointguard import db
 from pointguard.db import RETRYABLE_SQLSTATES, PgConnection
 from pointguard.errors import PointGuardError
+from pointguard.metrics import observe_worker_batch
 from pointguard.plugin.payloads import decode_envelope, to_program_event
 from pointguard.program.events import Event
 from pointguard.program.service import apply_event, apply_events
@@ -93,9 +95,12 @@ async def process_merchant(
     limit: int = BATCH_SIZE,
 ) -> BatchResult:
     """Claim and apply one batch of one merchant's due rows."""
-    return await db.in_transaction(
+    started_s = time.perf_counter()
+    done = await db.in_transaction(
         engine, lambda pg: _apply_batch(pg, merchant_id, now or datetime.now(UTC), limit)
     )
+    observe_worker_batch(time.perf_counter() - started_s, done.applied, done.dead, done.retried)
+    return done
 
 
 async def _apply_batch(
@@ -131,10 +136,8 @@ async def _apply_batch(
             await pg.execute(FINISH, merchant_id, webhook_id, "dead", f"{error.code}: {error}")
             result.dead += 1
             log.warning(
-                "webhook dead-lettered merchant=%s webhook=%s error=%s",
-                merchant_id,
-                webhook_id,
-                error.code,
+                "webhook dead-lettered",
+                extra={"merchant_id": merchant_id, "webhook_id": webhook_id, "code": error.code},
             )
         except asyncpg.PostgresError as error:
             if error.sqlstate in RETRYABLE_SQLSTATES:

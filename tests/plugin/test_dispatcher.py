@@ -6,26 +6,17 @@ forward by passing `now`."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import random
 import socket
-import threading
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import uvicorn
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from standardwebhooks import Webhook
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from pointguard import db
+from pointguard.plugin.credentials import CredentialCache
 from pointguard.plugin.dispatcher import (
     CIRCUIT_THRESHOLD,
     COOL_DOWN_S,
@@ -40,52 +31,9 @@ from pointguard.plugin.merchants import NewMerchant, create_merchant
 from pointguard.program.outbox import write_events
 
 KEY = os.urandom(32)
+CREDENTIALS = CredentialCache(KEY)
 # Longer than the longest backoff with jitter, so every pending delivery is due again.
 LATER = timedelta(seconds=MAX_RETRY_S * 1.3)
-
-
-class Receiver:
-    """Answers 500 to the first `fail_first` requests, then 204; records every request."""
-
-    def __init__(self) -> None:
-        self.fail_first = 0
-        self.requests: list[tuple[dict[str, str], bytes, int]] = []
-        self.lock = threading.Lock()
-        self.url = ""
-
-    async def handle(self, request: Request) -> Response:
-        body = await request.body()
-        with self.lock:
-            status = 500 if len(self.requests) < self.fail_first else 204
-            self.requests.append((dict(request.headers), body, status))
-        return Response(status_code=status)
-
-    def accept_from_now(self) -> None:
-        with self.lock:
-            self.fail_first = len(self.requests)
-
-    def accepted_ids(self) -> list[str]:
-        return sorted(h["webhook-id"] for h, _, status in self.requests if status == 204)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    app = Starlette(routes=[Route("/hooks", receiver.handle, methods=["POST"])])
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "receiver did not start"
-        time.sleep(0.01)
-    receiver.url = f"http://127.0.0.1:{sock.getsockname()[1]}/hooks"
-    yield receiver
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
 
 
 async def shop(run, url: str | None, events: int) -> NewMerchant:
@@ -117,26 +65,20 @@ async def circuit(engine, merchant_id: str) -> dict[str, object]:
     return dict(row)
 
 
-def verify_both_signatures(merchant: NewMerchant, headers: Mapping[str, str], body: bytes) -> None:
-    Webhook(merchant.outbound_webhook_secret).verify(body, dict(headers))  # v1, by the library
-    content = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
-    v1a = [s.split(",", 1)[1] for s in headers["webhook-signature"].split() if s[:4] == "v1a,"]
-    assert len(v1a) == 1
-    public_key = Ed25519PublicKey.from_public_bytes(base64.b64decode(merchant.outbound_public_key))
-    public_key.verify(base64.b64decode(v1a[0]), content)  # raises InvalidSignature if not
-
-
 async def test_each_event_arrives_once_signed_after_retries(engine, run, receiver):
     receiver.fail_first = 3
     merchant = await shop(run, receiver.url, events=3)
     t0 = datetime.now(UTC)
 
-    first = await deliver_merchant(engine, KEY, merchant.merchant_id, now=t0)
+    first = await deliver_merchant(engine, CREDENTIALS, merchant.merchant_id, now=t0)
     assert (first.delivered, first.retried, first.dead) == (0, 3, 0)
-    assert await deliver_merchant(engine, KEY, merchant.merchant_id, now=t0) == DispatchResult()
-    second = await deliver_merchant(engine, KEY, merchant.merchant_id, now=t0 + LATER)
+    assert (
+        await deliver_merchant(engine, CREDENTIALS, merchant.merchant_id, now=t0)
+        == DispatchResult()
+    )
+    second = await deliver_merchant(engine, CREDENTIALS, merchant.merchant_id, now=t0 + LATER)
     assert (second.delivered, second.retried) == (3, 0)
-    third = await deliver_merchant(engine, KEY, merchant.merchant_id, now=t0 + 2 * LATER)
+    third = await deliver_merchant(engine, CREDENTIALS, merchant.merchant_id, now=t0 + 2 * LATER)
     assert not third.busy
 
     rows = await deliveries(engine, merchant.merchant_id)
@@ -147,9 +89,7 @@ async def test_each_event_arrives_once_signed_after_retries(engine, run, receive
     ] * 3
     # The webhook id is the same on the retry, so a receiver dedupes by it.
     assert sorted(h["webhook-id"] for h, _, _ in receiver.requests) == sorted(ids * 2)
-    for headers, body, _ in receiver.requests:
-        verify_both_signatures(merchant, headers, body)
-        assert headers["content-type"] == "application/json"
+    receiver.verify_signatures(merchant)
     bodies = [json.loads(body) for _, body, status in receiver.requests if status == 204]
     assert sorted(b["data"]["points"] for b in bodies) == [10, 20, 30]
     assert {b["type"] for b in bodies} == {"points.pending"}
@@ -161,7 +101,7 @@ async def test_a_delivery_is_dead_after_the_last_attempt(engine, run, receiver):
     merchant = await shop(run, receiver.url, events=1)
     t0 = datetime.now(UTC)
     results = [
-        await deliver_merchant(engine, KEY, merchant.merchant_id, now=t0 + i * LATER)
+        await deliver_merchant(engine, CREDENTIALS, merchant.merchant_id, now=t0 + i * LATER)
         for i in range(MAX_ATTEMPTS)
     ]
     assert [r.retried for r in results] == [1] * (MAX_ATTEMPTS - 1) + [0]
@@ -169,7 +109,7 @@ async def test_a_delivery_is_dead_after_the_last_attempt(engine, run, receiver):
     [row] = await deliveries(engine, merchant.merchant_id)
     assert (row["status"], row["attempts"]) == ("dead", MAX_ATTEMPTS)
     assert row["last_error"] == "endpoint answered HTTP 500"
-    after = await deliver_merchant(engine, KEY, merchant.merchant_id, now=t0 + 99 * LATER)
+    after = await deliver_merchant(engine, CREDENTIALS, merchant.merchant_id, now=t0 + 99 * LATER)
     assert not after.busy
     assert len(receiver.requests) == MAX_ATTEMPTS
 
@@ -182,7 +122,7 @@ async def test_the_circuit_opens_after_consecutive_failures_and_closes_after_coo
     merchant = await shop(run, receiver.url, events=events)
     t0 = datetime.now(UTC)
 
-    opened = await deliver_merchant(engine, KEY, merchant.merchant_id, now=t0)
+    opened = await deliver_merchant(engine, CREDENTIALS, merchant.merchant_id, now=t0)
     assert (opened.retried, opened.circuit_open) == (CIRCUIT_THRESHOLD, 1)
     assert len(receiver.requests) == CIRCUIT_THRESHOLD  # the rest of the batch was not tried
     state = await circuit(engine, merchant.merchant_id)
@@ -193,31 +133,31 @@ async def test_the_circuit_opens_after_consecutive_failures_and_closes_after_coo
 
     # Open: nothing is tried, however much is due.
     during = await deliver_merchant(
-        engine, KEY, merchant.merchant_id, now=t0 + timedelta(seconds=30)
+        engine, CREDENTIALS, merchant.merchant_id, now=t0 + timedelta(seconds=30)
     )
     assert during.circuit_open == 1
     assert len(receiver.requests) == CIRCUIT_THRESHOLD
 
     # Half-open: one trial; it fails, so the circuit opens for another cool-down.
     t1 = t0 + timedelta(seconds=COOL_DOWN_S + 60)
-    trial = await deliver_merchant(engine, KEY, merchant.merchant_id, now=t1)
+    trial = await deliver_merchant(engine, CREDENTIALS, merchant.merchant_id, now=t1)
     assert (trial.retried, trial.circuit_open) == (1, 1)
     assert len(receiver.requests) == CIRCUIT_THRESHOLD + 1
     assert (await circuit(engine, merchant.merchant_id))["open_until"] == t1 + timedelta(
         seconds=COOL_DOWN_S
     )
-    assert not (await deliver_merchant(engine, KEY, merchant.merchant_id, now=t1)).busy
+    assert not (await deliver_merchant(engine, CREDENTIALS, merchant.merchant_id, now=t1)).busy
 
     # The endpoint recovers: the next trial succeeds and closes the circuit, then all go.
     receiver.accept_from_now()
     t2 = t1 + LATER
-    closing = await deliver_merchant(engine, KEY, merchant.merchant_id, now=t2)
+    closing = await deliver_merchant(engine, CREDENTIALS, merchant.merchant_id, now=t2)
     assert closing.delivered == 1
     assert await circuit(engine, merchant.merchant_id) == {
         "consecutive_failures": 0,
         "open_until": None,
     }
-    rest = await deliver_merchant(engine, KEY, merchant.merchant_id, now=t2)
+    rest = await deliver_merchant(engine, CREDENTIALS, merchant.merchant_id, now=t2)
     assert rest.delivered == events - 1
     assert len(receiver.accepted_ids()) == events
     assert {r["status"] for r in await deliveries(engine, merchant.merchant_id)} == {"delivered"}
@@ -231,8 +171,8 @@ async def test_a_merchant_without_an_endpoint_is_skipped(engine, run):
         sent.append(headers["webhook-id"])
         return 500
 
-    await deliver_due(engine, KEY, send=send)
-    await deliver_merchant(engine, KEY, merchant.merchant_id, send=send)
+    await deliver_due(engine, CREDENTIALS, send=send)
+    await deliver_merchant(engine, CREDENTIALS, merchant.merchant_id, send=send)
     assert [s for s in sent if s.startswith(f"{merchant.merchant_id}:")] == []
     assert await deliveries(engine, merchant.merchant_id) == []
 
@@ -242,7 +182,7 @@ async def test_a_refused_connection_is_retried(engine, run):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed again below: nothing listens there
     merchant = await shop(run, f"http://127.0.0.1:{port}/hooks", events=1)
-    done = await deliver_merchant(engine, KEY, merchant.merchant_id)
+    done = await deliver_merchant(engine, CREDENTIALS, merchant.merchant_id)
     assert done.retried == 1
     [row] = await deliveries(engine, merchant.merchant_id)
     assert (row["status"], row["attempts"]) == ("pending", 1)
@@ -260,7 +200,9 @@ async def test_concurrent_dispatchers_never_send_one_event_twice(engine, run):
 
     async def dispatcher() -> None:
         for _ in range(5):
-            await deliver_merchant(engine, KEY, merchant.merchant_id, send=slow_send, limit=4)
+            await deliver_merchant(
+                engine, CREDENTIALS, merchant.merchant_id, send=slow_send, limit=4
+            )
 
     await asyncio.gather(*(dispatcher() for _ in range(4)))
     assert len(sent) == len(set(sent)) == 20

@@ -14,8 +14,6 @@ from standardwebhooks import Webhook
 
 from pointguard import db
 from pointguard.ledger import member_balances, member_history
-from pointguard.plugin.ingest import CredentialCache
-from pointguard.plugin.merchants import create_merchant, rotate_inbound_secret
 from pointguard.plugin.signatures import sign_standard_webhook
 from pointguard.plugin.worker import (
     dead_letters,
@@ -213,23 +211,3 @@ async def test_workers_racing_on_one_inbox_apply_every_event_once(shop, engine, 
     for n in range(7):
         total += (await run(member_balances, merchant.merchant_id, f"c{n}")).pending_points
     assert total == 60 * 25
-
-
-async def test_credentials_are_cached_for_a_few_seconds(engine, run, secret_key):
-    key = secret_key
-    merchant = await run(create_merchant, key, "Cache Shop")
-    cached, fresh = CredentialCache(key, ttl_s=60), CredentialCache(key, ttl_s=0)
-    async with db.connection(engine) as pg:
-        assert (await cached.get(pg, merchant.merchant_id)).inbound_secrets == (
-            merchant.webhook_secret,
-        )
-        assert await cached.get(pg, "nobody") is None
-    new_secret = await run(rotate_inbound_secret, key, merchant.merchant_id)
-    async with db.connection(engine) as pg:
-        assert (await cached.get(pg, merchant.merchant_id)).inbound_secrets == (
-            merchant.webhook_secret,
-        )
-        assert (await fresh.get(pg, merchant.merchant_id)).inbound_secrets == (
-            new_secret,
-            merchant.webhook_secret,
-        )
