@@ -61,14 +61,14 @@ from pointguard.program.validation import parse_program
 
 THIS_FILE = str(Path(__file__).resolve())
 MEMBERS = 50_000
-# Uvicorn processes, each with its own inbox worker. Measured on this 2-core machine (server,
-# PostgreSQL and load generator together, --seconds 5, several runs):
-#   1: accepted ~1,250-1,650/s, applied ~320-390/s, p99 at 1,000/s 11-120 ms
-#   2: accepted ~600-650/s,     applied ~560-640/s, p99 at 1,000/s ~2.8 s (over capacity)
+# Server processes (`serve --workers`), each with its own inbox worker. Measured on this 2-core
+# machine (server, PostgreSQL and load generator together, --seconds 10):
+#   1: accepted 2,925/s, applied 1,490/s, p99 at 1,000/s 43 ms
+#   2: accepted 2,298/s, applied 2,366/s, p99 at 1,000/s 37 ms
+#   3: accepted 2,551/s, applied 2,492/s, p99 at 1,000/s 53 ms
 # With 1, the lone worker coroutine gets what the request handlers leave, so the inbox grows
-# at ~900/s under saturation and never drains at 1,000/s offered. 2 is recommended: it
-# sustains ~600 webhooks/s end to end against ~350 for 1, so the inbox stays bounded at any
-# offered rate below that; the machine is CPU-bound either way (~80-90% busy).
+# under saturation; 2 keeps applying level with accepting and has the best tail latency; 3
+# adds a process's memory (~90 MB) and scheduling for no clear gain. 2 is recommended.
 DEFAULT_WORKERS = 2
 DEFAULT_CONCURRENCY = 32
 PACED_RATE = 1000
