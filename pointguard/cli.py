@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
 from pointguard.config import Settings, load_settings
+from pointguard.db import PgConnection
 
 if TYPE_CHECKING:
     from pointguard.plugin.merchants import NewMerchant
@@ -408,10 +409,7 @@ def merchant_set_endpoint(
     """Deliver the merchant's outbound webhooks to URL."""
     from pointguard.plugin.merchants import set_endpoint
 
-    async def save(engine: AsyncEngine) -> None:
-        await db.run_in_transaction(engine, set_endpoint, merchant, url)
-
-    _merchant_command(lambda: _with_engine(save))
+    _save_merchant_url(set_endpoint, merchant, url)
     typer.echo(f"merchant {merchant}: webhooks are delivered to {url}")
 
 
@@ -441,10 +439,7 @@ def merchant_set_jwks(
     """Verify the merchant's Saleor-style webhooks with the RS256 keys published at URL."""
     from pointguard.plugin.merchants import set_jwks_url
 
-    async def save(engine: AsyncEngine) -> None:
-        await db.run_in_transaction(engine, set_jwks_url, merchant, url)
-
-    _merchant_command(lambda: _with_engine(save))
+    _save_merchant_url(set_jwks_url, merchant, url)
     typer.echo(f"merchant {merchant}: Saleor-style webhooks are verified with the keys at {url}")
 
 
@@ -493,6 +488,17 @@ def _credential_key() -> bytes:
     from pointguard.plugin.secretbox import load_key
 
     return _merchant_command(lambda: load_key(load_settings()))
+
+
+def _save_merchant_url(
+    setter: Callable[[PgConnection, str, str | None], Awaitable[None]], merchant: str, url: str
+) -> None:
+    """Store one of the merchant's URLs with `setter`, in a transaction of its own."""
+
+    async def save(engine: AsyncEngine) -> None:
+        await db.run_in_transaction(engine, setter, merchant, url)
+
+    _merchant_command(lambda: _with_engine(save))
 
 
 def _merchant_command(work: Callable[[], T]) -> T:

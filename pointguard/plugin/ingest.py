@@ -35,6 +35,7 @@ from pointguard.plugin.adapters import (
     shopify_to_canonical,
     woocommerce_to_canonical,
 )
+from pointguard.plugin.bounded import read_at_most
 from pointguard.plugin.credentials import CredentialCache
 from pointguard.plugin.inbox import InboxRow, InboxWriter, Recorded
 from pointguard.plugin.jwks import KeySetCache
@@ -226,13 +227,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body of {declared} bytes is over the {limit}-byte limit")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body is over the {limit}-byte limit")
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    body = await read_at_most(
+        request.stream(), limit, lambda: PayloadTooLarge(f"body is over the {limit}-byte limit")
+    )
     try:
         body.decode()
     except UnicodeDecodeError as error:

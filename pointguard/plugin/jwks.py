@@ -29,6 +29,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey, RSAPublicNumbers
 
 from pointguard.errors import KeySetUnavailable, UnknownKeyId
+from pointguard.plugin.bounded import read_at_most
 from pointguard.plugin.jws import b64url_decode
 
 log = logging.getLogger(__name__)
@@ -147,13 +148,11 @@ async def _get(url: str, timeout_s: float) -> bytes:
     ):
         if response.status_code != 200:
             raise KeySetUnavailable(f"the JWKS at {url} answered HTTP {response.status_code}")
-        chunks, size = [], 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > MAX_KEY_SET_BYTES:
-                raise KeySetUnavailable(f"the JWKS at {url} is over {MAX_KEY_SET_BYTES} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return await read_at_most(
+            response.aiter_bytes(),
+            MAX_KEY_SET_BYTES,
+            lambda: KeySetUnavailable(f"the JWKS at {url} is over {MAX_KEY_SET_BYTES} bytes"),
+        )
 
 
 def _signs_rs256(entry: dict[str, Any]) -> bool:
