@@ -469,6 +469,33 @@ def merchant_set_adapter_secret(
     typer.echo(f"merchant {merchant}: {sender} webhooks are verified with the secret given")
 
 
+@merchant_app.command("set-sender-key")
+def merchant_set_sender_key(
+    merchant: Annotated[str, typer.Argument(help="The merchant id.")],
+    public_key: Annotated[
+        str, typer.Argument(help="The sender's Ed25519 public key: base64, optionally whpk_...")
+    ],
+) -> None:
+    """Accept `v1a` (Ed25519) signatures from a storefront that signs with its own private key,
+    verified with this public key, in place of any earlier one (HMAC `v1` keeps working)."""
+    import base64
+    import binascii
+
+    from pointguard.plugin.merchants import set_inbound_public_key
+
+    try:
+        raw = base64.b64decode(public_key.removeprefix("whpk_"), validate=True)
+    except binascii.Error as error:
+        typer.echo(f"not base64: {error}", err=True)
+        raise typer.Exit(code=1) from error
+
+    async def save(engine: AsyncEngine) -> None:
+        await db.run_in_transaction(engine, set_inbound_public_key, merchant, raw)
+
+    _merchant_command(lambda: _with_engine(save))
+    typer.echo(f"merchant {merchant}: v1a signatures are verified with the key given")
+
+
 def _observed(*, share_metrics: bool, clean_metrics: bool = False) -> Settings:
     """The settings, with this process's log lines set up and, for a long-running command, its
     metrics pooled with those of PointGuard's other processes on this machine. Runs before

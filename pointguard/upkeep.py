@@ -18,6 +18,7 @@ from pointguard import db
 from pointguard.errors import PointGuardError
 from pointguard.ledger.maintenance import maintain_all
 from pointguard.program.expiry import expire_inactive, send_expiry_reminders
+from pointguard.program.outbox import write_entry_events
 from pointguard.program.standing import review_tiers
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ PROGRAM_JOBS = (
 async def upkeep_pass(engine: AsyncEngine, now: datetime | None = None) -> dict[str, object]:
     """One pass; returns what each merchant's jobs did."""
     now = now or datetime.now(UTC)
-    done: dict[str, object] = dict(await maintain_all(engine, now))
+    done: dict[str, object] = dict(await maintain_all(engine, now, on_released=write_entry_events))
     async with db.connection(engine) as pg:
         merchants = [r["merchant_id"] for r in await pg.fetch(PROGRAM_MERCHANTS)]
     for merchant_id in merchants:

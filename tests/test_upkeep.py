@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
+from pointguard import db
 from pointguard.ledger import member_balances
 from pointguard.program.events import OrderLine, OrderPaid
 from pointguard.program.service import apply_event
@@ -48,3 +49,18 @@ async def test_upkeep_releases_seals_and_reviews_tiers(engine, run, merchant):
     assert (balances.available_points, balances.pending_points) == (200, 0)
     assert done[merchant].released == 1 and done[merchant].sealed == 2
     assert done[f"{merchant} tiers changed"] == 1  # VIP lapsed a year after the order
+    async with db.connection(engine) as pg:
+        events = await pg.fetch(
+            "SELECT event_type, payload->>'points' AS points FROM outbox"
+            " WHERE merchant_id = $1 ORDER BY outbox_id",
+            merchant,
+        )
+    # the storefront hears of the release, in the release's transaction (and is reminded that
+    # the points expire in a month)
+    assert sorted((e["event_type"], e["points"] or "") for e in events) == [
+        ("points.expiring", "200"),
+        ("points.pending", "200"),
+        ("points.released", "200"),
+        ("tier.changed", ""),  # up to VIP with the order
+        ("tier.changed", ""),  # and down again a year later
+    ]

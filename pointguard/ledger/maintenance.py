@@ -7,6 +7,7 @@ the others, and each is safe to run from several processes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -14,8 +15,10 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
+from pointguard.db import PgConnection
 from pointguard.errors import PointGuardError
 from pointguard.ledger import operations as ops
+from pointguard.ledger.entries import PostedEntry
 from pointguard.ledger.reading import ledger_merchants
 from pointguard.ledger.seal import MAX_SEAL_BATCH, seal
 
@@ -30,19 +33,29 @@ class MaintenanceCounts:
     sealed: int = 0
 
 
-JOBS = (
-    ("voided", ops.void_timed_out),
-    ("released", ops.release_due),
-    ("expired_points", ops.expire_due),
-)
+# Called in the release's own transaction with the entries it posted: how the layers above
+# tell the storefront (the ledger knows nothing of outboxes), exactly when the release commits.
+OnReleased = Callable[[PgConnection, str, list[PostedEntry]], Awaitable[None]]
 
 
 async def maintain_merchant(
-    engine: AsyncEngine, merchant_id: str, now: datetime
+    engine: AsyncEngine, merchant_id: str, now: datetime, *, on_released: OnReleased | None = None
 ) -> MaintenanceCounts:
     """One pass for one merchant. A job that fails is logged and the others still run."""
+
+    async def release(pg: PgConnection, merchant_id: str, *, now: datetime) -> int:
+        released = await ops.release_due(pg, merchant_id, now=now)
+        if on_released is not None and released:
+            await on_released(pg, merchant_id, released)
+        return len(released)
+
+    jobs: tuple[tuple[str, Callable[..., Awaitable[int]]], ...] = (
+        ("voided", ops.void_timed_out),
+        ("released", release),
+        ("expired_points", ops.expire_due),
+    )
     counts = MaintenanceCounts()
-    for name, job in JOBS:
+    for name, job in jobs:
         try:
             setattr(counts, name, await db.run_in_transaction(engine, job, merchant_id, now=now))
         except (PointGuardError, asyncpg.PostgresError) as error:
@@ -62,10 +75,10 @@ async def seal_all(engine: AsyncEngine, merchant_id: str) -> int:
 
 
 async def maintain_all(
-    engine: AsyncEngine, now: datetime | None = None
+    engine: AsyncEngine, now: datetime | None = None, *, on_released: OnReleased | None = None
 ) -> dict[str, MaintenanceCounts]:
     """One pass over every merchant."""
     now = now or datetime.now(UTC)
     async with db.connection(engine) as pg:
         merchants = await ledger_merchants(pg)
-    return {m: await maintain_merchant(engine, m, now) for m in merchants}
+    return {m: await maintain_merchant(engine, m, now, on_released=on_released) for m in merchants}

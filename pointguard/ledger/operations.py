@@ -347,19 +347,18 @@ async def void_timed_out(pg: PgConnection, merchant_id: str, *, now: datetime) -
     return len(still_open)
 
 
-async def release_due(pg: PgConnection, merchant_id: str, *, now: datetime) -> int:
-    """Release pending earns whose `release_at` has passed and that no one holds."""
+async def release_due(pg: PgConnection, merchant_id: str, *, now: datetime) -> list[PostedEntry]:
+    """Release pending earns whose `release_at` has passed and that no one holds; returns the
+    release entries posted."""
     due = await pg.fetch(DUE_RELEASES, merchant_id, now, MAX_JOB_BATCH)
     if not due:
-        return 0
+        return []
     await lock_members(pg, merchant_id, [d["member_id"] for d in due])
     entries = [
         _release_entry(merchant_id, lot["lot_id"], lot)
         for lot in await pg.fetch(DUE_RELEASES, merchant_id, now, MAX_JOB_BATCH)
     ]
-    if entries:
-        await post_entries(pg, entries)
-    return len(entries)
+    return await post_entries(pg, entries) if entries else []
 
 
 MEMBER_AVAILABLE = """

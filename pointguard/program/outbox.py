@@ -34,7 +34,8 @@ async def write_events(
 async def write_entry_events(
     pg: PgConnection, merchant_id: str, entries: Sequence[PostedEntry]
 ) -> None:
-    """`points.pending`, `points.earned` or `points.reversed` for each entry posted just now."""
+    """`points.pending`, `points.earned`, `points.released` or `points.reversed` for each entry
+    posted just now."""
     await write_events(
         pg,
         merchant_id,
@@ -59,6 +60,8 @@ async def write_entry_events(
 
 
 def _entry_event_type(entry: PostedEntry) -> str:
+    if entry.kind == EntryKind.RELEASE:
+        return "points.released"
     if entry.kind != EntryKind.EARN:
         return "points.reversed"
     pending = any(p.account.kind == AccountKind.PENDING for p in entry.postings)

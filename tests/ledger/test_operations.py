@@ -122,11 +122,11 @@ async def test_release_due_respects_release_time_and_holds(engine, run, merchant
     await earn(run, merchant, "ann", 20, "o2", release_at=NOW + 14 * DAY)
     await earn(run, merchant, "ann", 5, "o3", release_at=NOW + 15 * DAY)
     await run(ops.set_release_held, merchant, held.entry_id, held=True)
-    assert await run(ops.release_due, merchant, now=NOW + 14 * DAY - timedelta(seconds=1)) == 0
-    assert await run(ops.release_due, merchant, now=NOW + 14 * DAY) == 1
+    assert await run(ops.release_due, merchant, now=NOW + 14 * DAY - timedelta(seconds=1)) == []
+    assert len(await run(ops.release_due, merchant, now=NOW + 14 * DAY)) == 1
     assert await balances(run, merchant, "ann") == (20, 105, 0)
     await run(ops.set_release_held, merchant, held.entry_id, held=False)
-    assert await run(ops.release_due, merchant, now=NOW + 15 * DAY) == 2
+    assert len(await run(ops.release_due, merchant, now=NOW + 15 * DAY)) == 2
     assert await balances(run, merchant, "ann") == (125, 0, 0)
     again = await run(ops.release, merchant, held.entry_id)  # released already: the same entry
     assert again.replayed and again.settles == held.entry_id

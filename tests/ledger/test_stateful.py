@@ -392,7 +392,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule()
     def release_due(self) -> None:
         expected = self._release_due()
-        assert self.tx(ops.release_due, now=self.now) == expected
+        assert len(self.tx(ops.release_due, now=self.now)) == expected
 
     @rule(earn=earns)
     def forfeit(self, earn: int) -> None:
@@ -817,7 +817,7 @@ async def test_release_due_is_not_blocked_by_one_member_in_debt(run, merchant):
     await earn(run, merchant, "alice", 30, "o2", pending=True)
     await earn(run, merchant, "bob", 70, "o3", pending=True)
     await claw_back(run, merchant, a1, 100, "refund-1")  # alice: available -50
-    assert await run(ops.release_due, merchant, now=NOW + timedelta(days=31)) == 2
+    assert len(await run(ops.release_due, merchant, now=NOW + timedelta(days=31))) == 2
     assert await balances(run, merchant, "bob") == (70, 0, 0)
     assert await balances(run, merchant, "alice") == (-20, 0, 0)
 

@@ -11,6 +11,7 @@ import sys
 from datetime import UTC, datetime
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pointguard import db
 from pointguard.config import load_settings
@@ -355,3 +356,21 @@ async def test_the_cli_sets_a_jwks_url_and_a_chosen_secret_from_stdin(
     assert refused.returncode == 1 and "must be https://" in refused.stderr
     wrong = pointguard(database_url, "set-adapter-secret", merchant, "magento", "-", stdin="x")
     assert wrong.returncode == 1 and "not one of shopify, woocommerce" in wrong.stderr
+
+
+async def test_the_cli_sets_a_senders_ed25519_public_key(engine, run, merchant, database_url):
+    await run(create_merchant, KEY, "CLI Sender Key", merchant_id=merchant)
+    public = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    done = pointguard(
+        database_url, "set-sender-key", merchant, "whpk_" + base64.b64encode(public).decode()
+    )
+    assert done.returncode == 0, done.stderr
+    async with db.connection(engine) as pg:
+        assert (await merchant_credentials(pg, KEY, merchant)).inbound_public_keys == (public,)
+
+    short = pointguard(database_url, "set-sender-key", merchant, base64.b64encode(b"x").decode())
+    assert short.returncode == 1 and "32 raw bytes" in short.stderr
+    garbled = pointguard(database_url, "set-sender-key", merchant, "not base64!")
+    assert garbled.returncode == 1 and "not base64" in garbled.stderr
+    async with db.connection(engine) as pg:
+        assert (await merchant_credentials(pg, KEY, merchant)).inbound_public_keys == (public,)
