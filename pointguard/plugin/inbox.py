@@ -4,7 +4,8 @@ first one stands.
 
 Rows are written by group commit (`InboxWriter`): a commit waits for the WAL to reach the disk,
 and one commit per request caps a server at a few hundred webhooks a second however fast
-everything else is. Each request still hears 202 only once its own row has committed.
+everything else is. Each request still hears 202 only once its own row has committed. Like
+every write, a commit holds one merchant's rows only (see docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -22,18 +23,16 @@ from pointguard.db import PgConnection
 
 RECORD = """
 INSERT INTO inbox (merchant_id, webhook_id, event_type, payload, status)
-SELECT merchant_id, webhook_id, event_type, payload::jsonb, status
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
-     WITH ORDINALITY AS r(merchant_id, webhook_id, event_type, payload, status, n)
+SELECT $1, webhook_id, event_type, payload::jsonb, status
+FROM unnest($2::text[], $3::text[], $4::text[], $5::text[])
+     WITH ORDINALITY AS r(webhook_id, event_type, payload, status, n)
 ORDER BY n
 ON CONFLICT (merchant_id, webhook_id) DO NOTHING
-RETURNING merchant_id, webhook_id, status
+RETURNING webhook_id, status
 """
 
 EXISTING = """
-SELECT i.merchant_id, i.webhook_id, i.status
-FROM inbox i JOIN unnest($1::text[], $2::text[]) AS k(merchant_id, webhook_id)
-    USING (merchant_id, webhook_id)
+SELECT webhook_id, status FROM inbox WHERE merchant_id = $1 AND webhook_id = ANY($2::text[])
 """
 
 MAX_BATCH = 500
@@ -55,19 +54,25 @@ class Recorded:
     replayed: bool
 
 
+Waiting = tuple[InboxRow, "asyncio.Future[Recorded]"]
+
+
 class InboxWriter:
-    """Group commit: the rows of concurrent requests go to the inbox in one statement.
+    """Group commit: the rows of concurrent requests go to the inbox in one statement per
+    merchant.
 
     A row waits only for the write in flight, if any: under light load each row is written at
     once, alone; under heavy load, every row that arrived during one write goes in the next,
-    so a commit serves as many requests as are waiting. One bad row (which the checks before
-    it should make impossible) does not sink its batch: the batch is then written row by row.
+    so a commit serves as many requests as are waiting. The merchants of one write commit
+    side by side, each on its own connection, and PostgreSQL flushes their commits to disk
+    together. One bad row (which the checks before it should make impossible) does not sink
+    its batch: the batch is then written row by row.
     """
 
     def __init__(self, engine: AsyncEngine, *, max_batch: int = MAX_BATCH) -> None:
         self._engine = engine
         self._max_batch = max_batch
-        self._waiting: list[tuple[InboxRow, asyncio.Future[Recorded]]] = []
+        self._waiting: list[Waiting] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def record(self, row: InboxRow) -> Recorded:
@@ -86,69 +91,71 @@ class InboxWriter:
         while self._waiting:
             batch = self._waiting[: self._max_batch]
             del self._waiting[: self._max_batch]
-            try:
-                async with db.connection(self._engine) as pg:
-                    results = await _write_batch(pg, [row for row, _ in batch])
-            except Exception as error:  # every waiting request must hear it
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
+            by_merchant: dict[str, list[Waiting]] = {}
+            for waiting in batch:
+                by_merchant.setdefault(waiting[0].merchant_id, []).append(waiting)
+            await asyncio.gather(*(self._write(group) for group in by_merchant.values()))
+
+    async def _write(self, group: list[Waiting]) -> None:
+        """Write one merchant's waiting rows and tell each request how its row stands."""
+        try:
+            async with db.connection(self._engine) as pg:
+                results = await _write_batch(pg, [row for row, _ in group])
+        except Exception as error:  # every waiting request must hear it
+            results = [error] * len(group)
+        for (_, future), result in zip(group, results, strict=True):
+            if future.done():
                 continue
-            for (_, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, Exception):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
 
 
 async def _write_batch(pg: PgConnection, rows: Sequence[InboxRow]) -> list[Recorded | Exception]:
     try:
-        return list(await record_rows(pg, rows))
+        return list(await _record_rows(pg, rows))
     except asyncpg.PostgresError:
         if len(rows) == 1:
             raise
     results: list[Recorded | Exception] = []
     for row in rows:  # find the bad row; the others are stored all the same
         try:
-            results += await record_rows(pg, [row])
+            results += await _record_rows(pg, [row])
         except asyncpg.PostgresError as error:
             results.append(error)
     return results
 
 
-async def record_rows(pg: PgConnection, rows: Sequence[InboxRow]) -> list[Recorded]:
-    """Store `rows` in one statement (committed when it returns, outside a transaction); for
-    each, in order, how it stands. Of a webhook id given twice, the first is the delivery."""
+async def _record_rows(pg: PgConnection, rows: Sequence[InboxRow]) -> list[Recorded]:
+    """Store one merchant's `rows` in one statement (committed when it returns, outside a
+    transaction); for each, in order, how it stands. Of a webhook id given twice, the first is
+    the delivery."""
+    merchant_id = rows[0].merchant_id
+    if any(row.merchant_id != merchant_id for row in rows):
+        raise ValueError("one merchant's rows at a time")
     inserted = {
-        (r["merchant_id"], r["webhook_id"]): r["status"]
+        r["webhook_id"]: r["status"]
         for r in await pg.fetch(
             RECORD,
-            [r.merchant_id for r in rows],
+            merchant_id,
             [r.webhook_id for r in rows],
             [r.event_type for r in rows],
             [r.payload for r in rows],
             ["ignored" if r.ignored else "pending" for r in rows],
         )
     }
-    replays = [r for r in rows if (r.merchant_id, r.webhook_id) not in inserted]
+    replays = [r.webhook_id for r in rows if r.webhook_id not in inserted]
     existing = (
-        {
-            (r["merchant_id"], r["webhook_id"]): r["status"]
-            for r in await pg.fetch(
-                EXISTING, [r.merchant_id for r in replays], [r.webhook_id for r in replays]
-            )
-        }
+        {r["webhook_id"]: r["status"] for r in await pg.fetch(EXISTING, merchant_id, replays)}
         if replays
         else {}
     )
     results = []
     for row in rows:
-        key = (row.merchant_id, row.webhook_id)
-        if key in inserted:
-            results.append(Recorded(row.webhook_id, inserted.pop(key), replayed=False))
-            existing[key] = results[-1].status
+        if row.webhook_id in inserted:
+            results.append(Recorded(row.webhook_id, inserted.pop(row.webhook_id), replayed=False))
+            existing[row.webhook_id] = results[-1].status
         else:
-            results.append(Recorded(row.webhook_id, existing[key], replayed=True))
+            results.append(Recorded(row.webhook_id, existing[row.webhook_id], replayed=True))
     return results

@@ -73,3 +73,26 @@ async def test_one_bad_row_fails_alone(engine, shop_id):
     assert await inbox_rows(engine, shop_id) == {"good-1": "pending", "good-2": "pending"}
     after = await writer.record(row(shop_id, "good-3"))  # the writer carries on
     assert after.status == "pending"
+
+
+async def test_no_commit_holds_two_merchants_rows(engine, shop_id):
+    other = f"{shop_id}-b"
+    async with db.connection(engine) as pg:
+        await pg.execute("INSERT INTO merchants (merchant_id, name) VALUES ($1, $1)", other)
+    writer = InboxWriter(engine)
+    rows = [row(shop_id if n % 2 else other, f"w{n}") for n in range(200)]
+    results = await asyncio.gather(*[writer.record(r) for r in rows])
+    assert all(r.status == "pending" and not r.replayed for r in results)
+    async with db.connection(engine) as pg:
+        shared = await pg.fetchval(
+            """SELECT count(*) FROM (
+                   SELECT xmin::text FROM inbox WHERE merchant_id = ANY($1::text[])
+                   GROUP BY 1 HAVING count(DISTINCT merchant_id) > 1) s""",
+            [shop_id, other],
+        )
+        commits = await pg.fetchval(
+            "SELECT count(DISTINCT xmin::text) FROM inbox WHERE merchant_id = ANY($1::text[])",
+            [shop_id, other],
+        )
+    assert shared == 0
+    assert commits < 100  # still grouped: far fewer commits than rows
