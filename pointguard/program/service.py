@@ -15,21 +15,11 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
-import msgspec
-
 from pointguard.db import PgConnection
-from pointguard.errors import UnknownOrder
 from pointguard.ledger import PostedEntry, post_entries
 from pointguard.ledger import operations as ops
 from pointguard.ledger.reading import load_entries_by_key
 from pointguard.program.actions import ActionCounts
-from pointguard.program.earning import (
-    Buyer,
-    LinePoints,
-    OrderPoints,
-    order_points,
-    qualifying_spend,
-)
 from pointguard.program.events import (
     ActionPerformed,
     Event,
@@ -37,18 +27,15 @@ from pointguard.program.events import (
     OrderPaid,
     OrderRefunded,
 )
+from pointguard.program.orders import PaidOrder, load_order, record_orders, record_refund
 from pointguard.program.outbox import write_entry_events
 from pointguard.program.referrals import referral_intents, reversal_intents
 from pointguard.program.rules import (
     EarnIntent,
     Intent,
     MemberState,
-    OrderRecord,
     TakeBackIntent,
-    after_refund,
     evaluate,
-    order_earn_key,
-    order_intents,
 )
 from pointguard.program.scratch_cards import ScratchCard, campaigns_granted_on, grant_scratch_card
 from pointguard.program.standing import complete_challenges, refresh_tier, revoke_challenges
@@ -77,37 +64,7 @@ RETURNING member_id, tier, tier_review_at, birthday, categories_bought,
           promotion_points::text AS promotion_points
 """
 
-UPDATE_BUYERS = """
-UPDATE program_members AS m
-SET categories_bought = ARRAY(SELECT jsonb_array_elements_text(u.categories::jsonb)),
-    promotion_points = u.promotion_points::jsonb
-FROM unnest($2::text[], $3::text[], $4::text[]) AS u(member_id, categories, promotion_points)
-WHERE m.merchant_id = $1 AND m.member_id = u.member_id
-"""
-
 SET_BIRTHDAY = "UPDATE program_members SET birthday = $3 WHERE merchant_id = $1 AND member_id = $2"
-
-LOAD_ORDER = """
-SELECT member_id, lines::text AS lines, bonus_keys::text AS bonus_keys,
-       refunded::text AS refunded, cancelled, bonuses_returned
-FROM program_orders WHERE merchant_id = $1 AND order_id = $2 FOR UPDATE
-"""
-
-INSERT_ORDERS = """
-INSERT INTO program_orders
-    (merchant_id, order_id, member_id, paid_at, lines, qualifying, bonus_keys)
-SELECT $1, o.order_id, o.member_id, o.paid_at, o.lines::jsonb, o.qualifying::jsonb,
-       o.bonus_keys::jsonb
-FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::text[])
-     AS o(order_id, member_id, paid_at, lines, qualifying, bonus_keys)
-ON CONFLICT (merchant_id, order_id) DO NOTHING
-RETURNING order_id
-"""
-
-UPDATE_ORDER = """
-UPDATE program_orders SET refunded = $3::jsonb, cancelled = $4, bonuses_returned = $5
-WHERE merchant_id = $1 AND order_id = $2
-"""
 
 ACTION_COUNTS = """
 SELECT count(*) FILTER (WHERE occurred_at >= $4) AS today,
@@ -180,7 +137,13 @@ async def apply_events(
             _Work(index, event, version, members[event.member_id])
             for (index, event), version in zip(todo, versions, strict=True)
         ]
-        await _record_orders(pg, merchant_id, [w for w in work if isinstance(w.event, OrderPaid)])
+        paid = [(w, e) for w in work if isinstance(e := w.event, OrderPaid)]
+        recorded = await record_orders(
+            pg, merchant_id, [PaidOrder(e, w.version.program, w.member) for w, e in paid]
+        )
+        for (item, _), intents in zip(paid, recorded, strict=True):
+            item.recorded = intents is not None
+            item.intents = intents or []
         for item in work:
             if not isinstance(item.event, OrderPaid):
                 item.intents = await _other_intents(pg, merchant_id, item)
@@ -230,104 +193,13 @@ async def _lock_members(
     return {row["member_id"]: row for row in rows}
 
 
-def _buyer(member: Any) -> Buyer:
-    return Buyer(
-        tier=member["tier"],
-        categories_bought=frozenset(member["categories_bought"]),
-        promotion_points=msgspec.json.decode(member["promotion_points"]),
-    )
-
-
-@dataclass(frozen=True)
-class _PricedOrder:
-    item: _Work
-    event: OrderPaid
-    buyer: Buyer
-    points: OrderPoints
-    qualifying: dict[str, int]  # eligible spend per category, for tiers and referrals
-
-
-def _price(item: _Work) -> _PricedOrder:
-    event, program = item.event, item.version.program
-    assert isinstance(event, OrderPaid)
-    buyer = _buyer(item.member)
-    points = order_points(program, event, buyer)  # `evaluate` in two steps: computed once
-    return _PricedOrder(item, event, buyer, points, dict(qualifying_spend(program, event)))
-
-
-async def _record_orders(pg: PgConnection, merchant_id: str, work: Sequence[_Work]) -> None:
-    """Price the round's paid orders, record them and what they taught us of their buyers, and
-    set their intents. An order recorded before (the same order announced again under another
-    webhook id) earns nothing: it earned once already; so does the second of two members
-    claiming one order id in the same round."""
-    if not work:
-        return
-    priced = [_price(item) for item in work]
-    first = list({p.event.order_id: p for p in reversed(priced)}.values())[::-1]
-    rows = await pg.fetch(
-        INSERT_ORDERS,
-        merchant_id,
-        [p.event.order_id for p in first],
-        [p.event.member_id for p in first],
-        [p.event.occurred_at for p in first],
-        [msgspec.json.encode(p.points.lines).decode() for p in first],
-        [msgspec.json.encode(p.qualifying).decode() for p in first],
-        [msgspec.json.encode(_bonus_keys(p)).decode() for p in first],
-    )
-    inserted = {row["order_id"] for row in rows}
-    recorded = [p for p in first if p.event.order_id in inserted]
-    for p in priced:
-        p.item.recorded = False
-    for p in recorded:
-        p.item.recorded = True
-    learned = [(p.event.member_id, found) for p in recorded if (found := _learned(p)) is not None]
-    if learned:
-        await pg.execute(
-            UPDATE_BUYERS,
-            merchant_id,
-            [member_id for member_id, _ in learned],
-            [msgspec.json.encode(categories).decode() for _, (categories, _) in learned],
-            [promotion_points for _, (_, promotion_points) in learned],
-        )
-    for p in recorded:
-        program = p.item.version.program
-        p.item.intents = order_intents(p.event, p.points, program) + await referral_intents(
-            pg,
-            merchant_id,
-            program,
-            p.event,
-            eligible_total_minor=sum(p.qualifying.values()),
-        )
-
-
-def _bonus_keys(order: _PricedOrder) -> dict[str, int]:
-    """The ledger keys of the order's bonus earns, by which a refund finds them again."""
-    key = order_earn_key(order.event.order_id)
-    return {f"{key}:{bonus.source}": bonus.points for bonus in order.points.bonuses}
-
-
-def _learned(order: _PricedOrder) -> tuple[list[str], str] | None:
-    """The buyer's categories and promotion points after this order; None if unchanged."""
-    buyer = order.buyer
-    promotion_points = dict(buyer.promotion_points or {})
-    for line in order.points.lines:
-        if line.promotion_id and line.promotion_extra > 0:
-            promotion_points[line.promotion_id] = (
-                promotion_points.get(line.promotion_id, 0) + line.promotion_extra
-            )
-    categories = buyer.categories_bought | {line.category for line in order.event.lines}
-    if categories == buyer.categories_bought and promotion_points == (buyer.promotion_points or {}):
-        return None
-    return sorted(categories), msgspec.json.encode(promotion_points).decode()
-
-
 async def _other_intents(pg: PgConnection, merchant_id: str, item: _Work) -> list[Intent]:
     """What a refund, a cancellation or an action earns or takes back."""
     event, program, member = item.event, item.version.program, item.member
     if isinstance(event, OrderRefunded | OrderCancelled):
-        order = await _load_order(pg, merchant_id, event)
+        order = await load_order(pg, merchant_id, event)
         intents = evaluate(event, MemberState(event.member_id, order=order), program)
-        updated = await _record_refund(pg, merchant_id, event, order)
+        updated = await record_refund(pg, merchant_id, event, order)
         intents += await reversal_intents(pg, merchant_id, program, event.member_id, updated)
         return intents + await revoke_challenges(
             pg, merchant_id, event.member_id, program, event.occurred_at
@@ -457,44 +329,6 @@ async def _take_back(
         description=intent.description,
         source=intent.source,
     )
-
-
-async def _load_order(
-    pg: PgConnection, merchant_id: str, event: OrderRefunded | OrderCancelled
-) -> OrderRecord:
-    row = await pg.fetchrow(LOAD_ORDER, merchant_id, event.order_id)
-    if row is None or row["member_id"] != event.member_id:
-        raise UnknownOrder(
-            f"merchant {merchant_id!r} has no paid order {event.order_id!r}"
-            f" of member {event.member_id!r}"
-        )
-    return OrderRecord(
-        order_id=event.order_id,
-        lines=tuple(msgspec.json.decode(row["lines"], type=list[LinePoints])),
-        bonus_keys=msgspec.json.decode(row["bonus_keys"], type=dict[str, int]),
-        refunded=msgspec.json.decode(row["refunded"], type=dict[str, int]),
-        cancelled=row["cancelled"],
-        bonuses_returned=row["bonuses_returned"],
-    )
-
-
-async def _record_refund(
-    pg: PgConnection,
-    merchant_id: str,
-    event: OrderRefunded | OrderCancelled,
-    order: OrderRecord,
-) -> OrderRecord:
-    """Store the order's refunds and return its record as it now stands."""
-    updated = after_refund(order, event)
-    await pg.execute(
-        UPDATE_ORDER,
-        merchant_id,
-        event.order_id,
-        msgspec.json.encode(updated.refunded).decode(),
-        updated.cancelled,
-        updated.bonuses_returned,
-    )
-    return updated
 
 
 async def _action_counts(
