@@ -21,7 +21,7 @@ from starlette.routing import Route
 from pointguard import db, metrics
 from pointguard.config import Settings, load_settings
 from pointguard.errors import PointGuardError, Unauthorized
-from pointguard.http_errors import pointguard_error
+from pointguard.http_errors import DATABASE_ERRORS, database_unavailable, pointguard_error
 from pointguard.logs import RequestLogContext
 from pointguard.plugin.credentials import CredentialCache
 from pointguard.plugin.dispatcher import dispatch_forever
@@ -119,7 +119,10 @@ def create_app(
             Route("/webhooks/{merchant}/woocommerce", receive_woocommerce, methods=["POST"]),
             Route("/webhooks/{merchant}/saleor", receive_saleor, methods=["POST"]),
         ],
-        exception_handlers={PointGuardError: pointguard_error},
+        exception_handlers={
+            PointGuardError: pointguard_error,
+            **{kind: database_unavailable for kind in DATABASE_ERRORS},
+        },
         middleware=[Middleware(RequestLogContext)],
         lifespan=lifespan,
     )

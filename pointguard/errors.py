@@ -205,6 +205,12 @@ class EventMismatch(WebhookRejected):
     code = "event_mismatch"
 
 
+class DatabaseUnavailable(PointGuardError):
+    """The database could not do the work now; nothing was decided, so retry later."""
+
+    code = "database_unavailable"
+
+
 class KeySetUnavailable(PointGuardError):
     """The storefront's JWKS cannot be fetched or read now, so a webhook cannot be verified
     either way; answered 503 so that the sender retries later instead of giving up."""

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -21,6 +23,7 @@ STATUS: tuple[tuple[type[errors.PointGuardError], int], ...] = (
     (errors.WebhookRejected, 401),
     (errors.Unauthorized, 401),
     (errors.KeySetUnavailable, 503),
+    (errors.DatabaseUnavailable, 503),
     (errors.InsufficientPoints, 409),
     (errors.RewardUnavailable, 409),
     (errors.InvalidEntry, 422),
@@ -31,6 +34,26 @@ STATUS: tuple[tuple[type[errors.PointGuardError], int], ...] = (
 
 def status_of(error: errors.PointGuardError) -> int:
     return next((status for kind, status in STATUS if isinstance(error, kind)), 400)
+
+
+# The database cannot be reached or refused to work (a restart, a failover, exhausted
+# connections): nothing was decided, so the caller should retry, and hears so in the same form
+# as every other refusal instead of a bare 500.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    SQLAlchemyError,
+    OSError,
+)
+RETRY_AFTER_S = 5
+
+
+async def database_unavailable(request: Request, error: Exception) -> JSONResponse:
+    response = await pointguard_error(
+        request, errors.DatabaseUnavailable(f"the database is unavailable: {type(error).__name__}")
+    )
+    response.headers["retry-after"] = str(RETRY_AFTER_S)
+    return response
 
 
 async def pointguard_error(request: Request, error: Exception) -> JSONResponse:

@@ -12,8 +12,11 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks import Webhook
 
+from bench.loopback_http import free_port
 from pointguard import db
 from pointguard.ledger import member_balances, member_history
+from pointguard.plugin.inbox import InboxWriter
+from pointguard.plugin.merchants import create_merchant
 from pointguard.plugin.signatures import sign_standard_webhook
 from pointguard.plugin.worker import (
     dead_letters,
@@ -21,6 +24,9 @@ from pointguard.plugin.worker import (
     process_merchant,
     replay_dead_letter,
 )
+from pointguard.program.store import save_program
+from pointguard.program.validation import parse_program
+from tests.plugin.conftest import PROGRAM
 
 
 def paid(order_id: str, customer: str = "ann", amount: int = 2500) -> dict[str, object]:
@@ -211,3 +217,28 @@ async def test_workers_racing_on_one_inbox_apply_every_event_once(shop, engine, 
     for n in range(7):
         total += (await run(member_balances, merchant.merchant_id, f"c{n}")).pending_points
     assert total == 60 * 25
+
+
+async def test_a_database_outage_is_a_503_to_retry_and_stores_nothing(open_app, engine, run):
+    async with open_app() as (app, client):
+        merchant = await run(create_merchant, app.state.secret_key, "Outage Shop")
+        await run(
+            save_program,
+            merchant.merchant_id,
+            parse_program(PROGRAM),
+            effective_from=datetime(2020, 1, 1, tzinfo=UTC),
+        )
+        working = app.state.inbox
+        nowhere = db.create_engine(f"postgresql+asyncpg://pg@127.0.0.1:{free_port()}/none")
+        app.state.inbox = InboxWriter(nowhere)
+        try:
+            down = await post(client, merchant, paid("4004"), "msg_down")
+        finally:
+            app.state.inbox = working
+            await nowhere.dispose()
+        assert down.status_code == 503
+        assert down.json()["error"]["code"] == "database_unavailable"
+        assert down.headers["retry-after"] == "5"
+        assert await inbox_count(engine, merchant.merchant_id) == 0
+        retried = await post(client, merchant, paid("4004"), "msg_down")  # the sender retries
+        assert (retried.status_code, retried.json()["replayed"]) == (202, False)
