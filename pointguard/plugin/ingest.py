@@ -30,11 +30,9 @@ from starlette.responses import JSONResponse
 from pointguard import db, logs, metrics
 from pointguard.config import Settings
 from pointguard.errors import InvalidPayload, KeySetNotConfigured, PayloadTooLarge, UnknownMerchant
-from pointguard.plugin.adapters import (
-    saleor_to_canonical,
-    shopify_to_canonical,
-    woocommerce_to_canonical,
-)
+from pointguard.plugin.adapters.saleor import saleor_to_canonical
+from pointguard.plugin.adapters.shopify import shopify_to_canonical
+from pointguard.plugin.adapters.woocommerce import woocommerce_to_canonical
 from pointguard.plugin.bounded import read_at_most
 from pointguard.plugin.credentials import CredentialCache
 from pointguard.plugin.inbox import InboxRow, InboxWriter, Recorded
@@ -98,12 +96,12 @@ async def receive_webhook(request: Request) -> JSONResponse:
 
 
 async def receive_shopify(request: Request) -> JSONResponse:
-    """A Shopify-style webhook (see `adapters.py`)."""
+    """A Shopify-style webhook (see `adapters/shopify.py`)."""
     return await _receive_adapted(request, "shopify")
 
 
 async def receive_woocommerce(request: Request) -> JSONResponse:
-    """A WooCommerce-style webhook (see `adapters.py`)."""
+    """A WooCommerce-style webhook (see `adapters/woocommerce.py`)."""
     return await _receive_adapted(request, "woocommerce")
 
 
@@ -146,7 +144,7 @@ async def _receive_adapted(request: Request, sender: str) -> JSONResponse:
 async def receive_saleor(request: Request) -> JSONResponse:
     """A Saleor-style webhook: `Saleor-Signature`, a detached RS256 JWS (`jws.py`), verified
     with the key it names from the merchant's JWKS (`jwks.py`; 503 while that cannot be had),
-    then mapped and given its dedupe id as `adapters.saleor_to_canonical` says. The sender's
+    then mapped and given its dedupe id as `adapters.saleor.saleor_to_canonical` says. The sender's
     `Saleor-Domain` and `Saleor-Api-Url` never choose the keys: whoever sends them could."""
     merchant_id = request.path_params["merchant"]
     headers = request.headers

@@ -13,7 +13,9 @@ import pytest
 from pointguard import db
 from pointguard.errors import InvalidPayload
 from pointguard.ledger import member_balances
-from pointguard.plugin.adapters import minor_units, shopify_to_canonical, woocommerce_to_canonical
+from pointguard.plugin.adapters.fields import minor_units
+from pointguard.plugin.adapters.shopify import shopify_to_canonical
+from pointguard.plugin.adapters.woocommerce import woocommerce_to_canonical
 from pointguard.plugin.merchants import set_adapter_secret
 from pointguard.plugin.worker import process_merchant
 

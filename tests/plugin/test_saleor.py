@@ -12,7 +12,7 @@ import pytest
 from pointguard import db
 from pointguard.errors import EventMismatch, InvalidPayload
 from pointguard.ledger import member_balances
-from pointguard.plugin.adapters import saleor_to_canonical
+from pointguard.plugin.adapters.saleor import saleor_to_canonical
 from pointguard.plugin.merchants import set_jwks_url
 from pointguard.plugin.worker import process_due, process_merchant
 
