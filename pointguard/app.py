@@ -94,7 +94,9 @@ def create_app(
         app.state.database_gauges = metrics.DatabaseGauges(engine)
         loops: list[Callable[[], Coroutine[Any, Any, None]]] = []
         if upkeep:
-            loops.append(lambda: upkeep_forever(engine, interval_s=UPKEEP_INTERVAL_S))
+            loops.append(
+                lambda: upkeep_forever(engine, interval_s=UPKEEP_INTERVAL_S, settings=settings)
+            )
         if workers:
             loops.append(lambda: work_forever(engine))
         if dispatch:

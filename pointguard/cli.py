@@ -260,6 +260,19 @@ def ledger_verify(
         raise typer.Exit(code=1)
 
 
+@app.command()
+def upkeep() -> None:
+    """One upkeep pass over every merchant: timeouts, releases, expiry, sealing, tier reviews,
+    expiry reminders, and the inbox's and outbox's retention; prints what each job did."""
+    from pointguard.upkeep import upkeep_pass
+
+    async def one_pass(engine: AsyncEngine) -> None:
+        for job, result in (await upkeep_pass(engine)).items():
+            typer.echo(f"{job}: {result}")
+
+    _with_engine(one_pass)
+
+
 @ledger_app.command("maintain")
 def ledger_maintain() -> None:
     """One upkeep pass: void timed-out reservations, release due earns, expire lots, seal."""

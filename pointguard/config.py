@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_DATA_DIR = Path(".pointguard")
+MAX_RETENTION_DAYS = 36_500  # a hundred years: past this, say 0 (keep forever)
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class Settings:
     log_level: str  # debug, info, warning or error; debug also logs each accepted webhook
     metrics_token: str | None  # unset: GET /metrics is open; set: it needs "Bearer <token>"
     metrics_dir: Path | None  # where processes pool metric values; unset: data_dir / "metrics"
+    inbox_retention_days: int  # applied and ignored webhooks are deleted after this; 0: never
+    outbox_retention_days: int  # events done with (delivered, or no endpoint) too; 0: never
 
     @property
     def embedded_pg_dir(self) -> Path:
@@ -61,6 +64,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         metrics_dir=Path(env["POINTGUARD_METRICS_DIR"]).absolute()
         if env.get("POINTGUARD_METRICS_DIR")
         else None,
+        inbox_retention_days=_days(env, "POINTGUARD_INBOX_RETENTION_DAYS", 30),
+        outbox_retention_days=_days(env, "POINTGUARD_OUTBOX_RETENTION_DAYS", 30),
     )
 
 
@@ -70,3 +75,19 @@ def _one_of(env: dict[str, str], name: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
     return value
+
+
+def _days(env: dict[str, str], name: str, default: int) -> int:
+    """`env[name]` as a whole number of days from 0 to `MAX_RETENTION_DAYS`; `default` if
+    unset."""
+    value = env.get(name, str(default))
+    try:
+        days = int(value)
+    except ValueError:
+        days = -1
+    if not 0 <= days <= MAX_RETENTION_DAYS:
+        raise ValueError(
+            f"{name} must be a whole number of days from 0 (keep forever) to"
+            f" {MAX_RETENTION_DAYS}, not {value!r}"
+        )
+    return days

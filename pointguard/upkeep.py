@@ -1,5 +1,6 @@
 """Background upkeep for every merchant: the ledger's jobs (reservation timeouts, releases,
-expiry, sealing) and the program's (tier reviews, expiry reminders, inactivity expiry).
+expiry, sealing), the program's (tier reviews, expiry reminders, inactivity expiry) and the
+webhook plugin's retention (old inbox rows and outbox events deleted).
 `pointguard serve` runs a pass every few seconds; `pointguard upkeep` runs one. A job that
 fails is logged; the others still run.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 
 import asyncpg
@@ -15,8 +17,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
+from pointguard.config import Settings, load_settings
 from pointguard.errors import PointGuardError
 from pointguard.ledger.maintenance import maintain_all
+from pointguard.plugin.retention import purge_inbox, purge_outbox
 from pointguard.program.expiry import expire_inactive, send_expiry_reminders
 from pointguard.program.outbox import write_entry_events
 from pointguard.program.standing import review_tiers
@@ -29,31 +33,66 @@ PROGRAM_JOBS = (
     ("expiry reminders", send_expiry_reminders),
     ("inactivity points expired", expire_inactive),
 )
+# Merchants of the webhook plugin, and of the program alone (whose outbox still fills).
+RETENTION_MERCHANTS = """
+SELECT merchant_id FROM merchants UNION SELECT merchant_id FROM program_versions ORDER BY 1
+"""
 
 
-async def upkeep_pass(engine: AsyncEngine, now: datetime | None = None) -> dict[str, object]:
-    """One pass; returns what each merchant's jobs did."""
+async def upkeep_pass(
+    engine: AsyncEngine, now: datetime | None = None, *, settings: Settings | None = None
+) -> dict[str, object]:
+    """One pass; returns what each merchant's jobs did. `now` is the clock of the ledger's and
+    the program's jobs; retention counts ages on the database's clock (see
+    `plugin/retention.py`)."""
     now = now or datetime.now(UTC)
+    settings = settings or load_settings()
     done: dict[str, object] = dict(await maintain_all(engine, now, on_released=write_entry_events))
-    async with db.connection(engine) as pg:
-        merchants = [r["merchant_id"] for r in await pg.fetch(PROGRAM_MERCHANTS)]
-    for merchant_id in merchants:
+    for merchant_id in await _merchants(engine, PROGRAM_MERCHANTS):
         for name, job in PROGRAM_JOBS:
-            try:
-                result = await db.run_in_transaction(engine, job, merchant_id, now=now)
-            except (PointGuardError, asyncpg.PostgresError) as error:
-                log.error("upkeep job failed merchant=%s job=%s error=%r", merchant_id, name, error)
-                continue
-            done[f"{merchant_id} {name}"] = result
+            await _job(
+                done, merchant_id, name, db.run_in_transaction(engine, job, merchant_id, now=now)
+            )
+    for merchant_id in await _merchants(engine, RETENTION_MERCHANTS):
+        await _job(
+            done,
+            merchant_id,
+            "inbox rows purged",
+            purge_inbox(engine, merchant_id, retention_days=settings.inbox_retention_days),
+        )
+        await _job(
+            done,
+            merchant_id,
+            "outbox events purged",
+            purge_outbox(engine, merchant_id, retention_days=settings.outbox_retention_days),
+        )
     return done
 
 
-async def upkeep_forever(engine: AsyncEngine, *, interval_s: float) -> None:
+async def upkeep_forever(
+    engine: AsyncEngine, *, interval_s: float, settings: Settings | None = None
+) -> None:
     """A pass every `interval_s`; a pass that fails (database away) is logged, the next one
     tries again."""
     while True:
         try:
-            await upkeep_pass(engine)
+            await upkeep_pass(engine, settings=settings)
         except (asyncpg.PostgresError, SQLAlchemyError, OSError) as error:
             log.error("upkeep pass failed error=%r", error)
         await asyncio.sleep(interval_s)
+
+
+async def _merchants(engine: AsyncEngine, query: str) -> list[str]:
+    async with db.connection(engine) as pg:
+        return [r["merchant_id"] for r in await pg.fetch(query)]
+
+
+async def _job(
+    done: dict[str, object], merchant_id: str, name: str, work: Awaitable[object]
+) -> None:
+    """Await one merchant's job and note its result as `done["{merchant} {name}"]`; a job
+    that fails is logged and noted nowhere, and the pass goes on."""
+    try:
+        done[f"{merchant_id} {name}"] = await work
+    except (PointGuardError, asyncpg.PostgresError) as error:
+        log.error("upkeep job failed merchant=%s job=%s error=%r", merchant_id, name, error)

@@ -180,3 +180,17 @@ async def test_outbox_dead_lists_dead_deliveries_and_replay_queues_them_again(
         (first, "pending", 0),
         (second, "pending", 0),
     ]
+
+
+async def test_upkeep_runs_one_pass_and_prints_what_each_job_did(engine, run, database_url):
+    shop = (await run(create_merchant, os.urandom(32), "Upkeep Shop")).merchant_id
+    await run(write_events, shop, [("points.earned", {"member_id": "ann", "points": 5})] * 2)
+    async with db.connection(engine) as pg:
+        await pg.execute(
+            "UPDATE outbox SET created_at = now() - interval '31 days' WHERE merchant_id = $1",
+            shop,
+        )
+    result = pointguard(database_url, "upkeep")
+    assert result.returncode == 0, result.stderr
+    assert f"{shop} inbox rows purged: 0\n" in result.stdout
+    assert f"{shop} outbox events purged: 2\n" in result.stdout

@@ -21,9 +21,10 @@ Rules this module enforces:
   merchant's deliveries stop for `COOL_DOWN_S` (the batch in flight is released untried);
   then a single delivery is tried, and its success closes the circuit, its failure opens it
   for another cool-down. Attempts skipped while the circuit is open do not count.
-- A merchant without an endpoint gets nothing delivered; its outbox rows wait. The endpoint
-  and the signing keys come from the process's `CredentialCache`, so a new endpoint or key is
-  used within its TTL, and a claim does not decrypt anything.
+- A merchant without an endpoint gets nothing delivered; its outbox rows wait (for the
+  outbox's retention period: `plugin/retention.py`). The endpoint and the signing keys come
+  from the process's `CredentialCache`, so a new endpoint or key is used within its TTL, and
+  a claim does not decrypt anything.
 - Every statement names one merchant; a merchant's events are sent in `outbox_id` order
   within a batch (a failed one does not hold the others back).
 """
