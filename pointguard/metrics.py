@@ -108,6 +108,13 @@ OUTBOX_CIRCUITS_OPENED = Counter(
     registry=REGISTRY,
 )
 
+RETENTION_PURGED = Counter(
+    "pointguard_retention_purged",
+    "Rows deleted by retention, by table: inbox rows and outbox events past their days.",
+    ["table"],
+    registry=REGISTRY,
+)
+
 _ACCEPTED = {sender: WEBHOOKS_ACCEPTED.labels(sender) for sender in SENDERS}
 _REPLAYED = {sender: WEBHOOKS_REPLAYED.labels(sender) for sender in SENDERS}
 _ROWS = {outcome: WORKER_ROWS.labels(outcome) for outcome in WORKER_OUTCOMES}
@@ -140,6 +147,12 @@ def observe_worker_batch(seconds: float, applied: int, dead: int, retried: int) 
 def count_delivery(outcome: str) -> None:
     """One delivery attempt: `delivered`, `failed` (to be retried) or `dead`."""
     _ATTEMPTS[outcome].inc()
+
+
+def count_purged(table: str, rows: int) -> None:
+    """Rows of `table` (`inbox` or `outbox`) deleted by one retention purge."""
+    if rows:
+        RETENTION_PURGED.labels(table).inc(rows)
 
 
 def count_circuit_opened() -> None:

@@ -16,7 +16,7 @@ import asyncpg
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pointguard import db
+from pointguard import db, metrics
 from pointguard.config import Settings, load_settings
 from pointguard.errors import PointGuardError
 from pointguard.ledger.maintenance import maintain_all
@@ -33,6 +33,7 @@ PROGRAM_JOBS = (
     ("expiry reminders", send_expiry_reminders),
     ("inactivity points expired", expire_inactive),
 )
+RETENTION_JOBS = {"inbox": "inbox rows purged", "outbox": "outbox events purged"}
 # Merchants of the webhook plugin, and of the program alone (whose outbox still fills).
 RETENTION_MERCHANTS = """
 SELECT merchant_id FROM merchants UNION SELECT merchant_id FROM program_versions ORDER BY 1
@@ -54,18 +55,16 @@ async def upkeep_pass(
                 done, merchant_id, name, db.run_in_transaction(engine, job, merchant_id, now=now)
             )
     for merchant_id in await _merchants(engine, RETENTION_MERCHANTS):
-        await _job(
-            done,
-            merchant_id,
-            "inbox rows purged",
-            purge_inbox(engine, merchant_id, retention_days=settings.inbox_retention_days),
-        )
-        await _job(
-            done,
-            merchant_id,
-            "outbox events purged",
-            purge_outbox(engine, merchant_id, retention_days=settings.outbox_retention_days),
-        )
+        for table, purge, days in (
+            ("inbox", purge_inbox, settings.inbox_retention_days),
+            ("outbox", purge_outbox, settings.outbox_retention_days),
+        ):
+            await _job(
+                done,
+                merchant_id,
+                RETENTION_JOBS[table],
+                _counted(table, purge(engine, merchant_id, retention_days=days)),
+            )
     return done
 
 
@@ -80,6 +79,12 @@ async def upkeep_forever(
         except (asyncpg.PostgresError, SQLAlchemyError, OSError) as error:
             log.error("upkeep pass failed error=%r", error)
         await asyncio.sleep(interval_s)
+
+
+async def _counted(table: str, purge: Awaitable[int]) -> int:
+    purged = await purge
+    metrics.count_purged(table, purged)
+    return purged
 
 
 async def _merchants(engine: AsyncEngine, query: str) -> list[str]:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pointguard import db
+from pointguard import db, metrics
 from pointguard.config import MAX_RETENTION_DAYS, load_settings
 from pointguard.ledger import member_balances, member_history
 from pointguard.plugin.credentials import CredentialCache
@@ -280,8 +280,15 @@ async def test_the_upkeep_purges_with_the_configured_retention(engine, run, secr
     assert (done[f"{m} inbox rows purged"], done[f"{m} outbox events purged"]) == (0, 1)
     longer = load_settings({"POINTGUARD_INBOX_RETENTION_DAYS": str(OLD + 1)})
     assert (await upkeep_pass(engine, settings=longer))[f"{m} inbox rows purged"] == 0
+    counted_before = purged_metric("inbox")
     done = await upkeep_pass(engine, settings=load_settings({}))
     assert (done[f"{m} inbox rows purged"], done[f"{m} outbox events purged"]) == (1, 0)
+    assert purged_metric("inbox") - counted_before >= 1  # /metrics counts what went
+
+
+def purged_metric(table):
+    labels = {"table": table}
+    return metrics.REGISTRY.get_sample_value("pointguard_retention_purged_total", labels) or 0
 
 
 def test_retention_settings():
