@@ -161,20 +161,15 @@ def count_circuit_opened() -> None:
 
 # One statement for every gauge. Each count runs on a partial index of its status, so a
 # scrape costs in proportion to what is pending or dead, not to the tables' history. Events
-# waiting for the dispatcher to make their delivery rows are counted above each merchant's
-# highest delivery row (a PK range), so a stopped dispatcher shows as a growing backlog.
+# no dispatcher has taken yet count too, so a stopped dispatcher shows as a growing backlog.
 DATABASE_GAUGES = """
 SELECT
     pending.inbox_pending,
     pending.inbox_lag_s,
     (SELECT count(*) FROM inbox WHERE status = 'dead') AS inbox_dead,
     (SELECT count(*) FROM outbox_deliveries WHERE status = 'pending')
-    + (SELECT coalesce(sum(waiting), 0) FROM merchants m CROSS JOIN LATERAL (
-        SELECT count(*) AS waiting FROM outbox o
-        WHERE o.merchant_id = m.merchant_id AND o.outbox_id > coalesce(
-            (SELECT max(d.outbox_id) FROM outbox_deliveries d
-             WHERE d.merchant_id = m.merchant_id), 0)) w
-       WHERE m.endpoint_url IS NOT NULL) AS outbox_backlog,
+    + (SELECT count(*) FROM outbox o JOIN merchants m USING (merchant_id)
+       WHERE NOT o.dispatched AND m.endpoint_url IS NOT NULL) AS outbox_backlog,
     (SELECT count(*) FROM outbox_deliveries WHERE status = 'dead') AS outbox_dead,
     (SELECT count(*) FROM outbox_circuits WHERE open_until > now()) AS circuits_open
 FROM (

@@ -79,15 +79,23 @@ SELECT merchant_id FROM merchants WHERE endpoint_url IS NOT NULL ORDER BY mercha
 """
 
 # Outbox ids come from one identity but commit out of order, so a high-water mark could skip
-# a late commit; the anti-join on the two primary keys finds every row without a delivery.
+# a late commit: each event says instead whether a dispatcher has taken it, and the events not
+# yet taken are in a partial index, so a pass reads only what is new (migration 0011). SKIP
+# LOCKED: racing dispatchers take different events; the delivery's key makes a repeat harmless.
 MATERIALISE = """
+WITH taken AS (
+    SELECT outbox_id FROM outbox
+    WHERE merchant_id = $1 AND NOT dispatched
+    ORDER BY outbox_id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+), marked AS (
+    UPDATE outbox o SET dispatched = true FROM taken
+    WHERE o.merchant_id = $1 AND o.outbox_id = taken.outbox_id
+    RETURNING o.outbox_id
+)
 INSERT INTO outbox_deliveries (merchant_id, outbox_id, next_attempt_at)
-SELECT o.merchant_id, o.outbox_id, $2 FROM outbox o
-WHERE o.merchant_id = $1 AND NOT EXISTS (
-    SELECT 1 FROM outbox_deliveries d
-    WHERE d.merchant_id = o.merchant_id AND d.outbox_id = o.outbox_id)
-ORDER BY o.outbox_id
-LIMIT $3
+SELECT $1, outbox_id, $2 FROM marked
 ON CONFLICT DO NOTHING
 """
 

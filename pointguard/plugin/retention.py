@@ -85,14 +85,10 @@ PURGE_DELIVERED = _purge_outbox_head("""
 # the program only) means no endpoint.
 HAS_ENDPOINT = "SELECT endpoint_url IS NOT NULL FROM merchants WHERE merchant_id = $1 FOR SHARE"
 
-# Events above the merchant's newest delivery: the dispatcher has made no delivery for any of
-# them. (Below it, an event can lack a delivery only if its transaction committed after the
-# dispatcher passed it and the endpoint was removed before it came back: a few rows at most,
-# left alone, since finding them would read every delivery each time.)
+# Events no dispatcher has taken (the partial index of migration 0011).
 PURGE_UNDELIVERABLE = _purge_outbox_head("""
     SELECT outbox_id FROM outbox
-    WHERE merchant_id = $1 AND outbox_id > (
-        SELECT coalesce(max(outbox_id), 0) FROM outbox_deliveries WHERE merchant_id = $1)
+    WHERE merchant_id = $1 AND NOT dispatched
     ORDER BY outbox_id
     LIMIT $3""")
 

@@ -214,3 +214,21 @@ def test_retry_delay_doubles_from_5_s_to_10_h_with_jitter(attempts):
     delays = [retry_delay_s(attempts, random.Random(seed)) for seed in range(200)]
     assert all(0.8 * base_s <= d <= 1.2 * base_s for d in delays)
     assert len(set(delays)) > 1  # jittered, not one fixed schedule
+
+
+async def test_an_event_that_commits_after_a_newer_one_is_still_delivered(engine, run, receiver):
+    """Outbox ids are handed out in one order and committed in another: an event whose
+    transaction is still open when the dispatcher passes must be delivered on a later pass."""
+    merchant = await shop(run, receiver.url, events=0)
+    m = merchant.merchant_id
+    t0 = datetime.now(UTC)
+    async with db.connection(engine) as slow, slow.transaction():
+        await write_events(slow, m, [("points.pending", {"member_id": "ann", "points": 1})])
+        await run(write_events, m, [("points.pending", {"member_id": "bob", "points": 2})])
+        first = await deliver_merchant(engine, CREDENTIALS, m, now=t0)
+        assert first.delivered == 1  # the newer event; the older one is not committed yet
+    second = await deliver_merchant(engine, CREDENTIALS, m, now=t0)
+    assert second.delivered == 1
+    bodies = [json.loads(body) for _, body, status in receiver.requests if status == 204]
+    assert sorted(b["data"]["points"] for b in bodies) == [1, 2]
+    assert [r["status"] for r in await deliveries(engine, m)] == ["delivered", "delivered"]
