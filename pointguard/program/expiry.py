@@ -30,14 +30,12 @@ RETURNING member_id
 
 # Members with available points whose last program event is on or before $2.
 INACTIVE = """
-SELECT e.member_id, max(e.occurred_at) AS last_activity, a.balance_points
-FROM program_applied_events e
+SELECT m.member_id, m.last_activity_at AS last_activity, a.balance_points
+FROM program_members m
 JOIN ledger_accounts a
-  ON a.merchant_id = e.merchant_id AND a.member_id = e.member_id AND a.kind = 'available'
-WHERE e.merchant_id = $1 AND a.balance_points > 0
-GROUP BY e.member_id, a.balance_points
-HAVING max(e.occurred_at) <= $2
-ORDER BY max(e.occurred_at) LIMIT $3
+  ON a.merchant_id = m.merchant_id AND a.member_id = m.member_id AND a.kind = 'available'
+WHERE m.merchant_id = $1 AND m.last_activity_at <= $2 AND a.balance_points > 0
+ORDER BY m.last_activity_at LIMIT $3
 """
 
 

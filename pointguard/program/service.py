@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from pointguard.db import PgConnection
@@ -56,10 +56,13 @@ ON CONFLICT (merchant_id, event_id) DO NOTHING
 RETURNING event_id
 """
 
-# Rows are locked in the order of $2 (callers sort it): one global order for every worker.
+# Rows are locked in the order of $2 (callers sort it): one global order for every worker. The
+# update that locks a row also keeps the time of the member's newest event (for inactivity).
 LOCK_MEMBERS = """
-INSERT INTO program_members AS m (merchant_id, member_id) SELECT $1, unnest($2::text[])
-ON CONFLICT (merchant_id, member_id) DO UPDATE SET member_id = m.member_id
+INSERT INTO program_members AS m (merchant_id, member_id, last_activity_at)
+SELECT $1, * FROM unnest($2::text[], $3::timestamptz[])
+ON CONFLICT (merchant_id, member_id) DO UPDATE
+SET last_activity_at = greatest(m.last_activity_at, excluded.last_activity_at)
 RETURNING member_id, tier, tier_review_at, birthday, categories_bought,
           promotion_points::text AS promotion_points
 """
@@ -132,7 +135,7 @@ async def apply_events(
         if not todo:
             continue
         versions = await programs_in_force(pg, merchant_id, [e.occurred_at for _, e in todo])
-        members = await _lock_members(pg, merchant_id, [e.member_id for _, e in todo])
+        members = await _lock_members(pg, merchant_id, [e for _, e in todo])
         work = [
             _Work(index, event, version, members[event.member_id])
             for (index, event), version in zip(todo, versions, strict=True)
@@ -187,9 +190,16 @@ async def _mark_applied(pg: PgConnection, merchant_id: str, events: Sequence[Eve
 
 
 async def _lock_members(
-    pg: PgConnection, merchant_id: str, member_ids: Sequence[str]
+    pg: PgConnection, merchant_id: str, events: Sequence[Event]
 ) -> dict[str, Any]:
-    rows = await pg.fetch(LOCK_MEMBERS, merchant_id, sorted(set(member_ids)))
+    """Lock the round's members (one event each), noting when each was last active."""
+    newest: dict[str, datetime] = {}
+    for event in events:
+        newest[event.member_id] = max(
+            event.occurred_at, newest.get(event.member_id, event.occurred_at)
+        )
+    members = sorted(newest)
+    rows = await pg.fetch(LOCK_MEMBERS, merchant_id, members, [newest[m] for m in members])
     return {row["member_id"]: row for row in rows}
 
 
