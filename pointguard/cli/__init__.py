@@ -1,0 +1,28 @@
+"""The `pointguard` command: serve, migrate, demo, and ledger upkeep and verification.
+
+One module per command group (`server` holds the top-level commands); `common` has what they
+share. Nothing here or at the top of those modules may import prometheus_client, or anything
+that does: the long-running commands first point it at the shared metrics folder
+(`server._observed`), so each command imports what it needs inside its function. That also
+keeps `pointguard --help` fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from pointguard.cli import inbox, ledger, merchant, outbox, program, server
+
+app = typer.Typer(
+    help="PointGuard: a loyalty engine on a double-entry points ledger.", no_args_is_help=True
+)
+app.add_typer(server.app)  # no name: its commands stand at the top level
+app.add_typer(ledger.app, name="ledger")
+app.add_typer(program.app, name="program")
+app.add_typer(inbox.app, name="inbox")
+app.add_typer(outbox.app, name="outbox")
+app.add_typer(merchant.app, name="merchant")
+
+
+def main() -> None:
+    app()
