@@ -51,6 +51,18 @@ def secret_key() -> bytes:
     return base64.b64decode(SECRET_KEY)
 
 
+async def merchant_with_program(run, key: bytes, name: str) -> NewMerchant:
+    """A new merchant with the test PROGRAM in force since 2020."""
+    merchant: NewMerchant = await run(create_merchant, key, name)
+    await run(
+        save_program,
+        merchant.merchant_id,
+        parse_program(PROGRAM),
+        effective_from=datetime(2020, 1, 1, tzinfo=UTC),
+    )
+    return merchant
+
+
 @pytest.fixture
 async def shop(database_url, run):
     """`(client, merchant)`: an HTTP client on the app, and a merchant with a program."""
@@ -66,13 +78,7 @@ async def shop(database_url, run):
         dispatch=False,
     )
     async with app.router.lifespan_context(app):
-        merchant = await run(create_merchant, app.state.secret_key, "Hook Shop")
-        await run(
-            save_program,
-            merchant.merchant_id,
-            parse_program(PROGRAM),
-            effective_from=datetime(2020, 1, 1, tzinfo=UTC),
-        )
+        merchant = await merchant_with_program(run, app.state.secret_key, "Hook Shop")
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://pg") as client:
             yield client, merchant

@@ -16,7 +16,6 @@ from bench.loopback_http import free_port
 from pointguard import db
 from pointguard.ledger import member_balances, member_history
 from pointguard.plugin.inbox import InboxWriter
-from pointguard.plugin.merchants import create_merchant
 from pointguard.plugin.signatures import sign_standard_webhook
 from pointguard.plugin.worker import (
     dead_letters,
@@ -24,9 +23,7 @@ from pointguard.plugin.worker import (
     process_merchant,
     replay_dead_letter,
 )
-from pointguard.program.store import save_program
-from pointguard.program.validation import parse_program
-from tests.plugin.conftest import PROGRAM
+from tests.plugin.conftest import merchant_with_program
 
 
 def paid(order_id: str, customer: str = "ann", amount: int = 2500) -> dict[str, object]:
@@ -221,13 +218,7 @@ async def test_workers_racing_on_one_inbox_apply_every_event_once(shop, engine, 
 
 async def test_a_database_outage_is_a_503_to_retry_and_stores_nothing(open_app, engine, run):
     async with open_app() as (app, client):
-        merchant = await run(create_merchant, app.state.secret_key, "Outage Shop")
-        await run(
-            save_program,
-            merchant.merchant_id,
-            parse_program(PROGRAM),
-            effective_from=datetime(2020, 1, 1, tzinfo=UTC),
-        )
+        merchant = await merchant_with_program(run, app.state.secret_key, "Outage Shop")
         working = app.state.inbox
         nowhere = db.create_engine(f"postgresql+asyncpg://pg@127.0.0.1:{free_port()}/none")
         app.state.inbox = InboxWriter(nowhere)
