@@ -36,6 +36,9 @@ SELECT webhook_id, status FROM inbox WHERE merchant_id = $1 AND webhook_id = ANY
 """
 
 MAX_BATCH = 500
+# Merchants written at once by one writer: enough for their commits to reach the disk together,
+# few enough to leave the pool's connections to the workers and the dispatcher.
+MAX_CONNECTIONS = 4
 
 
 @dataclass(frozen=True)
@@ -64,14 +67,21 @@ class InboxWriter:
     A row waits only for the write in flight, if any: under light load each row is written at
     once, alone; under heavy load, every row that arrived during one write goes in the next,
     so a commit serves as many requests as are waiting. The merchants of one write commit
-    side by side, each on its own connection, and PostgreSQL flushes their commits to disk
-    together. One bad row (which the checks before it should make impossible) does not sink
-    its batch: the batch is then written row by row.
+    side by side, each on its own connection (`max_connections` at a time), and PostgreSQL
+    flushes their commits to disk together. One bad row (which the checks before it should
+    make impossible) does not sink its batch: the batch is then written row by row.
     """
 
-    def __init__(self, engine: AsyncEngine, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        max_batch: int = MAX_BATCH,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
         self._engine = engine
         self._max_batch = max_batch
+        self._connections = asyncio.Semaphore(max_connections)
         self._waiting: list[Waiting] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -99,7 +109,7 @@ class InboxWriter:
     async def _write(self, group: list[Waiting]) -> None:
         """Write one merchant's waiting rows and tell each request how its row stands."""
         try:
-            async with db.connection(self._engine) as pg:
+            async with self._connections, db.connection(self._engine) as pg:
                 results = await _write_batch(pg, [row for row, _ in group])
         except Exception as error:  # every waiting request must hear it
             results = [error] * len(group)
