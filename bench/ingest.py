@@ -1,11 +1,13 @@
 """Webhook ingest end to end: the real server, signed `order.paid` webhooks, inbox to ledger.
 
-Usage: python bench/ingest.py [--seconds N] [--workers W] [--concurrency C] [--client raw|httpx]
+Usage: python bench/ingest.py [--seconds N] [--workers W] [--concurrency C] [--merchants M]
+                              [--client raw|httpx]
 
-Starts a fresh embedded PostgreSQL (or uses DATABASE_URL), migrates, creates a merchant with
-a simple program, then starts the real server (`pointguard serve --workers W`: uvicorn with W
-processes, each with its inbox worker, outbox dispatcher and upkeep) on 127.0.0.1, and
-drives it from a separate load process (this file, `--load`), in two phases:
+Starts a fresh embedded PostgreSQL (or uses DATABASE_URL), migrates, creates M merchants (1 by
+default) with the same simple program, then starts the real server (`pointguard serve
+--workers W`: uvicorn with W processes, each with its inbox worker, outbox dispatcher and
+upkeep) on 127.0.0.1, and drives it from a separate load process (this file, `--load`), in two
+phases:
 
   saturate   C connections, each sending the next webhook as soon as the last is answered,
              1 s of warm-up then N s counted: accepted_per_s = 202s per second
@@ -13,15 +15,17 @@ drives it from a separate load process (this file, `--load`), in two phases:
              latency is from each request's scheduled send time to its answer, so a server that
              falls behind is charged for the queueing too: p50_ms, p99_ms
 
-Every request is a distinct `order.paid` (fresh webhook id, one of 50,000 members), signed
-(`v1`, HMAC-SHA256) just before it is sent, by a small keep-alive HTTP/1.1 client (`--client
-httpx` uses httpx instead; see RawClient for why that is not the default). After each phase the
-bench waits (at most 60 s + 3 s per second of load) for the inbox to drain. applied_per_s
-is the saturate phase's rows applied divided by the time from the first of them received to
-the last applied (`inbox.received_at`, `inbox.applied_at`; applied_at is the start of the
-worker's batch transaction, so the last batch's own duration, tens of ms, is not counted).
-errors counts, over both phases, answers other than 202, failed requests (connection errors,
-timeouts after 10 s), and inbox rows that ended dead or were still pending after the drain.
+Every request is a distinct `order.paid` (fresh webhook id, one of 50,000 members of its
+merchant; the merchants take turns, round-robin across all connections), signed (`v1`,
+HMAC-SHA256, with its merchant's secret) just before it is sent, by a small keep-alive
+HTTP/1.1 client (`--client httpx` uses httpx instead; see RawClient for why that is not the
+default). After each phase the bench waits (at most 60 s + 3 s per second of load) for the
+inbox to drain. applied_per_s is the saturate phase's rows applied (of all the merchants)
+divided by the time from the first of them received to the last applied (`inbox.received_at`,
+`inbox.applied_at`; applied_at is the start of the worker's batch transaction, so the last
+batch's own duration, tens of ms, is not counted). errors counts, over both phases, answers
+other than 202, failed requests (connection errors, timeouts after 10 s), and inbox rows that
+ended dead or were still pending after the drain.
 
 Also reported: the server's peak RSS (all its processes together, sampled every 0.1 s), the
 CPU each party used during the saturate phase as a share of the machine, and the commonest
@@ -35,6 +39,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -91,6 +96,29 @@ points_per_major_unit = "1"
 # ---------------------------------------------------------------------------------------------
 # The load generator (a separate process: `python bench/ingest.py --load saturate|paced ...`)
 # ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """A merchant the load is sent to: its webhook path and inbound secret."""
+
+    path: str
+    secret: str
+
+
+def read_targets(merchants_file: str) -> list[Target]:
+    """The merchants written by `write_targets` (ids and secrets in a file, not on the command
+    line or in the environment: a hundred secrets fit neither well)."""
+    merchants = json.loads(Path(merchants_file).read_text())
+    return [Target(f"/webhooks/{m['merchant_id']}", m["secret"]) for m in merchants]
+
+
+def write_targets(path: Path, merchants: list[Any]) -> Path:
+    """In the scratch directory, which only its owner can read (`tempfile.mkdtemp`)."""
+    path.write_text(
+        json.dumps([{"merchant_id": m.merchant_id, "secret": m.webhook_secret} for m in merchants])
+    )
+    return path
 
 
 def order_paid(order_id: str) -> bytes:
@@ -174,15 +202,13 @@ async def clients(kind: str, port: int, count: int) -> AsyncIterator[list[Any]]:
             client.close()
 
 
-async def send_one(
-    client: Any, path: str, secret: str, webhook_id: str, result: LoadResult
-) -> bool:
+async def send_one(client: Any, target: Target, webhook_id: str, result: LoadResult) -> bool:
     body = order_paid(webhook_id)
-    headers = signed_headers(secret, webhook_id, body)
+    headers = signed_headers(target.secret, webhook_id, body)
     result.sent += 1
     try:
         async with asyncio.timeout(REQUEST_TIMEOUT_S):
-            status = await client.post(path, headers, body)
+            status = await client.post(target.path, headers, body)
     except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError, IndexError) as error:
         client.close()
         result.errors += 1
@@ -195,9 +221,9 @@ async def send_one(
     return True
 
 
-async def saturate(args: argparse.Namespace, secret: str) -> LoadResult:
+async def saturate(args: argparse.Namespace, targets: list[Target]) -> LoadResult:
     result = LoadResult()
-    path = f"/webhooks/{args.merchant}"
+    turn = itertools.cycle(targets)  # shared by all connections: the merchants take turns
     loop = asyncio.get_running_loop()
     start = loop.time()
     counted_from, end = start + WARMUP_S, start + WARMUP_S + args.seconds
@@ -206,7 +232,7 @@ async def saturate(args: argparse.Namespace, secret: str) -> LoadResult:
         n = 0
         while loop.time() < end:
             sent_at = loop.time()
-            ok = await send_one(client, path, secret, f"{args.tag}-{w}-{n}", result)
+            ok = await send_one(client, next(turn), f"{args.tag}-{w}-{n}", result)
             done = loop.time()
             n += 1
             if ok and counted_from <= done <= end:
@@ -219,11 +245,10 @@ async def saturate(args: argparse.Namespace, secret: str) -> LoadResult:
     return result
 
 
-async def paced(args: argparse.Namespace, secret: str) -> LoadResult:
+async def paced(args: argparse.Namespace, targets: list[Target]) -> LoadResult:
     """Open loop: request i is due at start + i / rate whatever happened to the others; it
     waits for a free connection if all are busy, and that wait counts in its latency."""
     result = LoadResult()
-    path = f"/webhooks/{args.merchant}"
     loop = asyncio.get_running_loop()
     total = int(args.rate * args.seconds)
     async with clients(args.client, args.port, args.concurrency) as made:
@@ -234,7 +259,8 @@ async def paced(args: argparse.Namespace, secret: str) -> LoadResult:
         async def one(i: int, due: float) -> None:
             client = await idle.get()
             try:
-                ok = await send_one(client, path, secret, f"{args.tag}-{i}", result)
+                target = targets[i % len(targets)]
+                ok = await send_one(client, target, f"{args.tag}-{i}", result)
             finally:
                 idle.put_nowait(client)
             if ok:
@@ -255,10 +281,10 @@ async def paced(args: argparse.Namespace, secret: str) -> LoadResult:
 
 
 def load_main(args: argparse.Namespace) -> None:
-    secret = os.environ["BENCH_WEBHOOK_SECRET"]
+    targets = read_targets(args.merchants_file)
     run = saturate if args.load == "saturate" else paced
     started = time.time()
-    result = asyncio.run(run(args, secret))
+    result = asyncio.run(run(args, targets))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(
         json.dumps(
@@ -344,7 +370,7 @@ class Monitor:
 
 
 async def run_load(
-    mode: str, port: int, merchant: str, secret: str, options: list[str]
+    mode: str, port: int, merchants_file: Path, options: list[str]
 ) -> dict[str, Any]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -353,11 +379,10 @@ async def run_load(
         mode,
         "--port",
         str(port),
-        "--merchant",
-        merchant,
+        "--merchants-file",
+        str(merchants_file),
         *options,
         stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "BENCH_WEBHOOK_SECRET": secret},
     )
     out, _ = await process.communicate()
     if process.returncode != 0:
@@ -370,16 +395,16 @@ SELECT count(*) FILTER (WHERE status = 'applied') AS applied,
        count(*) FILTER (WHERE status = 'pending') AS pending,
        count(*) FILTER (WHERE status NOT IN ('applied', 'pending')) AS other,
        min(received_at) AS first_received, max(applied_at) AS last_applied
-FROM inbox WHERE merchant_id = $1 AND webhook_id LIKE $2
+FROM inbox WHERE merchant_id = ANY($1::text[]) AND webhook_id LIKE $2
 """
 
 
-async def drain(engine: Any, merchant: str, tag: str, seconds: int) -> dict[str, Any]:
+async def drain(engine: Any, merchants: list[str], tag: str, seconds: int) -> dict[str, Any]:
     """Wait (bounded) until none of this phase's rows are pending; return the inbox figures."""
     deadline = time.monotonic() + DRAIN_TIMEOUT_S + DRAIN_S_PER_LOAD_S * seconds
     async with db.connection(engine) as pg:
         while True:
-            row = dict(await pg.fetchrow(INBOX_STATE, merchant, f"{tag}-%"))
+            row = dict(await pg.fetchrow(INBOX_STATE, merchants, f"{tag}-%"))
             if row["pending"] == 0 or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.2)
@@ -482,16 +507,23 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     async with embedded_database() as (url, scratch):
         engine = db.create_engine(db.async_url(url), pool_size=2)
         await db.migrate(engine)
-        created = await db.run_in_transaction(
-            engine, create_merchant, key, "Bench Shop", merchant_id=f"bench-{tag}"
-        )
-        await db.run_in_transaction(
-            engine,
-            save_program,
-            created.merchant_id,
-            parse_program(PROGRAM),
-            effective_from=datetime(2020, 1, 1, tzinfo=UTC),
-        )
+        created = []
+        for i in range(args.merchants):
+            merchant_id = f"bench-{tag}" if args.merchants == 1 else f"bench-{tag}-{i:04d}"
+            created.append(
+                await db.run_in_transaction(
+                    engine, create_merchant, key, f"Bench Shop {i}", merchant_id=merchant_id
+                )
+            )
+            await db.run_in_transaction(
+                engine,
+                save_program,
+                merchant_id,
+                parse_program(PROGRAM),
+                effective_from=datetime(2020, 1, 1, tzinfo=UTC),
+            )
+        merchant_ids = [m.merchant_id for m in created]
+        merchants_file = write_targets(scratch / "merchants.json", created)
         async with db.connection(engine) as pg:
             backend_pid = await pg.fetchval("SELECT pg_backend_pid()")
         port = free_port()
@@ -521,25 +553,23 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 machine_before = psutil.cpu_times()
                 monitor.waits_on = True
                 sat = await run_load(
-                    "saturate",
-                    port,
-                    created.merchant_id,
-                    created.webhook_secret,
-                    [*load_options, "--tag", f"s{tag}"],
+                    "saturate", port, merchants_file, [*load_options, "--tag", f"s{tag}"]
                 )
                 monitor.waits_on = False
-                after = (cpu_seconds(servers), cpu_seconds(pgs), time.monotonic())
+                # PostgreSQL's processes listed again: the backends the server's pool opened
+                # during the phase (more merchants, more at once) count too.
+                pgs_after = tree(pgs[0].pid) if pgs else []
+                after = (cpu_seconds(servers), cpu_seconds(pgs_after), time.monotonic())
                 machine = psutil.cpu_times()
                 each = [cpu_seconds([p]) - b for p, b in zip(servers, each_before, strict=True)]
-                sat_inbox = await drain(engine, created.merchant_id, f"s{tag}", args.seconds)
+                sat_inbox = await drain(engine, merchant_ids, f"s{tag}", args.seconds)
                 pac = await run_load(
                     "paced",
                     port,
-                    created.merchant_id,
-                    created.webhook_secret,
+                    merchants_file,
                     [*load_options, "--tag", f"p{tag}", "--rate", str(args.rate)],
                 )
-                pac_inbox = await drain(engine, created.merchant_id, f"p{tag}", args.seconds)
+                pac_inbox = await drain(engine, merchant_ids, f"p{tag}", args.seconds)
             finally:
                 sampling.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -581,6 +611,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "server_peak_rss_mb": round(monitor.peak_rss / 2**20),
         "uvicorn_workers": args.workers,
         "concurrency": args.concurrency,
+        "merchants": args.merchants,
         "client": args.client,
         "seconds_per_phase": args.seconds,
     }
@@ -592,13 +623,18 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
     parser.add_argument("--rate", type=int, default=PACED_RATE)
+    parser.add_argument(
+        "--merchants", type=int, default=1, help="merchants the load is spread over"
+    )
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw")
     # Internal: run as the load generator.
     parser.add_argument("--load", choices=["saturate", "paced"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--merchant", help=argparse.SUPPRESS)
+    parser.add_argument("--merchants-file", help=argparse.SUPPRESS)
     parser.add_argument("--tag", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    if arguments.merchants < 1:
+        parser.error("--merchants must be at least 1")
     if arguments.load:
         load_main(arguments)
         sys.exit(0)
