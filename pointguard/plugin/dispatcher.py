@@ -251,20 +251,23 @@ async def deliver_merchant(
 
 
 async def dispatch_forever(engine: AsyncEngine, credentials: CredentialCache) -> None:
-    """The dispatcher loop of `pointguard serve`: drain, then poll."""
-    while True:
-        try:
-            done = await deliver_due(engine, credentials)
-        except (asyncpg.PostgresError, SQLAlchemyError, OSError) as error:
-            log.error("outbox dispatch pass failed error=%r", error)
-            done = DispatchResult()
-        if not done.busy:
-            await asyncio.sleep(IDLE_SLEEP_S)
+    """The dispatcher loop of `pointguard serve`: drain, then poll. One HTTP client serves
+    every pass, so connections to merchants' endpoints are kept alive between passes (and an
+    idle pass costs no client set-up)."""
+    async with _sender(None) as send:
+        while True:
+            try:
+                done = await deliver_due(engine, credentials, send=send)
+            except (asyncpg.PostgresError, SQLAlchemyError, OSError) as error:
+                log.error("outbox dispatch pass failed error=%r", error)
+                done = DispatchResult()
+            if not done.busy:
+                await asyncio.sleep(IDLE_SLEEP_S)
 
 
 @contextlib.asynccontextmanager
 async def _sender(send: Send | None) -> AsyncIterator[Send]:
-    """The given `send`, or an httpx client's POST for the span of one pass."""
+    """The given `send`, or an httpx client's POST for as long as the block runs."""
     if send is not None:
         yield send
         return

@@ -91,6 +91,7 @@ class Receiver:
     def __init__(self) -> None:
         self.fail_first = 0
         self.requests: list[tuple[dict[str, str], bytes, int]] = []
+        self.peers: set[tuple[str, int]] = set()  # the connections requests came on
         self.lock = threading.Lock()
         self.url = ""
 
@@ -99,6 +100,8 @@ class Receiver:
         with self.lock:
             status = 500 if len(self.requests) < self.fail_first else 204
             self.requests.append((dict(request.headers), body, status))
+            if request.client is not None:
+                self.peers.add((request.client.host, request.client.port))
         return Response(status_code=status)
 
     def accept_from_now(self) -> None:

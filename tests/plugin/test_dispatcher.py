@@ -6,6 +6,7 @@ forward by passing `now`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -25,6 +26,7 @@ from pointguard.plugin.dispatcher import (
     DispatchResult,
     deliver_due,
     deliver_merchant,
+    dispatch_forever,
     retry_delay_s,
 )
 from pointguard.plugin.merchants import NewMerchant, create_merchant
@@ -232,3 +234,30 @@ async def test_an_event_that_commits_after_a_newer_one_is_still_delivered(engine
     bodies = [json.loads(body) for _, body, status in receiver.requests if status == 204]
     assert sorted(b["data"]["points"] for b in bodies) == [1, 2]
     assert [r["status"] for r in await deliveries(engine, m)] == ["delivered", "delivered"]
+
+
+async def test_the_dispatcher_loop_delivers_on_its_own_and_keeps_one_connection(
+    engine, run, receiver
+):
+    merchant = await shop(run, receiver.url, events=2)
+    loop = asyncio.create_task(dispatch_forever(engine, CredentialCache(KEY)))
+    try:
+        for _ in range(100):
+            if [r["status"] for r in await deliveries(engine, merchant.merchant_id)] == [
+                "delivered"
+            ] * 2:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the dispatcher loop delivered nothing in 5 s")
+        await run(write_events, merchant.merchant_id, [("points.pending", {"points": 3})])
+        for _ in range(100):
+            if len(receiver.requests) == 3:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+    assert len(receiver.requests) == 3
+    assert len(receiver.peers) == 1  # one kept-alive connection across passes
