@@ -33,6 +33,9 @@ PROGRAM_JOBS = (
     ("expiry reminders", send_expiry_reminders),
     ("inactivity points expired", expire_inactive),
 )
+# A session lock, held on its own connection for the pass.
+TRY_UPKEEP_LOCK = "SELECT pg_try_advisory_lock(hashtext('pointguard:upkeep'))"
+UPKEEP_UNLOCK = "SELECT pg_advisory_unlock(hashtext('pointguard:upkeep'))"
 RETENTION_JOBS = {"inbox": "inbox rows purged", "outbox": "outbox events purged"}
 # Merchants of the webhook plugin, and of the program alone (whose outbox still fills).
 RETENTION_MERCHANTS = """
@@ -71,14 +74,29 @@ async def upkeep_pass(
 async def upkeep_forever(
     engine: AsyncEngine, *, interval_s: float, settings: Settings | None = None
 ) -> None:
-    """A pass every `interval_s`; a pass that fails (database away) is logged, the next one
-    tries again."""
+    """A pass every `interval_s` by whichever process holds the upkeep lock; a pass that fails
+    (database away) is logged, the next one tries again."""
     while True:
         try:
-            await upkeep_pass(engine, settings=settings)
+            await exclusive_upkeep_pass(engine, settings=settings)
         except (asyncpg.PostgresError, SQLAlchemyError, OSError) as error:
             log.error("upkeep pass failed error=%r", error)
         await asyncio.sleep(interval_s)
+
+
+async def exclusive_upkeep_pass(
+    engine: AsyncEngine, *, settings: Settings | None = None
+) -> dict[str, object] | None:
+    """A pass, unless another process is running one (None then). Every server process runs
+    the upkeep loop, and each pass visits every merchant: without the lock, N processes would
+    do N times the same work, every job safe to repeat but none useful twice."""
+    async with db.connection(engine) as pg:
+        if not await pg.fetchval(TRY_UPKEEP_LOCK):
+            return None
+        try:
+            return await upkeep_pass(engine, settings=settings)
+        finally:
+            await pg.execute(UPKEEP_UNLOCK)
 
 
 async def _counted(table: str, purge: Awaitable[int]) -> int:

@@ -8,7 +8,12 @@ from pointguard.program.events import OrderLine, OrderPaid
 from pointguard.program.service import apply_event
 from pointguard.program.store import save_program
 from pointguard.program.validation import parse_program
-from pointguard.upkeep import upkeep_pass
+from pointguard.upkeep import (
+    TRY_UPKEEP_LOCK,
+    UPKEEP_UNLOCK,
+    exclusive_upkeep_pass,
+    upkeep_pass,
+)
 
 PROGRAM = """
 name = "Upkeep"
@@ -64,3 +69,16 @@ async def test_upkeep_releases_seals_and_reviews_tiers(engine, run, merchant):
         ("tier.changed", ""),  # up to VIP with the order
         ("tier.changed", ""),  # and down again a year later
     ]
+
+
+async def test_one_process_at_a_time_runs_the_upkeep(engine):
+    async with db.connection(engine) as other_process:
+        assert await other_process.fetchval(TRY_UPKEEP_LOCK)
+        try:
+            assert await exclusive_upkeep_pass(engine) is None  # busy elsewhere: skipped
+        finally:
+            await other_process.execute(UPKEEP_UNLOCK)
+    assert await exclusive_upkeep_pass(engine) is not None
+    async with db.connection(engine) as pg:  # and the lock was let go after the pass
+        assert await pg.fetchval(TRY_UPKEEP_LOCK)
+        await pg.execute(UPKEEP_UNLOCK)
