@@ -168,8 +168,10 @@ SELECT
     pending.inbox_lag_s,
     (SELECT count(*) FROM inbox WHERE status = 'dead') AS inbox_dead,
     (SELECT count(*) FROM outbox_deliveries WHERE status = 'pending')
-    + (SELECT count(*) FROM outbox o JOIN merchants m USING (merchant_id)
-       WHERE NOT o.dispatched AND m.endpoint_url IS NOT NULL) AS outbox_backlog,
+    + (SELECT coalesce(sum(waiting), 0) FROM merchants m CROSS JOIN LATERAL (
+           SELECT count(*) AS waiting FROM outbox o
+           WHERE o.merchant_id = m.merchant_id AND NOT o.dispatched) w
+       WHERE m.endpoint_url IS NOT NULL) AS outbox_backlog,
     (SELECT count(*) FROM outbox_deliveries WHERE status = 'dead') AS outbox_dead,
     (SELECT count(*) FROM outbox_circuits WHERE open_until > now()) AS circuits_open
 FROM (

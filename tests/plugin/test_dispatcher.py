@@ -261,3 +261,25 @@ async def test_the_dispatcher_loop_delivers_on_its_own_and_keeps_one_connection(
             await loop
     assert len(receiver.requests) == 3
     assert len(receiver.peers) == 1  # one kept-alive connection across passes
+
+
+async def test_a_pass_visits_only_merchants_with_work(engine, run, receiver):
+    idle = await shop(run, receiver.url, events=0)
+    busy = await shop(run, receiver.url, events=1)
+
+    async def visited(merchant):  # the dispatcher makes a circuit row for each merchant it works
+        async with db.connection(engine) as pg:
+            return await pg.fetchval(
+                "SELECT count(*) FROM outbox_circuits WHERE merchant_id = $1",
+                merchant.merchant_id,
+            )
+
+    await deliver_due(engine, CREDENTIALS, now=datetime.now(UTC))
+    assert (await visited(idle), await visited(busy)) == (0, 1)
+    assert receiver.accepted_ids() == [
+        f"{busy.merchant_id}:{r['outbox_id']}" for r in await deliveries(engine, busy.merchant_id)
+    ]
+    await run(write_events, idle.merchant_id, [("points.pending", {"points": 5})])
+    await deliver_due(engine, CREDENTIALS, now=datetime.now(UTC))
+    assert await visited(idle) == 1
+    assert [r["status"] for r in await deliveries(engine, idle.merchant_id)] == ["delivered"]
