@@ -80,17 +80,20 @@ def _buyer(member: Any) -> Buyer:
 @dataclass(frozen=True)
 class _PricedOrder:
     order: PaidOrder
-    event: OrderPaid
     buyer: Buyer
     points: OrderPoints
     qualifying: dict[str, int]  # eligible spend per category, for tiers and referrals
+
+    @property
+    def event(self) -> OrderPaid:
+        return self.order.event
 
 
 def _price(order: PaidOrder) -> _PricedOrder:
     event, program = order.event, order.program
     buyer = _buyer(order.member)
     points = order_points(program, event, buyer)  # `evaluate` in two steps: computed once
-    return _PricedOrder(order, event, buyer, points, dict(qualifying_spend(program, event)))
+    return _PricedOrder(order, buyer, points, dict(qualifying_spend(program, event)))
 
 
 async def record_orders(
@@ -103,7 +106,10 @@ async def record_orders(
     if not orders:
         return []
     priced = [_price(order) for order in orders]
-    first = list({p.event.order_id: p for p in reversed(priced)}.values())[::-1]
+    by_order_id: dict[str, _PricedOrder] = {}
+    for p in priced:
+        by_order_id.setdefault(p.event.order_id, p)
+    first = list(by_order_id.values())
     rows = await pg.fetch(
         INSERT_ORDERS,
         merchant_id,
@@ -180,8 +186,14 @@ async def load_order(
             f"merchant {merchant_id!r} has no paid order {event.order_id!r}"
             f" of member {event.member_id!r}"
         )
+    return order_record(row, event.order_id)
+
+
+def order_record(row: Any, order_id: str = "") -> OrderRecord:
+    """An order's record from its `program_orders` row (`lines`, `bonus_keys` and `refunded`
+    as JSON text, `cancelled`, `bonuses_returned`)."""
     return OrderRecord(
-        order_id=event.order_id,
+        order_id=order_id,
         lines=tuple(msgspec.json.decode(row["lines"], type=list[LinePoints])),
         bonus_keys=msgspec.json.decode(row["bonus_keys"], type=dict[str, int]),
         refunded=msgspec.json.decode(row["refunded"], type=dict[str, int]),

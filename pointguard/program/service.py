@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from pointguard.db import PgConnection
@@ -128,9 +128,11 @@ async def apply_events(
     applied: dict[int, Applied] = {}
     for round_ in _rounds(events):
         fresh = await _mark_applied(pg, merchant_id, [event for _, event in round_])
-        todo = [pair for pair, is_fresh in zip(round_, fresh, strict=True) if is_fresh]
+        todo = []
         for (index, event), is_fresh in zip(round_, fresh, strict=True):
-            if not is_fresh:
+            if is_fresh:
+                todo.append((index, event))
+            else:
                 applied[index] = Applied(event.event_id, None, already_applied=True)
         if not todo:
             continue
@@ -192,14 +194,15 @@ async def _mark_applied(pg: PgConnection, merchant_id: str, events: Sequence[Eve
 async def _lock_members(
     pg: PgConnection, merchant_id: str, events: Sequence[Event]
 ) -> dict[str, Any]:
-    """Lock the round's members (one event each), noting when each was last active."""
-    newest: dict[str, datetime] = {}
-    for event in events:
-        newest[event.member_id] = max(
-            event.occurred_at, newest.get(event.member_id, event.occurred_at)
-        )
-    members = sorted(newest)
-    rows = await pg.fetch(LOCK_MEMBERS, merchant_id, members, [newest[m] for m in members])
+    """Lock the members of a round's events (one each), noting each event's time as the
+    member's latest activity (the statement keeps the later of the two)."""
+    ordered = sorted(events, key=lambda event: event.member_id)
+    rows = await pg.fetch(
+        LOCK_MEMBERS,
+        merchant_id,
+        [event.member_id for event in ordered],
+        [event.occurred_at for event in ordered],
+    )
     return {row["member_id"]: row for row in rows}
 
 

@@ -17,9 +17,9 @@ from pointguard.program.challenges import (
     goals_touched,
 )
 from pointguard.program.document import Challenge, Program
-from pointguard.program.earning import LinePoints
+from pointguard.program.orders import order_record
 from pointguard.program.outbox import write_events
-from pointguard.program.rules import EarnIntent, Intent, OrderRecord, TakeBackIntent, lot_expiry
+from pointguard.program.rules import EarnIntent, Intent, TakeBackIntent, lot_expiry
 from pointguard.program.store import program_in_force
 from pointguard.program.tiers import TierDecision, TierStatus, decide_tier, qualification_window
 
@@ -36,7 +36,7 @@ UPDATE program_members SET tier = $3, tier_review_at = $4 WHERE merchant_id = $1
 
 ORDERS_IN_WINDOW = """
 SELECT paid_at, lines::text AS lines, qualifying::text AS qualifying,
-       refunded::text AS refunded, bonus_keys::text AS bonus_keys, bonuses_returned
+       refunded::text AS refunded, bonus_keys::text AS bonus_keys, cancelled, bonuses_returned
 FROM program_orders
 WHERE merchant_id = $1 AND member_id = $2 AND paid_at > $3 AND paid_at <= $4 AND NOT cancelled
 """
@@ -152,13 +152,7 @@ async def kept_orders(
     """The member's orders paid in (start, end], not cancelled, net of refunds."""
     kept = []
     for row in await pg.fetch(ORDERS_IN_WINDOW, merchant_id, member_id, start, end):
-        record = OrderRecord(
-            order_id="",
-            lines=tuple(msgspec.json.decode(row["lines"], type=list[LinePoints])),
-            bonus_keys=msgspec.json.decode(row["bonus_keys"], type=dict[str, int]),
-            refunded=msgspec.json.decode(row["refunded"], type=dict[str, int]),
-            bonuses_returned=row["bonuses_returned"],
-        )
+        record = order_record(row)
         spend = msgspec.json.decode(row["qualifying"], type=dict[str, int])
         kept.append(
             KeptOrder(
