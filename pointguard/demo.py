@@ -32,7 +32,7 @@ from pointguard.program.events import (
     OrderRefunded,
     RefundedLine,
 )
-from pointguard.program.redemption import complete_redemption, redeem
+from pointguard.program.redemption import MEMBER_TIER, complete_redemption, redeem
 from pointguard.program.rewards import Cart
 from pointguard.program.service import apply_event
 from pointguard.program.standing import member_challenges
@@ -87,7 +87,8 @@ async def run_demo(engine: AsyncEngine, echo: Callable[[str], object]) -> None:
     ]
     for event in events:
         await db.run_in_transaction(engine, apply_event, MERCHANT, event)
-    await upkeep_pass(engine, now=start + 50 * DAY)  # every return window has ended
+    # every return window has ended (the demo's merchant only: the clock is simulated)
+    await upkeep_pass(engine, now=start + 50 * DAY, merchant_id=MERCHANT)
     cart = Cart(subtotal_minor=6000, shipping_minor=495)
     redemption = await db.run_in_transaction(
         engine,
@@ -108,11 +109,7 @@ async def run_demo(engine: AsyncEngine, echo: Callable[[str], object]) -> None:
     )
     liability = await db.run_in_transaction(engine, outstanding_liability, MERCHANT)
     async with db.connection(engine) as pg:
-        tier = await pg.fetchval(
-            "SELECT tier FROM program_members WHERE merchant_id = $1 AND member_id = $2",
-            MERCHANT,
-            member,
-        )
+        tier = await pg.fetchval(MEMBER_TIER, MERCHANT, member)
         report = await verify_merchant(pg, MERCHANT)
 
     echo(f"{program.name} at {MERCHANT}: member {member}, seven simulated weeks\n")

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import asyncpg
 from sqlalchemy.exc import SQLAlchemyError
@@ -18,14 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db, metrics
 from pointguard.config import Settings, load_settings
-from pointguard.errors import PointGuardError
-from pointguard.ledger.maintenance import maintain_all
+from pointguard.ledger.maintenance import logged_job, maintain_merchant
+from pointguard.ledger.reading import ledger_merchants
 from pointguard.plugin.retention import purge_inbox, purge_outbox
 from pointguard.program.expiry import expire_inactive, send_expiry_reminders
 from pointguard.program.outbox import write_entry_events
 from pointguard.program.standing import review_tiers
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PROGRAM_MERCHANTS = "SELECT DISTINCT merchant_id FROM program_versions ORDER BY 1"
 PROGRAM_JOBS = (
@@ -36,7 +38,6 @@ PROGRAM_JOBS = (
 # A session lock, held on its own connection for the pass.
 TRY_UPKEEP_LOCK = "SELECT pg_try_advisory_lock(hashtext('pointguard:upkeep'))"
 UPKEEP_UNLOCK = "SELECT pg_advisory_unlock(hashtext('pointguard:upkeep'))"
-RETENTION_JOBS = {"inbox": "inbox rows purged", "outbox": "outbox events purged"}
 # Merchants of the webhook plugin, and of the program alone (whose outbox still fills).
 RETENTION_MERCHANTS = """
 SELECT merchant_id FROM merchants UNION SELECT merchant_id FROM program_versions ORDER BY 1
@@ -44,30 +45,38 @@ SELECT merchant_id FROM merchants UNION SELECT merchant_id FROM program_versions
 
 
 async def upkeep_pass(
-    engine: AsyncEngine, now: datetime | None = None, *, settings: Settings | None = None
+    engine: AsyncEngine,
+    now: datetime | None = None,
+    *,
+    settings: Settings | None = None,
+    merchant_id: str | None = None,
 ) -> dict[str, object]:
     """One pass; returns what each merchant's jobs did. `now` is the clock of the ledger's and
     the program's jobs; retention counts ages on the database's clock (see
-    `plugin/retention.py`)."""
+    `plugin/retention.py`). `merchant_id`: that merchant's jobs only (the demo's simulated
+    clock must not release or expire anyone else's points)."""
     now = now or datetime.now(UTC)
     settings = settings or load_settings()
-    done: dict[str, object] = dict(await maintain_all(engine, now, on_released=write_entry_events))
-    for merchant_id in await _merchants(engine, PROGRAM_MERCHANTS):
+    done: dict[str, object] = {}
+    async with db.connection(engine) as pg:
+        ledger = await ledger_merchants(pg)
+        program = [r["merchant_id"] for r in await pg.fetch(PROGRAM_MERCHANTS)]
+        retention = [r["merchant_id"] for r in await pg.fetch(RETENTION_MERCHANTS)]
+    for merchant in _only(ledger, merchant_id):
+        done[merchant] = await maintain_merchant(
+            engine, merchant, now, on_released=write_entry_events
+        )
+    for merchant in _only(program, merchant_id):
         for name, job in PROGRAM_JOBS:
-            await _job(
-                done, merchant_id, name, db.run_in_transaction(engine, job, merchant_id, now=now)
-            )
-    for merchant_id in await _merchants(engine, RETENTION_MERCHANTS):
-        for table, purge, days in (
-            ("inbox", purge_inbox, settings.inbox_retention_days),
-            ("outbox", purge_outbox, settings.outbox_retention_days),
+            work = db.run_in_transaction(engine, job, merchant, now=now)
+            await _note(done, merchant, name, work)
+    for merchant in _only(retention, merchant_id):
+        for table, name, purge, days in (
+            ("inbox", "inbox rows purged", purge_inbox, settings.inbox_retention_days),
+            ("outbox", "outbox events purged", purge_outbox, settings.outbox_retention_days),
         ):
-            await _job(
-                done,
-                merchant_id,
-                RETENTION_JOBS[table],
-                _counted(table, purge(engine, merchant_id, retention_days=days)),
-            )
+            work = _counted(table, purge(engine, merchant, retention_days=days))
+            await _note(done, merchant, name, work)
     return done
 
 
@@ -105,17 +114,13 @@ async def _counted(table: str, purge: Awaitable[int]) -> int:
     return purged
 
 
-async def _merchants(engine: AsyncEngine, query: str) -> list[str]:
-    async with db.connection(engine) as pg:
-        return [r["merchant_id"] for r in await pg.fetch(query)]
+def _only(merchants: list[str], merchant_id: str | None) -> list[str]:
+    return merchants if merchant_id is None else [m for m in merchants if m == merchant_id]
 
 
-async def _job(
-    done: dict[str, object], merchant_id: str, name: str, work: Awaitable[object]
-) -> None:
-    """Await one merchant's job and note its result as `done["{merchant} {name}"]`; a job
-    that fails is logged and noted nowhere, and the pass goes on."""
-    try:
-        done[f"{merchant_id} {name}"] = await work
-    except (PointGuardError, asyncpg.PostgresError) as error:
-        log.error("upkeep job failed merchant=%s job=%s error=%r", merchant_id, name, error)
+async def _note(done: dict[str, object], merchant_id: str, name: str, work: Awaitable[T]) -> None:
+    """Run one merchant's job and note its result as `done["{merchant} {name}"]`; a job that
+    fails is logged and noted nowhere (`logged_job`), and the pass goes on."""
+    result = await logged_job(merchant_id, name, work)
+    if result is not None:
+        done[f"{merchant_id} {name}"] = result

@@ -82,3 +82,31 @@ async def test_one_process_at_a_time_runs_the_upkeep(engine):
     async with db.connection(engine) as pg:  # and the lock was let go after the pass
         assert await pg.fetchval(TRY_UPKEEP_LOCK)
         await pg.execute(UPKEEP_UNLOCK)
+
+
+async def test_a_pass_for_one_merchant_leaves_the_others_alone(engine, run, merchant):
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    other = f"{merchant}-other"
+    for shop in (merchant, other):
+        await run(save_program, shop, parse_program(PROGRAM), effective_from=t0)
+        await run(
+            apply_event,
+            shop,
+            OrderPaid(
+                event_id="w1",
+                member_id="ann",
+                occurred_at=t0,
+                order_id="1",
+                currency="EUR",
+                lines=[
+                    OrderLine(
+                        line_id="1", sku="S", category="c", quantity=1, unit_price_minor=20000
+                    )
+                ],
+            ),
+        )
+    done = await upkeep_pass(engine, now=t0 + timedelta(days=30), merchant_id=merchant)
+    assert merchant in done and f"{merchant} tiers changed" in done
+    assert all(key == merchant or key.startswith(f"{merchant} ") for key in done)
+    assert (await run(member_balances, merchant, "ann")).pending_points == 0
+    assert (await run(member_balances, other, "ann")).pending_points == 200  # untouched

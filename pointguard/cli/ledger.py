@@ -1,4 +1,5 @@
-"""`pointguard ledger`: upkeep and verification of the ledger; `verify` exits 1 on any break."""
+"""`pointguard ledger`: verification of the ledger; `verify` exits 1 on any break. (Its upkeep
+runs with everything else's: `pointguard upkeep`.)"""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from pointguard import db
 from pointguard.cli.common import with_engine
 
-app = typer.Typer(help="Ledger upkeep and verification.", no_args_is_help=True)
+app = typer.Typer(help="Ledger verification.", no_args_is_help=True)
 
 
 @app.command("verify")
@@ -39,15 +40,3 @@ def ledger_verify(
 
     if not with_engine(verify):
         raise typer.Exit(code=1)
-
-
-@app.command("maintain")
-def ledger_maintain() -> None:
-    """One upkeep pass: void timed-out reservations, release due earns, expire lots, seal."""
-    from pointguard.ledger.maintenance import maintain_all
-
-    async def maintain(engine: AsyncEngine) -> None:
-        for merchant_id, counts in (await maintain_all(engine)).items():
-            typer.echo(f"merchant {merchant_id}: {counts}")
-
-    with_engine(maintain)

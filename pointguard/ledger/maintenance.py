@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
+from typing import TypeVar
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,10 +20,10 @@ from pointguard.db import PgConnection
 from pointguard.errors import PointGuardError
 from pointguard.ledger import operations as ops
 from pointguard.ledger.entries import PostedEntry
-from pointguard.ledger.reading import ledger_merchants
 from pointguard.ledger.seal import MAX_SEAL_BATCH, seal
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -56,12 +57,23 @@ async def maintain_merchant(
     )
     counts = MaintenanceCounts()
     for name, job in jobs:
-        try:
-            setattr(counts, name, await db.run_in_transaction(engine, job, merchant_id, now=now))
-        except (PointGuardError, asyncpg.PostgresError) as error:
-            log.error("upkeep job failed merchant=%s job=%s error=%r", merchant_id, name, error)
+        done = await logged_job(
+            merchant_id, name, db.run_in_transaction(engine, job, merchant_id, now=now)
+        )
+        if done is not None:
+            setattr(counts, name, done)
     counts.sealed = await seal_all(engine, merchant_id)
     return counts
+
+
+async def logged_job(merchant_id: str, name: str, work: Awaitable[T]) -> T | None:
+    """Await one merchant's upkeep job; a job that fails is logged (None then), so that the
+    other jobs and merchants of the pass still run."""
+    try:
+        return await work
+    except (PointGuardError, asyncpg.PostgresError) as error:
+        log.error("upkeep job failed merchant=%s job=%s error=%r", merchant_id, name, error)
+        return None
 
 
 async def seal_all(engine: AsyncEngine, merchant_id: str) -> int:
@@ -72,13 +84,3 @@ async def seal_all(engine: AsyncEngine, merchant_id: str) -> int:
         total += sealed
         if sealed < MAX_SEAL_BATCH:
             return total
-
-
-async def maintain_all(
-    engine: AsyncEngine, now: datetime | None = None, *, on_released: OnReleased | None = None
-) -> dict[str, MaintenanceCounts]:
-    """One pass over every merchant."""
-    now = now or datetime.now(UTC)
-    async with db.connection(engine) as pg:
-        merchants = await ledger_merchants(pg)
-    return {m: await maintain_merchant(engine, m, now, on_released=on_released) for m in merchants}
