@@ -78,6 +78,11 @@ def resolve_database_url(settings: Settings) -> str:
     return start_embedded_postgres(settings.embedded_pg_dir)
 
 
+def rows_affected(status: str) -> int:
+    """The row count of a command tag such as `DELETE 5000` or `UPDATE 2`."""
+    return int(status.split()[-1])
+
+
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     return create_async_engine(
         async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False

@@ -157,7 +157,6 @@ class WebhookRejected(PointGuardError):
     answered 401 so the sender sees the rejection (and retries only if it can fix it)."""
 
     code = "webhook_rejected"
-    http_status = 401
 
 
 class MissingSignature(WebhookRejected):

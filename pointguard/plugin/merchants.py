@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import ipaddress
 import re
 import secrets
@@ -31,10 +30,11 @@ import unicodedata
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from pointguard import db
 from pointguard.db import PgConnection
 from pointguard.errors import CredentialUnreadable, MerchantExists, MerchantInvalid, UnknownMerchant
 from pointguard.plugin.secretbox import decrypt, encrypt
-from pointguard.plugin.signatures import new_ed25519_keypair, new_webhook_secret
+from pointguard.plugin.signatures import matches_any, new_ed25519_keypair, new_webhook_secret
 
 INBOUND_SECRET = "inbound_secret"
 INBOUND_PUBLIC_KEY = "inbound_public_key"
@@ -198,11 +198,9 @@ async def create_merchant(
 async def rotate_inbound_secret(pg: PgConnection, key: bytes, merchant_id: str) -> str:
     """Add a new inbound webhook secret and return it. The previous one stays valid until the
     storefront has switched (`retire_inbound_secret`); any older one is retired now."""
-    await _lock_merchant(pg, merchant_id)
     secret = new_webhook_secret()
     sealed = encrypt(key, secret.encode(), merchant_id=merchant_id, kind=INBOUND_SECRET)
-    await pg.execute(INSERT_CREDENTIAL, merchant_id, INBOUND_SECRET, sealed)
-    await pg.execute(RETIRE_ALL_BUT_NEWEST, merchant_id, INBOUND_SECRET, MAX_ACTIVE_INBOUND_SECRETS)
+    await _add_credential(pg, merchant_id, INBOUND_SECRET, sealed, keep=MAX_ACTIVE_INBOUND_SECRETS)
     return secret
 
 
@@ -210,8 +208,7 @@ async def retire_inbound_secret(pg: PgConnection, merchant_id: str) -> int:
     """End a rollover: retire every active inbound secret but the newest. Returns how many
     were retired (0 when there was no rollover going on)."""
     await _lock_merchant(pg, merchant_id)
-    status: str = await pg.execute(RETIRE_ALL_BUT_NEWEST, merchant_id, INBOUND_SECRET, 1)
-    return int(status.split()[-1])
+    return db.rows_affected(await pg.execute(RETIRE_ALL_BUT_NEWEST, merchant_id, INBOUND_SECRET, 1))
 
 
 async def set_inbound_public_key(pg: PgConnection, merchant_id: str, public_key_raw: bytes) -> None:
@@ -221,9 +218,7 @@ async def set_inbound_public_key(pg: PgConnection, merchant_id: str, public_key_
         raise MerchantInvalid(
             f"an Ed25519 public key has {ED25519_KEY_BYTES} raw bytes, got {len(public_key_raw)}"
         )
-    await _lock_merchant(pg, merchant_id)
-    await pg.execute(INSERT_CREDENTIAL, merchant_id, INBOUND_PUBLIC_KEY, public_key_raw)
-    await pg.execute(RETIRE_ALL_BUT_NEWEST, merchant_id, INBOUND_PUBLIC_KEY, 1)
+    await _add_credential(pg, merchant_id, INBOUND_PUBLIC_KEY, public_key_raw, keep=1)
 
 
 async def set_endpoint(pg: PgConnection, merchant_id: str, url: str | None) -> None:
@@ -247,10 +242,8 @@ async def set_adapter_secret(
             f"a {sender} secret must have 1 to {MAX_ADAPTER_SECRET_CHARS} characters and no"
             " leading or trailing spaces"
         )
-    await _lock_merchant(pg, merchant_id)
     sealed = encrypt(key, secret.encode(), merchant_id=merchant_id, kind=kind)
-    await pg.execute(INSERT_CREDENTIAL, merchant_id, kind, sealed)
-    await pg.execute(RETIRE_ALL_BUT_NEWEST, merchant_id, kind, 1)
+    await _add_credential(pg, merchant_id, kind, sealed, keep=1)
 
 
 async def set_jwks_url(pg: PgConnection, merchant_id: str, url: str | None) -> None:
@@ -300,12 +293,8 @@ async def merchant_credentials(
 
 async def authenticate_api_key(pg: PgConnection, merchant_id: str, api_key: str) -> bool:
     """True when `api_key` is one of the merchant's active API keys (constant-time compare)."""
-    presented = _api_key_hash(api_key)
-    matches = [
-        hmac.compare_digest(presented, bytes(row["value"]))
-        for row in await pg.fetch(ACTIVE_OF_KIND, merchant_id, API_KEY)
-    ]
-    return any(matches)
+    rows = await pg.fetch(ACTIVE_OF_KIND, merchant_id, API_KEY)
+    return matches_any(_api_key_hash(api_key), [bytes(row["value"]) for row in rows])
 
 
 def _api_key_hash(api_key: str) -> bytes:
@@ -359,6 +348,16 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+async def _add_credential(
+    pg: PgConnection, merchant_id: str, kind: str, value: bytes, *, keep: int
+) -> None:
+    """Add a credential of `kind` and retire all but the newest `keep` of that kind, under the
+    merchant's lock (so two rotations cannot both keep their own)."""
+    await _lock_merchant(pg, merchant_id)
+    await pg.execute(INSERT_CREDENTIAL, merchant_id, kind, value)
+    await pg.execute(RETIRE_ALL_BUT_NEWEST, merchant_id, kind, keep)
 
 
 async def _lock_merchant(pg: PgConnection, merchant_id: str) -> None:

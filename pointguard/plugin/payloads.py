@@ -99,10 +99,6 @@ def to_program_event(webhook_id: str, envelope: Envelope) -> Event | None:
     return None if decode is None else decode(webhook_id, envelope)
 
 
-def known_type(event_type: str) -> bool:
-    return event_type in _DECODERS
-
-
 def _data(envelope: Envelope, kind: type[Any]) -> Any:
     try:
         return msgspec.convert(envelope.data, kind)

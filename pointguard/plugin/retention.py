@@ -155,11 +155,11 @@ async def _in_batches(
 
 
 async def _delete_inbox(pg: PgConnection, merchant_id: str, days: int, batch_rows: int) -> int:
-    return _count(await pg.execute(PURGE_INBOX, merchant_id, days, batch_rows))
+    return db.rows_affected(await pg.execute(PURGE_INBOX, merchant_id, days, batch_rows))
 
 
 async def _delete_delivered(pg: PgConnection, merchant_id: str, days: int, batch_rows: int) -> int:
-    return _count(await pg.execute(PURGE_DELIVERED, merchant_id, days, batch_rows))
+    return db.rows_affected(await pg.execute(PURGE_DELIVERED, merchant_id, days, batch_rows))
 
 
 async def _delete_undeliverable(
@@ -167,9 +167,4 @@ async def _delete_undeliverable(
 ) -> int:
     if await pg.fetchval(HAS_ENDPOINT, merchant_id):
         return 0
-    return _count(await pg.execute(PURGE_UNDELIVERABLE, merchant_id, days, batch_rows))
-
-
-def _count(status: str) -> int:
-    """The row count of a command tag such as `DELETE 5000`."""
-    return int(status.split()[-1])
+    return db.rows_affected(await pg.execute(PURGE_UNDELIVERABLE, merchant_id, days, batch_rows))

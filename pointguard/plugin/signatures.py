@@ -99,7 +99,7 @@ def verify_standard_webhook(
         decoded = _b64decode(encoded)
         if decoded is None:
             continue
-        if version == "v1" and _matches_any(decoded, expected_v1):
+        if version == "v1" and matches_any(decoded, expected_v1):
             return
         if version == "v1a" and any(_ed25519_valid(key, decoded, content) for key in verify_keys):
             return
@@ -148,7 +148,7 @@ def verify_shopify_hmac(*, secrets: Sequence[str], header: str, body: bytes) -> 
         raise MissingSignature("missing body signature header")
     decoded = _b64decode(header)
     expected = [_hmac_sha256(secret.encode(), body) for secret in secrets]
-    if decoded is None or not _matches_any(decoded, expected):
+    if decoded is None or not matches_any(decoded, expected):
         raise BadSignature("body signature header does not match the body under our secrets")
 
 
@@ -208,8 +208,9 @@ def _hmac_sha256(key: bytes, content: bytes) -> bytes:
     return hmac.new(key, content, hashlib.sha256).digest()
 
 
-def _matches_any(candidate: bytes, expected: Sequence[bytes]) -> bool:
-    # Compare against every key even after a match, so timing does not reveal which one matched.
+def matches_any(candidate: bytes, expected: Sequence[bytes]) -> bool:
+    """Constant-time: compared with every expected value even after a match, so that timing
+    does not reveal which one matched."""
     results = [hmac.compare_digest(candidate, digest) for digest in expected]
     return any(results)
 

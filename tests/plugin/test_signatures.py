@@ -17,6 +17,7 @@ from pointguard.errors import (
     StaleTimestamp,
     WebhookRejected,
 )
+from pointguard.http_errors import status_of
 from pointguard.plugin.signatures import (
     MAX_SIGNATURES_PER_HEADER,
     new_ed25519_keypair,
@@ -487,5 +488,5 @@ def test_rejections_have_stable_codes_and_answer_401(
     error: type[WebhookRejected], code: str
 ) -> None:
     assert error.code == code
-    assert error.http_status == 401
+    assert status_of(error("x")) == 401
     assert issubclass(error, WebhookRejected)
