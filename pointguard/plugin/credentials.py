@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import time
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from pointguard import db
 from pointguard.db import PgConnection
 from pointguard.plugin.merchants import MerchantCredentials, merchant_credentials
 
@@ -26,7 +29,16 @@ class CredentialCache:
         self._ttl_s = ttl_s
         self._entries: dict[str, tuple[float, MerchantCredentials]] = {}
 
-    def fresh(self, merchant_id: str) -> MerchantCredentials | None:
+    async def load(self, engine: AsyncEngine, merchant_id: str) -> MerchantCredentials | None:
+        """The credentials, from memory while fresh; a connection is taken only on a miss,
+        and never inside the caller's transaction."""
+        cached = self._fresh(merchant_id)
+        if cached is not None:
+            return cached
+        async with db.connection(engine) as pg:
+            return await self.get(pg, merchant_id)
+
+    def _fresh(self, merchant_id: str) -> MerchantCredentials | None:
         """The cached credentials if they are recent enough, without touching the database."""
         cached = self._entries.get(merchant_id)
         if cached is not None and time.monotonic() - cached[0] < self._ttl_s:
@@ -34,7 +46,7 @@ class CredentialCache:
         return None
 
     async def get(self, pg: PgConnection, merchant_id: str) -> MerchantCredentials | None:
-        cached = self.fresh(merchant_id)
+        cached = self._fresh(merchant_id)
         if cached is not None:
             return cached
         found = await merchant_credentials(pg, self._key, merchant_id)

@@ -23,8 +23,8 @@ Rules this module enforces:
   for another cool-down. Attempts skipped while the circuit is open do not count.
 - A merchant without an endpoint gets nothing delivered; its outbox rows wait (for the
   outbox's retention period: `plugin/retention.py`). The endpoint and the signing keys come
-  from the process's `CredentialCache`, so a new endpoint or key is used within its TTL, and
-  a claim does not decrypt anything.
+  from the process's `CredentialCache`, read before the claim's transaction, so a new
+  endpoint or key is used within its TTL, and a claim decrypts nothing.
 - Every statement names one merchant; a merchant's events are sent in `outbox_id` order
   within a batch (a failed one does not hold the others back).
 """
@@ -192,10 +192,16 @@ class DispatchResult:
 
 @dataclass(frozen=True)
 class _Claim:
-    credentials: MerchantCredentials
-    endpoint_url: str
     rows: Sequence[Any]
     circuit_open: bool = False
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    """Where a merchant's deliveries go, and the keys that sign them."""
+
+    url: str
+    credentials: MerchantCredentials
 
 
 def retry_delay_s(attempts: int, rng: random.Random | None = None) -> float:
@@ -302,10 +308,12 @@ async def _deliver_merchant(
     limit: int,
 ) -> DispatchResult:
     at = now or datetime.now(UTC)
-    claim = await db.in_transaction(
-        engine, lambda pg: _claim(pg, credentials, merchant_id, at, limit)
-    )
     result = DispatchResult()
+    found = await credentials.load(engine, merchant_id)
+    if found is None or found.endpoint_url is None:
+        return result
+    endpoint = _Endpoint(found.endpoint_url, found)
+    claim = await db.in_transaction(engine, lambda pg: _claim(pg, merchant_id, at, limit))
     if claim is None:
         return result
     if claim.circuit_open:
@@ -313,7 +321,7 @@ async def _deliver_merchant(
         return result
     rows = list(claim.rows)
     for index, row in enumerate(rows):
-        status, error = await _attempt(claim, merchant_id, row, send)
+        status, error = await _attempt(endpoint, merchant_id, row, send)
         attempts = row["attempts"] + 1
         outcome, opened = await db.run_in_transaction(
             engine, _record, merchant_id, row["outbox_id"], attempts, status, error, at
@@ -341,12 +349,7 @@ async def _deliver_merchant(
     return result
 
 
-async def _claim(
-    pg: PgConnection, cache: CredentialCache, merchant_id: str, now: datetime, limit: int
-) -> _Claim | None:
-    credentials = await cache.get(pg, merchant_id)
-    if credentials is None or credentials.endpoint_url is None:
-        return None
+async def _claim(pg: PgConnection, merchant_id: str, now: datetime, limit: int) -> _Claim | None:
     await pg.execute(MATERIALISE, merchant_id, now, limit)
     await pg.execute(ENSURE_CIRCUIT, merchant_id)
     circuit = await pg.fetchrow(LOCK_CIRCUIT, merchant_id)
@@ -355,7 +358,7 @@ async def _claim(
     open_until = circuit["open_until"]
     half_open = open_until is not None
     if half_open and open_until > now:
-        return _Claim(credentials, credentials.endpoint_url, (), circuit_open=True)
+        return _Claim((), circuit_open=True)
     rows = await pg.fetch(CLAIM, merchant_id, now, 1 if half_open else limit)
     if rows:
         lease_end = now + timedelta(seconds=LEASE_S)
@@ -363,11 +366,11 @@ async def _claim(
         await pg.execute(SET_NEXT_ATTEMPT, merchant_id, ids, lease_end)
         if half_open:  # the trial is in flight: others keep away until it is recorded
             await pg.execute(SET_OPEN_UNTIL, merchant_id, lease_end)
-    return _Claim(credentials, credentials.endpoint_url, rows)
+    return _Claim(rows)
 
 
 async def _attempt(
-    claim: _Claim, merchant_id: str, row: Any, send: Send
+    endpoint: _Endpoint, merchant_id: str, row: Any, send: Send
 ) -> tuple[int | None, str | None]:
     """Send one delivery: (HTTP status or None, error text or None for a 2xx)."""
     body = delivery_body(row["event_type"], row["created_at"], json.loads(row["payload"]))
@@ -378,15 +381,15 @@ async def _attempt(
         "webhook-id": message_id,
         "webhook-timestamp": str(timestamp),
         "webhook-signature": sign_standard_webhook(
-            secret=claim.credentials.outbound_secret,
-            private_key=claim.credentials.outbound_private_key,
+            secret=endpoint.credentials.outbound_secret,
+            private_key=endpoint.credentials.outbound_private_key,
             webhook_id=message_id,
             timestamp=timestamp,
             body=body,
         ),
     }
     try:
-        status = await send(claim.endpoint_url, body, headers)
+        status = await send(endpoint.url, body, headers)
     except (httpx.HTTPError, OSError) as error:
         return None, f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
     if 200 <= status < 300:

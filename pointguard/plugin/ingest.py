@@ -67,10 +67,7 @@ async def _merchant_request(
     logs.bind(sender=sender, merchant_id=merchant_id)
     body = await _read_body(request, settings.max_webhook_body_bytes)
     cache: CredentialCache = request.app.state.credentials
-    credentials = cache.fresh(merchant_id)
-    if credentials is None:
-        async with db.connection(request.app.state.engine) as pg:
-            credentials = await cache.get(pg, merchant_id)
+    credentials = await cache.load(request.app.state.engine, merchant_id)
     if credentials is None:
         raise UnknownMerchant(f"no merchant {merchant_id!r}")
     yield credentials, body
