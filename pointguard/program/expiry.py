@@ -21,11 +21,13 @@ from pointguard.program.store import program_in_force
 
 MAX_MEMBERS_PER_PASS = 500
 
+# Marks a pass's reminders at once; returns those not sent before.
 MARK_REMINDED = """
 INSERT INTO program_expiry_reminders (merchant_id, member_id, expires_at, days_before, sent_at)
-VALUES ($1, $2, $3, $4, $5)
+SELECT $1, u.*, $5::timestamptz
+FROM unnest($2::text[], $3::timestamptz[], $4::integer[]) AS u
 ON CONFLICT DO NOTHING
-RETURNING member_id
+RETURNING member_id, expires_at, days_before
 """
 
 # Members with available points whose last program event is on or before $2.
@@ -53,20 +55,33 @@ async def send_expiry_reminders(pg: PgConnection, merchant_id: str, *, now: date
             for row in await pg.fetch(INACTIVE, merchant_id, cutoff, MAX_MEMBERS_PER_PASS):
                 expires_at = add_months(row["last_activity"], expiry.months)
                 due.append((row["member_id"], row["balance_points"], expires_at, days))
-    events = []
-    for member_id, points, expires_at, days in due:
-        if await pg.fetchval(MARK_REMINDED, merchant_id, member_id, expires_at, days, now):
-            events.append(
-                (
-                    "points.expiring",
-                    {
-                        "member_id": member_id,
-                        "points": points,
-                        "expires_at": expires_at,
-                        "days_before": days,
-                    },
-                )
-            )
+    if not due:
+        return 0
+    # Where each reminder first comes in `due`: the events keep that order.
+    order: dict[tuple[str, datetime, int], int] = {}
+    for index, (member_id, _, expires_at, days) in enumerate(due):
+        order.setdefault((member_id, expires_at, days), index)
+    marked = await pg.fetch(
+        MARK_REMINDED,
+        merchant_id,
+        [member_id for member_id, _, _, _ in due],
+        [expires_at for _, _, expires_at, _ in due],
+        [days for _, _, _, days in due],
+        now,
+    )
+    sent = sorted(order[(r["member_id"], r["expires_at"], r["days_before"])] for r in marked)
+    events = [
+        (
+            "points.expiring",
+            {
+                "member_id": member_id,
+                "points": points,
+                "expires_at": expires_at,
+                "days_before": days,
+            },
+        )
+        for member_id, points, expires_at, days in (due[index] for index in sent)
+    ]
     await write_events(pg, merchant_id, events)
     return len(events)
 

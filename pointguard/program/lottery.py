@@ -44,11 +44,10 @@ from pointguard.program.prizes import (
     SEED_BYTES,
     Reason,
     find_chance,
-    from_row,
     key_reused,
     pay_prizes,
-    row_by_key,
 )
+from pointguard.program.rows import from_row, row_by_key
 from pointguard.program.rules import ordinal
 from pointguard.program.store import program_in_force
 
@@ -364,7 +363,9 @@ async def draw_tickets(pg: PgConnection, merchant_id: str, draw_id: str) -> list
 async def _entry_by_key(
     pg: PgConnection, merchant_id: str, member_id: str, draw_id: str, key: str
 ) -> DrawEntry | None:
-    row = await row_by_key(pg, ENTRY_BY_KEY, merchant_id, key, member_id, "draw_id", draw_id)
+    row = await row_by_key(
+        pg, ENTRY_BY_KEY, merchant_id, key, member_id, "draw_id", draw_id, key_reused
+    )
     return None if row is None else from_row(DrawEntry, row)
 
 

@@ -17,10 +17,9 @@ Rules this module enforces:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import fields
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TypeVar
 
 from pointguard.db import PgConnection
 from pointguard.errors import ChanceUnavailable
@@ -30,13 +29,9 @@ from pointguard.ledger.entries import MAX_BATCH_ENTRIES
 from pointguard.program.document import LotteryDraw, Program, ScratchCards, SurpriseBonus
 from pointguard.program.rules import lot_expiry
 
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
-
 SEED_BYTES = 32
 
 C = TypeVar("C", LotteryDraw, ScratchCards, SurpriseBonus)
-R = TypeVar("R", bound="DataclassInstance")
 
 # (member id, points, ledger idempotency key, description)
 Prize = tuple[str, int, str, str]
@@ -88,6 +83,7 @@ async def pay_prizes(
 ) -> list[PostedEntry]:
     """Post `(member, points, key, description)` prizes as earns, available at once and
     expiring as the program's lots do, in batches the ledger accepts."""
+    expires_at = lot_expiry(program, now)
     earns = [
         ops.earn_entry(
             merchant_id,
@@ -96,7 +92,7 @@ async def pay_prizes(
             key=key,
             description=description,
             source=source,
-            expires_at=lot_expiry(program, now),
+            expires_at=expires_at,
         )
         for member_id, points, key, description in prizes
     ]
@@ -117,27 +113,6 @@ async def add_to_budget(
 ) -> None:
     """Count `points` as paid from the campaign's budget (locked by `lock_budget`)."""
     await pg.execute(ADD_TO_BUDGET, merchant_id, kind, campaign_id, points)
-
-
-async def row_by_key(
-    pg: PgConnection,
-    sql: str,
-    merchant_id: str,
-    key: str,
-    member_id: str,
-    chance_column: str,
-    chance_id: str,
-) -> Any:
-    """The row a key made before, if any; refused when it was for another member or chance."""
-    row = await pg.fetchrow(sql, merchant_id, key)
-    if row is not None and (row["member_id"], row[chance_column]) != (member_id, chance_id):
-        raise key_reused(chance_id, key)
-    return row
-
-
-def from_row(cls: type[R], row: Any) -> R:
-    """A dataclass from the row's columns of the same names."""
-    return cls(**{f.name: row[f.name] for f in fields(cls)})
 
 
 def key_reused(chance_id: str, key: str) -> ChanceUnavailable:

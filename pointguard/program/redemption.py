@@ -24,7 +24,6 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from pointguard.db import PgConnection
 from pointguard.errors import InsufficientPoints, InvalidReference, RewardUnavailable
@@ -42,6 +41,7 @@ from pointguard.program.rewards import (
     quote,
     quote_reward,
 )
+from pointguard.program.rows import from_row, row_by_key
 from pointguard.program.store import program_in_force
 
 DEFAULT_TIMEOUT_S = 900
@@ -272,17 +272,15 @@ def _new_code() -> str:
 async def _by_key(
     pg: PgConnection, merchant_id: str, member_id: str, reward_id: str, key: str
 ) -> Redemption | None:
-    row = await pg.fetchrow(REDEMPTION_BY_KEY, merchant_id, key)
-    if row is None:
-        return None
-    if (row["member_id"], row["reward_id"]) != (member_id, reward_id):
-        raise _key_reused(reward_id, key)
-    return _redemption(row)
+    row = await row_by_key(
+        pg, REDEMPTION_BY_KEY, merchant_id, key, member_id, "reward_id", reward_id, _key_reused
+    )
+    return None if row is None else from_row(Redemption, row)
 
 
 async def _by_id(pg: PgConnection, merchant_id: str, redemption_id: int) -> Redemption | None:
     row = await pg.fetchrow(REDEMPTION_BY_ID, merchant_id, redemption_id)
-    return None if row is None else _redemption(row)
+    return None if row is None else from_row(Redemption, row)
 
 
 async def _existing(pg: PgConnection, merchant_id: str, redemption_id: int) -> Redemption:
@@ -297,20 +295,4 @@ def _key_reused(reward_id: str, key: str) -> RewardUnavailable:
         f"key {key!r} already redeemed another reward or for another member",
         reward_id=reward_id,
         reason=Reason.KEY_REUSED,
-    )
-
-
-def _redemption(row: Any) -> Redemption:
-    return Redemption(
-        redemption_id=row["redemption_id"],
-        member_id=row["member_id"],
-        reward_id=row["reward_id"],
-        code=row["code"],
-        points=row["points"],
-        discount_minor=row["discount_minor"],
-        free_shipping=row["free_shipping"],
-        free_sku=row["free_sku"],
-        description=row["description"],
-        expires_at=row["expires_at"],
-        status=row["status"],
     )

@@ -19,7 +19,7 @@ The rule, stated once:
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from pointguard.db import PgConnection
 from pointguard.program.document import Program
@@ -29,6 +29,7 @@ from pointguard.program.rules import (
     Intent,
     OrderRecord,
     TakeBackIntent,
+    after_return_window,
     lot_expiry,
     ordinal,
 )
@@ -119,7 +120,7 @@ async def referral_intents(
     referral = await pg.fetchrow(REFERRAL_OF, merchant_id, referee)
     if referral is None or referral["status"] == "refused_self":
         return []
-    release_at = None if signup else event.occurred_at + _window(program)
+    release_at = None if signup else after_return_window(program, event.occurred_at)
     intents: list[Intent] = []
     referee_rewarded = referral["referee_rewarded"]
     if (
@@ -229,7 +230,7 @@ async def _reward_referrer(
     cap = rules.max_rewarded_per_month
     if cap is not None and counts["this_month"] >= cap:
         return "capped", []
-    release_at = order.occurred_at + _window(program)
+    release_at = after_return_window(program, order.occurred_at)
     expires_at = lot_expiry(program, release_at)
     intents: list[Intent] = [
         EarnIntent(
@@ -257,7 +258,3 @@ async def _reward_referrer(
         if step.referrals == nth and step.bonus_points
     ]
     return "rewarded", intents
-
-
-def _window(program: Program) -> timedelta:
-    return timedelta(days=program.return_window_days)

@@ -181,7 +181,7 @@ def price_points_plus_cash(
 
 def describe(program: Program, reward: Reward, option: QuoteOption) -> str:
     """The redemption as the customer reads it in their history: "500 points for 5 EUR off"."""
-    off = money(option.discount_minor, program.currency, program.minor_units_per_major)
+    off = _money(program, option.discount_minor)
     if isinstance(reward, FixedDiscount | PointsPlusCash):
         what = f"{off} off"
     elif isinstance(reward, PercentOff):
@@ -194,9 +194,14 @@ def describe(program: Program, reward: Reward, option: QuoteOption) -> str:
     return f"{option.points} points for {what}"[:MAX_DESCRIPTION_CHARS]
 
 
+def admits_tier(reward: Reward, tier: str | None) -> bool:
+    """Whether a member of `tier` may redeem the reward: an empty `tiers` admits everyone."""
+    return not reward.tiers or tier in reward.tiers
+
+
 def _eligibility(reward: Reward, context: RewardContext) -> list[Refusal]:
     refusals = []
-    if reward.tiers and context.tier not in reward.tiers:
+    if not admits_tier(reward, context.tier):
         refusals.append(
             Refusal(Reason.TIER_GATED, f"For {' and '.join(reward.tiers)} members only")
         )

@@ -146,9 +146,14 @@ def lot_expiry(program: Program, earned_at: datetime) -> datetime | None:
     return add_months(earned_at, program.expiry.months)
 
 
+def after_return_window(program: Program, at: datetime) -> datetime:
+    """When points won by an order at `at` are released: once its return window has passed."""
+    return at + timedelta(days=program.return_window_days)
+
+
 def order_intents(event: OrderPaid, points: OrderPoints, program: Program) -> list[Intent]:
     """The earns for a paid order whose points are computed (`earning.order_points`)."""
-    release_at = event.occurred_at + timedelta(days=program.return_window_days)
+    release_at = after_return_window(program, event.occurred_at)
     expires_at = lot_expiry(program, release_at)
     promotion_names = {p.id: p.name for p in program.promotions}
     applied = sorted(

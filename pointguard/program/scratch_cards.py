@@ -25,12 +25,11 @@ from pointguard.program.outbox import write_entry_events, write_events
 from pointguard.program.prizes import (
     add_to_budget,
     find_chance,
-    from_row,
     key_reused,
     lock_budget,
     pay_prizes,
-    row_by_key,
 )
+from pointguard.program.rows import from_row, row_by_key
 from pointguard.program.store import program_in_force
 
 BUDGET_KIND = "scratch"
@@ -147,5 +146,7 @@ async def grant_scratch_card(
 async def _card_by_key(
     pg: PgConnection, merchant_id: str, member_id: str, campaign_id: str, key: str
 ) -> ScratchCard | None:
-    row = await row_by_key(pg, CARD_BY_KEY, merchant_id, key, member_id, "campaign_id", campaign_id)
+    row = await row_by_key(
+        pg, CARD_BY_KEY, merchant_id, key, member_id, "campaign_id", campaign_id, key_reused
+    )
     return None if row is None else from_row(ScratchCard, row)

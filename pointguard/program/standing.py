@@ -19,7 +19,13 @@ from pointguard.program.challenges import (
 from pointguard.program.document import Challenge, Program
 from pointguard.program.orders import order_record
 from pointguard.program.outbox import write_events
-from pointguard.program.rules import EarnIntent, Intent, TakeBackIntent, lot_expiry
+from pointguard.program.rules import (
+    EarnIntent,
+    Intent,
+    TakeBackIntent,
+    after_return_window,
+    lot_expiry,
+)
 from pointguard.program.store import program_in_force
 from pointguard.program.tiers import TierDecision, TierStatus, decide_tier, qualification_window
 
@@ -102,14 +108,12 @@ async def refresh_tier(
     now_amount = await qualifying_amount(
         pg, merchant_id, member_id, program, *qualification_window(tiers, at)
     )
-    due = status.review_at is not None and at >= status.review_at
-    period_amount = (
-        await qualifying_amount(
-            pg, merchant_id, member_id, program, *qualification_window(tiers, status.review_at)
+    review_at = status.review_at
+    period_amount = 0
+    if review_at is not None and at >= review_at:  # the review is due
+        period_amount = await qualifying_amount(
+            pg, merchant_id, member_id, program, *qualification_window(tiers, review_at)
         )
-        if due and status.review_at is not None
-        else 0
-    )
     decision = decide_tier(
         program, status, now_amount=now_amount, period_amount=period_amount, at=at
     )
@@ -209,12 +213,11 @@ async def complete_challenges(
 ) -> list[Intent]:
     """Complete the challenges that an activity of `kind` at `at` finishes: record the badge,
     tell the storefront, and return the bonus earns."""
-    if not any(c.goal in goals_touched(kind) for c in program.challenges):
+    touched = [c for c in program.challenges if c.goal in goals_touched(kind)]
+    if not touched:
         return []
     done = {r["challenge_id"] for r in await pg.fetch(COMPLETED_CHALLENGES, merchant_id, member_id)}
-    open_challenges = [
-        c for c in program.challenges if c.id not in done and c.goal in goals_touched(kind)
-    ]
+    open_challenges = [c for c in touched if c.id not in done]
     if not open_challenges:
         return []
     activity = await member_activity(
@@ -222,29 +225,26 @@ async def complete_challenges(
     )
     # A bonus won by an order (or a referee's order) waits out that order's return window.
     waits = kind in ("order", "referral")
-    release_at = at + timedelta(days=program.return_window_days) if waits else None
+    release_at = after_return_window(program, at) if waits else None
     intents: list[Intent] = []
+    events: list[tuple[str, dict[str, object]]] = []
     for challenge in open_challenges:
         if not challenge_progress(challenge, activity, at).completed:
             continue
         generation = await pg.fetchval(
             COMPLETE_CHALLENGE, merchant_id, member_id, challenge.id, challenge.badge, at
         )
-        await write_events(
-            pg,
-            merchant_id,
-            [
-                (
-                    "challenge.completed",
-                    {
-                        "member_id": member_id,
-                        "challenge_id": challenge.id,
-                        "badge": challenge.badge,
-                        "bonus_points": challenge.bonus_points,
-                        "at": at,
-                    },
-                )
-            ],
+        events.append(
+            (
+                "challenge.completed",
+                {
+                    "member_id": member_id,
+                    "challenge_id": challenge.id,
+                    "badge": challenge.badge,
+                    "bonus_points": challenge.bonus_points,
+                    "at": at,
+                },
+            )
         )
         if challenge.bonus_points:
             intents.append(
@@ -259,6 +259,7 @@ async def complete_challenges(
                     member_id=member_id,
                 )
             )
+    await write_events(pg, merchant_id, events)
     return intents
 
 
@@ -283,28 +284,28 @@ async def revoke_challenges(
         for row in await pg.fetch(COMPLETED_CHALLENGES, merchant_id, member_id)
         if row["challenge_id"] in challenges
     ]
+    if not completed:
+        return []
+    # One read covering every completion's history: progress only counts activity up to `at`.
+    activity = await member_activity(
+        pg,
+        merchant_id,
+        member_id,
+        min(
+            row["completed_at"] - timedelta(days=_lookback_days([challenges[row["challenge_id"]]]))
+            for row in completed
+        ),
+        max(row["completed_at"] for row in completed),
+    )
     intents: list[Intent] = []
+    events: list[tuple[str, dict[str, object]]] = []
     for row in completed:
         challenge, completed_at = challenges[row["challenge_id"]], row["completed_at"]
-        activity = await member_activity(
-            pg,
-            merchant_id,
-            member_id,
-            completed_at - timedelta(days=_lookback_days([challenge])),
-            completed_at,
-        )
         if challenge_progress(challenge, activity, completed_at).completed:
             continue
         await pg.execute(REVOKE_CHALLENGE, merchant_id, member_id, challenge.id, at)
-        await write_events(
-            pg,
-            merchant_id,
-            [
-                (
-                    "challenge.revoked",
-                    {"member_id": member_id, "challenge_id": challenge.id, "at": at},
-                )
-            ],
+        events.append(
+            ("challenge.revoked", {"member_id": member_id, "challenge_id": challenge.id, "at": at})
         )
         if challenge.bonus_points:
             earned = challenge_bonus_key(challenge.id, member_id, row["generation"])
@@ -318,6 +319,7 @@ async def revoke_challenges(
                     f"challenge:{challenge.id}",
                 )
             )
+    await write_events(pg, merchant_id, events)
     return intents
 
 
@@ -339,12 +341,12 @@ async def member_challenges(
 ) -> list[tuple[ChallengeProgress, datetime | None]]:
     """Each challenge of the program in force, with the member's progress and completion."""
     program = (await program_in_force(pg, merchant_id, at)).program
+    if not program.challenges:
+        return []
     done = {
         r["challenge_id"]: r["completed_at"]
         for r in await pg.fetch(COMPLETED_CHALLENGES, merchant_id, member_id)
     }
-    if not program.challenges:
-        return []
     activity = await member_activity(
         pg, merchant_id, member_id, at - timedelta(days=_lookback_days(program.challenges)), at
     )
@@ -354,10 +356,13 @@ async def member_challenges(
 async def review_tiers(pg: PgConnection, merchant_id: str, *, now: datetime) -> int:
     """Review members whose tier review is due (downgrades happen here for members who buy
     nothing); returns how many changed tier. Run it daily."""
+    rows = await pg.fetch(TIERS_DUE, merchant_id, now, MAX_TIER_REVIEWS)
+    if not rows:
+        return 0
+    program = (await program_in_force(pg, merchant_id, now)).program
     changed = 0
-    for row in await pg.fetch(TIERS_DUE, merchant_id, now, MAX_TIER_REVIEWS):
+    for row in rows:
         member = await pg.fetchrow(LOCK_MEMBER_TIER, merchant_id, row["member_id"])
-        program = (await program_in_force(pg, merchant_id, now)).program
         status = TierStatus(member["tier"], member["tier_review_at"])
         decision = await refresh_tier(pg, merchant_id, row["member_id"], program, status, now)
         changed += decision.changed

@@ -15,6 +15,7 @@ from datetime import datetime
 from pointguard.db import PgConnection
 from pointguard.ledger import member_balances
 from pointguard.program.document import Program
+from pointguard.program.rewards import admits_tier
 from pointguard.program.store import program_in_force
 
 NEARLY_SHORT_DIVISOR = 5  # short by at most cost / 5
@@ -38,7 +39,7 @@ def suggest_rewards(
 ) -> list[Suggestion]:
     picked = []
     for position, reward in enumerate(program.rewards):
-        if reward.tiers and tier not in reward.tiers:
+        if not admits_tier(reward, tier):
             continue
         short = max(0, reward.cost_points - available_points)
         if short * NEARLY_SHORT_DIVISOR > reward.cost_points:

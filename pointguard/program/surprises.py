@@ -35,16 +35,19 @@ from pointguard.program.store import program_in_force
 MAX_SURPRISE_ELIGIBLE = 1_000_000
 BUDGET_KIND = "surprise"
 
-SURPRISE_RUN = """
-SELECT surprise_id, run_key, seed, eligible_count, points, winners, paid_points, created_at
+SURPRISE_RUN_COLUMNS = (
+    "surprise_id, run_key, seed, eligible_count, points, winners, paid_points, created_at"
+)
+
+SURPRISE_RUN = f"""
+SELECT {SURPRISE_RUN_COLUMNS}
 FROM program_surprise_runs WHERE merchant_id = $1 AND surprise_id = $2 AND run_key = $3
 """
 
-INSERT_SURPRISE_RUN = """
-INSERT INTO program_surprise_runs (merchant_id, surprise_id, run_key, seed, eligible_count,
-    points, winners, paid_points, created_at)
+INSERT_SURPRISE_RUN = f"""
+INSERT INTO program_surprise_runs (merchant_id, {SURPRISE_RUN_COLUMNS})
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-RETURNING surprise_id, run_key, seed, eligible_count, points, winners, paid_points, created_at
+RETURNING {SURPRISE_RUN_COLUMNS}
 """
 
 
