@@ -23,6 +23,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from pointguard.config import Settings
@@ -34,6 +35,13 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Deadlocks and serialization failures are resolved by running the whole transaction again.
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 MAX_TRANSACTION_ATTEMPTS = 8
+# What a background loop survives and tries again on its next pass: the database away, or
+# refusing the work for now (a restart, a failover, exhausted connections).
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    asyncpg.PostgresError,
+    SQLAlchemyError,
+    OSError,
+)
 
 T = TypeVar("T")
 P = ParamSpec("P")

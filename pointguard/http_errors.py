@@ -8,11 +8,10 @@ from __future__ import annotations
 import logging
 
 import asyncpg
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from pointguard import errors, logs, metrics
+from pointguard import db, errors, logs, metrics
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +38,7 @@ def status_of(error: errors.PointGuardError) -> int:
 # The database cannot be reached or refused to work (a restart, a failover, exhausted
 # connections): nothing was decided, so the caller should retry, and hears so in the same form
 # as every other refusal instead of a bare 500.
-DATABASE_ERRORS: tuple[type[Exception], ...] = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    SQLAlchemyError,
-    OSError,
-)
+DATABASE_ERRORS: tuple[type[Exception], ...] = (*db.DATABASE_UNAVAILABLE, asyncpg.InterfaceError)
 RETRY_AFTER_S = 5
 
 

@@ -37,12 +37,10 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 
-import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
@@ -60,6 +58,7 @@ BATCH_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 DATABASE_MAX_AGE_S = 1.0
 # and a scrape gives up on them after this long (their query is cancelled).
 DATABASE_TIMEOUT_S = 2.0
+GAUGE_READ_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *db.DATABASE_UNAVAILABLE)
 
 # Chosen when this module is imported, as prometheus_client chose its value class.
 SHARED_DIR = os.environ.get(ENV) or None
@@ -230,7 +229,7 @@ class DatabaseGauges:
         try:
             async with db.connection(self._engine) as pg:
                 row = await pg.fetchrow(DATABASE_GAUGES, timeout=DATABASE_TIMEOUT_S)
-        except (TimeoutError, asyncpg.PostgresError, SQLAlchemyError, OSError) as error:
+        except GAUGE_READ_ERRORS as error:
             log.warning("metrics database gauges unavailable", extra={"error": repr(error)})
             ok.add_metric([], 0)
             return [ok]

@@ -13,8 +13,6 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import TypeVar
 
-import asyncpg
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db, metrics
@@ -88,7 +86,7 @@ async def upkeep_forever(
     while True:
         try:
             await exclusive_upkeep_pass(engine, settings=settings)
-        except (asyncpg.PostgresError, SQLAlchemyError, OSError) as error:
+        except db.DATABASE_UNAVAILABLE as error:
             log.error("upkeep pass failed error=%r", error)
         await asyncio.sleep(interval_s)
 

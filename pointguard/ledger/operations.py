@@ -21,6 +21,7 @@ from pointguard.ledger.accounts import (
     member_account,
     system_account,
 )
+from pointguard.ledger.balances import member_balances
 from pointguard.ledger.entries import SHAPES, EntryKind, NewEntry, PostedEntry, Posting
 from pointguard.ledger.posting import post_entries
 from pointguard.ledger.reading import load_entries_by_key
@@ -361,12 +362,6 @@ async def release_due(pg: PgConnection, merchant_id: str, *, now: datetime) -> l
     return await post_entries(pg, entries) if entries else []
 
 
-MEMBER_AVAILABLE = """
-SELECT balance_points FROM ledger_accounts
-WHERE merchant_id = $1 AND member_id = $2 AND kind = 'available'
-"""
-
-
 async def expire_member(
     pg: PgConnection,
     merchant_id: str,
@@ -378,7 +373,7 @@ async def expire_member(
 ) -> PostedEntry | None:
     """Expire all of a member's available points (inactivity expiry); None if there are none."""
     await lock_members(pg, merchant_id, [member_id])
-    available = await pg.fetchval(MEMBER_AVAILABLE, merchant_id, member_id) or 0
+    available = (await member_balances(pg, merchant_id, member_id)).available_points
     if available <= 0:
         return None
     entry = movement(

@@ -42,9 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import httpx
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db, logs, metrics
@@ -277,7 +275,7 @@ async def dispatch_forever(engine: AsyncEngine, credentials: CredentialCache) ->
         while True:
             try:
                 done = await deliver_due(engine, credentials, send=send)
-            except (asyncpg.PostgresError, SQLAlchemyError, OSError) as error:
+            except db.DATABASE_UNAVAILABLE as error:
                 log.error("outbox dispatch pass failed error=%r", error)
                 done = DispatchResult()
             if not done.busy:

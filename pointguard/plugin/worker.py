@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
@@ -199,7 +198,7 @@ async def work_forever(engine: AsyncEngine) -> None:
     while True:
         try:
             done = await process_due(engine)
-        except (asyncpg.PostgresError, SQLAlchemyError, OSError) as error:
+        except db.DATABASE_UNAVAILABLE as error:
             log.error("worker pass failed error=%r", error)
             done = BatchResult()
         if not done.applied and not done.dead and not done.retried:
