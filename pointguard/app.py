@@ -8,8 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from collections.abc import AsyncIterator
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
@@ -92,16 +91,14 @@ def create_app(
         app.state.key_sets = KeySetCache(refetch_interval_s=settings.jwks_refetch_interval_s)
         app.state.inbox = InboxWriter(engine)
         app.state.database_gauges = metrics.DatabaseGauges(engine)
-        loops: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        tasks: list[asyncio.Task[None]] = []
         if upkeep:
-            loops.append(
-                lambda: upkeep_forever(engine, interval_s=UPKEEP_INTERVAL_S, settings=settings)
-            )
+            loop = upkeep_forever(engine, interval_s=UPKEEP_INTERVAL_S, settings=settings)
+            tasks.append(asyncio.create_task(loop))
         if workers:
-            loops.append(lambda: work_forever(engine))
+            tasks.append(asyncio.create_task(work_forever(engine)))
         if dispatch:
-            loops.append(lambda: dispatch_forever(engine, app.state.credentials))
-        tasks = [asyncio.create_task(loop()) for loop in loops]
+            tasks.append(asyncio.create_task(dispatch_forever(engine, app.state.credentials)))
         try:
             yield
         finally:

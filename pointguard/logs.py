@@ -50,11 +50,16 @@ def bind(**fields: str) -> None:
     """Add fields to every line logged from here to the end of the request (or the
     `log_fields` block) in progress."""
     current = _fields.get()
-    cut = {name: value[:MAX_FIELD_CHARS] for name, value in fields.items()}
+    cut = _cut(fields)
     if current is None:  # outside any scope: the fields hold for the rest of this task
         _fields.set(cut)
     else:
         current.update(cut)
+
+
+def _cut(fields: Mapping[str, str]) -> dict[str, str]:
+    """Fields as logged: each value at most `MAX_FIELD_CHARS` long."""
+    return {name: value[:MAX_FIELD_CHARS] for name, value in fields.items()}
 
 
 def bound_fields() -> Mapping[str, str]:
@@ -65,7 +70,7 @@ def bound_fields() -> Mapping[str, str]:
 @contextmanager
 def log_fields(**fields: str) -> Iterator[None]:
     """Lines logged inside the block carry `fields` (and those already bound outside it)."""
-    token = _fields.set({**bound_fields(), **{k: v[:MAX_FIELD_CHARS] for k, v in fields.items()}})
+    token = _fields.set({**bound_fields(), **_cut(fields)})
     try:
         yield
     finally:
