@@ -17,15 +17,15 @@ phases:
 
 Every request is a distinct `order.paid` (fresh webhook id, one of 50,000 members of its
 merchant; the merchants take turns, round-robin across all connections), signed (`v1`,
-HMAC-SHA256, with its merchant's secret) just before it is sent, by a small keep-alive
-HTTP/1.1 client (`--client httpx` uses httpx instead; see RawClient for why that is not the
-default). After each phase the bench waits (at most 60 s + 3 s per second of load) for the
-inbox to drain. applied_per_s is the saturate phase's rows applied (of all the merchants)
-divided by the time from the first of them received to the last applied (`inbox.received_at`,
-`inbox.applied_at`; applied_at is the start of the worker's batch transaction, so the last
-batch's own duration, tens of ms, is not counted). errors counts, over both phases, answers
-other than 202, failed requests (connection errors, timeouts after 10 s), and inbox rows that
-ended dead or were still pending after the drain.
+HMAC-SHA256, with its merchant's secret) just before it is sent, by a small keep-alive HTTP/1.1
+client (`--client httpx` uses httpx instead; see loopback_http.py, home of KeepAliveConnection,
+for why that is not the default). After each phase the bench waits (at most 60 s + 3 s per
+second of load) for the inbox to drain. applied_per_s is the saturate phase's rows applied (of
+all the merchants) divided by the time from the first of them received to the last applied
+(`inbox.received_at`, `inbox.applied_at`; applied_at is the start of the worker's batch
+transaction, so the last batch's own duration, tens of ms, is not counted). errors counts, over
+both phases, answers other than 202, failed requests (connection errors, timeouts after 10 s),
+and inbox rows that ended dead or were still pending after the drain.
 
 Also reported: the server's peak RSS (all its processes together, sampled every 0.1 s), the
 CPU each party used during the saturate phase as a share of the machine, and the commonest
@@ -57,10 +57,11 @@ from typing import Any
 
 import psutil
 from loopback_http import HOST, KeepAliveConnection, free_port
+from stats import percentile
 
 from pointguard import db
 from pointguard.plugin.merchants import create_merchant
-from pointguard.plugin.signatures import sign_standard_webhook
+from pointguard.plugin.signatures import standard_webhook_headers
 from pointguard.program.store import save_program
 from pointguard.program.validation import parse_program
 
@@ -147,22 +148,19 @@ def order_paid(order_id: str) -> bytes:
 
 
 def signed_headers(secret: str, webhook_id: str, body: bytes) -> dict[str, str]:
-    at = int(time.time())
-    return {
-        "content-type": "application/json",
-        "webhook-id": webhook_id,
-        "webhook-timestamp": str(at),
-        "webhook-signature": sign_standard_webhook(
-            secret=secret, private_key=None, webhook_id=webhook_id, timestamp=at, body=body
-        ),
-    }
+    return standard_webhook_headers(
+        secret=secret,
+        private_key=None,
+        webhook_id=webhook_id,
+        timestamp=int(time.time()),
+        body=body,
+    )
 
 
 class HttpxClient:
     """The same through one httpx.AsyncClient (its own pool), for comparison."""
 
-    def __init__(self, port: int, shared: Any) -> None:
-        self.port = port
+    def __init__(self, shared: Any) -> None:
         self.shared = shared
 
     async def post(self, path: str, headers: dict[str, str], body: bytes) -> int:
@@ -192,7 +190,7 @@ async def clients(kind: str, port: int, count: int) -> AsyncIterator[list[Any]]:
         async with httpx.AsyncClient(
             base_url=f"http://{HOST}:{port}", limits=limits, timeout=REQUEST_TIMEOUT_S
         ) as shared:
-            yield [HttpxClient(port, shared) for _ in range(count)]
+            yield [HttpxClient(shared) for _ in range(count)]
         return
     made = [KeepAliveConnection(port) for _ in range(count)]
     try:
@@ -305,11 +303,6 @@ def load_main(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------------------------------
 # The bench: database, server, phases, figures
 # ---------------------------------------------------------------------------------------------
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 def tree(pid: int) -> list[psutil.Process]:
@@ -508,6 +501,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         engine = db.create_engine(db.async_url(url), pool_size=2)
         await db.migrate(engine)
         created = []
+        program = parse_program(PROGRAM)
         for i in range(args.merchants):
             merchant_id = f"bench-{tag}" if args.merchants == 1 else f"bench-{tag}-{i:04d}"
             created.append(
@@ -519,7 +513,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 engine,
                 save_program,
                 merchant_id,
-                parse_program(PROGRAM),
+                program,
                 effective_from=datetime(2020, 1, 1, tzinfo=UTC),
             )
         merchant_ids = [m.merchant_id for m in created]

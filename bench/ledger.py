@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
+from stats import percentile
 
 from pointguard import db
 from pointguard.ledger import operations as ops
@@ -152,11 +153,6 @@ def pgbench(url: str, seconds: int) -> float:
     if match is None:
         raise RuntimeError(f"pgbench printed no tps:\n{out}")
     return float(match.group(1))
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 async def main(seconds: int) -> dict[str, float]:

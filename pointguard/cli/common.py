@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
 from pointguard.config import load_settings
+from pointguard.db import PgConnection
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 def with_engine(work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
@@ -27,3 +29,12 @@ def with_engine(work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
             await engine.dispose()
 
     return asyncio.run(run())
+
+
+def in_transaction(
+    op: Callable[Concatenate[PgConnection, P], Awaitable[T]],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """`op(pg, *args, **kwargs)` in a transaction of its own, on a migrated database."""
+    return with_engine(lambda engine: db.run_in_transaction(engine, op, *args, **kwargs))

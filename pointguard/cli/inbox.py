@@ -8,7 +8,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
-from pointguard.cli.common import with_engine
+from pointguard.cli.common import in_transaction, with_engine
 
 app = typer.Typer(help="The webhook inbox and its dead letters.", no_args_is_help=True)
 
@@ -36,10 +36,7 @@ def inbox_replay(merchant: str, webhook_id: str) -> None:
     """Queue a dead-lettered webhook again (after fixing what made it fail)."""
     from pointguard.plugin.worker import replay_dead_letter
 
-    async def replay(engine: AsyncEngine) -> bool:
-        return await db.run_in_transaction(engine, replay_dead_letter, merchant, webhook_id)
-
-    if not with_engine(replay):
+    if not in_transaction(replay_dead_letter, merchant, webhook_id):
         typer.echo(f"no dead letter {webhook_id!r} for merchant {merchant!r}", err=True)
         raise typer.Exit(code=1)
     typer.echo(f"{merchant} {webhook_id}: queued again")

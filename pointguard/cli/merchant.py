@@ -5,19 +5,13 @@ not a traceback."""
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pointguard import db
-from pointguard.cli.common import with_engine
+from pointguard.cli.common import in_transaction
 from pointguard.config import load_settings
-from pointguard.db import PgConnection
-
-if TYPE_CHECKING:
-    from pointguard.plugin.merchants import NewMerchant
 
 app = typer.Typer(help="Merchants and their webhook credentials.", no_args_is_help=True)
 
@@ -41,12 +35,9 @@ def merchant_create(
 
     key = _credential_key()
 
-    async def create(engine: AsyncEngine) -> NewMerchant:
-        return await db.run_in_transaction(
-            engine, create_merchant, key, name, endpoint_url=endpoint
-        )
-
-    made = _merchant_command(lambda: with_engine(create))
+    made = _merchant_command(
+        lambda: in_transaction(create_merchant, key, name, endpoint_url=endpoint)
+    )
     fields = dataclasses.asdict(made)
     if as_json:
         typer.echo(json.dumps(fields))
@@ -72,7 +63,7 @@ def merchant_set_endpoint(
     """Deliver the merchant's outbound webhooks to URL."""
     from pointguard.plugin.merchants import set_endpoint
 
-    _save_merchant_url(set_endpoint, merchant, url)
+    _merchant_command(lambda: in_transaction(set_endpoint, merchant, url))
     typer.echo(f"merchant {merchant}: webhooks are delivered to {url}")
 
 
@@ -85,11 +76,7 @@ def merchant_rotate_secret(
     from pointguard.plugin.merchants import rotate_inbound_secret
 
     key = _credential_key()
-
-    async def rotate(engine: AsyncEngine) -> str:
-        return await db.run_in_transaction(engine, rotate_inbound_secret, key, merchant)
-
-    typer.echo(_merchant_command(lambda: with_engine(rotate)))
+    typer.echo(_merchant_command(lambda: in_transaction(rotate_inbound_secret, key, merchant)))
 
 
 @app.command("set-jwks")
@@ -102,7 +89,7 @@ def merchant_set_jwks(
     """Verify the merchant's Saleor-style webhooks with the RS256 keys published at URL."""
     from pointguard.plugin.merchants import set_jwks_url
 
-    _save_merchant_url(set_jwks_url, merchant, url)
+    _merchant_command(lambda: in_transaction(set_jwks_url, merchant, url))
     typer.echo(f"merchant {merchant}: Saleor-style webhooks are verified with the keys at {url}")
 
 
@@ -124,11 +111,7 @@ def merchant_set_adapter_secret(
     if secret == "-":
         secret = sys.stdin.read().strip()
     key = _credential_key()
-
-    async def save(engine: AsyncEngine) -> None:
-        await db.run_in_transaction(engine, set_adapter_secret, key, merchant, sender, secret)
-
-    _merchant_command(lambda: with_engine(save))
+    _merchant_command(lambda: in_transaction(set_adapter_secret, key, merchant, sender, secret))
     typer.echo(f"merchant {merchant}: {sender} webhooks are verified with the secret given")
 
 
@@ -151,11 +134,7 @@ def merchant_set_sender_key(
     except binascii.Error as error:
         typer.echo(f"not base64: {error}", err=True)
         raise typer.Exit(code=1) from error
-
-    async def save(engine: AsyncEngine) -> None:
-        await db.run_in_transaction(engine, set_inbound_public_key, merchant, raw)
-
-    _merchant_command(lambda: with_engine(save))
+    _merchant_command(lambda: in_transaction(set_inbound_public_key, merchant, raw))
     typer.echo(f"merchant {merchant}: v1a signatures are verified with the key given")
 
 
@@ -164,17 +143,6 @@ def _credential_key() -> bytes:
     from pointguard.plugin.secretbox import load_key
 
     return _merchant_command(lambda: load_key(load_settings()))
-
-
-def _save_merchant_url(
-    setter: Callable[[PgConnection, str, str | None], Awaitable[None]], merchant: str, url: str
-) -> None:
-    """Store one of the merchant's URLs with `setter`, in a transaction of its own."""
-
-    async def save(engine: AsyncEngine) -> None:
-        await db.run_in_transaction(engine, setter, merchant, url)
-
-    _merchant_command(lambda: with_engine(save))
 
 
 def _merchant_command(work: Callable[[], T]) -> T:

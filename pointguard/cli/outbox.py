@@ -10,7 +10,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
-from pointguard.cli.common import with_engine
+from pointguard.cli.common import in_transaction, with_engine
 
 app = typer.Typer(
     help="Webhooks to merchants' endpoints and their dead deliveries.", no_args_is_help=True
@@ -71,13 +71,10 @@ def outbox_replay(
     if replay_all == (delivery is not None):
         raise typer.BadParameter("give either a webhook id or --all", param_hint="ID")
 
-    async def replay(engine: AsyncEngine) -> int:
-        if delivery is None:
-            return await db.run_in_transaction(engine, replay_dead_deliveries, merchant)
-        found = await db.run_in_transaction(engine, replay_dead_delivery, merchant, delivery)
-        return int(found)
-
-    queued = with_engine(replay)
+    if delivery is None:
+        queued = in_transaction(replay_dead_deliveries, merchant)
+    else:
+        queued = int(in_transaction(replay_dead_delivery, merchant, delivery))
     if delivery is None:
         typer.echo(f"{merchant}: {queued} dead deliveries queued again")
     elif queued:

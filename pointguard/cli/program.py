@@ -11,7 +11,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
-from pointguard.cli.common import with_engine
+from pointguard.cli.common import in_transaction, with_engine
 
 app = typer.Typer(help="Loyalty program documents.", no_args_is_help=True)
 
@@ -37,13 +37,7 @@ def program_load(
             typer.echo(f"  {field}: {message}", err=True)
         raise typer.Exit(code=1) from error
     when = _aware(effective_from) if effective_from else datetime.now(UTC)
-
-    async def save(engine: AsyncEngine) -> int:
-        return await db.run_in_transaction(
-            engine, save_program, merchant, program, effective_from=when
-        )
-
-    version = with_engine(save)
+    version = in_transaction(save_program, merchant, program, effective_from=when)
     typer.echo(
         f"merchant {merchant}: program {program.name!r} saved as version {version},"
         f" in force from {when.isoformat()}"

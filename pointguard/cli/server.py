@@ -61,12 +61,12 @@ def dispatch(
     once: Annotated[bool, typer.Option(help="One pass, then exit.")] = False,
 ) -> None:
     """Deliver outbox events to merchants' endpoints, signed (also runs inside `serve`)."""
-    _observed(share_metrics=not once)  # a one-off pass would leave its files behind
+    settings = _observed(share_metrics=not once)  # a one-off pass would leave its files behind
     from pointguard.plugin.credentials import CredentialCache
     from pointguard.plugin.dispatcher import deliver_due, dispatch_forever
     from pointguard.plugin.secretbox import load_key
 
-    credentials = CredentialCache(load_key(load_settings()))
+    credentials = CredentialCache(load_key(settings))
 
     async def run(engine: AsyncEngine) -> None:
         if not once:

@@ -50,7 +50,7 @@ from pointguard.db import PgConnection
 from pointguard.errors import PointGuardError
 from pointguard.plugin.credentials import CredentialCache
 from pointguard.plugin.merchants import MerchantCredentials
-from pointguard.plugin.signatures import sign_standard_webhook
+from pointguard.plugin.signatures import standard_webhook_headers
 
 log = logging.getLogger(__name__)
 
@@ -374,18 +374,13 @@ async def _attempt(
     body = delivery_body(row["event_type"], row["created_at"], json.loads(row["payload"]))
     message_id = webhook_id(merchant_id, row["outbox_id"])
     timestamp = int(time.time())
-    headers = {
-        "content-type": "application/json",
-        "webhook-id": message_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign_standard_webhook(
-            secret=endpoint.credentials.outbound_secret,
-            private_key=endpoint.credentials.outbound_private_key,
-            webhook_id=message_id,
-            timestamp=timestamp,
-            body=body,
-        ),
-    }
+    headers = standard_webhook_headers(
+        secret=endpoint.credentials.outbound_secret,
+        private_key=endpoint.credentials.outbound_private_key,
+        webhook_id=message_id,
+        timestamp=timestamp,
+        body=body,
+    )
     try:
         status = await send(endpoint.url, body, headers)
     except (httpx.HTTPError, OSError) as error:

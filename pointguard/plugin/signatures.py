@@ -128,6 +128,30 @@ def sign_standard_webhook(
     return " ".join(signatures)
 
 
+def standard_webhook_headers(
+    *,
+    secret: str | None,
+    private_key: bytes | None,
+    webhook_id: str,
+    timestamp: int,
+    body: bytes,
+) -> dict[str, str]:
+    """The headers of a signed JSON delivery: `webhook-id`, `webhook-timestamp` and the
+    `webhook-signature` of `sign_standard_webhook`, with the content type."""
+    return {
+        "content-type": "application/json",
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign_standard_webhook(
+            secret=secret,
+            private_key=private_key,
+            webhook_id=webhook_id,
+            timestamp=timestamp,
+            body=body,
+        ),
+    }
+
+
 def new_webhook_secret() -> str:
     """A fresh Standard Webhooks secret: `whsec_` and the base64 of 24 random bytes."""
     return SECRET_PREFIX + _b64encode(token_bytes(SECRET_BYTES))

@@ -36,7 +36,7 @@ from pointguard.ledger import member_balances
 from pointguard.ledger.seal import MAX_SEAL_BATCH, seal
 from pointguard.ledger.verify import verify_merchant
 from pointguard.plugin.merchants import create_merchant
-from pointguard.plugin.signatures import sign_standard_webhook
+from pointguard.plugin.signatures import standard_webhook_headers
 from pointguard.program.rules import order_earn_key
 from pointguard.program.store import save_program
 from pointguard.program.validation import parse_program
@@ -186,19 +186,13 @@ async def send_all(
                 body = order_body(i)  # the same body on every retry of this webhook id
                 while True:
                     assert time.monotonic() < deadline, f"webhook {i} not acknowledged in time"
-                    at = int(time.time())
-                    headers = {
-                        "content-type": "application/json",
-                        "webhook-id": webhook_id,
-                        "webhook-timestamp": str(at),
-                        "webhook-signature": sign_standard_webhook(
-                            secret=secret,
-                            private_key=None,
-                            webhook_id=webhook_id,
-                            timestamp=at,
-                            body=body,
-                        ),
-                    }
+                    headers = standard_webhook_headers(
+                        secret=secret,
+                        private_key=None,
+                        webhook_id=webhook_id,
+                        timestamp=int(time.time()),
+                        body=body,
+                    )
                     load.attempts += 1
                     try:
                         status = await asyncio.wait_for(

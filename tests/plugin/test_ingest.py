@@ -16,7 +16,7 @@ from bench.loopback_http import free_port
 from pointguard import db
 from pointguard.ledger import member_balances, member_history
 from pointguard.plugin.inbox import InboxWriter
-from pointguard.plugin.signatures import sign_standard_webhook
+from pointguard.plugin.signatures import standard_webhook_headers
 from pointguard.plugin.worker import (
     dead_letters,
     process_due,
@@ -51,14 +51,9 @@ def paid(order_id: str, customer: str = "ann", amount: int = 2500) -> dict[str, 
 def signed(secret, payload, *, webhook_id, timestamp=None):
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     at = int(time.time()) if timestamp is None else timestamp
-    return body, {
-        "webhook-id": webhook_id,
-        "webhook-timestamp": str(at),
-        "webhook-signature": sign_standard_webhook(
-            secret=secret, private_key=None, webhook_id=webhook_id, timestamp=at, body=body
-        ),
-        "content-type": "application/json",
-    }
+    return body, standard_webhook_headers(
+        secret=secret, private_key=None, webhook_id=webhook_id, timestamp=at, body=body
+    )
 
 
 async def inbox_count(engine, merchant_id):
