@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import typer
 
-from pointguard.cli import inbox, ledger, merchant, outbox, program, server
+from pointguard.cli import demo, inbox, ledger, merchant, outbox, program, server
 
 app = typer.Typer(
     help="PointGuard: a loyalty engine on a double-entry points ledger.", no_args_is_help=True
 )
 app.add_typer(server.app)  # no name: its commands stand at the top level
+app.add_typer(demo.app)  # no name: `pointguard demo`
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(program.app, name="program")
 app.add_typer(inbox.app, name="inbox")

@@ -88,14 +88,6 @@ def migrate() -> None:
 
 
 @app.command()
-def demo() -> None:
-    """Walk one member through earning, release, a checkout and expiry, and print the ledger."""
-    from pointguard.demo import run_demo
-
-    with_engine(lambda engine: run_demo(engine, typer.echo))
-
-
-@app.command()
 def upkeep() -> None:
     """One upkeep pass over every merchant: timeouts, releases, expiry, sealing, tier reviews,
     expiry reminders, and the inbox's and outbox's retention; prints what each job did."""
