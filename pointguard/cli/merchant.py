@@ -1,21 +1,48 @@
-"""`pointguard merchant`: registering merchants and managing their webhook credentials. A
-secret is printed only when it is made; a mistake the operator can fix is a message and exit 1,
-not a traceback."""
+"""`pointguard merchant`: registering merchants, finding them again, and managing their webhook
+credentials. A secret is printed only when it is made; `list` and `show` never print one, so a
+lost `create` output loses the secrets (rotate them) but not the merchant."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Annotated, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import typer
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pointguard.cli.common import in_transaction
+from pointguard import db
+from pointguard.cli.common import in_transaction, operator_errors, with_engine
 from pointguard.config import load_settings
 
 app = typer.Typer(help="Merchants and their webhook credentials.", no_args_is_help=True)
 
-T = TypeVar("T")
+MAX_LISTED = 10_000
+# What each field `create` prints is for: the two whsec_ secrets look alike, and a storefront
+# that signs with the outbound one gets nothing but 401s.
+CREATED_FIELDS = {
+    "webhook_secret": "webhook secret: the storefront signs its webhooks to us with this",
+    "api_key": "API key",
+    "outbound_public_key": "our Ed25519 public key: verifies v1a deliveries to you",
+    "outbound_webhook_secret": (
+        "our webhook secret: verifies v1 deliveries to you; never sign with it"
+    ),
+    "endpoint_url": "delivery endpoint",
+}
+
+MERCHANTS = """
+SELECT merchant_id, name, endpoint_url, created_at FROM merchants
+ORDER BY created_at, merchant_id LIMIT $1
+"""
+
+MERCHANT = "SELECT name, endpoint_url, jwks_url, created_at FROM merchants WHERE merchant_id = $1"
+
+ACTIVE_CREDENTIAL_KINDS = """
+SELECT kind, count(*) AS active FROM merchant_credentials
+WHERE merchant_id = $1 AND retired_at IS NULL GROUP BY kind ORDER BY kind
+"""
+
+MEMBER_COUNT = "SELECT count(DISTINCT member_id) FROM ledger_accounts WHERE merchant_id = $1"
 
 
 @app.command("create")
@@ -28,31 +55,108 @@ def merchant_create(
         bool, typer.Option("--json", help="Print one JSON object, for scripts.")
     ] = False,
 ) -> None:
-    """Register a merchant and print its secrets and API key. They are shown only this once."""
+    """Register a merchant and print its secrets and API key. They are shown only this once;
+    with --json, `about` says what each one is for."""
     import dataclasses
 
     from pointguard.plugin.merchants import create_merchant
 
     key = _credential_key()
 
-    made = _merchant_command(
-        lambda: in_transaction(create_merchant, key, name, endpoint_url=endpoint)
-    )
+    made = in_transaction(create_merchant, key, name, endpoint_url=endpoint)
     fields = dataclasses.asdict(made)
     if as_json:
-        typer.echo(json.dumps(fields))
+        typer.echo(json.dumps({**fields, "about": CREATED_FIELDS}))
         return
     typer.echo(f"merchant {made.merchant_id} ({made.name}) created")
-    labels = {
-        "webhook_secret": "webhook secret (signs your webhooks to us)",
-        "api_key": "API key",
-        "outbound_public_key": "our Ed25519 public key (verifies v1a deliveries to you)",
-        "outbound_webhook_secret": "our webhook secret (verifies v1 deliveries to you)",
-        "endpoint_url": "delivery endpoint",
-    }
-    for field, label in labels.items():
+    for field, label in CREATED_FIELDS.items():
         typer.echo(f"  {label}: {fields[field] or '(none)'}")
     typer.echo("Store the secrets and the API key now: they are not shown again.")
+
+
+@app.command("list")
+def merchant_list(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON array, for scripts.")
+    ] = False,
+) -> None:
+    """List registered merchants, oldest first: their ids (the name plus a random suffix),
+    names and delivery endpoints."""
+
+    async def find(engine: AsyncEngine) -> list[dict[str, Any]]:
+        async with db.connection(engine) as pg:
+            return [_jsonable(dict(row)) for row in await pg.fetch(MERCHANTS, MAX_LISTED)]
+
+    merchants = with_engine(find)
+    if as_json:
+        typer.echo(json.dumps(merchants))
+        return
+    if not merchants:
+        typer.echo('no merchants yet: pointguard merchant create "My Shop"')
+    for m in merchants:
+        endpoint = m["endpoint_url"] or "no delivery endpoint"
+        typer.echo(f"{m['merchant_id']}  {m['name']}  (since {m['created_at']}, {endpoint})")
+
+
+@app.command("show")
+def merchant_show(
+    merchant: Annotated[str, typer.Argument(help="The merchant id.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object, for scripts.")
+    ] = False,
+) -> None:
+    """Show a merchant: name, endpoints, which credentials are active (never their values),
+    the program in force, members and the points it owes them."""
+
+    async def find(engine: AsyncEngine) -> dict[str, Any]:
+        from pointguard.errors import ProgramNotFound
+        from pointguard.ledger import outstanding_liability
+        from pointguard.program.store import program_history, program_in_force
+
+        async with db.connection(engine) as pg:
+            row = await pg.fetchrow(MERCHANT, merchant)
+            credentials = await pg.fetch(ACTIVE_CREDENTIAL_KINDS, merchant)
+            try:
+                in_force: Any = await program_in_force(pg, merchant, datetime.now(UTC))
+            except ProgramNotFound:
+                in_force = None
+            return _jsonable(
+                {
+                    "merchant_id": merchant,
+                    "registered": row is not None,
+                    **(dict(row) if row else {}),
+                    "active_credentials": {r["kind"]: r["active"] for r in credentials},
+                    "program": in_force
+                    and {"name": in_force.program.name, "version": in_force.version},
+                    "program_versions": len(await program_history(pg, merchant)),
+                    "members": await pg.fetchval(MEMBER_COUNT, merchant),
+                    "outstanding_points": await outstanding_liability(pg, merchant),
+                }
+            )
+
+    shown = with_engine(find, merchant=merchant)
+    if as_json:
+        typer.echo(json.dumps(shown))
+        return
+    typer.echo(f"merchant {merchant}")
+    if not shown["registered"]:
+        typer.echo("  not registered with `merchant create`: ledger and program only")
+    for field in ("name", "created_at", "endpoint_url", "jwks_url"):
+        if field in shown:
+            typer.echo(f"  {field.replace('_', ' ')}: {shown[field] or '(none)'}")
+    active = ", ".join(f"{kind} x{n}" for kind, n in shown["active_credentials"].items())
+    typer.echo(f"  active credentials: {active or '(none)'}")
+    program = shown["program"]
+    typer.echo(
+        f"  program in force: {program['name']!r} version {program['version']}"
+        f" of {shown['program_versions']}"
+        if program
+        else "  program in force: none (pointguard program load FILE --merchant M)"
+    )
+    typer.echo(
+        f"  members: {shown['members']}, owed {shown['outstanding_points']} points"
+        " (available + pending + reserved)"
+    )
 
 
 @app.command("set-endpoint")
@@ -63,7 +167,7 @@ def merchant_set_endpoint(
     """Deliver the merchant's outbound webhooks to URL."""
     from pointguard.plugin.merchants import set_endpoint
 
-    _merchant_command(lambda: in_transaction(set_endpoint, merchant, url))
+    in_transaction(set_endpoint, merchant, url)
     typer.echo(f"merchant {merchant}: webhooks are delivered to {url}")
 
 
@@ -76,7 +180,7 @@ def merchant_rotate_secret(
     from pointguard.plugin.merchants import rotate_inbound_secret
 
     key = _credential_key()
-    typer.echo(_merchant_command(lambda: in_transaction(rotate_inbound_secret, key, merchant)))
+    typer.echo(in_transaction(rotate_inbound_secret, key, merchant))
 
 
 @app.command("set-jwks")
@@ -89,7 +193,7 @@ def merchant_set_jwks(
     """Verify the merchant's Saleor-style webhooks with the RS256 keys published at URL."""
     from pointguard.plugin.merchants import set_jwks_url
 
-    _merchant_command(lambda: in_transaction(set_jwks_url, merchant, url))
+    in_transaction(set_jwks_url, merchant, url)
     typer.echo(f"merchant {merchant}: Saleor-style webhooks are verified with the keys at {url}")
 
 
@@ -111,7 +215,7 @@ def merchant_set_adapter_secret(
     if secret == "-":
         secret = sys.stdin.read().strip()
     key = _credential_key()
-    _merchant_command(lambda: in_transaction(set_adapter_secret, key, merchant, sender, secret))
+    in_transaction(set_adapter_secret, key, merchant, sender, secret)
     typer.echo(f"merchant {merchant}: {sender} webhooks are verified with the secret given")
 
 
@@ -134,7 +238,7 @@ def merchant_set_sender_key(
     except binascii.Error as error:
         typer.echo(f"not base64: {error}", err=True)
         raise typer.Exit(code=1) from error
-    _merchant_command(lambda: in_transaction(set_inbound_public_key, merchant, raw))
+    in_transaction(set_inbound_public_key, merchant, raw)
     typer.echo(f"merchant {merchant}: v1a signatures are verified with the key given")
 
 
@@ -142,20 +246,10 @@ def _credential_key() -> bytes:
     """The key for credentials at rest, or a clear message and exit 1."""
     from pointguard.plugin.secretbox import load_key
 
-    return _merchant_command(lambda: load_key(load_settings()))
+    with operator_errors():
+        return load_key(load_settings())
 
 
-def _merchant_command(work: Callable[[], T]) -> T:
-    """Run `work`; a merchant error the operator can fix becomes a message and exit 1."""
-    from pointguard.errors import (
-        MerchantExists,
-        MerchantInvalid,
-        SecretKeyInvalid,
-        UnknownMerchant,
-    )
-
-    try:
-        return work()
-    except (MerchantExists, MerchantInvalid, SecretKeyInvalid, UnknownMerchant) as error:
-        typer.echo(str(error), err=True)
-        raise typer.Exit(code=1) from error
+def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:
+    """`fields` with times as ISO 8601, for JSON and for people alike."""
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in fields.items()}
