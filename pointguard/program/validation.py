@@ -1,16 +1,21 @@
-"""Loading and checking program documents: every problem is reported with the field it is in.
+"""Loading and checking program documents: every problem is reported at once, each with the
+field it is in.
 
-`parse_program` turns TOML text or a decoded mapping into a `Program`, refusing wrong types,
-unknown fields and unknown reward types (msgspec's path, e.g. `$.rewards[2].type`), then runs
-the checks below, which name fields the same way.
+`parse_program` turns TOML text or a decoded mapping into a `Program`. It first walks the
+mapping against the document's types (`_shape`), so that every wrong type, unknown field,
+missing field and unknown reward type is found, not only the first one msgspec stops at; the
+messages and paths are msgspec's (`$.rewards[2].type: Invalid value 'cashback'`). The checks of
+values below (`program_problems`) then run on the parts that decoded, with a part that did not
+left at its default: a merchant fixing a document sees every problem in one go.
 """
 
 from __future__ import annotations
 
 import tomllib
+import types
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, Union, get_args, get_origin
 
 import msgspec
 
@@ -19,6 +24,9 @@ from pointguard.program.document import PercentOff, PointsPlusCash, Program
 
 Problems = list[tuple[str, str]]
 
+# A part of the document that does not decode: left out, so that its default stands in.
+_WRONG = object()
+
 
 def parse_program(source: str | Mapping[str, Any]) -> Program:
     """A valid `Program` from TOML text or a mapping, or `ProgramInvalid` naming the fields."""
@@ -26,18 +34,88 @@ def parse_program(source: str | Mapping[str, Any]) -> Program:
         data = tomllib.loads(source) if isinstance(source, str) else dict(source)
     except tomllib.TOMLDecodeError as error:
         raise ProgramInvalid([("$", f"not valid TOML: {error}")]) from error
-    try:
-        program = msgspec.convert(data, Program)
-    except msgspec.ValidationError as error:
-        message, _, path = str(error).partition(" - at ")
-        raise ProgramInvalid([(path.strip("`") or "$", message)]) from error
-    problems = program_problems(program)
+    problems: Problems = []
+    decoded = _shape(data, Program, "$", problems)
+    if decoded is _WRONG:  # a required part is missing or wrong: nothing to check values on
+        raise ProgramInvalid(problems)
+    program = msgspec.convert(decoded, Program)
+    tiers_decoded = not any(field.startswith("$.tiers") for field, _ in problems)
+    problems += program_problems(program, check_tier_names=tiers_decoded)
     if problems:
         raise ProgramInvalid(problems)
     return program
 
 
-def program_problems(program: Program) -> Problems:
+def _shape(value: Any, annotation: Any, path: str, problems: Problems) -> Any:
+    """`value` with every part that does not fit `annotation` reported in `problems` and left
+    out (or `_WRONG` when `value` itself cannot stand: a wrong leaf, or a part it needs)."""
+    struct = _struct_type(value, annotation)
+    if struct is not None and isinstance(value, dict):
+        return _shape_struct(value, struct, path, problems)
+    origin = get_origin(annotation)
+    if origin is list and isinstance(value, list):
+        (item,) = get_args(annotation)
+        items = [_shape(v, item, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+        return _WRONG if any(v is _WRONG for v in items) else items
+    if origin is dict and isinstance(value, dict):
+        _, item = get_args(annotation)
+        entries = {k: _shape(v, item, f"{path}.{k}", problems) for k, v in value.items()}
+        return _WRONG if any(v is _WRONG for v in entries.values()) else entries
+    try:
+        msgspec.convert(value, annotation)
+    except msgspec.ValidationError as error:
+        message, _, at = str(error).partition(" - at ")
+        problems.append((path + at.strip("`").removeprefix("$"), message))
+        return _WRONG
+    return value
+
+
+def _shape_struct(
+    value: dict[str, Any], struct: type[msgspec.Struct], path: str, problems: Problems
+) -> Any:
+    fields = {f.encode_name: f for f in msgspec.structs.fields(struct)}
+    tag_field = struct.__struct_config__.tag_field
+    shaped: dict[str, Any] = {}
+    complete = True
+    for key, item in value.items():
+        if key == tag_field:
+            shaped[key] = item
+        elif key not in fields:
+            problems.append((path, f"Object contains unknown field `{key}`"))
+        elif (checked := _shape(item, fields[key].type, f"{path}.{key}", problems)) is _WRONG:
+            complete = complete and not fields[key].required
+        else:
+            shaped[key] = checked
+    for name, field in fields.items():
+        if field.required and name not in value:
+            problems.append((path, f"Object missing required field `{name}`"))
+            complete = False
+    return shaped if complete else _WRONG
+
+
+def _struct_type(value: Any, annotation: Any) -> type[msgspec.Struct] | None:
+    """The document part `value` is meant to be: the annotation's struct, or for a union of
+    reward types the one its tag names (None when it names none: decoding says so)."""
+    if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
+        return annotation
+    if get_origin(annotation) not in (Union, types.UnionType):
+        return None
+    structs = [
+        a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, msgspec.Struct)
+    ]
+    if len(structs) == 1:
+        return structs[0]
+    for struct in structs:
+        config = struct.__struct_config__
+        if isinstance(value, dict) and value.get(config.tag_field or "") == config.tag:
+            return struct
+    return None
+
+
+def program_problems(program: Program, *, check_tier_names: bool = True) -> Problems:
+    """What the types cannot say: signs, ranges, order, uniqueness and references. Without
+    `check_tier_names` (the tiers did not decode, so their names are unknown), references to
+    tiers are not checked."""
     problems: Problems = []
 
     def need(ok: bool, field: str, message: str) -> None:
@@ -63,7 +141,7 @@ def program_problems(program: Program) -> Problems:
 
     def known_tiers(names: list[str], field: str) -> None:
         for name in names:
-            need(name in tier_names, field, f"unknown tier {name!r}")
+            need(not check_tier_names or name in tier_names, field, f"unknown tier {name!r}")
 
     need(
         len(program.currency) == 3 and program.currency.isalpha() and program.currency.isupper(),

@@ -485,6 +485,52 @@ def test_collects_every_problem_of_a_document_at_once() -> None:
     )
 
 
+def test_wrong_types_and_wrong_values_are_reported_together() -> None:
+    """The promise of docs/program.md: an unknown field, a negative return window and a bad
+    rounding mode are three problems in one answer, not one per attempt."""
+    text = 'name = "x"\ncurrency = "EUR"\nrounding = "up"\nreturn_window_days = -3\nbonus = 1\n'
+    text += '[earning]\npoints_per_major_unit = "1"\n'
+    assert sorted(problems_of(text)) == [
+        ("$", "Object contains unknown field `bonus`"),
+        ("$.return_window_days", "must not be negative, got -3"),
+        ("$.rounding", "Invalid enum value 'up'"),
+    ]
+
+
+def test_every_decoding_refusal_is_reported_with_the_value_checks() -> None:
+    doc = base(
+        earning={"points_per_major_unit": "-1", "points_per_euro": "2"},
+        promotions=[promo(multipler="2"), promo(id="q", ends_at=T0)],
+        rewards=[reward(cost_points=1.5), {"type": "cashback", "id": "c", "name": "C"}],
+        expiry={"months": "twelve"},
+    )
+    assert sorted(problems_of(doc)) == [
+        ("$.earning", "Object contains unknown field `points_per_euro`"),
+        ("$.earning.points_per_major_unit", "must not be negative, got -1"),
+        ("$.expiry.months", "Expected `int`, got `str`"),
+        ("$.promotions[0]", "Object contains unknown field `multipler`"),
+        ("$.promotions[1].ends_at", "must be after starts_at"),
+        ("$.rewards[0].cost_points", "Expected `int`, got `float`"),
+        ("$.rewards[1].type", "Invalid value 'cashback'"),
+    ]
+
+
+def test_a_missing_required_part_is_reported_with_the_other_decoding_refusals() -> None:
+    assert sorted(problems_of({"currency": "EUR", "rounding": "up", "earning": {}})) == [
+        ("$", "Object missing required field `name`"),
+        ("$.earning", "Object missing required field `points_per_major_unit`"),
+        ("$.rounding", "Invalid enum value 'up'"),
+    ]
+
+
+def test_tiers_that_do_not_decode_do_not_make_every_tier_reference_unknown() -> None:
+    doc = base(
+        tiers={"levels": [{"name": "Bronze", "threshold": "0"}, {"name": "Gold", "threshold": 5}]},
+        promotions=[promo(tiers=["Gold"])],
+    )
+    assert problems_of(doc) == [("$.tiers.levels[0].threshold", "Expected `int`, got `str`")]
+
+
 # --- boundaries that are valid ---------------------------------------------------------------
 
 
