@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pointguard.clock import Clock, wall_clock
+
 DEFAULT_DATA_DIR = Path(".pointguard")
 MAX_RETENTION_DAYS = 36_500  # a hundred years: past this, say 0 (keep forever)
 
@@ -36,6 +38,8 @@ class Settings:
     metrics_dir: Path | None  # where processes pool metric values; unset: data_dir / "metrics"
     inbox_retention_days: int  # applied and ignored webhooks are deleted after this; 0: never
     outbox_retention_days: int  # events done with (delivered, or no endpoint) too; 0: never
+    # What the server's loops and the CLI take as now (`clock.py`); a simulation passes its own.
+    clock: Clock = wall_clock
 
     @property
     def embedded_pg_dir(self) -> Path:

@@ -1,7 +1,9 @@
 """Database access: the embedded PostgreSQL bootstrap, migrations, the engine and transactions.
 
 PostgreSQL is the only store. With no `DATABASE_URL` we start PostgreSQL 16 from the `pgserver`
-package in the data folder, so nothing needs installing by hand. SQLAlchemy owns the engine, the
+package in the data folder, so nothing needs installing by hand; it keeps running between
+commands, and `embedded_server` / `stop_embedded_postgres` are how an operator sees and stops
+it (`pointguard db`). SQLAlchemy owns the engine, the
 connection pool and the migrations; the ledger's hot paths talk to the asyncpg connection that
 SQLAlchemy's pool hands out, because their multi-row `unnest` statements and prepared-statement
 reuse are where the throughput comes from.
@@ -10,9 +12,14 @@ reuse are where the throughput comes from.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import subprocess
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -27,7 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from pointguard.config import Settings
-from pointguard.errors import ConcurrentChange
+from pointguard.errors import ConcurrentChange, PointGuardError
 
 log = logging.getLogger(__name__)
 
@@ -43,22 +50,161 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     OSError,
 )
 
+# pgserver runs PostgreSQL as this system user when we are root (PostgreSQL refuses root), and
+# lists the processes holding a handle on a server in this file of its data folder.
+PGSERVER_OS_USER = "pgserver"
+PGSERVER_HANDLES_FILE = ".handle_pids.json"
+STOP_TIMEOUT_S = 60  # a fast shutdown ends sessions and checkpoints; seconds on a small database
+
 T = TypeVar("T")
 P = ParamSpec("P")
 PgConnection = Any  # asyncpg ships no type information; this names what we pass around.
+
+
+class EmbeddedServerInUse(PointGuardError):
+    """Stopping the embedded PostgreSQL would pull it from under running PointGuard processes
+    (a server, workers); the message names them."""
+
+    code = "embedded_server_in_use"
+
+
+class EmbeddedServerError(PointGuardError):
+    """`pg_ctl` could not stop the embedded PostgreSQL; the message has its own words."""
+
+    code = "embedded_server_error"
+
+
+@dataclass(frozen=True)
+class EmbeddedServer:
+    """The embedded PostgreSQL in `pg_dir` as the operating system sees it now: `pid` and `url`
+    (libpq form, for `psql`) are set while its postmaster runs; `users` are the live processes
+    other than this one holding a pgserver handle on it (PointGuard servers, workers, tests)."""
+
+    pg_dir: Path
+    created: bool
+    pid: int | None
+    url: str | None
+    size_bytes: int
+    version: str
+    users: tuple[int, ...]
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
 
 
 def start_embedded_postgres(pg_dir: Path) -> str:
     """Start (or join) the embedded server in `pg_dir` and return its SQLAlchemy URL.
 
     The server keeps running after this process exits, so the next start is instant and a
-    crashed process cannot leave the data folder half-stopped.
+    crashed process cannot leave the data folder half-stopped; `stop_embedded_postgres` ends it.
     """
+    _import_pgserver()
     from pgserver.postgres_server import get_server
 
     pg_dir.mkdir(parents=True, exist_ok=True)
     server = get_server(pg_dir, cleanup_mode=None)
     return async_url(server.get_uri())
+
+
+def embedded_server(pg_dir: Path) -> EmbeddedServer:
+    """Read the embedded server's state from its data folder, without starting it: the
+    postmaster's own `postmaster.pid` and whether that process is alive, as `pg_ctl status`
+    does."""
+    _import_pgserver()
+    from pgserver._commands import POSTGRES_BIN_PATH
+    from pgserver.utils import PostmasterInfo
+
+    pg_dir = pg_dir.expanduser().resolve()
+    info = PostmasterInfo.read_from_pgdata(pg_dir) if pg_dir.is_dir() else None
+    running = info is not None and info.is_running()
+    version = subprocess.run(
+        [str(POSTGRES_BIN_PATH / "pg_config"), "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    return EmbeddedServer(
+        pg_dir=pg_dir,
+        created=(pg_dir / "PG_VERSION").exists(),
+        pid=info.pid if info is not None and running else None,
+        url=info.get_uri() if info is not None and running else None,
+        size_bytes=_folder_bytes(pg_dir),
+        version=version,
+        users=_handle_holders(pg_dir),
+    )
+
+
+def stop_embedded_postgres(pg_dir: Path, *, force: bool = False) -> EmbeddedServer | None:
+    """Stop the embedded server's postmaster (`pg_ctl stop`, fast mode: sessions end, committed
+    work is safe) and return what was stopped; None if it was not running. pgserver stops a
+    server only when its last handle closes, which a command never is when a server runs
+    elsewhere, so this asks PostgreSQL itself. Refuses with `EmbeddedServerInUse` while other
+    PointGuard processes hold it, unless `force`."""
+    server = embedded_server(pg_dir)  # first: it imports pgserver quietly
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    if not server.running:
+        return None
+    if server.users and not force:
+        pids = ", ".join(str(pid) for pid in server.users)
+        raise EmbeddedServerInUse(
+            f"the embedded PostgreSQL in {server.pg_dir} is in use by process(es) {pids};"
+            " stop them first, or pass --force"
+        )
+    stop = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(server.pg_dir), "-m", "fast", "-w"]
+    try:
+        subprocess.run(
+            [*stop, "-t", str(STOP_TIMEOUT_S), "stop"],
+            user=PGSERVER_OS_USER if os.geteuid() == 0 else None,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=STOP_TIMEOUT_S + 5,
+        )
+    except subprocess.CalledProcessError as error:
+        raise EmbeddedServerError(f"pg_ctl stop failed: {error.stderr.strip()}") from error
+    return server
+
+
+def _import_pgserver() -> None:
+    """Import pgserver without the warning its platformdirs gives on import wherever
+    XDG_RUNTIME_DIR is unset (containers, CI, cron): pgserver falls back to a folder in /tmp,
+    which is what we want, and the warning on every command helped no one."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR", category=UserWarning)
+        import pgserver  # noqa: F401  (imported for its side effect: now in sys.modules)
+
+
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for parent, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(parent, name)).st_size
+            except FileNotFoundError:  # a WAL segment or temp file gone while we counted
+                continue
+    return total
+
+
+def _handle_holders(pg_dir: Path) -> tuple[int, ...]:
+    """Live processes, other than this one, in pgserver's list of the server's users (a
+    process killed without its exit handler leaves its pid behind, so each is checked)."""
+    try:
+        pids = json.loads((pg_dir / PGSERVER_HANDLES_FILE).read_text())
+    except FileNotFoundError:
+        return ()
+    return tuple(pid for pid in pids if pid != os.getpid() and _alive(pid))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, under another user
+        return True
+    return True
 
 
 def async_url(url: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -44,7 +44,7 @@ SELECT merchant_id FROM merchants UNION SELECT merchant_id FROM program_versions
 
 async def upkeep_pass(
     engine: AsyncEngine,
-    now: datetime | None = None,
+    now: datetime,
     *,
     settings: Settings | None = None,
     merchant_id: str | None = None,
@@ -53,7 +53,6 @@ async def upkeep_pass(
     the program's jobs; retention counts ages on the database's clock (see
     `plugin/retention.py`). `merchant_id`: that merchant's jobs only (the demo's simulated
     clock must not release or expire anyone else's points)."""
-    now = now or datetime.now(UTC)
     settings = settings or load_settings()
     done: dict[str, object] = {}
     async with db.connection(engine) as pg:
@@ -78,9 +77,7 @@ async def upkeep_pass(
     return done
 
 
-async def upkeep_forever(
-    engine: AsyncEngine, *, interval_s: float, settings: Settings | None = None
-) -> None:
+async def upkeep_forever(engine: AsyncEngine, *, interval_s: float, settings: Settings) -> None:
     """A pass every `interval_s` by whichever process holds the upkeep lock; a pass that fails
     (database away) is logged, the next one tries again."""
     while True:
@@ -92,7 +89,7 @@ async def upkeep_forever(
 
 
 async def exclusive_upkeep_pass(
-    engine: AsyncEngine, *, settings: Settings | None = None
+    engine: AsyncEngine, *, settings: Settings
 ) -> dict[str, object] | None:
     """A pass, unless another process is running one (None then). Every server process runs
     the upkeep loop, and each pass visits every merchant: without the lock, N processes would
@@ -101,7 +98,7 @@ async def exclusive_upkeep_pass(
         if not await pg.fetchval(TRY_UPKEEP_LOCK):
             return None
         try:
-            return await upkeep_pass(engine, settings=settings)
+            return await upkeep_pass(engine, settings.clock(), settings=settings)
         finally:
             await pg.execute(UPKEEP_UNLOCK)
 

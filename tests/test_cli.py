@@ -2,10 +2,13 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from pointguard import db
 from pointguard.ledger import operations as ops
@@ -58,19 +61,57 @@ async def test_ledger_verify_passes_then_reports_a_tampered_posting(
     assert f"hash chain: entry {earned.entry_id} (seal 1) does not match its seal" in broken.stdout
 
 
-def test_demo_runs_and_its_ledger_verifies(database_url):
-    result = pointguard(database_url, "demo")
+@pytest.mark.calendar
+def test_demo_tells_the_same_story_every_run_and_its_ledger_verifies(database_url):
+    runs = [pointguard(database_url, "demo") for _ in range(2)]  # repeatable on one database
+    for result in runs:
+        assert result.returncode == 0, result.stderr
+        out = result.stdout
+        for expected in (
+            "Simulated calendar: 2026-11-20 to 2027-01-10",
+            "2026-11-29  order #1002",
+            "Welcome to Acme Rewards",
+            "300 points for order #1001",
+            "600 points for order #1002 (Black Friday double points)",
+            "30 points back for the refund on order #1001",
+            "Now available: 270 points (300 points for order #1001, less returns)",
+            "badge 'Regular'",
+            "Redeemed: 500 points for 5 EUR off",
+            "Challenges completed: three-orders.",
+            "all checks pass",
+        ):
+            assert expected in out, out
+        # Each order grants a scratch card, whose prize is drawn at random: 0, 50 or 500.
+        won = sum(int(p) for p in re.findall(r"(\d+) points won on a Scratch & win card", out))
+        entries = int(re.search(r"Ledger: (\d+) entries for ada", out).group(1))
+        assert entries == 16 + len(re.findall("won on a Scratch", out)), out
+        assert f"Balance: {920 + won} available, 0 pending, 0 reserved." in out
+        assert f"ledger verify: {entries} entries sealed, all checks pass" in out
+    first, second = (_story(r.stdout) for r in runs)
+    assert first == second
+
+
+@pytest.mark.calendar
+def test_the_demo_calendar_can_start_on_another_day(database_url):
+    result = pointguard(database_url, "demo", "--start", "2027-03-01")
     assert result.returncode == 0, result.stderr
-    for expected in (
-        "Welcome to Acme Rewards",
-        "300 points for order #1001",
-        "30 points back for the refund on order #1001",
-        "badge 'Regular'",
-        "Redeemed: 500 points for 5 EUR off",
-        "Challenges completed: three-orders.",
-        "all checks pass",
-    ):
-        assert expected in result.stdout, result.stdout
+    assert "Simulated calendar: 2027-03-01 to 2027-04-21" in result.stdout
+    assert "300 points for order #1002" in result.stdout  # no Black Friday in March
+
+
+def _story(stdout: str) -> list[str]:
+    """The demo's output without what differs between runs: merchant ids, entry ids, codes and
+    what the scratch cards' random prizes change."""
+    kept = []
+    for line in stdout.splitlines():
+        if line.startswith(
+            ("Acme Rewards at", "Checkout code", "Ledger:", "Balance:", "Merchant:")
+        ):
+            continue
+        if "Scratch & win" in line or "ledger verify" in line:
+            continue
+        kept.append(re.sub(r"^\s+\d+  ", "", line))
+    return kept
 
 
 def test_program_load_refuses_an_invalid_document_and_keeps_the_version_in_force(

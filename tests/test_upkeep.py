@@ -2,7 +2,10 @@
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from pointguard import db
+from pointguard.config import load_settings
 from pointguard.ledger import member_balances
 from pointguard.program.events import OrderLine, OrderPaid
 from pointguard.program.service import apply_event
@@ -15,6 +18,9 @@ from pointguard.upkeep import (
     upkeep_pass,
 )
 
+pytestmark = pytest.mark.calendar  # .ci/run runs it again under shifted wall clocks
+
+SETTINGS = load_settings({})
 PROGRAM = """
 name = "Upkeep"
 currency = "EUR"
@@ -75,10 +81,12 @@ async def test_one_process_at_a_time_runs_the_upkeep(engine):
     async with db.connection(engine) as other_process:
         assert await other_process.fetchval(TRY_UPKEEP_LOCK)
         try:
-            assert await exclusive_upkeep_pass(engine) is None  # busy elsewhere: skipped
+            assert (
+                await exclusive_upkeep_pass(engine, settings=SETTINGS) is None
+            )  # busy elsewhere: skipped
         finally:
             await other_process.execute(UPKEEP_UNLOCK)
-    assert await exclusive_upkeep_pass(engine) is not None
+    assert await exclusive_upkeep_pass(engine, settings=SETTINGS) is not None
     async with db.connection(engine) as pg:  # and the lock was let go after the pass
         assert await pg.fetchval(TRY_UPKEEP_LOCK)
         await pg.execute(UPKEEP_UNLOCK)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from pointguard.cli import demo, inbox, ledger, merchant, outbox, program, server
+from pointguard.cli import db, demo, inbox, ledger, member, merchant, outbox, program, server
 
 app = typer.Typer(
     help="PointGuard: a loyalty engine on a double-entry points ledger.", no_args_is_help=True
@@ -23,6 +23,8 @@ app.add_typer(program.app, name="program")
 app.add_typer(inbox.app, name="inbox")
 app.add_typer(outbox.app, name="outbox")
 app.add_typer(merchant.app, name="merchant")
+app.add_typer(member.app, name="member")
+app.add_typer(db.app, name="db")
 
 
 def main() -> None:

@@ -29,6 +29,8 @@ P = ParamSpec("P")
 # Errors whose message tells the operator what to fix; anything else is a bug and keeps its
 # traceback.
 OPERATOR_ERRORS: tuple[type[Exception], ...] = (
+    db.EmbeddedServerError,
+    db.EmbeddedServerInUse,
     MerchantExists,
     MerchantInvalid,
     ProgramNotFound,

@@ -94,7 +94,8 @@ def upkeep() -> None:
     from pointguard.upkeep import upkeep_pass
 
     async def one_pass(engine: AsyncEngine) -> None:
-        for job, result in (await upkeep_pass(engine)).items():
+        settings = load_settings()
+        for job, result in (await upkeep_pass(engine, settings.clock(), settings=settings)).items():
             typer.echo(f"{job}: {result}")
 
     with_engine(one_pass)

@@ -177,10 +177,18 @@ def _release_entry(merchant_id: str, earn_entry_id: int, lot: Any) -> NewEntry:
         lot["member_id"],
         lot["pending_points"],
         key=f"release:{earn_entry_id}",
-        description=f"Now available: {lot['description']}",
+        description=_release_description(lot["pending_points"], lot["description"]),
         source="ledger.release",
         settles=earn_entry_id,
     )
+
+
+def _release_description(pending_points: int, earned: str) -> str:
+    """The customer's words for a release: the earn's own words when all of it is released,
+    else the points that are, since a partial refund already took some back."""
+    if earned.startswith(f"{pending_points} "):
+        return f"Now available: {earned}"
+    return f"Now available: {pending_points} points ({earned}, less returns)"
 
 
 async def release(pg: PgConnection, merchant_id: str, earn_entry_id: int) -> PostedEntry:

@@ -14,8 +14,9 @@ Rules this module enforces:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
+from pointguard.clock import wall_clock
 from pointguard.db import PgConnection
 from pointguard.plugin.dispatcher import webhook_id
 
@@ -116,4 +117,4 @@ async def replay_dead_deliveries(
 async def _replay(
     pg: PgConnection, merchant_id: str, outbox_id: int | None, now: datetime | None
 ) -> int:
-    return int(await pg.fetchval(REPLAY, merchant_id, outbox_id, now or datetime.now(UTC)))
+    return int(await pg.fetchval(REPLAY, merchant_id, outbox_id, now or wall_clock()))

@@ -36,7 +36,6 @@ import contextlib
 import json
 import logging
 import random
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -46,6 +45,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db, logs, metrics
+from pointguard.clock import wall_clock
 from pointguard.db import PgConnection
 from pointguard.errors import PointGuardError
 from pointguard.plugin.credentials import CredentialCache
@@ -235,7 +235,7 @@ async def deliver_due(
     schedule (backoff, leases, cool-downs); `send` replaces the HTTP client in tests."""
     async with db.connection(engine) as pg:
         merchants = [
-            r["merchant_id"] for r in await pg.fetch(MERCHANTS_WITH_WORK, now or datetime.now(UTC))
+            r["merchant_id"] for r in await pg.fetch(MERCHANTS_WITH_WORK, now or wall_clock())
         ]
     total = DispatchResult()
     async with _sender(send) as send_one:
@@ -305,7 +305,7 @@ async def _deliver_merchant(
     send: Send,
     limit: int,
 ) -> DispatchResult:
-    at = now or datetime.now(UTC)
+    at = now or wall_clock()
     result = DispatchResult()
     found = await credentials.load(engine, merchant_id)
     if found is None or found.endpoint_url is None:
@@ -373,7 +373,7 @@ async def _attempt(
     """Send one delivery: (HTTP status or None, error text or None for a 2xx)."""
     body = delivery_body(row["event_type"], row["created_at"], json.loads(row["payload"]))
     message_id = webhook_id(merchant_id, row["outbox_id"])
-    timestamp = int(time.time())
+    timestamp = int(wall_clock().timestamp())
     headers = standard_webhook_headers(
         secret=endpoint.credentials.outbound_secret,
         private_key=endpoint.credentials.outbound_private_key,

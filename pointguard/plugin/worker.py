@@ -6,7 +6,8 @@ applying anything twice), and applies each row in a savepoint of the batch's tra
 ledger entries, the program's records, the outbox events and the row's `applied` mark commit
 together or not at all. A batch is first tried whole, in one savepoint; only if
 something in it fails is it redone row by row. A row whose event the program refuses (an
-unknown order, no program) is dead-lettered with the error; a row that fails for a passing
+unknown order, no program) is dead-lettered with the error (and, for a webhook older than the
+first program, the commands that apply it); a row that fails for a passing
 reason (the database) is retried later with backoff, and dead-lettered after `MAX_ATTEMPTS`.
 Two workers whose batches touch the same members can deadlock; the batch PostgreSQL picks as
 the victim is run again whole by `in_transaction`, never counted against its rows.
@@ -18,15 +19,16 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
+from pointguard.clock import wall_clock
 from pointguard.db import RETRYABLE_SQLSTATES, PgConnection
-from pointguard.errors import PointGuardError
+from pointguard.errors import PointGuardError, ProgramNotFound
 from pointguard.metrics import observe_worker_batch
 from pointguard.plugin.payloads import decode_envelope, to_program_event
 from pointguard.program.events import Event
@@ -78,6 +80,11 @@ WHERE merchant_id = $1 AND webhook_id = $2 AND status = 'dead'
 RETURNING webhook_id
 """
 
+REPLAY_ALL = """
+UPDATE inbox SET status = 'pending', attempts = 0, last_error = NULL, next_attempt_at = now()
+WHERE merchant_id = $1 AND status = 'dead'
+"""
+
 
 @dataclass
 class BatchResult:
@@ -96,7 +103,7 @@ async def process_merchant(
     """Claim and apply one batch of one merchant's due rows."""
     started_s = time.perf_counter()
     done = await db.in_transaction(
-        engine, lambda pg: _apply_batch(pg, merchant_id, now or datetime.now(UTC), limit)
+        engine, lambda pg: _apply_batch(pg, merchant_id, now or wall_clock(), limit)
     )
     observe_worker_batch(time.perf_counter() - started_s, done.applied, done.dead, done.retried)
     return done
@@ -132,7 +139,8 @@ async def _apply_batch(
             async with pg.transaction():  # a savepoint: one row's failure undoes only its work
                 await _apply_row(pg, merchant_id, decoded)
         except PointGuardError as error:
-            await pg.execute(FINISH, merchant_id, webhook_id, "dead", f"{error.code}: {error}")
+            reason = _dead_letter_reason(merchant_id, error)
+            await pg.execute(FINISH, merchant_id, webhook_id, "dead", reason)
             result.dead += 1
             log.warning(
                 "webhook dead-lettered",
@@ -153,6 +161,18 @@ async def _apply_batch(
             await pg.execute(FINISH, merchant_id, webhook_id, "applied", None)
             result.applied += 1
     return result
+
+
+def _dead_letter_reason(merchant_id: str, error: PointGuardError) -> str:
+    """The error, and for a webhook dated before any program was in force (a storefront sending
+    before the program was loaded, or an example with an old date), how to apply it after all."""
+    reason = f"{error.code}: {error}"
+    if isinstance(error, ProgramNotFound):
+        reason += (
+            f"; load one in force by then (`pointguard program load FILE --merchant {merchant_id}"
+            f" --effective-from TIME`), then `pointguard inbox replay {merchant_id} --all`"
+        )
+    return reason
 
 
 Decoded = tuple[PointGuardError | None, Event | None]
@@ -181,7 +201,7 @@ async def _apply_row(pg: PgConnection, merchant_id: str, decoded: Decoded) -> No
 
 async def process_due(engine: AsyncEngine, *, now: datetime | None = None) -> BatchResult:
     """One batch for every merchant with due work."""
-    now = now or datetime.now(UTC)
+    now = now or wall_clock()
     async with db.connection(engine) as pg:
         merchants = [r["merchant_id"] for r in await pg.fetch(MERCHANTS_WITH_WORK, now)]
     total = BatchResult()
@@ -214,3 +234,8 @@ async def dead_letters(
 async def replay_dead_letter(pg: PgConnection, merchant_id: str, webhook_id: str) -> bool:
     """Put a dead-lettered webhook back in the queue; False if there is no such dead letter."""
     return await pg.fetchval(REPLAY, merchant_id, webhook_id) is not None
+
+
+async def replay_dead_letters(pg: PgConnection, merchant_id: str) -> int:
+    """Put every dead-lettered webhook of the merchant back in the queue; how many."""
+    return db.rows_affected(await pg.execute(REPLAY_ALL, merchant_id))

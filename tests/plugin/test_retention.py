@@ -276,12 +276,15 @@ async def test_the_upkeep_purges_with_the_configured_retention(engine, run, secr
     await write(run, m, "old")
     await age_outbox(engine, m, "old")
     keep = load_settings({"POINTGUARD_INBOX_RETENTION_DAYS": "0"})
-    done = await upkeep_pass(engine, settings=keep)
+    done = await upkeep_pass(engine, keep.clock(), settings=keep)
     assert (done[f"{m} inbox rows purged"], done[f"{m} outbox events purged"]) == (0, 1)
     longer = load_settings({"POINTGUARD_INBOX_RETENTION_DAYS": str(OLD + 1)})
-    assert (await upkeep_pass(engine, settings=longer))[f"{m} inbox rows purged"] == 0
+    assert (await upkeep_pass(engine, longer.clock(), settings=longer))[
+        f"{m} inbox rows purged"
+    ] == 0
     counted_before = purged_metric("inbox")
-    done = await upkeep_pass(engine, settings=load_settings({}))
+    defaults = load_settings({})
+    done = await upkeep_pass(engine, defaults.clock(), settings=defaults)
     assert (done[f"{m} inbox rows purged"], done[f"{m} outbox events purged"]) == (1, 0)
     assert purged_metric("inbox") - counted_before >= 1  # /metrics counts what went
 

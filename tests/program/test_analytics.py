@@ -29,6 +29,8 @@ from pointguard.program.service import apply_event
 from pointguard.program.store import save_program
 from pointguard.program.validation import parse_program
 
+pytestmark = pytest.mark.calendar  # .ci/run runs it again under shifted wall clocks
+
 DAY = timedelta(days=1)
 MICROSECOND = timedelta(microseconds=1)
 

@@ -14,6 +14,8 @@ from pointguard.program.standing import member_challenges
 from pointguard.program.store import save_program
 from pointguard.program.validation import parse_program
 
+pytestmark = pytest.mark.calendar  # .ci/run runs it again under shifted wall clocks
+
 AT = datetime(2026, 6, 30, 12, tzinfo=UTC)  # a Tuesday
 DAY = timedelta(days=1)
 

@@ -39,6 +39,8 @@ from pointguard.program.rules import (
 )
 from pointguard.program.validation import parse_program
 
+pytestmark = pytest.mark.calendar  # .ci/run runs it again under shifted wall clocks
+
 T = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
 S = datetime(2026, 11, 27, tzinfo=UTC)  # promotion start
 E = datetime(2026, 11, 30, tzinfo=UTC)  # promotion end (exclusive)

@@ -2,6 +2,8 @@
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from pointguard import db
 from pointguard.ledger import member_balances
 from pointguard.program.events import ActionPerformed
@@ -9,6 +11,8 @@ from pointguard.program.expiry import expire_inactive, send_expiry_reminders
 from pointguard.program.service import apply_event
 from pointguard.program.store import save_program
 from pointguard.program.validation import parse_program
+
+pytestmark = pytest.mark.calendar  # .ci/run runs it again under shifted wall clocks
 
 T0 = datetime(2026, 1, 15, 12, tzinfo=UTC)
 DAY = timedelta(days=1)

@@ -6,6 +6,8 @@ import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from pointguard import db
 from pointguard.ledger import member_balances, member_history
 from pointguard.ledger.verify import verify_merchant
@@ -22,6 +24,8 @@ from pointguard.program.service import apply_event
 from pointguard.program.store import save_program
 from pointguard.program.validation import parse_program
 from pointguard.upkeep import upkeep_pass
+
+pytestmark = pytest.mark.calendar  # .ci/run runs it again under shifted wall clocks
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "program.toml"
 NOV = datetime(2026, 11, 1, 9, tzinfo=UTC)

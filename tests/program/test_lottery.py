@@ -28,6 +28,8 @@ from pointguard.program.prizes import Reason
 from pointguard.program.store import save_program
 from pointguard.program.validation import parse_program
 
+pytestmark = pytest.mark.calendar  # .ci/run runs it again under shifted wall clocks
+
 T0 = datetime(2026, 12, 1, 10, tzinfo=UTC)
 CLOSE = T0 + timedelta(days=1)
 SEED = bytes(range(32))

@@ -21,6 +21,8 @@ from pointguard.program.rewards import Cart
 from pointguard.program.store import save_program
 from pointguard.program.validation import parse_program
 
+pytestmark = pytest.mark.calendar  # .ci/run runs it again under shifted wall clocks
+
 T0 = datetime(2026, 11, 2, 10, tzinfo=UTC)
 CART = Cart(subtotal_minor=10_000, shipping_minor=495, skus=("SHOE-1",))
 

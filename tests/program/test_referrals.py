@@ -19,6 +19,8 @@ from pointguard.program.service import apply_event
 from pointguard.program.store import save_program
 from pointguard.program.validation import parse_program
 
+pytestmark = pytest.mark.calendar  # .ci/run runs it again under shifted wall clocks
+
 T0 = datetime(2026, 3, 2, 10, tzinfo=UTC)
 DAY = timedelta(days=1)
 

@@ -33,6 +33,8 @@ from pointguard.program.rules import (
 )
 from pointguard.program.validation import parse_program
 
+pytestmark = pytest.mark.calendar  # .ci/run runs it again under shifted wall clocks
+
 EXAMPLE_TEXT = (
     Path(__file__).resolve().parents[2] / "docs" / "examples" / "program.toml"
 ).read_text()

@@ -14,6 +14,8 @@ from pointguard.program.scratch_cards import grant_scratch_card, pick_prize
 from pointguard.program.store import save_program
 from pointguard.program.validation import parse_program
 
+pytestmark = pytest.mark.calendar  # .ci/run runs it again under shifted wall clocks
+
 T0 = datetime(2026, 12, 1, 10, tzinfo=UTC)
 
 PROGRAM = """

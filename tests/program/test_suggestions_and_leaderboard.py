@@ -15,6 +15,8 @@ from pointguard.program.store import save_program
 from pointguard.program.suggestions import member_suggestions, suggest_rewards
 from pointguard.program.validation import parse_program
 
+pytestmark = pytest.mark.calendar  # .ci/run runs it again under shifted wall clocks
+
 PROGRAM = """
 name = "Suggest"
 currency = "EUR"
