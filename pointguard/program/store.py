@@ -1,5 +1,9 @@
 """Program versions in PostgreSQL: every save is a new version; an event is evaluated with the
 version in force at the event's time (the newest version whose `effective_from` has passed).
+A new version never rewrites the past: it may not take effect before (or when) the version in
+force now did, unless no version was in force at its time yet. So a period some version governed
+keeps it, and the only past a new version may take is one no version governed (what the
+webhooks that came before the first program need: they were dead-lettered, not applied).
 
 Versions never change once saved, so parsed documents are cached per (merchant, version,
 created_at): the lookup of which version is in force is one small query, and a document is read
@@ -16,7 +20,7 @@ from datetime import datetime
 import msgspec
 
 from pointguard.db import PgConnection
-from pointguard.errors import ProgramNotFound
+from pointguard.errors import ProgramInvalid, ProgramNotFound
 from pointguard.program.document import Program
 from pointguard.program.validation import parse_program
 
@@ -36,6 +40,15 @@ LEFT JOIN LATERAL (
     ORDER BY effective_from DESC, version DESC LIMIT 1
 ) v ON true
 ORDER BY t.n
+"""
+
+IN_FORCE_NOW = """
+SELECT version, effective_from,
+       EXISTS (SELECT 1 FROM program_versions WHERE merchant_id = $1 AND effective_from <= $2)
+           AS governed
+FROM program_versions
+WHERE merchant_id = $1 AND effective_from <= now()
+ORDER BY effective_from DESC, version DESC LIMIT 1
 """
 
 DOCUMENTS = """
@@ -62,8 +75,26 @@ class ProgramVersion:
 async def save_program(
     pg: PgConnection, merchant_id: str, program: Program, *, effective_from: datetime
 ) -> int:
-    """Store `program` (already validated: `parse_program`) as the merchant's next version."""
+    """Store `program` (already validated: `parse_program`) as the merchant's next version;
+    `ProgramInvalid` if it would take over a past that another version governed."""
     await pg.execute("SELECT pg_advisory_xact_lock(hashtext('program:' || $1))", merchant_id)
+    in_force = await pg.fetchrow(IN_FORCE_NOW, merchant_id, effective_from)
+    if (
+        in_force is not None
+        and in_force["governed"]
+        and effective_from <= in_force["effective_from"]
+    ):
+        since = in_force["effective_from"].isoformat()
+        raise ProgramInvalid(
+            [
+                (
+                    "effective_from",
+                    f"{effective_from.isoformat()} would rewrite the past: version"
+                    f" {in_force['version']} is in force since {since}, so a new version must"
+                    " take effect after that (the default is now)",
+                )
+            ]
+        )
     document = msgspec.json.encode(program).decode()
     return int(await pg.fetchval(INSERT_VERSION, merchant_id, effective_from, document))
 
@@ -80,7 +111,9 @@ async def programs_in_force(
     rows = await pg.fetch(IN_FORCE_AT, merchant_id, list(times))
     for at, row in zip(times, rows, strict=True):
         if row["version"] is None:
-            raise ProgramNotFound(f"merchant {merchant_id!r} has no program in force at {at}")
+            raise ProgramNotFound(
+                f"merchant {merchant_id!r} has no program in force at {at.isoformat()}"
+            )
     keys = {r["version"]: (merchant_id, r["version"], r["created_at"]) for r in rows}
     programs = {version: _parsed[key] for version, key in keys.items() if key in _parsed}
     missing = sorted(keys.keys() - programs.keys())
