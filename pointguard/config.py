@@ -12,6 +12,8 @@ from pathlib import Path
 from pointguard.clock import Clock, wall_clock
 
 DEFAULT_DATA_DIR = Path(".pointguard")
+DEFAULT_HOST = "127.0.0.1"  # this machine only, until an operator chooses to listen wider
+DEFAULT_PORT = 8000
 MAX_RETENTION_DAYS = 36_500  # a hundred years: past this, say 0 (keep forever)
 
 
@@ -55,8 +57,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     return Settings(
         database_url=env.get("DATABASE_URL") or None,
         data_dir=Path(env.get("POINTGUARD_DATA_DIR", str(DEFAULT_DATA_DIR))).absolute(),
-        host=env.get("POINTGUARD_HOST", "127.0.0.1"),
-        port=int(env.get("POINTGUARD_PORT", "8000")),
+        host=env.get("POINTGUARD_HOST", DEFAULT_HOST),
+        port=int(env.get("POINTGUARD_PORT", str(DEFAULT_PORT))),
         db_pool_size=int(env.get("POINTGUARD_DB_POOL_SIZE", "10")),
         secret_key=env.get("POINTGUARD_SECRET_KEY") or None,
         webhook_tolerance_s=int(env.get("POINTGUARD_WEBHOOK_TOLERANCE_S", "300")),

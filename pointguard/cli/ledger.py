@@ -19,7 +19,7 @@ def ledger_verify(
     merchant: Annotated[str | None, typer.Option(help="Verify one merchant only.")] = None,
 ) -> None:
     """Check the hash chain, zero-sum entries, balances against postings, and lots.
-    Exits 1 on any break."""
+    Exits 1 on any break, or for a merchant that does not exist."""
     from pointguard.ledger.reading import ledger_merchants
     from pointguard.ledger.verify import verify_merchant
 
@@ -38,5 +38,5 @@ def ledger_verify(
                 ok = ok and report.ok
             return ok
 
-    if not with_engine(verify):
+    if not with_engine(verify, merchant=merchant):
         raise typer.Exit(code=1)

@@ -13,15 +13,23 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard.cli.common import with_engine
-from pointguard.config import Settings, load_settings
+from pointguard.config import DEFAULT_HOST, DEFAULT_PORT, Settings, load_settings
 
 app = typer.Typer()
 
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Interface to listen on.", show_default=f"$POINTGUARD_HOST or {DEFAULT_HOST}"
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port to listen on.", show_default=f"$POINTGUARD_PORT or {DEFAULT_PORT}"),
+    ] = None,
     workers: Annotated[
         int, typer.Option(min=1, help="Server processes, each with its own inbox worker.")
     ] = 1,
@@ -88,17 +96,49 @@ def migrate() -> None:
 
 
 @app.command()
-def upkeep() -> None:
+def upkeep(
+    merchant: Annotated[str | None, typer.Option(help="One merchant's jobs only.")] = None,
+) -> None:
     """One upkeep pass over every merchant: timeouts, releases, expiry, sealing, tier reviews,
-    expiry reminders, and the inbox's and outbox's retention; prints what each job did."""
+    expiry reminders, and the inbox's and outbox's retention; prints what each job did, one
+    `merchant what: count` line each."""
     from pointguard.upkeep import upkeep_pass
 
-    async def one_pass(engine: AsyncEngine) -> None:
+    async def one_pass(engine: AsyncEngine) -> dict[str, object]:
         settings = load_settings()
-        for job, result in (await upkeep_pass(engine, settings.clock(), settings=settings)).items():
-            typer.echo(f"{job}: {result}")
+        return await upkeep_pass(engine, settings.clock(), settings=settings, merchant_id=merchant)
 
-    with_engine(one_pass)
+    done = with_engine(one_pass, merchant=merchant)
+    for line in _upkeep_lines(done):
+        typer.echo(line)
+    if not done:
+        typer.echo("upkeep: no merchants yet, nothing to do")
+
+
+# The ledger's jobs report their counts together (`MaintenanceCounts`); these are their words.
+LEDGER_JOB_WORDS = {
+    "voided": "reservations voided",
+    "released": "pending earns released",
+    "expired_points": "points expired",
+    "sealed": "entries sealed",
+}
+
+
+def _upkeep_lines(done: dict[str, object]) -> list[str]:
+    """`upkeep_pass`'s results as `merchant what: count` lines, a job's counts one line each."""
+    import dataclasses
+
+    lines = []
+    for job, result in done.items():
+        if dataclasses.is_dataclass(result) and not isinstance(result, type):
+            lines.extend(
+                f"{job} {LEDGER_JOB_WORDS.get(f.name, f.name.replace('_', ' '))}:"
+                f" {getattr(result, f.name)}"
+                for f in dataclasses.fields(result)
+            )
+        else:
+            lines.append(f"{job}: {result}")
+    return lines
 
 
 def _observed(*, share_metrics: bool, clean_metrics: bool = False) -> Settings:
