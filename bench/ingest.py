@@ -1,35 +1,45 @@
-"""Webhook ingest end to end: the real server, signed `order.paid` webhooks, inbox to ledger.
+"""Webhook ingest end to end: the real server, signed `order.paid` webhooks, inbox to ledger,
+measured against a naive endpoint in the same run.
 
-Usage: python bench/ingest.py [--seconds N] [--workers W] [--concurrency C] [--merchants M]
-                              [--client raw|httpx]
+Usage: python bench/ingest.py [--seconds N] [--pairs P] [--workers W] [--concurrency C]
+                              [--merchants M] [--client raw|httpx]
+
+Machines of one kind differ up to 2x in speed, so the figures that matter are ratios to a
+baseline measured beside them: `bench/naive_ingest.py`, a minimal Starlette endpoint that
+verifies the signature and INSERTs one row per request (a commit each, nothing applied).
 
 Starts a fresh embedded PostgreSQL (or uses DATABASE_URL), migrates, creates M merchants (1 by
 default) with the same simple program, then starts the real server (`pointguard serve
 --workers W`: uvicorn with W processes, each with its inbox worker, outbox dispatcher and
-upkeep) on 127.0.0.1, and drives it from a separate load process (this file, `--load`), in two
-phases:
+upkeep) and the naive server (same uvicorn settings, same W) on 127.0.0.1, and drives them
+from a separate load process (this file, `--load`):
 
   saturate   C connections, each sending the next webhook as soon as the last is answered,
-             1 s of warm-up then N s counted: accepted_per_s = 202s per second
-  paced      open loop at --rate (1,000) requests per second for N s on up to C connections;
-             latency is from each request's scheduled send time to its answer, so a server that
-             falls behind is charged for the queueing too: p50_ms, p99_ms
+             1 s of warm-up then N s counted: 202s per second. The naive server and
+             PointGuard take turns, P pairs, alternating who goes first; the figures are
+             medians over the pairs: naive_accepted_per_s, accepted_per_s, applied_per_s,
+             accepted_over_naive and applied_over_naive (PointGuard's medians over the
+             naive one's).
+  paced      PointGuard alone, open loop at half the naive server's median rate for N s on up
+             to C connections; latency is from each request's scheduled send time to its
+             answer, so a server that falls behind is charged for the queueing too: p50_ms,
+             p99_ms.
 
 Every request is a distinct `order.paid` (fresh webhook id, one of 50,000 members of its
 merchant; the merchants take turns, round-robin across all connections), signed (`v1`,
 HMAC-SHA256, with its merchant's secret) just before it is sent, by a small keep-alive HTTP/1.1
 client (`--client httpx` uses httpx instead; see loopback_http.py, home of KeepAliveConnection,
-for why that is not the default). After each phase the bench waits (at most 60 s + 3 s per
-second of load) for the inbox to drain. applied_per_s is the saturate phase's rows applied (of
-all the merchants) divided by the time from the first of them received to the last applied
-(`inbox.received_at`, `inbox.applied_at`; applied_at is the start of the worker's batch
-transaction, so the last batch's own duration, tens of ms, is not counted). errors counts, over
-both phases, answers other than 202, failed requests (connection errors, timeouts after 10 s),
-and inbox rows that ended dead or were still pending after the drain.
+for why that is not the default). After each PointGuard phase the bench waits (at most 60 s +
+3 s per second of load) for the inbox to drain. applied_per_s is a saturate phase's rows
+applied (of all the merchants) divided by the time from the first of them received to the last
+applied (`inbox.received_at`, `inbox.applied_at`; applied_at is the start of the worker's batch
+transaction, so the last batch's own duration, tens of ms, is not counted). errors counts
+answers other than 202 from either server, failed requests (connection errors, timeouts after
+10 s), and PointGuard's inbox rows that ended dead or were still pending after the drain.
 
 Also reported: the server's peak RSS (all its processes together, sampled every 0.1 s), the
-CPU each party used during the saturate phase as a share of the machine, and the commonest
-PostgreSQL wait events seen in pg_stat_activity while saturated.
+CPU each party used during PointGuard's saturate phases as a share of the machine, and the
+commonest PostgreSQL wait events seen in pg_stat_activity while saturated.
 Prints a table, then one JSON object as the last line.
 """
 
@@ -45,6 +55,7 @@ import os
 import random
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -55,6 +66,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import naive_ingest
 import psutil
 from loopback_http import HOST, KeepAliveConnection, free_port
 from stats import percentile
@@ -77,7 +89,8 @@ MEMBERS = 50_000
 # adds a process's memory (~90 MB) and scheduling for no clear gain. 2 is recommended.
 DEFAULT_WORKERS = 2
 DEFAULT_CONCURRENCY = 32
-PACED_RATE = 1000
+DEFAULT_PAIRS = 3  # naive and PointGuard take turns; medians over the pairs are reported
+NAIVE_SERVER = str(Path(__file__).resolve().parent / "naive_ingest.py")
 WARMUP_S = 1.0
 REQUEST_TIMEOUT_S = 10.0
 READY_TIMEOUT_S = 60.0
@@ -430,11 +443,8 @@ async def embedded_database() -> AsyncIterator[tuple[str, Path]]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-@contextlib.asynccontextmanager
-async def pointguard_server(
-    env: dict[str, str], port: int, workers: int, log: Path
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    command = [
+def pointguard_command(port: int, workers: int) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "pointguard.cli",
@@ -446,8 +456,20 @@ async def pointguard_server(
         "--workers",
         str(workers),
     ]
-    # One log line per webhook is an operator's choice (debug), not ingest cost.
-    env = {**env, "POINTGUARD_LOG_LEVEL": "warning"}
+
+
+def naive_command(port: int, workers: int) -> list[str]:
+    return [NAIVE_SERVER, "--host", HOST, "--port", str(port), "--workers", str(workers)]
+
+
+@contextlib.asynccontextmanager
+async def server_process(
+    command: list[str], env: dict[str, str], log: Path
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A server (PointGuard's or the naive baseline's) until the block ends, then stopped with
+    its worker processes."""
+    if command[0] == NAIVE_SERVER:
+        command = [sys.executable, *command]
     with log.open("wb") as sink:
         process = await asyncio.create_subprocess_exec(
             *command, env=env, stdout=sink, stderr=asyncio.subprocess.STDOUT
@@ -470,7 +492,11 @@ async def pointguard_server(
                 child.kill()
 
 
-async def wait_ready(port: int, process: asyncio.subprocess.Process, log: Path) -> None:
+async def wait_ready(
+    port: int, process: asyncio.subprocess.Process, log: Path, path: str = "/readyz"
+) -> None:
+    """Until `path` answers (any status but a 5xx: the naive server has no readiness route,
+    so it answers 404 once it listens)."""
     import httpx
 
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -479,7 +505,7 @@ async def wait_ready(port: int, process: asyncio.subprocess.Process, log: Path) 
             if process.returncode is not None:
                 break
             with contextlib.suppress(httpx.HTTPError):
-                if (await client.get("/readyz")).status_code == 200:
+                if (await client.get(path)).status_code < 500:
                     return
             await asyncio.sleep(0.2)
     tail = (await asyncio.to_thread(log.read_text))[-3000:]
@@ -492,6 +518,101 @@ def postgres_processes(backend_pid: int) -> list[psutil.Process]:
         if postmaster is not None:
             return tree(postmaster.pid)
     return []
+
+
+@dataclass
+class Run:
+    """What the phases share: the database, the merchants, and the two servers."""
+
+    args: argparse.Namespace
+    engine: Any
+    merchant_ids: list[str]
+    merchants_file: Path
+    tag: str
+    pointguard_port: int
+    pointguard_pid: int
+    naive_port: int
+    backend_pid: int
+    monitor: Monitor
+
+    def load_options(self) -> list[str]:
+        a = self.args
+        return [
+            "--seconds",
+            str(a.seconds),
+            "--concurrency",
+            str(a.concurrency),
+            "--client",
+            a.client,
+        ]
+
+
+async def naive_saturate(run: Run, pair: int) -> dict[str, Any]:
+    """The naive endpoint saturated, as PointGuard is: its 202s per second."""
+    sat = await run_load(
+        "saturate",
+        run.naive_port,
+        run.merchants_file,
+        [*run.load_options(), "--tag", f"n{run.tag}-{pair}"],
+    )
+    return {"accepted_per_s": sat["counted"] / run.args.seconds, "errors": sat["errors"]}
+
+
+async def pointguard_saturate(run: Run, pair: int) -> dict[str, Any]:
+    """PointGuard saturated: 202s per second, then (after the drain) rows applied per second,
+    and the CPU each party used meanwhile."""
+    servers, pgs = tree(run.pointguard_pid), postgres_processes(run.backend_pid)
+    before = (cpu_seconds(servers), cpu_seconds(pgs), time.monotonic())
+    each_before = [cpu_seconds([p]) for p in servers]
+    machine_before = psutil.cpu_times()
+    run.monitor.waits_on = True
+    tag = f"s{run.tag}-{pair}"
+    sat = await run_load(
+        "saturate", run.pointguard_port, run.merchants_file, [*run.load_options(), "--tag", tag]
+    )
+    run.monitor.waits_on = False
+    # PostgreSQL's processes listed again: the backends the server's pool opened during the
+    # phase (more merchants, more at once) count too.
+    pgs_after = tree(pgs[0].pid) if pgs else []
+    after = (cpu_seconds(servers), cpu_seconds(pgs_after), time.monotonic())
+    machine = psutil.cpu_times()
+    each = [cpu_seconds([p]) - b for p, b in zip(servers, each_before, strict=True)]
+    inbox = await drain(run.engine, run.merchant_ids, tag, run.args.seconds)
+    wall = after[2] - before[2]
+    capacity = wall * (os.cpu_count() or 1)
+    return {
+        "accepted_per_s": sat["counted"] / run.args.seconds,
+        "applied_per_s": inbox["applied_per_s"],
+        "errors": sat["errors"],
+        "unapplied": inbox["pending"] + inbox["other"],
+        "statuses": sat["statuses"],
+        "saturate_p50_ms": percentile(sat["latencies_ms"], 0.50),
+        "saturate_p99_ms": percentile(sat["latencies_ms"], 0.99),
+        "cpu_share_server": (after[0] - before[0]) / capacity,
+        # Of one core, per server process (the supervisor first when there are workers).
+        "cpu_per_server_process": [round(c / wall, 2) for c in each],
+        "cpu_share_postgres": (after[1] - before[1]) / capacity,
+        "cpu_share_load": sat["cpu_s"] / capacity,
+        "cpu_share_machine_busy": busy(machine_before, machine),
+        "cpu_share_machine_iowait": (machine.iowait - machine_before.iowait)
+        / total(machine_before, machine),
+    }
+
+
+async def pointguard_paced(run: Run, rate: int) -> dict[str, Any]:
+    tag = f"p{run.tag}"
+    pac = await run_load(
+        "paced",
+        run.pointguard_port,
+        run.merchants_file,
+        [*run.load_options(), "--tag", tag, "--rate", str(rate)],
+    )
+    inbox = await drain(run.engine, run.merchant_ids, tag, run.args.seconds)
+    return {
+        **pac,
+        "applied_per_s": inbox["applied_per_s"],
+        "unapplied": inbox["pending"] + inbox["other"],
+    }
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -516,97 +637,127 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 program,
                 effective_from=datetime(2020, 1, 1, tzinfo=UTC),
             )
-        merchant_ids = [m.merchant_id for m in created]
         merchants_file = write_targets(scratch / "merchants.json", created)
         async with db.connection(engine) as pg:
             backend_pid = await pg.fetchval("SELECT pg_backend_pid()")
-        port = free_port()
+            await naive_ingest.create_table(pg)
         env = {
             **os.environ,
             "DATABASE_URL": db.libpq_url(url),
             "POINTGUARD_SECRET_KEY": base64.b64encode(key).decode(),
             "POINTGUARD_DATA_DIR": str(scratch / "data"),
+            # One log line per webhook is an operator's choice (debug), not ingest cost.
+            "POINTGUARD_LOG_LEVEL": "warning",
+            "NAIVE_DATABASE_URL": db.libpq_url(url),
+            "NAIVE_MERCHANTS_FILE": str(merchants_file),
         }
-        log = scratch / "server.log"
-        load_options = [
-            "--seconds",
-            str(args.seconds),
-            "--concurrency",
-            str(args.concurrency),
-            "--client",
-            args.client,
-        ]
-        async with pointguard_server(env, port, args.workers, log) as server:
-            await wait_ready(port, server, log)
+        ports = free_port(), free_port()
+        logs = scratch / "pointguard.log", scratch / "naive.log"
+        async with (
+            server_process(pointguard_command(ports[0], args.workers), env, logs[0]) as server,
+            server_process(naive_command(ports[1], args.workers), env, logs[1]) as naive,
+        ):
+            await wait_ready(ports[0], server, logs[0])
+            await wait_ready(ports[1], naive, logs[1], path="/")
             monitor = Monitor(server.pid, engine)
             sampling = asyncio.create_task(monitor.run())
+            run = Run(
+                args,
+                engine,
+                [m.merchant_id for m in created],
+                merchants_file,
+                tag,
+                ports[0],
+                server.pid,
+                ports[1],
+                backend_pid,
+                monitor,
+            )
             try:
-                servers, pgs = tree(server.pid), postgres_processes(backend_pid)
-                before = (cpu_seconds(servers), cpu_seconds(pgs), time.monotonic())
-                each_before = [cpu_seconds([p]) for p in servers]
-                machine_before = psutil.cpu_times()
-                monitor.waits_on = True
-                sat = await run_load(
-                    "saturate", port, merchants_file, [*load_options, "--tag", f"s{tag}"]
-                )
-                monitor.waits_on = False
-                # PostgreSQL's processes listed again: the backends the server's pool opened
-                # during the phase (more merchants, more at once) count too.
-                pgs_after = tree(pgs[0].pid) if pgs else []
-                after = (cpu_seconds(servers), cpu_seconds(pgs_after), time.monotonic())
-                machine = psutil.cpu_times()
-                each = [cpu_seconds([p]) - b for p, b in zip(servers, each_before, strict=True)]
-                sat_inbox = await drain(engine, merchant_ids, f"s{tag}", args.seconds)
-                pac = await run_load(
-                    "paced",
-                    port,
-                    merchants_file,
-                    [*load_options, "--tag", f"p{tag}", "--rate", str(args.rate)],
-                )
-                pac_inbox = await drain(engine, merchant_ids, f"p{tag}", args.seconds)
+                naive_runs, pointguard_runs = [], []
+                for pair in range(args.pairs):
+                    # Alternate who goes first, so a drift of the machine's speed during the
+                    # run favours neither.
+                    if pair % 2 == 0:
+                        naive_runs.append(await naive_saturate(run, pair))
+                        pointguard_runs.append(await pointguard_saturate(run, pair))
+                    else:
+                        pointguard_runs.append(await pointguard_saturate(run, pair))
+                        naive_runs.append(await naive_saturate(run, pair))
+                naive_rate = statistics.median(n["accepted_per_s"] for n in naive_runs)
+                paced_rate = max(1, round(naive_rate / 2))
+                pac = await pointguard_paced(run, paced_rate)
             finally:
                 sampling.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sampling
         await engine.dispose()
+    return figures(args, naive_runs, pointguard_runs, pac, paced_rate, monitor)
 
-    wall = after[2] - before[2]
-    capacity = wall * (os.cpu_count() or 1)
-    unapplied = sum(i["pending"] + i["other"] for i in (sat_inbox, pac_inbox))
+
+def figures(
+    args: argparse.Namespace,
+    naive_runs: list[dict[str, Any]],
+    pointguard_runs: list[dict[str, Any]],
+    pac: dict[str, Any],
+    paced_rate: int,
+    monitor: Monitor,
+) -> dict[str, Any]:
+    """The figures: PointGuard's medians over the pairs, and over the naive baseline's."""
+
+    def median(runs: list[dict[str, Any]], name: str, digits: int = 0) -> float:
+        value = statistics.median(r[name] for r in runs)
+        return round(value, digits) if digits else round(value)
+
+    naive = median(naive_runs, "accepted_per_s")
+    accepted = median(pointguard_runs, "accepted_per_s")
+    applied = median(pointguard_runs, "applied_per_s")
+    unapplied = sum(r["unapplied"] for r in pointguard_runs) + pac["unapplied"]
+    request_errors = sum(r["errors"] for r in [*pointguard_runs, *naive_runs]) + pac["errors"]
+    statuses: Counter[str] = Counter(pac["statuses"])
+    for r in pointguard_runs:
+        statuses.update(r["statuses"])
     waits = ", ".join(
         f"{name} {count / max(1, monitor.wait_samples):.1f}"
         for name, count in monitor.waits.most_common(5)
     )
     return {
-        "accepted_per_s": round(sat["counted"] / args.seconds),
-        "applied_per_s": round(sat_inbox["applied_per_s"]),
-        "p50_ms": round(percentile(pac["latencies_ms"], 0.50), 2),
+        "accepted_over_naive": round(accepted / naive, 2) if naive else float("nan"),
+        "applied_over_naive": round(applied / naive, 2) if naive else float("nan"),
         "p99_ms": round(percentile(pac["latencies_ms"], 0.99), 2),
-        "errors": sat["errors"] + pac["errors"] + unapplied,
-        "request_errors": sat["errors"] + pac["errors"],
-        "inbox_not_applied": unapplied,
-        "statuses": dict(Counter(sat["statuses"]) + Counter(pac["statuses"])),
-        "saturate_p50_ms": round(percentile(sat["latencies_ms"], 0.50), 2),
-        "saturate_p99_ms": round(percentile(sat["latencies_ms"], 0.99), 2),
-        "paced_applied_per_s": round(pac_inbox["applied_per_s"]),
-        "paced_offered_per_s": args.rate,
+        "naive_accepted_per_s": naive,
+        "accepted_per_s": accepted,
+        "applied_per_s": applied,
+        "pair_ratios_accepted": [
+            round(p["accepted_per_s"] / n["accepted_per_s"], 2) if n["accepted_per_s"] else None
+            for p, n in zip(pointguard_runs, naive_runs, strict=True)
+        ],
+        "naive_runs_per_s": [round(n["accepted_per_s"]) for n in naive_runs],
+        "pointguard_runs_per_s": [round(p["accepted_per_s"]) for p in pointguard_runs],
+        "p50_ms": round(percentile(pac["latencies_ms"], 0.50), 2),
+        "paced_offered_per_s": paced_rate,
         # 202s per second over the paced phase, from the first request due to the last answer.
         "paced_achieved_per_s": round(pac["counted"] / pac["elapsed_s"]),
-        "cpu_share_server": round((after[0] - before[0]) / capacity, 3),
-        # Of one core, per server process (the supervisor first when there are workers).
-        "cpu_per_server_process": [round(c / wall, 2) for c in each],
-        "cpu_share_postgres": round((after[1] - before[1]) / capacity, 3),
-        "cpu_share_load": round(sat["cpu_s"] / capacity, 3),
-        "cpu_share_machine_busy": round(busy(machine_before, machine), 3),
-        "cpu_share_machine_iowait": round(
-            (machine.iowait - machine_before.iowait) / total(machine_before, machine), 3
-        ),
+        "paced_applied_per_s": round(pac["applied_per_s"]),
+        "errors": request_errors + unapplied,
+        "request_errors": request_errors,
+        "inbox_not_applied": unapplied,
+        "statuses": dict(statuses),
+        "saturate_p50_ms": median(pointguard_runs, "saturate_p50_ms", 2),
+        "saturate_p99_ms": median(pointguard_runs, "saturate_p99_ms", 2),
+        "cpu_share_server": median(pointguard_runs, "cpu_share_server", 3),
+        "cpu_per_server_process": pointguard_runs[-1]["cpu_per_server_process"],
+        "cpu_share_postgres": median(pointguard_runs, "cpu_share_postgres", 3),
+        "cpu_share_load": median(pointguard_runs, "cpu_share_load", 3),
+        "cpu_share_machine_busy": median(pointguard_runs, "cpu_share_machine_busy", 3),
+        "cpu_share_machine_iowait": median(pointguard_runs, "cpu_share_machine_iowait", 3),
         "pg_active_backends_by_wait": waits,
         "server_peak_rss_mb": round(monitor.peak_rss / 2**20),
         "uvicorn_workers": args.workers,
         "concurrency": args.concurrency,
         "merchants": args.merchants,
         "client": args.client,
+        "pairs": args.pairs,
         "seconds_per_phase": args.seconds,
     }
 
@@ -616,7 +767,9 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
-    parser.add_argument("--rate", type=int, default=PACED_RATE)
+    parser.add_argument(
+        "--pairs", type=int, default=DEFAULT_PAIRS, help="naive/PointGuard saturate pairs"
+    )
     parser.add_argument(
         "--merchants", type=int, default=1, help="merchants the load is spread over"
     )
@@ -626,9 +779,10 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--merchants-file", help=argparse.SUPPRESS)
     parser.add_argument("--tag", help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=int, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
-    if arguments.merchants < 1:
-        parser.error("--merchants must be at least 1")
+    if arguments.merchants < 1 or arguments.pairs < 1:
+        parser.error("--merchants and --pairs must be at least 1")
     if arguments.load:
         load_main(arguments)
         sys.exit(0)
