@@ -10,7 +10,8 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
-from pointguard.cli.common import in_transaction, with_engine
+from pointguard.cli.common import with_engine
+from pointguard.cli.replay import EveryOne, Merchant, replay
 
 app = typer.Typer(
     help="Webhooks to merchants' endpoints and their dead deliveries.", no_args_is_help=True
@@ -55,30 +56,22 @@ def outbox_dead(
 
 @app.command("replay")
 def outbox_replay(
-    merchant: Annotated[str, typer.Argument(help="The merchant id.")],
+    merchant: Merchant,
     delivery: Annotated[
         str | None,
         typer.Argument(help="The webhook id (MERCHANT:OUTBOX_ID) or the outbox id.", metavar="ID"),
     ] = None,
-    replay_all: Annotated[
-        bool, typer.Option("--all", help="Every dead delivery of the merchant.")
-    ] = False,
+    every: EveryOne = False,
 ) -> None:
     """Queue dead deliveries again, due now with their attempts reset and the same webhook id
     (after fixing the endpoint)."""
     from pointguard.plugin.deliveries import replay_dead_deliveries, replay_dead_delivery
 
-    if replay_all == (delivery is not None):
-        raise typer.BadParameter("give either a webhook id or --all", param_hint="ID")
-
-    if delivery is None:
-        queued = in_transaction(replay_dead_deliveries, merchant)
-    else:
-        queued = int(in_transaction(replay_dead_delivery, merchant, delivery))
-    if delivery is None:
-        typer.echo(f"{merchant}: {queued} dead deliveries queued again")
-    elif queued:
-        typer.echo(f"{merchant} {delivery}: queued again")
-    else:
-        typer.echo(f"no dead delivery {delivery!r} for merchant {merchant!r}", err=True)
-        raise typer.Exit(code=1)
+    replay(
+        merchant,
+        delivery,
+        every,
+        one=replay_dead_delivery,
+        all_of=replay_dead_deliveries,
+        nouns=("dead delivery", "dead deliveries"),
+    )

@@ -1,5 +1,6 @@
 """`pointguard program`: loading, showing and reporting on loyalty program documents. A time
-given without a zone is UTC; an invalid document is reported field by field and not saved."""
+given without a zone is UTC; an invalid document is reported field by field and not saved; an
+unknown merchant is refused (`no merchant 'x'`, exit 1); `show` and `analytics` print JSON."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
-from pointguard.cli.common import in_transaction, with_engine
+from pointguard.cli.common import with_engine
 
 app = typer.Typer(help="Loyalty program documents.", no_args_is_help=True)
 
@@ -19,25 +20,35 @@ app = typer.Typer(help="Loyalty program documents.", no_args_is_help=True)
 @app.command("load")
 def program_load(
     file: Annotated[Path, typer.Argument(help="A program document in TOML.", exists=True)],
-    merchant: Annotated[str, typer.Option(help="The merchant whose program this is.")],
+    merchant: Annotated[str, typer.Option(help="The merchant id whose program this is.")],
     effective_from: Annotated[
-        datetime | None, typer.Option(help="When it takes effect (default: now).")
+        datetime | None,
+        typer.Option(
+            help="When it takes effect (default: now). Earlier than the version in force only"
+            " while no version was in force then."
+        ),
     ] = None,
 ) -> None:
-    """Validate a program document and save it as the merchant's next version."""
+    """Validate a program document and save it as the merchant's next version. Every problem
+    is reported at once, and nothing is saved."""
     from pointguard.errors import ProgramInvalid
     from pointguard.program.store import save_program
     from pointguard.program.validation import parse_program
 
+    when = _aware(effective_from) if effective_from else datetime.now(UTC)
     try:
         program = parse_program(file.read_text())
+        version = with_engine(
+            lambda engine: db.run_in_transaction(
+                engine, save_program, merchant, program, effective_from=when
+            ),
+            merchant=merchant,
+        )
     except ProgramInvalid as error:
-        typer.echo(f"{file}: the program is not valid; nothing was saved", err=True)
+        typer.echo(f"{file}: nothing was saved; the version in force stays as it was", err=True)
         for field, message in error.problems:
             typer.echo(f"  {field}: {message}", err=True)
         raise typer.Exit(code=1) from error
-    when = _aware(effective_from) if effective_from else datetime.now(UTC)
-    version = in_transaction(save_program, merchant, program, effective_from=when)
     typer.echo(
         f"merchant {merchant}: program {program.name!r} saved as version {version},"
         f" in force from {when.isoformat()}"
@@ -46,37 +57,38 @@ def program_load(
 
 @app.command("show")
 def program_show(
-    merchant: Annotated[str, typer.Option(help="The merchant.")],
+    merchant: Annotated[str, typer.Option(help="The merchant id.")],
     at: Annotated[
         datetime | None, typer.Option(help="The time to show it at (default: now).")
     ] = None,
 ) -> None:
-    """Print the program in force (as JSON) and the list of versions."""
+    """Print, as one JSON object, the version in force, every version with the time it takes
+    effect, and the program document in force."""
     import msgspec
 
-    from pointguard.errors import ProgramNotFound
     from pointguard.program.store import program_history, program_in_force
 
     when = _aware(at) if at else datetime.now(UTC)
 
-    async def show(engine: AsyncEngine) -> None:
+    async def show(engine: AsyncEngine) -> dict[str, object]:
         async with db.connection(engine) as pg:
-            for version, effective_from in await program_history(pg, merchant):
-                typer.echo(f"version {version}: in force from {effective_from.isoformat()}")
+            history = await program_history(pg, merchant)
             current = await program_in_force(pg, merchant, when)
-        typer.echo(f"in force at {when.isoformat()}: version {current.version}")
-        typer.echo(msgspec.json.format(msgspec.json.encode(current.program)).decode())
+        return {
+            "merchant_id": merchant,
+            "at": when,
+            "version": current.version,
+            "versions": [{"version": v, "effective_from": since} for v, since in history],
+            "program": current.program,
+        }
 
-    try:
-        with_engine(show)
-    except ProgramNotFound as error:
-        typer.echo(str(error), err=True)
-        raise typer.Exit(code=1) from error
+    shown = with_engine(show, merchant=merchant)
+    typer.echo(msgspec.json.format(msgspec.json.encode(shown)).decode())
 
 
 @app.command("analytics")
 def program_analytics_command(
-    merchant: Annotated[str, typer.Option(help="The merchant.")],
+    merchant: Annotated[str, typer.Option(help="The merchant id.")],
     start: Annotated[datetime, typer.Option("--from", help="Period start (UTC if no zone).")],
     end: Annotated[datetime, typer.Option("--to", help="Period end, excluded.")],
 ) -> None:
@@ -96,7 +108,8 @@ def program_analytics_command(
         }
         return fields
 
-    typer.echo(msgspec.json.format(msgspec.json.encode(with_engine(report))).decode())
+    figures = with_engine(report, merchant=merchant)
+    typer.echo(msgspec.json.format(msgspec.json.encode(figures)).decode())
 
 
 def _aware(moment: datetime) -> datetime:
