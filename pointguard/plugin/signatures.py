@@ -103,7 +103,11 @@ def verify_standard_webhook(
             return
         if version == "v1a" and any(_ed25519_valid(key, decoded, content) for key in verify_keys):
             return
-    raise BadSignature("no signature in webhook-signature matches the content under our keys")
+    raise BadSignature(
+        "no signature in webhook-signature matches the content under the merchant's inbound"
+        " keys: sign v1 with `webhook_secret` from `pointguard merchant create` (or"
+        " `rotate-secret`), not `outbound_webhook_secret`, which only verifies our deliveries"
+    )
 
 
 def sign_standard_webhook(
