@@ -23,23 +23,30 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from pointguard import db, logs, metrics
 from pointguard.config import Settings
 from pointguard.errors import InvalidPayload, KeySetNotConfigured, PayloadTooLarge, UnknownMerchant
+from pointguard.plugin.adapters.fields import Canonical
 from pointguard.plugin.adapters.saleor import saleor_to_canonical
-from pointguard.plugin.adapters.shopify import shopify_to_canonical
+from pointguard.plugin.adapters.shopify import refunded_order, shopify_to_canonical
 from pointguard.plugin.adapters.woocommerce import woocommerce_to_canonical
 from pointguard.plugin.bounded import read_at_most
 from pointguard.plugin.credentials import CredentialCache
 from pointguard.plugin.inbox import InboxRow, InboxWriter, Recorded
 from pointguard.plugin.jwks import KeySetCache
 from pointguard.plugin.jws import parse_detached_jws, verify_rs256
-from pointguard.plugin.merchants import MerchantCredentials
-from pointguard.plugin.payloads import decode_envelope, to_program_event
+from pointguard.plugin.merchants import MERCHANT_ID, MerchantCredentials
+from pointguard.plugin.payloads import (
+    MAX_TEXT_CHARS,
+    envelope_of,
+    json_document,
+    store_json,
+    to_program_event,
+)
 from pointguard.plugin.signatures import (
     verify_shopify_hmac,
     verify_standard_webhook,
@@ -66,8 +73,10 @@ async def _merchant_request(
     merchant_id = request.path_params["merchant"]
     logs.bind(sender=sender, merchant_id=merchant_id)
     body = await _read_body(request, settings.max_webhook_body_bytes)
-    cache: CredentialCache = request.app.state.credentials
-    credentials = await cache.load(request.app.state.engine, merchant_id)
+    credentials = None
+    if MERCHANT_ID.fullmatch(merchant_id):  # no query for what cannot be a merchant id
+        cache: CredentialCache = request.app.state.credentials
+        credentials = await cache.load(request.app.state.engine, merchant_id)
     if credentials is None:
         raise UnknownMerchant(f"no merchant {merchant_id!r}")
     yield credentials, body
@@ -89,53 +98,51 @@ async def receive_webhook(request: Request) -> JSONResponse:
             now=datetime.now(UTC),
             tolerance_s=settings.webhook_tolerance_s,
         )
-        return await _record(request, request.path_params["merchant"], webhook_id, body)
+        document = json_document(body)
+        webhook_id = _header(headers, "webhook-id")
+        return await _record(request, request.path_params["merchant"], webhook_id, document)
 
 
 async def receive_shopify(request: Request) -> JSONResponse:
     """A Shopify-style webhook (see `adapters/shopify.py`)."""
-    return await _receive_adapted(request, "shopify")
+    merchant_id = request.path_params["merchant"]
+    headers = request.headers
+    async with _merchant_request(request, "shopify") as (credentials, body):
+        verify_shopify_hmac(
+            secrets=credentials.hmac_secrets("shopify"),
+            header=headers.get("x-shopify-hmac-sha256", ""),
+            body=body,
+        )
+        payload, topic = _json_object(body), _header(headers, "x-shopify-topic")
+        customer = None
+        order_id = refunded_order(topic, payload)
+        if order_id is not None:
+            async with db.connection(request.app.state.engine) as pg:
+                customer = await pg.fetchval(ORDER_MEMBER, merchant_id, order_id)
+        webhook_id, canonical = shopify_to_canonical(
+            topic,
+            payload,
+            delivery_id=_header(headers, "x-shopify-webhook-id"),
+            body_digest=_digest(body),
+            customer_of_order=customer or UNKNOWN_MEMBER,
+        )
+        return await _record_adapted(request, webhook_id, f"shopify:{topic}", payload, canonical)
 
 
 async def receive_woocommerce(request: Request) -> JSONResponse:
     """A WooCommerce-style webhook (see `adapters/woocommerce.py`)."""
-    return await _receive_adapted(request, "woocommerce")
-
-
-async def _receive_adapted(request: Request, sender: str) -> JSONResponse:
-    merchant_id = request.path_params["merchant"]
     headers = request.headers
-    async with _merchant_request(request, sender) as (credentials, body):
-        if sender == "shopify":
-            verify_shopify_hmac(
-                secrets=credentials.hmac_secrets(sender),
-                header=headers.get("x-shopify-hmac-sha256", ""),
-                body=body,
-            )
-            payload, topic = _json_object(body), headers.get("x-shopify-topic", "")
-            customer = None
-            if topic == "refunds/create":
-                async with db.connection(request.app.state.engine) as pg:
-                    customer = await pg.fetchval(
-                        ORDER_MEMBER, merchant_id, str(payload.get("order_id"))
-                    )
-            canonical = shopify_to_canonical(topic, payload, customer or UNKNOWN_MEMBER)
-            webhook_id = f"shopify:{headers.get('x-shopify-webhook-id') or _digest(body)}"
-        else:
-            verify_woocommerce_hmac(
-                secrets=credentials.hmac_secrets(sender),
-                header=headers.get("x-wc-webhook-signature", ""),
-                body=body,
-            )
-            payload, topic = _json_object(body), headers.get("x-wc-webhook-topic", "")
-            canonical = woocommerce_to_canonical(topic, payload)
-            status = payload.get("status", "")
-            webhook_id = f"woocommerce:{topic}:{payload.get('id')}:{status}"
-        if canonical is None:
-            return await _record_ignored(
-                request, merchant_id, webhook_id, f"{sender}:{topic}", body
-            )
-        return await _record(request, merchant_id, webhook_id, msgspec.json.encode(canonical))
+    async with _merchant_request(request, "woocommerce") as (credentials, body):
+        verify_woocommerce_hmac(
+            secrets=credentials.hmac_secrets("woocommerce"),
+            header=headers.get("x-wc-webhook-signature", ""),
+            body=body,
+        )
+        payload, topic = _json_object(body), _header(headers, "x-wc-webhook-topic")
+        webhook_id, canonical = woocommerce_to_canonical(topic, payload, body_digest=_digest(body))
+        return await _record_adapted(
+            request, webhook_id, f"woocommerce:{topic}", payload, canonical
+        )
 
 
 async def receive_saleor(request: Request) -> JSONResponse:
@@ -156,29 +163,38 @@ async def receive_saleor(request: Request) -> JSONResponse:
         event = headers.get("saleor-event", "").strip().lower()
         if not SALEOR_EVENT.fullmatch(event):
             raise InvalidPayload("Saleor-Event is not an event name", field="Saleor-Event")
-        webhook_id, canonical = saleor_to_canonical(event, _json_object(body), _digest(body))
-        if canonical is None:
-            return await _record_ignored(request, merchant_id, webhook_id, f"saleor:{event}", body)
-        return await _record(request, merchant_id, webhook_id, msgspec.json.encode(canonical))
+        payload = _json_object(body)
+        webhook_id, canonical = saleor_to_canonical(event, payload, _digest(body))
+        return await _record_adapted(request, webhook_id, f"saleor:{event}", payload, canonical)
 
 
-async def _record_ignored(
-    request: Request, merchant_id: str, webhook_id: str, event_type: str, body: bytes
+async def _record_adapted(
+    request: Request,
+    webhook_id: str,
+    sender_type: str,
+    payload: dict[str, Any],
+    canonical: Canonical | None,
 ) -> JSONResponse:
-    """Keep a verified event the program has no use for, as the sender sent it, and
-    acknowledge it (so that the sender stops retrying, and an operator can still see it)."""
+    """Record an adapter's canonical event; or, for an event the program has no use for, keep
+    the payload as the sender sent it under `sender_type` and acknowledge it (so that the
+    sender stops retrying, and an operator can still see it)."""
+    merchant_id = request.path_params["merchant"]
+    if canonical is not None:
+        return await _record(request, merchant_id, webhook_id, canonical)
     logs.bind(webhook_id=webhook_id)
-    row = InboxRow(merchant_id, webhook_id, event_type, body.decode(), True)
+    row = InboxRow(merchant_id, webhook_id, sender_type, store_json(payload), True)
     return _accepted(await _inbox(request).record(row))
 
 
-async def _record(request: Request, merchant_id: str, webhook_id: str, body: bytes) -> JSONResponse:
-    """Check a canonical payload and put it in the inbox (ignored if the program has no use
+async def _record(
+    request: Request, merchant_id: str, webhook_id: str, document: Any
+) -> JSONResponse:
+    """Check a canonical event and put it in the inbox (ignored if the program has no use
     for its type), then acknowledge."""
     logs.bind(webhook_id=webhook_id)
-    envelope = decode_envelope(body)
+    envelope = envelope_of(document)
     event = to_program_event(webhook_id, envelope)  # validates the event's data
-    row = InboxRow(merchant_id, webhook_id, envelope.type, body.decode(), event is None)
+    row = InboxRow(merchant_id, webhook_id, envelope.type, store_json(document), event is None)
     return _accepted(await _inbox(request).record(row))
 
 
@@ -205,13 +221,19 @@ def _accepted(recorded: Recorded) -> JSONResponse:
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        payload = msgspec.json.decode(body)
-    except msgspec.DecodeError as error:
-        raise InvalidPayload(f"not JSON: {error}", code="malformed_json") from error
+    payload = json_document(body)
     if not isinstance(payload, dict):
         raise InvalidPayload("the body must be a JSON object")
     return payload
+
+
+def _header(headers: Headers, name: str) -> str:
+    """A header that becomes part of an inbox row (an id, a topic): at most `MAX_TEXT_CHARS`,
+    since the inbox is keyed on it."""
+    value = headers.get(name, "")
+    if len(value) > MAX_TEXT_CHARS:
+        raise InvalidPayload(f"{name} is longer than {MAX_TEXT_CHARS} characters", field=name)
+    return value
 
 
 def _digest(body: bytes) -> str:

@@ -5,11 +5,16 @@ Every storefront event arrives as a Standard Webhooks payload:
 program could not use (a missing field, a negative price, a quantity below one) naming the
 field, and tolerates fields it does not know (storefronts send more than we read; the fraud
 guard reads the rest from the stored payload).
+
+Bounds at the door (docs/webhooks.md#limits): every body is a JSON document PostgreSQL can
+store (`json_document`), and every value the program reads has a maximum below what its
+arithmetic and columns hold, so that an extreme value is a 422 naming its field, never a ledger
+row, a dead letter, or a 500.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -19,28 +24,44 @@ from pointguard.errors import InvalidPayload
 from pointguard.program.events import (
     ActionPerformed,
     Event,
-    Minor,
     OrderCancelled,
     OrderLine,
     OrderPaid,
     OrderRefunded,
     RefundedLine,
-    Units,
 )
 
-Id = Annotated[str, Meta(min_length=1, max_length=200)]
+# Any amount, and an order's lines, shipping and tax together: 10^12 minor units (ten billion
+# in a two-decimal currency). Points are amounts times a rate; this keeps them far inside the
+# ledger's bigint columns.
+MAX_AMOUNT_MINOR = 10**12
+MAX_QUANTITY = 1_000_000  # units of one line
+MAX_LINES = 500  # lines of an order or a refund
+MAX_TEXT_CHARS = 200  # ids, SKUs, categories, codes, topics: each is a key or a label
+MAX_JSON_DEPTH = 32  # storefronts' payloads nest under 10 levels
+# Whole numbers anywhere in a body: what a bigint holds, and what every storefront's ids fit in.
+MAX_JSON_INT = 2**63 - 1
+# Times of events: the program adds return windows and expiry periods to them, which must stay
+# inside what a datetime holds.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+Id = Annotated[str, Meta(min_length=1, max_length=MAX_TEXT_CHARS)]
+Text = Annotated[str, Meta(max_length=MAX_TEXT_CHARS)]
+Minor = Annotated[int, Meta(ge=0, le=MAX_AMOUNT_MINOR)]
+Units = Annotated[int, Meta(ge=1, le=MAX_QUANTITY)]
 
 
 class Envelope(Struct, frozen=True):
     type: Annotated[str, Meta(min_length=1, max_length=100)]
-    timestamp: datetime
+    timestamp: Annotated[datetime, Meta(tz=True)]
     data: dict[str, Any]
 
 
 class Line(Struct, frozen=True):
     line_id: Id
-    sku: str
-    category: str
+    sku: Text
+    category: Text
     quantity: Units
     unit_price_minor: Minor
     discount_minor: Minor = 0
@@ -50,10 +71,10 @@ class OrderPaidData(Struct, frozen=True):
     order_id: Id
     customer_id: Id
     currency: Annotated[str, Meta(min_length=3, max_length=3)]
-    lines: Annotated[list[Line], Meta(min_length=1, max_length=500)]
+    lines: Annotated[list[Line], Meta(min_length=1, max_length=MAX_LINES)]
     shipping_minor: Minor = 0
     tax_minor: Minor = 0
-    referral_code: str | None = None
+    referral_code: Text | None = None
 
 
 class RefundLine(Struct, frozen=True):
@@ -64,7 +85,7 @@ class RefundLine(Struct, frozen=True):
 class OrderRefundedData(Struct, frozen=True):
     order_id: Id
     customer_id: Id
-    lines: Annotated[list[RefundLine], Meta(min_length=1, max_length=500)]
+    lines: Annotated[list[RefundLine], Meta(min_length=1, max_length=MAX_LINES)]
 
 
 class OrderCancelledData(Struct, frozen=True):
@@ -74,7 +95,7 @@ class OrderCancelledData(Struct, frozen=True):
 
 class CustomerData(Struct, frozen=True):
     customer_id: Id
-    referral_code: str | None = None
+    referral_code: Text | None = None
     birthday: date | None = None
     profile_completed: bool = False
 
@@ -84,13 +105,71 @@ class ActionData(Struct, frozen=True):
     action: Id | None = None  # for action.performed: the merchant's own action name
 
 
-def decode_envelope(body: bytes) -> Envelope:
+def json_document(body: bytes) -> Any:
+    """The JSON document of a body, if PostgreSQL can store it as `jsonb` and Python can walk
+    it: nested at most `MAX_JSON_DEPTH` levels, no NUL in a string (`text` cannot hold one),
+    whole numbers within `MAX_JSON_INT`. Stored re-encoded (`store_json`), never as the raw
+    bytes, whose number spellings (`1e-5000`) PostgreSQL may refuse."""
     try:
-        return msgspec.json.decode(body, type=Envelope)
-    except msgspec.ValidationError as error:  # JSON, but not an event envelope
-        raise _invalid(error) from error
-    except msgspec.DecodeError as error:  # not JSON at all
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError as error:
         raise _invalid(error, "malformed_json") from error
+    except RecursionError as error:  # far deeper than MAX_JSON_DEPTH
+        raise InvalidPayload(
+            f"nested deeper than {MAX_JSON_DEPTH} levels", code="malformed_json"
+        ) from error
+    _check_storable(document, "$", 0)
+    return document
+
+
+def store_json(document: Any) -> str:
+    """The text a checked document is stored as."""
+    return msgspec.json.encode(document).decode()
+
+
+def decode_envelope(body: bytes) -> Envelope:
+    """The envelope of a canonical body (the worker reads stored payloads with this)."""
+    return envelope_of(json_document(body))
+
+
+def envelope_of(document: Any) -> Envelope:
+    """The envelope of a checked document; InvalidPayload naming the field if it is not one."""
+    try:
+        envelope = msgspec.convert(document, Envelope)
+    except msgspec.ValidationError as error:
+        raise _invalid(error) from error
+    check_time(envelope.timestamp, "$.timestamp")
+    return envelope
+
+
+def check_time(at: datetime, field: str) -> datetime:
+    """`at`, if it lies between `EARLIEST` and `LATEST`; InvalidPayload naming `field` if not."""
+    if not EARLIEST <= at < LATEST:
+        raise InvalidPayload(
+            f"{field} is not between {EARLIEST.year} and {LATEST.year}: {at.isoformat()}",
+            field=field,
+        )
+    return at
+
+
+def _check_storable(value: Any, where: str, depth: int) -> None:
+    if depth > MAX_JSON_DEPTH:
+        raise InvalidPayload(f"{where} is nested deeper than {MAX_JSON_DEPTH} levels", field=where)
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidPayload(f"{where} holds a NUL character", field=where)
+    elif isinstance(value, int):  # bool too, harmlessly
+        if not -MAX_JSON_INT <= value <= MAX_JSON_INT:
+            raise InvalidPayload(f"{where} is a whole number beyond {MAX_JSON_INT:,}", field=where)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{where}.{key[:MAX_TEXT_CHARS]}"
+            if "\x00" in key:
+                raise InvalidPayload(f"{path} has a NUL character in its name", field=path)
+            _check_storable(item, path, depth + 1)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_storable(item, f"{where}[{i}]", depth + 1)
 
 
 def to_program_event(webhook_id: str, envelope: Envelope) -> Event | None:
@@ -116,6 +195,14 @@ def _invalid(
 
 def _order_paid(webhook_id: str, envelope: Envelope) -> Event:
     data: OrderPaidData = _data(envelope, OrderPaidData)
+    total_minor = data.shipping_minor + data.tax_minor
+    total_minor += sum(x.quantity * x.unit_price_minor for x in data.lines)
+    if total_minor > MAX_AMOUNT_MINOR:
+        raise InvalidPayload(
+            f"the order's lines, shipping and tax come to {total_minor:,} minor units, "
+            f"over the {MAX_AMOUNT_MINOR:,} limit",
+            field="$.data.lines",
+        )
     return OrderPaid(
         event_id=webhook_id,
         member_id=data.customer_id,

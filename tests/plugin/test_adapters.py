@@ -81,8 +81,15 @@ def test_amounts_that_are_not_whole_minor_units_are_refused(amount):
         minor_units(amount, "EUR", "$.x")
 
 
+def shopify(topic, payload, customer="unknown-member"):
+    return shopify_to_canonical(
+        topic, payload, delivery_id="d-1", body_digest="digest", customer_of_order=customer
+    )
+
+
 def test_shopify_orders_map_to_canonical_events():
-    event = shopify_to_canonical("orders/paid", SHOPIFY_PAID, None)
+    webhook_id, event = shopify("orders/paid", SHOPIFY_PAID)
+    assert webhook_id == "shopify:d-1"
     assert event["type"] == "order.paid"
     data = event["data"]
     assert (data["order_id"], data["customer_id"], data["shipping_minor"], data["tax_minor"]) == (
@@ -99,23 +106,39 @@ def test_shopify_orders_map_to_canonical_events():
         ("2", "socks", 1, 999, 0),
     ]
     assert data["referral_code"] == "abc123"
-    refund = shopify_to_canonical(
+    _, refund = shopify(
         "refunds/create",
         {"order_id": 820982911946154508, "refund_line_items": [{"line_item_id": 2, "quantity": 1}]},
         "115310627314723954",
     )
     assert refund["data"]["lines"] == [{"line_id": "2", "quantity": 1}]
-    assert shopify_to_canonical("products/update", {}, None) is None
+    assert shopify("products/update", {}) == ("shopify:d-1", None)
+    no_delivery_id = shopify_to_canonical(
+        "products/update", {}, delivery_id="", body_digest="digest", customer_of_order=""
+    )
+    assert no_delivery_id == ("shopify:digest", None)
 
 
 def test_woocommerce_statuses_map_to_canonical_events():
-    paid = woocommerce_to_canonical("order.updated", WOO_PAID)
+    webhook_id, paid = woocommerce_to_canonical("order.updated", WOO_PAID, body_digest="d")
+    assert webhook_id == "woocommerce:order.updated:727:processing"
     assert paid["type"] == "order.paid"
+    assert paid["timestamp"] == "2026-11-20T10:00:00+00:00"  # `_gmt`: UTC without saying so
     assert paid["data"]["lines"][0]["unit_price_minor"] == 4995
     assert paid["data"]["lines"][0]["discount_minor"] == 500
-    cancelled = woocommerce_to_canonical("order.updated", {**WOO_PAID, "status": "cancelled"})
-    assert cancelled["type"] == "order.cancelled"
-    assert woocommerce_to_canonical("order.updated", {**WOO_PAID, "status": "on-hold"}) is None
+    cancelled = {**WOO_PAID, "status": "cancelled"}
+    assert woocommerce_to_canonical("order.updated", cancelled, body_digest="d")[1]["type"] == (
+        "order.cancelled"
+    )
+    on_hold = {**WOO_PAID, "status": "on-hold"}
+    assert woocommerce_to_canonical("order.updated", on_hold, body_digest="d") == (
+        "woocommerce:order.updated:727:on-hold",
+        None,
+    )
+    assert woocommerce_to_canonical("product.updated", WOO_PAID, body_digest="d") == (
+        "woocommerce:product.updated:d",
+        None,
+    )
 
 
 def hmac_header(secret: str, body: bytes) -> str:

@@ -1,44 +1,52 @@
-"""What every sender's adapter reads the same way: required fields, prices, and the canonical
-event's envelope.
+"""The checked readers every sender's adapter reads its payload with, and what else they share:
+prices as minor units, the dedupe id, and the canonical event's envelope.
+
+Every field is read through one of these readers, never with `payload[...]`, `str()` or
+`int()` on what the sender sent: a field of the wrong type, absent when required, or beyond
+the limits of `payloads.py` raises `InvalidPayload` naming its path in the sender's payload
+(`$.line_items[0].quantity`), so that no payload can make a webhook fail with a 500.
 
 Prices arrive as decimal amounts in major units; they become minor units with the order's
-currency exponent (2 unless the currency is one of the zero-decimal ones below). A required
-field that is absent or empty raises `InvalidPayload` naming its path.
+currency exponent (2 unless the currency is one of the zero-decimal ones below).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
 from pointguard.errors import InvalidPayload
+from pointguard.plugin.payloads import (
+    MAX_AMOUNT_MINOR,
+    MAX_LINES,
+    MAX_QUANTITY,
+    MAX_TEXT_CHARS,
+    check_time,
+)
 
 ZERO_DECIMAL_CURRENCIES = frozenset({"JPY", "KRW", "VND", "CLP", "ISK", "HUF", "TWD", "UGX"})
+# The longest amount or time we parse: what a real one needs, with room for zeros.
+MAX_NUMBER_CHARS = 40
+# Exact arithmetic on any amount of MAX_NUMBER_CHARS (the default context keeps 28 digits).
+EXACT = Context(prec=MAX_NUMBER_CHARS + 2)
 
 Canonical = dict[str, Any]
+# What every adapter returns: the dedupe id, and the canonical event (None: record as ignored).
+Adapted = tuple[str, Canonical | None]
 
 
-def minor_units(amount: object, currency: str, field: str) -> int:
-    """A decimal amount in major units (`"19.99"`) as integer minor units (1999)."""
-    try:
-        value = Decimal(str(amount if amount is not None else "0"))
-    except InvalidOperation as error:
-        raise InvalidPayload(f"{field} is not an amount: {amount!r}", field=field) from error
-    exponent = 0 if currency.upper() in ZERO_DECIMAL_CURRENCIES else 2
-    minor = value.scaleb(exponent)
-    if minor < 0 or minor != minor.to_integral_value():
-        raise InvalidPayload(
-            f"{field} is not a whole number of minor units: {amount!r}", field=field
-        )
-    return int(minor)
+def dedupe_id(sender: str, *parts: str) -> str:
+    """The inbox id of a sender's webhook: what a retry of the same delivery repeats and a new
+    event does not (each adapter's docstring says which parts, and why). Built here only, so
+    that every sender's ids have one shape: `{sender}:{part}:{part}...`."""
+    return ":".join((sender, *parts))
 
 
-def canonical_event(event_type: str, at: object, data: Canonical) -> Canonical:
+def canonical_event(event_type: str, at: datetime | None, data: Canonical) -> Canonical:
     """The canonical event of `event_type` at `at` (now if the sender gave no time)."""
-    timestamp = str(at) if at else datetime.now(UTC).isoformat()
-    return {"type": event_type, "timestamp": timestamp, "data": data}
+    return {"type": event_type, "timestamp": (at or datetime.now(UTC)).isoformat(), "data": data}
 
 
 def need(payload: Mapping[str, Any], key: str, where: str = "$") -> Any:
@@ -49,10 +57,127 @@ def need(payload: Mapping[str, Any], key: str, where: str = "$") -> Any:
     return value
 
 
-def listed_value(pairs: object, label: str, wanted: str) -> str | None:
-    """The `value` of the entry whose `label` field is `wanted`, in a list of small objects
-    (Shopify's note attributes `{name, value}`, Saleor's metadata `{key, value}`)."""
-    for entry in pairs if isinstance(pairs, list) else []:
-        if isinstance(entry, Mapping) and entry.get(label) == wanted:
-            return str(entry.get("value"))
+def text(payload: Mapping[str, Any], key: str, where: str = "$") -> str:
+    """A required id or label: a string, or a whole number (ids often are), of at most
+    `MAX_TEXT_CHARS`."""
+    return _text(need(payload, key, where), f"{where}.{key}")
+
+
+def optional_text(payload: Mapping[str, Any], key: str, where: str = "$") -> str | None:
+    """`text`, or None if the field is absent, null or empty."""
+    value = payload.get(key)
+    return None if value is None or value == "" else _text(value, f"{where}.{key}")
+
+
+def quantity(payload: Mapping[str, Any], key: str, where: str) -> int:
+    """A required count of units: a whole number from 1 to `MAX_QUANTITY`."""
+    value = need(payload, key, where)
+    field = f"{where}.{key}"
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidPayload(f"{field} is not a whole number", field=field)
+    if not 1 <= value <= MAX_QUANTITY:
+        raise InvalidPayload(f"{field} is not between 1 and {MAX_QUANTITY:,}", field=field)
+    return value
+
+
+def amount(payload: Mapping[str, Any], key: str, currency: str, where: str = "$") -> int:
+    """An optional price (absent: 0) in minor units; see `minor_units`."""
+    return minor_units(payload.get(key), currency, f"{where}.{key}")
+
+
+def minor_units(value: object, currency: str, field: str) -> int:
+    """A decimal amount in major units (`"19.99"`, or a JSON number) as integer minor units
+    (1999); None is 0. Refused unless it is a whole number of minor units from 0 to
+    `MAX_AMOUNT_MINOR`."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise InvalidPayload(f"{field} is not an amount", field=field)
+    spelled = str(value)
+    try:
+        if len(spelled) > MAX_NUMBER_CHARS:
+            raise InvalidOperation
+        major = Decimal(spelled)
+        exponent = 0 if currency.upper() in ZERO_DECIMAL_CURRENCIES else 2
+        # Bounded before scaling: no exponent the sender chose reaches the arithmetic.
+        bounded = major.is_finite() and -MAX_NUMBER_CHARS < major.adjusted() < 20
+        minor = major.scaleb(exponent, EXACT) if bounded else None
+    except InvalidOperation as error:
+        raise InvalidPayload(f"{field} is not an amount: {spelled[:50]!r}", field=field) from error
+    if minor is None or not 0 <= minor <= MAX_AMOUNT_MINOR:
+        raise InvalidPayload(
+            f"{field} is not between 0 and {MAX_AMOUNT_MINOR:,} minor units: {spelled!r}",
+            field=field,
+        )
+    if minor != minor.to_integral_value():
+        raise InvalidPayload(
+            f"{field} is not a whole number of minor units: {spelled!r}", field=field
+        )
+    return int(minor)
+
+
+def currency_code(payload: Mapping[str, Any], key: str, where: str = "$") -> str:
+    """A required ISO 4217 code: three letters, returned in capitals."""
+    value = text(payload, key, where)
+    if not (len(value) == 3 and value.isascii() and value.isalpha()):
+        raise InvalidPayload(f"{where}.{key} is not a currency code", field=f"{where}.{key}")
+    return value.upper()
+
+
+def moment(payload: Mapping[str, Any], keys: tuple[str, ...], where: str = "$") -> datetime | None:
+    """The time in the first of `keys` the payload has (None if none): an ISO 8601 string,
+    read as UTC without an offset (WooCommerce's `*_gmt` fields have none)."""
+    for key in keys:
+        value = payload.get(key)
+        if value is None or value == "":
+            continue
+        field = f"{where}.{key}"
+        try:
+            if not isinstance(value, str) or len(value) > MAX_NUMBER_CHARS:
+                raise ValueError
+            at = datetime.fromisoformat(value)
+        except ValueError as error:
+            raise InvalidPayload(f"{field} is not an ISO 8601 time", field=field) from error
+        return check_time(at if at.tzinfo else at.replace(tzinfo=UTC), field)
     return None
+
+
+def obj(value: object, where: str) -> Mapping[str, Any]:
+    """`value` if it is a JSON object, {} if it is absent; InvalidPayload if it is not."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidPayload(f"{where} is not an object", field=where)
+    return value
+
+
+def objects(value: object, where: str) -> list[tuple[str, Mapping[str, Any]]]:
+    """The objects of a JSON list (at most `MAX_LINES`), each with its path; [] if absent."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidPayload(f"{where} is not a list", field=where)
+    if len(value) > MAX_LINES:
+        raise InvalidPayload(f"{where} has more than {MAX_LINES} entries", field=where)
+    return [(f"{where}[{i}]", obj(item, f"{where}[{i}]")) for i, item in enumerate(value)]
+
+
+def listed_value(
+    payload: Mapping[str, Any], key: str, label: str, wanted: str, where: str = "$"
+) -> str | None:
+    """The `value` of the entry whose `label` field is `wanted`, in the list of small objects at
+    `key` (Shopify's note attributes `{name, value}`, Saleor's metadata `{key, value}`)."""
+    for at, entry in objects(payload.get(key), f"{where}.{key}"):
+        if entry.get(label) == wanted:
+            return optional_text(entry, "value", at)
+    return None
+
+
+def _text(value: object, field: str) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # within MAX_JSON_INT (payloads.json_document): a few digits
+    if not isinstance(value, str):
+        raise InvalidPayload(f"{field} is not a string", field=field)
+    if len(value) > MAX_TEXT_CHARS:
+        raise InvalidPayload(f"{field} is longer than {MAX_TEXT_CHARS} characters", field=field)
+    return value

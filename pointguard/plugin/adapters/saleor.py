@@ -8,15 +8,25 @@ The dedupe id is derived from the payload (`saleor_to_canonical` says how and wh
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from pointguard.errors import EventMismatch, InvalidPayload
 from pointguard.plugin.adapters.fields import (
+    Adapted,
     Canonical,
+    amount,
     canonical_event,
+    currency_code,
+    dedupe_id,
     listed_value,
-    minor_units,
+    moment,
     need,
+    obj,
+    objects,
+    optional_text,
+    quantity,
+    text,
 )
 
 # Saleor's event names (the `Saleor-Event` header) and their subscription types (`__typename`).
@@ -30,9 +40,7 @@ SALEOR_EVENTS = {
 SALEOR_REFUND_FULFILLMENTS = frozenset({"REFUNDED", "REFUNDED_AND_RETURNED"})
 
 
-def saleor_to_canonical(
-    event: str, payload: Mapping[str, Any], body_digest: str
-) -> tuple[str, Canonical | None]:
+def saleor_to_canonical(event: str, payload: Mapping[str, Any], body_digest: str) -> Adapted:
     """The dedupe id and the canonical event for a Saleor-style event (None: ignore it).
 
     Saleor sends neither a delivery id nor a signed timestamp, so the id, unique per merchant in
@@ -57,76 +65,83 @@ def saleor_to_canonical(
         raise EventMismatch(
             f"Saleor-Event is {event!r} but the signed body is a {str(typename)[:50]!r} event"
         )
-    at = payload.get("issuedAt")
     if event in ("customer_created", "customer_updated"):
-        user = _object(need(payload, "user"), "$.user")
-        user_id = str(need(user, "id", "$.user"))
-        at = at or user.get("updatedAt") or user.get("dateJoined")
+        user = obj(need(payload, "user"), "$.user")
+        user_id = text(user, "id", "$.user")
+        at = _moment(payload, user, "$.user", ("updatedAt", "dateJoined"))
         if event == "customer_created":
             data: Canonical = {
                 "customer_id": user_id,
-                "referral_code": listed_value(user.get("metadata"), "key", "referral_code"),
+                "referral_code": listed_value(user, "metadata", "key", "referral_code", "$.user"),
             }
-            return f"saleor:{event}:{user_id}", canonical_event("customer.created", at, data)
-        data = {"customer_id": user_id}
-        return f"saleor:{event}:{user_id}:{body_digest}", canonical_event(
-            "customer.updated", at, data
-        )
+            webhook_id = dedupe_id("saleor", event, user_id)
+            return webhook_id, canonical_event("customer.created", at, data)
+        webhook_id = dedupe_id("saleor", event, user_id, body_digest)
+        return webhook_id, canonical_event("customer.updated", at, {"customer_id": user_id})
     if expected is None:
-        return f"saleor:{event}:{body_digest}", None
-    order = _object(need(payload, "order"), "$.order")
-    order_id = str(need(order, "id", "$.order"))
+        return dedupe_id("saleor", event, body_digest), None
+    order = obj(need(payload, "order"), "$.order")
+    order_id = text(order, "id", "$.order")
     customer_id = _customer(order)
-    at = at or order.get("updatedAt") or order.get("created")
+    at = _moment(payload, order, "$.order", ("updatedAt", "created"))
     if event == "order_fully_paid":
         data = _paid(order, order_id, customer_id)
-        return f"saleor:{event}:{order_id}", canonical_event("order.paid", at, data)
+        return dedupe_id("saleor", event, order_id), canonical_event("order.paid", at, data)
     if event == "order_cancelled":
         data = {"order_id": order_id, "customer_id": customer_id}
-        return f"saleor:{event}:{order_id}", canonical_event("order.cancelled", at, data)
+        return dedupe_id("saleor", event, order_id), canonical_event("order.cancelled", at, data)
     refund = _refund(order)
     if refund is None:  # money back without lines: nothing says which points to take back
-        return f"saleor:{event}:{body_digest}", None
+        return dedupe_id("saleor", event, body_digest), None
     refund_id, lines = refund
     data = {"order_id": order_id, "customer_id": customer_id, "lines": lines}
-    return f"saleor:{event}:{order_id}:{refund_id}", canonical_event("order.refunded", at, data)
+    webhook_id = dedupe_id("saleor", event, order_id, refund_id)
+    return webhook_id, canonical_event("order.refunded", at, data)
+
+
+def _moment(
+    payload: Mapping[str, Any], subject: Mapping[str, Any], where: str, keys: tuple[str, ...]
+) -> datetime | None:
+    """When the event was issued, or failing that when its subject (order, user) changed."""
+    return moment(payload, ("issuedAt",)) or moment(subject, keys, where)
 
 
 def _paid(order: Mapping[str, Any], order_id: str, customer_id: str) -> Canonical:
     currency = _currency(order)
     lines = []
-    for where, line in _objects(order.get("lines"), "$.order.lines"):
-        paid = _taxed_money(line.get("unitPrice"), currency, f"{where}.unitPrice")
+    for where, line in objects(order.get("lines"), "$.order.lines"):
+        paid = _taxed_money(line, "unitPrice", currency, where)
         if paid is None:
             raise InvalidPayload(f"{where}.unitPrice is missing", field=f"{where}.unitPrice")
-        listed = _taxed_money(
-            line.get("undiscountedUnitPrice"), currency, f"{where}.undiscountedUnitPrice"
-        )
+        listed = _taxed_money(line, "undiscountedUnitPrice", currency, where)
         unit = paid if listed is None else listed
-        quantity = _quantity(line, where)
-        variant = _object(line.get("variant"), f"{where}.variant")
-        product = _object(variant.get("product"), f"{where}.variant.product")
+        units = quantity(line, "quantity", where)
+        variant = obj(line.get("variant"), f"{where}.variant")
+        product = obj(variant.get("product"), f"{where}.variant.product")
         lines.append(
             {
-                "line_id": str(need(line, "id", where)),
-                "sku": str(line.get("productSku") or variant.get("sku") or variant.get("id") or ""),
-                "category": _name(product.get("category")) or _name(product.get("productType")),
-                "quantity": quantity,
+                "line_id": text(line, "id", where),
+                "sku": optional_text(line, "productSku", where)
+                or optional_text(variant, "sku", f"{where}.variant")
+                or optional_text(variant, "id", f"{where}.variant")
+                or "",
+                "category": _name(product, "category", f"{where}.variant.product")
+                or _name(product, "productType", f"{where}.variant.product"),
+                "quantity": units,
                 "unit_price_minor": unit,
-                "discount_minor": max(0, unit - paid) * quantity,
+                "discount_minor": max(0, unit - paid) * units,
             }
         )
-    total = _object(order.get("total"), "$.order.total")
-    tax = _object(total.get("tax"), "$.order.total.tax")
-    shipping = _taxed_money(order.get("shippingPrice"), currency, "$.order.shippingPrice")
+    total = obj(order.get("total"), "$.order.total")
+    tax = obj(total.get("tax"), "$.order.total.tax")
     return {
         "order_id": order_id,
         "customer_id": customer_id,
         "currency": currency,
         "lines": lines,
-        "shipping_minor": shipping or 0,
-        "tax_minor": minor_units(tax.get("amount"), currency, "$.order.total.tax.amount"),
-        "referral_code": listed_value(order.get("metadata"), "key", "referral_code"),
+        "shipping_minor": _taxed_money(order, "shippingPrice", currency, "$.order") or 0,
+        "tax_minor": amount(tax, "amount", currency, "$.order.total.tax"),
+        "referral_code": listed_value(order, "metadata", "key", "referral_code", "$.order"),
     }
 
 
@@ -136,14 +151,14 @@ def _refund(order: Mapping[str, Any]) -> tuple[str, list[Canonical]] | None:
     refund fulfillment (the refund that raised this event)."""
     if order.get("paymentStatus") == "FULLY_REFUNDED":
         lines = [
-            {"line_id": str(need(line, "id", where)), "quantity": _quantity(line, where)}
-            for where, line in _objects(order.get("lines"), "$.order.lines")
+            {"line_id": text(line, "id", where), "quantity": quantity(line, "quantity", where)}
+            for where, line in objects(order.get("lines"), "$.order.lines")
         ]
         return ("full", lines) if lines else None
     refunds = [
         (where, fulfillment)
-        for where, fulfillment in _objects(order.get("fulfillments"), "$.order.fulfillments")
-        if fulfillment.get("status") in SALEOR_REFUND_FULFILLMENTS
+        for where, fulfillment in objects(order.get("fulfillments"), "$.order.fulfillments")
+        if optional_text(fulfillment, "status", where) in SALEOR_REFUND_FULFILLMENTS
     ]
     if not refunds:
         return None
@@ -152,77 +167,55 @@ def _refund(order: Mapping[str, Any]) -> tuple[str, list[Canonical]] | None:
     where, newest = max(reversed(refunds), key=lambda x: _number(x[1].get("fulfillmentOrder")))
     lines = [
         {
-            "line_id": str(need(_object(line.get("orderLine"), at), "id", f"{at}.orderLine")),
-            "quantity": _quantity(line, at),
+            "line_id": text(obj(line.get("orderLine"), f"{at}.orderLine"), "id", f"{at}.orderLine"),
+            "quantity": quantity(line, "quantity", at),
         }
-        for at, line in _objects(newest.get("lines"), f"{where}.lines")
+        for at, line in objects(newest.get("lines"), f"{where}.lines")
     ]
-    return (str(need(newest, "id", where)), lines) if lines else None
+    return (text(newest, "id", where), lines) if lines else None
 
 
 def _customer(order: Mapping[str, Any]) -> str:
     """The member of an order: its user's id, or for a guest checkout its email."""
-    user = _object(order.get("user"), "$.order.user")
-    member = user.get("id") or order.get("userEmail")
-    if not member:
+    user = obj(order.get("user"), "$.order.user")
+    member = optional_text(user, "id", "$.order.user") or optional_text(
+        order, "userEmail", "$.order"
+    )
+    if member is None:
         raise InvalidPayload("$.order.user.id is missing (and no userEmail)", field="$.order.user")
-    return str(member)
+    return member
 
 
 def _currency(order: Mapping[str, Any]) -> str:
-    total = _object(order.get("total"), "$.order.total")
+    total = obj(order.get("total"), "$.order.total")
     for part in ("gross", "net"):
-        currency = _object(total.get(part), f"$.order.total.{part}").get("currency")
-        if currency:
-            return str(currency)
-    channel = _object(order.get("channel"), "$.order.channel")
+        money = obj(total.get(part), f"$.order.total.{part}")
+        if money.get("currency"):
+            return currency_code(money, "currency", f"$.order.total.{part}")
+    channel = obj(order.get("channel"), "$.order.channel")
     if channel.get("currencyCode"):
-        return str(channel["currencyCode"])
+        return currency_code(channel, "currencyCode", "$.order.channel")
     raise InvalidPayload(
         "$.order has no currency (total.gross.currency or channel.currencyCode)",
         field="$.order.total",
     )
 
 
-def _taxed_money(value: object, currency: str, where: str) -> int | None:
-    """Minor units of a Saleor `TaxedMoney`: its net amount, or gross if the payload has no net
-    (the program counts tax on its own, from `total.tax`). None if absent."""
-    taxed = _object(value, where)
+def _taxed_money(parent: Mapping[str, Any], key: str, currency: str, where: str) -> int | None:
+    """Minor units of the Saleor `TaxedMoney` at `key`: its net amount, or gross if the
+    payload has no net (the program counts tax on its own, from `total.tax`). None if absent."""
+    taxed = obj(parent.get(key), f"{where}.{key}")
     for part in ("net", "gross"):
-        money = _object(taxed.get(part), f"{where}.{part}")
+        money = obj(taxed.get(part), f"{where}.{key}.{part}")
         if money.get("amount") is not None:
-            return minor_units(money["amount"], currency, f"{where}.{part}.amount")
+            return amount(money, "amount", currency, f"{where}.{key}.{part}")
     return None
 
 
-def _name(value: object) -> str:
-    return str(value.get("name") or "") if isinstance(value, Mapping) else ""
+def _name(parent: Mapping[str, Any], key: str, where: str) -> str:
+    """The `name` of the object at `key` (a product's category or type), or ""."""
+    return optional_text(obj(parent.get(key), f"{where}.{key}"), "name", f"{where}.{key}") or ""
 
 
 def _number(value: object) -> int:
     return value if isinstance(value, int) else 0
-
-
-def _quantity(line: Mapping[str, Any], where: str) -> int:
-    quantity = need(line, "quantity", where)
-    if not isinstance(quantity, int) or isinstance(quantity, bool):
-        raise InvalidPayload(f"{where}.quantity is not a whole number", field=f"{where}.quantity")
-    return quantity
-
-
-def _object(value: object, where: str) -> Mapping[str, Any]:
-    """`value` if it is a JSON object, {} if it is absent; InvalidPayload if it is not."""
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise InvalidPayload(f"{where} is not an object", field=where)
-    return value
-
-
-def _objects(value: object, where: str) -> list[tuple[str, Mapping[str, Any]]]:
-    """The objects of a JSON list, each with its path; [] if the list is absent."""
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise InvalidPayload(f"{where} is not a list", field=where)
-    return [(f"{where}[{i}]", _object(item, f"{where}[{i}]")) for i, item in enumerate(value)]
