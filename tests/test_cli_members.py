@@ -126,3 +126,15 @@ def test_serve_help_shows_its_defaults(database_url):
     shown = pointguard(database_url, "serve", "--help")
     assert shown.returncode == 0, shown.stderr
     assert "127.0.0.1" in shown.stdout and "8000" in shown.stdout
+
+
+async def test_a_webhook_signed_with_the_outbound_secret_is_told_which_secret_to_use(
+    served, run, signed_webhook
+):
+    app, client = served
+    made = await run(create_merchant, app.state.secret_key, "Mixed-up Shop")
+    body, headers = signed_webhook(made.outbound_webhook_secret, "msg_wrong_secret")
+    answer = await client.post(f"/webhooks/{made.merchant_id}", content=body, headers=headers)
+    assert answer.status_code == 401, answer.text
+    assert "sign v1 with `webhook_secret`" in answer.text
+    assert "not `outbound_webhook_secret`" in answer.text
