@@ -20,7 +20,12 @@ from starlette.routing import Route
 from pointguard import db, metrics
 from pointguard.config import Settings, load_settings
 from pointguard.errors import PointGuardError, Unauthorized
-from pointguard.http_errors import DATABASE_ERRORS, database_unavailable, pointguard_error
+from pointguard.http_errors import (
+    DATABASE_ERRORS,
+    UnexpectedErrors,
+    database_unavailable,
+    pointguard_error,
+)
 from pointguard.logs import RequestLogContext
 from pointguard.plugin.credentials import CredentialCache
 from pointguard.plugin.dispatcher import dispatch_forever
@@ -122,6 +127,7 @@ def create_app(
             PointGuardError: pointguard_error,
             **{kind: database_unavailable for kind in DATABASE_ERRORS},
         },
-        middleware=[Middleware(RequestLogContext)],
+        # RequestLogContext outermost: an unexpected error is logged with the request's fields.
+        middleware=[Middleware(RequestLogContext), Middleware(UnexpectedErrors)],
         lifespan=lifespan,
     )

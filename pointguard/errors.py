@@ -204,6 +204,13 @@ class EventMismatch(WebhookRejected):
     code = "event_mismatch"
 
 
+class InternalError(PointGuardError):
+    """A failure nobody planned for (a bug). Answered 500 in the same JSON as every refusal and
+    logged with its traceback and the request's webhook id; the connection stays usable."""
+
+    code = "internal_error"
+
+
 class DatabaseUnavailable(PointGuardError):
     """The database could not do the work now; nothing was decided, so retry later."""
 

@@ -10,6 +10,7 @@ import logging
 import asyncpg
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pointguard import db, errors, logs, metrics
 
@@ -23,6 +24,7 @@ STATUS: tuple[tuple[type[errors.PointGuardError], int], ...] = (
     (errors.Unauthorized, 401),
     (errors.KeySetUnavailable, 503),
     (errors.DatabaseUnavailable, 503),
+    (errors.InternalError, 500),
     (errors.InsufficientPoints, 409),
     (errors.RewardUnavailable, 409),
     (errors.InvalidEntry, 422),
@@ -61,13 +63,51 @@ async def pointguard_error(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"error": body}, status_code=status)
 
 
+class UnexpectedErrors:
+    """ASGI middleware: an exception no handler maps (a bug) becomes a JSON 500
+    (`internal_error`), logged with its traceback and the request's log fields.
+
+    Starlette's own last resort answers 500 and then raises the exception again, and uvicorn,
+    seeing a response already sent, closes the connection: a storefront's later webhooks on
+    that keep-alive connection were reset. Here nothing is raised again once answered."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_noting_start(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_start)
+        except Exception as error:
+            if started:  # too late to answer: let the server end the connection
+                raise
+            internal = errors.InternalError(f"unexpected {type(error).__name__}; see the logs")
+            internal.__cause__ = error
+            response = await pointguard_error(Request(scope), internal)
+            await response(scope, receive, send)
+
+
 def _report(error: errors.PointGuardError, status: int) -> None:
     """Count and log one refusal: a warning for failed authentication and for our own
-    unavailability (5xx), info for a request the caller can fix."""
+    unavailability (5xx), info for a request the caller can fix; an error with the traceback
+    for our own bug (`InternalError`)."""
     sender = logs.bound_fields().get("sender")
     if sender is not None:
         metrics.count_rejected(sender, error.code)
     level = logging.WARNING if status == 401 or status >= 500 else logging.INFO
     detail = str(error)[: logs.MAX_FIELD_CHARS]
     message = "webhook rejected" if sender is not None else "request refused"
-    log.log(level, message, extra={"code": error.code, "status": status, "detail": detail})
+    extra = {"code": error.code, "status": status, "detail": detail}
+    if isinstance(error, errors.InternalError):
+        log.error(message, extra=extra, exc_info=error.__cause__)
+    else:
+        log.log(level, message, extra=extra)

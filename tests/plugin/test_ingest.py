@@ -6,15 +6,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
+import httpx
 import pytest
+import uvicorn
 from standardwebhooks import Webhook
 
 from bench.loopback_http import free_port
 from pointguard import db
+from pointguard.app import create_app
+from pointguard.config import load_settings
 from pointguard.ledger import member_balances, member_history
+from pointguard.plugin import ingest
 from pointguard.plugin.inbox import InboxWriter
 from pointguard.plugin.signatures import standard_webhook_headers
 from pointguard.plugin.worker import (
@@ -23,7 +32,8 @@ from pointguard.plugin.worker import (
     process_merchant,
     replay_dead_letter,
 )
-from tests.plugin.conftest import merchant_with_program
+from tests.plugin.conftest import SECRET_KEY, merchant_with_program
+from tests.test_logs import lines  # noqa: F401  (a fixture: what the loggers write)
 
 
 def paid(order_id: str, customer: str = "ann", amount: int = 2500) -> dict[str, object]:
@@ -228,3 +238,73 @@ async def test_a_database_outage_is_a_503_to_retry_and_stores_nothing(open_app, 
         assert await inbox_count(engine, merchant.merchant_id) == 0
         retried = await post(client, merchant, paid("4004"), "msg_down")  # the sender retries
         assert (retried.status_code, retried.json()["replayed"]) == (202, False)
+
+
+@contextmanager
+def serving_app(database_url: str) -> Iterator[str]:
+    """The app (no background loops) served by uvicorn on 127.0.0.1 with its lifespan, in a
+    thread with its own event loop; yields the base URL."""
+    settings = load_settings({"DATABASE_URL": database_url, "POINTGUARD_SECRET_KEY": SECRET_KEY})
+    app = create_app(settings, upkeep=False, workers=False, dispatch=False)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline_s = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline_s, "server did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+async def test_an_unexpected_error_is_a_json_500_and_the_connection_stays_usable(
+    database_url,
+    engine,
+    run,
+    monkeypatch,
+    lines,  # noqa: F811  (the fixture imported)
+):
+    merchant = await merchant_with_program(run, base64.b64decode(SECRET_KEY), "Bug Shop")
+    real = ingest.to_program_event
+
+    def failing(webhook_id, envelope):
+        if webhook_id == "msg_bug":
+            raise RuntimeError("a bug on the webhook path")
+        return real(webhook_id, envelope)
+
+    monkeypatch.setattr(ingest, "to_program_event", failing)
+    url = f"/webhooks/{merchant.merchant_id}"
+    with serving_app(database_url) as base:
+        async with httpx.AsyncClient(base_url=base) as client:  # one keep-alive connection
+            responses, ports = [], []
+            for webhook_id in ("msg_bug", "msg_ok"):
+                body, headers = signed(merchant.webhook_secret, paid("5005"), webhook_id=webhook_id)
+                responses.append(await client.post(url, content=body, headers=headers))
+                stream = responses[-1].extensions["network_stream"]
+                ports.append(stream.get_extra_info("client_addr")[1])
+    bug, after = responses
+    assert bug.status_code == 500, bug.text
+    assert bug.json()["error"] == {
+        "code": "internal_error",
+        "message": "unexpected RuntimeError; see the logs",
+    }
+    assert (after.status_code, after.json()["webhook_id"]) == (202, "msg_ok")
+    assert ports[0] == ports[1], "the request after the 500 came on a new connection"
+    [logged] = [line for line in lines.json() if line["logger"] == "pointguard.http_errors"]
+    assert (logged["level"], logged["webhook_id"], logged["code"]) == (
+        "error",
+        "msg_bug",
+        "internal_error",
+    )
+    assert "RuntimeError: a bug on the webhook path" in logged["exception"]
+    async with db.connection(engine) as pg:
+        ids = await pg.fetch(
+            "SELECT webhook_id FROM inbox WHERE merchant_id = $1", merchant.merchant_id
+        )
+    assert [r["webhook_id"] for r in ids] == ["msg_ok"]
