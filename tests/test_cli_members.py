@@ -106,10 +106,14 @@ async def test_unknown_merchants_and_display_names_are_refused(run, merchant, da
         ("member", "show", "Refusing Shop", "ann"),
         ("ledger", "verify", "--merchant", "Refusing Shop"),
         ("upkeep", "--merchant", "Refusing Shop"),
+        ("outbox", "dead", "--merchant", "Refusing Shop"),
+        ("outbox", "replay", "Refusing Shop", "--all"),
     ):
         refused = pointguard(database_url, *command)
         assert (refused.returncode, refused.stderr) == (1, "no merchant 'Refusing Shop'\n"), command
         assert refused.stdout == ""
+    nothing = pointguard(database_url, "outbox", "dead", "--merchant", merchant)
+    assert nothing.stdout == f"no dead deliveries for merchant {merchant}\n"
 
 
 async def test_upkeep_for_one_merchant_prints_words(run, merchant, database_url):

@@ -87,6 +87,22 @@ def in_transaction(
     return with_engine(lambda engine: db.run_in_transaction(engine, op, *args, **kwargs))
 
 
+def in_merchant_transaction(
+    op: Callable[Concatenate[PgConnection, str, P], Awaitable[T]],
+    merchant: str,
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """`op(pg, merchant, *args, **kwargs)` in a transaction of its own, refused with 'no
+    merchant' (exit 1) unless `merchant` exists."""
+
+    async def checked(pg: PgConnection) -> T:
+        await require_merchant(pg, merchant)
+        return await op(pg, merchant, *args, **kwargs)
+
+    return with_engine(lambda engine: db.in_transaction(engine, checked))
+
+
 async def require_merchant(pg: PgConnection, merchant_id: str) -> None:
     """Raise `UnknownMerchant` unless `merchant_id` is a merchant's id: a typo or a display
     name must not read as an empty merchant, nor be written to as a new one."""

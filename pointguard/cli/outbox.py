@@ -38,7 +38,7 @@ def outbox_dead(
         async with db.connection(engine) as pg:
             return await dead_deliveries(pg, merchant, limit=limit)
 
-    dead = with_engine(find)
+    dead = with_engine(find, merchant=merchant)
     if as_json:
         typer.echo(
             json.dumps(
@@ -46,6 +46,8 @@ def outbox_dead(
             )
         )
         return
+    if not dead:
+        typer.echo(f"no dead deliveries{f' for merchant {merchant}' if merchant else ''}")
     for d in dead:
         answer = f"HTTP {d.last_status}" if d.last_status is not None else "no answer"
         typer.echo(

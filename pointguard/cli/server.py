@@ -80,7 +80,10 @@ def dispatch(
         if not once:
             await dispatch_forever(engine, credentials)
             return
-        typer.echo(str(await deliver_due(engine, credentials)))
+        for line in _count_lines(
+            "dispatch", await deliver_due(engine, credentials), DISPATCH_WORDS
+        ):
+            typer.echo(line)
 
     with_engine(run)
 
@@ -115,30 +118,39 @@ def upkeep(
         typer.echo("upkeep: no merchants yet, nothing to do")
 
 
-# The ledger's jobs report their counts together (`MaintenanceCounts`); these are their words.
+# Jobs that report several counts at once (a dataclass of counts) say them in these words.
 LEDGER_JOB_WORDS = {
     "voided": "reservations voided",
     "released": "pending earns released",
     "expired_points": "points expired",
     "sealed": "entries sealed",
 }
+DISPATCH_WORDS = {
+    "delivered": "deliveries made",
+    "retried": "deliveries to retry",
+    "dead": "deliveries dead",
+    "circuit_open": "merchants paused by an open circuit",
+}
 
 
 def _upkeep_lines(done: dict[str, object]) -> list[str]:
-    """`upkeep_pass`'s results as `merchant what: count` lines, a job's counts one line each."""
+    """`upkeep_pass`'s results as `merchant what: count` lines."""
+    return [
+        line for job, result in done.items() for line in _count_lines(job, result, LEDGER_JOB_WORDS)
+    ]
+
+
+def _count_lines(job: str, result: object, words: dict[str, str]) -> list[str]:
+    """`job what: count` lines for a job's result: one per count of a dataclass of counts, in
+    `words` (a count not there yet by its field name), or the job's one count."""
     import dataclasses
 
-    lines = []
-    for job, result in done.items():
-        if dataclasses.is_dataclass(result) and not isinstance(result, type):
-            lines.extend(
-                f"{job} {LEDGER_JOB_WORDS.get(f.name, f.name.replace('_', ' '))}:"
-                f" {getattr(result, f.name)}"
-                for f in dataclasses.fields(result)
-            )
-        else:
-            lines.append(f"{job}: {result}")
-    return lines
+    if not dataclasses.is_dataclass(result) or isinstance(result, type):
+        return [f"{job}: {result}"]
+    return [
+        f"{job} {words.get(f.name, f.name.replace('_', ' '))}: {getattr(result, f.name)}"
+        for f in dataclasses.fields(result)
+    ]
 
 
 def _observed(*, share_metrics: bool, clean_metrics: bool = False) -> Settings:
