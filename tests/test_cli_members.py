@@ -14,22 +14,7 @@ from pointguard.program.service import apply_event
 from pointguard.program.store import save_program
 from pointguard.program.validation import parse_program
 from tests.test_cli import pointguard
-
-PROGRAM = """
-name = "Members"
-currency = "EUR"
-return_window_days = 14
-[earning]
-points_per_major_unit = "1"
-[tiers]
-grace_days = 0
-[[tiers.levels]]
-name = "Member"
-threshold = 0
-[[tiers.levels]]
-name = "VIP"
-threshold = 10000
-"""
+from tests.test_upkeep import PROGRAM  # tiers Member and VIP (from 100 EUR), 14-day window
 
 
 def test_a_created_merchant_is_found_again_by_list_and_show(database_url):

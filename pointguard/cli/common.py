@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Annotated, Concatenate, ParamSpec, TypeVar
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,6 +25,12 @@ from pointguard.errors import (
 
 T = TypeVar("T")
 P = ParamSpec("P")
+
+# The parameters many commands take, said once.
+MerchantId = Annotated[str, typer.Argument(help="The merchant id.")]
+JsonOutput = Annotated[
+    bool, typer.Option("--json", help="Print JSON (one object or array), for scripts.")
+]
 
 # Errors whose message tells the operator what to fix; anything else is a bug and keeps its
 # traceback.
@@ -85,22 +91,6 @@ def in_transaction(
 ) -> T:
     """`op(pg, *args, **kwargs)` in a transaction of its own, on a migrated database."""
     return with_engine(lambda engine: db.run_in_transaction(engine, op, *args, **kwargs))
-
-
-def in_merchant_transaction(
-    op: Callable[Concatenate[PgConnection, str, P], Awaitable[T]],
-    merchant: str,
-    *args: P.args,
-    **kwargs: P.kwargs,
-) -> T:
-    """`op(pg, merchant, *args, **kwargs)` in a transaction of its own, refused with 'no
-    merchant' (exit 1) unless `merchant` exists."""
-
-    async def checked(pg: PgConnection) -> T:
-        await require_merchant(pg, merchant)
-        return await op(pg, merchant, *args, **kwargs)
-
-    return with_engine(lambda engine: db.in_transaction(engine, checked))
 
 
 async def require_merchant(pg: PgConnection, merchant_id: str) -> None:

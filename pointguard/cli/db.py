@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from pointguard import db
-from pointguard.cli.common import operator_errors
+from pointguard.cli.common import JsonOutput, operator_errors
 from pointguard.config import load_settings
 
 app = typer.Typer(help="The embedded PostgreSQL: its state, its URL, stopping it.")
@@ -20,9 +20,7 @@ BYTES_PER_MB = 1024 * 1024
 
 @app.command("status")
 def db_status(
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object, for scripts.")
-    ] = False,
+    as_json: JsonOutput = False,
 ) -> None:
     """Whether the embedded PostgreSQL runs, its data folder and size, its version, and the
     URL to connect to it with psql."""

@@ -11,7 +11,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
-from pointguard.cli.common import with_engine
+from pointguard.cli.common import JsonOutput, MerchantId, with_engine
 from pointguard.ledger import AccountKind, PostedEntry, member_balances, member_history
 from pointguard.ledger.reading import MAX_HISTORY_PAGE
 from pointguard.program.redemption import MEMBER_TIER
@@ -40,16 +40,14 @@ MEMBER_KINDS = (AccountKind.AVAILABLE, AccountKind.PENDING, AccountKind.RESERVED
 
 @app.command("show")
 def member_show(
-    merchant: Annotated[str, typer.Argument(help="The merchant id.")],
+    merchant: MerchantId,
     customer: Annotated[
         str, typer.Argument(help="The customer id the storefront sends (the member id).")
     ],
     entries: Annotated[
         int, typer.Option(min=1, max=MAX_HISTORY_PAGE, help="How many of the latest entries.")
     ] = 10,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object, for scripts.")
-    ] = False,
+    as_json: JsonOutput = False,
 ) -> None:
     """Show a member's balances, tier, pending points with the day each is released, and the
     latest entries of their ledger, newest first. Exits 1 for an unknown merchant or member."""

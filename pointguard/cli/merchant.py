@@ -12,7 +12,13 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
-from pointguard.cli.common import in_transaction, operator_errors, with_engine
+from pointguard.cli.common import (
+    JsonOutput,
+    MerchantId,
+    in_transaction,
+    operator_errors,
+    with_engine,
+)
 from pointguard.config import load_settings
 
 app = typer.Typer(help="Merchants and their webhook credentials.", no_args_is_help=True)
@@ -51,9 +57,7 @@ def merchant_create(
     endpoint: Annotated[
         str | None, typer.Option(help="URL our signed webhooks are delivered to.")
     ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object, for scripts.")
-    ] = False,
+    as_json: JsonOutput = False,
 ) -> None:
     """Register a merchant and print its secrets and API key. They are shown only this once;
     with --json, `about` says what each one is for."""
@@ -76,9 +80,7 @@ def merchant_create(
 
 @app.command("list")
 def merchant_list(
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON array, for scripts.")
-    ] = False,
+    as_json: JsonOutput = False,
 ) -> None:
     """List registered merchants, oldest first: their ids (the name plus a random suffix),
     names and delivery endpoints."""
@@ -100,10 +102,8 @@ def merchant_list(
 
 @app.command("show")
 def merchant_show(
-    merchant: Annotated[str, typer.Argument(help="The merchant id.")],
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object, for scripts.")
-    ] = False,
+    merchant: MerchantId,
+    as_json: JsonOutput = False,
 ) -> None:
     """Show a merchant: name, endpoints, which credentials are active (never their values),
     the program in force, members and the points it owes them."""
@@ -161,7 +161,7 @@ def merchant_show(
 
 @app.command("set-endpoint")
 def merchant_set_endpoint(
-    merchant: Annotated[str, typer.Argument(help="The merchant id.")],
+    merchant: MerchantId,
     url: Annotated[str, typer.Argument(help="URL our signed webhooks are delivered to.")],
 ) -> None:
     """Deliver the merchant's outbound webhooks to URL."""
@@ -173,7 +173,7 @@ def merchant_set_endpoint(
 
 @app.command("rotate-secret")
 def merchant_rotate_secret(
-    merchant: Annotated[str, typer.Argument(help="The merchant id.")],
+    merchant: MerchantId,
 ) -> None:
     """Add a new inbound webhook secret and print it; the previous one stays valid until the
     next rotation, so the storefront can switch without dropped webhooks."""
@@ -185,7 +185,7 @@ def merchant_rotate_secret(
 
 @app.command("set-jwks")
 def merchant_set_jwks(
-    merchant: Annotated[str, typer.Argument(help="The merchant id.")],
+    merchant: MerchantId,
     url: Annotated[
         str, typer.Argument(help="The storefront's JWKS, e.g. https://shop/.well-known/jwks.json")
     ],
@@ -199,7 +199,7 @@ def merchant_set_jwks(
 
 @app.command("set-adapter-secret")
 def merchant_set_adapter_secret(
-    merchant: Annotated[str, typer.Argument(help="The merchant id.")],
+    merchant: MerchantId,
     sender: Annotated[str, typer.Argument(help="shopify or woocommerce.")],
     secret: Annotated[
         str, typer.Argument(help="The secret chosen there; - reads it from stdin instead.")
@@ -221,7 +221,7 @@ def merchant_set_adapter_secret(
 
 @app.command("set-sender-key")
 def merchant_set_sender_key(
-    merchant: Annotated[str, typer.Argument(help="The merchant id.")],
+    merchant: MerchantId,
     public_key: Annotated[
         str, typer.Argument(help="The sender's Ed25519 public key: base64, optionally whpk_...")
     ],

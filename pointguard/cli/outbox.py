@@ -10,7 +10,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
-from pointguard.cli.common import with_engine
+from pointguard.cli.common import JsonOutput, with_engine
 from pointguard.cli.replay import EveryOne, Merchant, replay
 
 app = typer.Typer(
@@ -22,9 +22,7 @@ app = typer.Typer(
 def outbox_dead(
     merchant: Annotated[str | None, typer.Option(help="One merchant only.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many, oldest first.")] = 100,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON array, for scripts.")
-    ] = False,
+    as_json: JsonOutput = False,
 ) -> None:
     """List deliveries to merchants' endpoints that failed every attempt, with their errors."""
     import dataclasses
