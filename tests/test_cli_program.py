@@ -63,7 +63,13 @@ def test_program_show_prints_one_json_object(database_url, shop):
     assert document["program"]["name"] == "Acme Rewards"
 
 
-def test_program_load_reports_every_problem_at_once_and_saves_nothing(database_url, shop, tmp_path):
+def test_program_load_reports_every_problem_at_once_and_keeps_the_version_in_force(
+    database_url, shop, tmp_path
+):
+    assert (
+        pointguard(database_url, "program", "load", str(EXAMPLE), "--merchant", shop).returncode
+        == 0
+    )
     broken = tmp_path / "broken.toml"
     broken.write_text(
         EXAMPLE.read_text()
@@ -72,13 +78,14 @@ def test_program_load_reports_every_problem_at_once_and_saves_nothing(database_u
     )
     refused = pointguard(database_url, "program", "load", str(broken), "--merchant", shop)
     assert refused.returncode == 1
-    assert "nothing was saved" in refused.stderr
-    assert "  $: Object contains unknown field `bonus_points`\n" in refused.stderr
-    assert "  $.return_window_days: must not be negative, got -1\n" in refused.stderr
-    assert "  $.rounding: Invalid enum value 'up'\n" in refused.stderr
-    none = pointguard(database_url, "program", "show", "--merchant", shop)
-    assert none.returncode == 1
-    assert "has no program in force" in none.stderr
+    assert refused.stderr.splitlines() == [
+        f"{broken}: nothing was saved; the version in force stays as it was",
+        "  $.rounding: Invalid enum value 'up'",
+        "  $: Object contains unknown field `bonus_points`",
+        "  $.return_window_days: must not be negative, got -1",
+    ]
+    shown = json.loads(pointguard(database_url, "program", "show", "--merchant", shop).stdout)
+    assert [v["version"] for v in shown["versions"]] == [1]
 
 
 def test_a_version_never_rewrites_the_past(database_url, shop):
