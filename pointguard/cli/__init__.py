@@ -1,4 +1,5 @@
-"""The `pointguard` command: serve, migrate, demo, and ledger upkeep and verification.
+"""The `pointguard` command: serve, migrate, demo, upkeep; merchants, members, programs, the
+ledger, the inbox and the outbox, and the embedded database (`db`).
 
 One module per command group (`server` holds the top-level commands); `common` has what they
 share. Nothing here or at the top of those modules may import prometheus_client, or anything

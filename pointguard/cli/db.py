@@ -13,7 +13,9 @@ from pointguard import db
 from pointguard.cli.common import JsonOutput, operator_errors
 from pointguard.config import load_settings
 
-app = typer.Typer(help="The embedded PostgreSQL: its state, its URL, stopping it.")
+app = typer.Typer(
+    help="The embedded PostgreSQL: its state, its URL, stopping it.", no_args_is_help=True
+)
 
 BYTES_PER_MB = 1024 * 1024
 

@@ -5,16 +5,16 @@ support and for checking an integration without writing Python."""
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
 from pointguard.cli.common import JsonOutput, MerchantId, with_engine
-from pointguard.ledger import AccountKind, PostedEntry, member_balances, member_history
-from pointguard.ledger.reading import MAX_HISTORY_PAGE
-from pointguard.program.redemption import MEMBER_TIER
+
+if TYPE_CHECKING:
+    from pointguard.ledger import PostedEntry
 
 app = typer.Typer(help="Members' points, as the customer sees them.", no_args_is_help=True)
 
@@ -35,7 +35,8 @@ ORDER BY l.release_at NULLS LAST, l.lot_id
 LIMIT $3
 """
 
-MEMBER_KINDS = (AccountKind.AVAILABLE, AccountKind.PENDING, AccountKind.RESERVED)
+# A member's accounts (`ledger.AccountKind` values), in the order the customer reads them.
+MEMBER_KINDS = ("available", "pending", "reserved")
 
 
 @app.command("show")
@@ -45,12 +46,15 @@ def member_show(
         str, typer.Argument(help="The customer id the storefront sends (the member id).")
     ],
     entries: Annotated[
-        int, typer.Option(min=1, max=MAX_HISTORY_PAGE, help="How many of the latest entries.")
+        int,
+        typer.Option(min=1, help="How many of the latest entries (one history page at most)."),
     ] = 10,
     as_json: JsonOutput = False,
 ) -> None:
     """Show a member's balances, tier, pending points with the day each is released, and the
     latest entries of their ledger, newest first. Exits 1 for an unknown merchant or member."""
+    from pointguard.ledger import member_balances, member_history
+    from pointguard.program.redemption import MEMBER_TIER
 
     async def read(engine: AsyncEngine) -> dict[str, Any] | None:
         async with db.connection(engine) as pg, pg.transaction(isolation="repeatable_read"):
@@ -95,7 +99,7 @@ def member_show(
 def _entry_fields(entry: PostedEntry) -> dict[str, Any]:
     """An entry as the member sees it: when, what (the description written for customers),
     and how each of their balances moved."""
-    moved = {kind: 0 for kind in MEMBER_KINDS}
+    moved = dict.fromkeys(MEMBER_KINDS, 0)
     for posting in entry.postings:
         if posting.account.kind in moved:
             moved[posting.account.kind] += posting.amount_points
@@ -104,7 +108,7 @@ def _entry_fields(entry: PostedEntry) -> dict[str, Any]:
         "at": entry.created_at.isoformat(),
         "kind": entry.kind.value,
         "description": entry.description,
-        **{f"{kind.value}_points": points for kind, points in moved.items()},
+        **{f"{kind}_points": points for kind, points in moved.items()},
     }
 
 
@@ -124,8 +128,8 @@ def _print_member(shown: dict[str, Any]) -> None:
     typer.echo(f"latest entries, newest first ({len(shown['entries'])}):")
     for entry in shown["entries"]:
         moves = ", ".join(
-            f"{entry[f'{kind.value}_points']:+d} {kind.value}"
+            f"{entry[f'{kind}_points']:+d} {kind}"
             for kind in MEMBER_KINDS
-            if entry[f"{kind.value}_points"]
+            if entry[f"{kind}_points"]
         )
         typer.echo(f"  {entry['at'][:10]}  {moves:<30} {entry['description']}")

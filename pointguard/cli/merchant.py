@@ -111,13 +111,14 @@ def merchant_show(
     async def find(engine: AsyncEngine) -> dict[str, Any]:
         from pointguard.errors import ProgramNotFound
         from pointguard.ledger import outstanding_liability
-        from pointguard.program.store import program_history, program_in_force
+        from pointguard.program.store import ProgramVersion, program_history, program_in_force
 
         async with db.connection(engine) as pg:
             row = await pg.fetchrow(MERCHANT, merchant)
             credentials = await pg.fetch(ACTIVE_CREDENTIAL_KINDS, merchant)
+            in_force: ProgramVersion | None
             try:
-                in_force: Any = await program_in_force(pg, merchant, datetime.now(UTC))
+                in_force = await program_in_force(pg, merchant, datetime.now(UTC))
             except ProgramNotFound:
                 in_force = None
             return _jsonable(
