@@ -4,6 +4,7 @@ canonical events, their dedupe ids, and the same inbox and workers."""
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import hmac
 import json
@@ -218,3 +219,93 @@ async def test_a_secret_chosen_in_the_shop_replaces_the_inbound_secret(
 async def inbox_rows(engine, merchant_id):
     async with db.connection(engine) as pg:
         return await pg.fetchval("SELECT count(*) FROM inbox WHERE merchant_id = $1", merchant_id)
+
+
+def changed(payload, path, value):
+    """A deep copy of `payload` with the field at `path` (keys and indexes) set to `value`, or
+    dropped if `value` is DROP."""
+    payload = copy.deepcopy(payload)
+    *parents, last = path
+    parent = payload
+    for step in parents:
+        parent = parent[step]
+    if value is DROP:
+        del parent[last]
+    else:
+        parent[last] = value
+    return payload
+
+
+DROP = object()
+MALFORMED = [
+    # the cases of issue 8 that were a 500
+    ("shopify", ("line_items", 0, "quantity"), "x", "$.line_items[0].quantity"),
+    ("shopify", ("line_items", 0, "quantity"), {}, "$.line_items[0].quantity"),
+    ("shopify", ("line_items", 0), -1, "$.line_items[0]"),
+    ("shopify", ("shipping_lines", 0), 1.5, "$.shipping_lines[0]"),
+    # types swapped, fields dropped, extremes
+    ("shopify", ("line_items",), {"id": 1}, "$.line_items"),
+    ("shopify", ("line_items", 0, "id"), DROP, "$.line_items[0].id"),
+    ("shopify", ("line_items", 0, "sku"), ["BOOT-7"], "$.line_items[0].sku"),
+    ("shopify", ("line_items", 0, "quantity"), 10**9, "$.line_items[0].quantity"),
+    ("shopify", ("line_items", 0, "price"), "1e28", "$.line_items[0].price"),
+    ("shopify", ("line_items", 0, "price"), "NaN", "$.line_items[0].price"),
+    ("shopify", ("line_items", 0, "price"), True, "$.line_items[0].price"),
+    ("shopify", ("customer",), "ann", "$.customer"),
+    ("shopify", ("customer", "id"), 1.5, "$.customer.id"),
+    ("shopify", ("currency",), "EURO", "$.currency"),
+    ("shopify", ("processed_at",), "yesterday", "$.processed_at"),
+    ("shopify", ("processed_at",), "2999-01-01T00:00:00+00:00", "$.processed_at"),
+    ("shopify", ("note_attributes", 0, "value"), "x" * 201, "$.note_attributes[0].value"),
+    ("shopify", ("browser_ip",), {"v4": "203.0.113.7"}, "$.browser_ip"),
+    ("shopify", ("id",), "a\x00b", "$.id"),
+    ("woocommerce", ("line_items", 0, "quantity"), "2", "$.line_items[0].quantity"),
+    ("woocommerce", ("line_items", 0, "quantity"), 0, "$.line_items[0].quantity"),
+    ("woocommerce", ("line_items", 0, "subtotal"), [], "$.line_items[0].subtotal"),
+    ("woocommerce", ("line_items", 0), None, "$.line_items[0]"),
+    ("woocommerce", ("status",), {"paid": True}, "$.status"),
+    ("woocommerce", ("customer_id",), DROP, "$.customer_id"),
+    ("woocommerce", ("id",), 2**64, "$.id"),
+    ("woocommerce", ("shipping_total",), "-4.95", "$.shipping_total"),
+    ("woocommerce", ("date_paid_gmt",), 20261120, "$.date_paid_gmt"),
+]
+PAID = {"shopify": ("orders/paid", SHOPIFY_PAID), "woocommerce": ("order.updated", WOO_PAID)}
+HEADERS = {
+    "shopify": ("x-shopify-topic", "x-shopify-hmac-sha256"),
+    "woocommerce": ("x-wc-webhook-topic", "x-wc-webhook-signature"),
+}
+
+
+async def post_signed(client, merchant, sender, topic, payload):
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    topic_header, signature_header = HEADERS[sender]
+    headers = {topic_header: topic, signature_header: hmac_header(merchant.webhook_secret, body)}
+    return await client.post(
+        f"/webhooks/{merchant.merchant_id}/{sender}", content=body, headers=headers
+    )
+
+
+@pytest.mark.parametrize(("sender", "path", "value", "field"), MALFORMED)
+async def test_a_malformed_field_is_a_422_naming_it_and_changes_nothing(
+    shop, engine, run, sender, path, value, field
+):
+    client, merchant = shop
+    topic, payload = PAID[sender]
+    member = str(payload["customer"]["id"] if sender == "shopify" else payload["customer_id"])
+    before = await run(member_balances, merchant.merchant_id, member)
+    response = await post_signed(client, merchant, sender, topic, changed(payload, path, value))
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("invalid_payload", field)
+    assert await inbox_rows(engine, merchant.merchant_id) == 0
+    await process_merchant(engine, merchant.merchant_id)
+    assert await run(member_balances, merchant.merchant_id, member) == before
+
+
+@pytest.mark.parametrize("sender", ["shopify", "woocommerce"])
+async def test_long_topics_and_ids_are_refused_before_they_key_the_inbox(shop, engine, sender):
+    client, merchant = shop
+    response = await post_signed(client, merchant, sender, "x" * 201, {"id": 1})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == HEADERS[sender][0]
+    assert await inbox_rows(engine, merchant.merchant_id) == 0

@@ -308,3 +308,64 @@ async def test_an_unexpected_error_is_a_json_500_and_the_connection_stays_usable
             "SELECT webhook_id FROM inbox WHERE merchant_id = $1", merchant.merchant_id
         )
     assert [r["webhook_id"] for r in ids] == ["msg_ok"]
+
+
+def line_with(**changes):
+    order = paid("6006")
+    order["data"]["lines"][0].update(changes)
+    return order
+
+
+BEYOND_LIMITS = [
+    pytest.param(
+        line_with(unit_price_minor=10**30), "$.data.lines[0].unit_price_minor", id="10^30"
+    ),
+    pytest.param(
+        line_with(unit_price_minor=10**12 + 1), "$.data.lines[0].unit_price_minor", id="amount"
+    ),
+    pytest.param(line_with(quantity=10**9), "$.data.lines[0].quantity", id="quantity"),
+    pytest.param(
+        line_with(unit_price_minor=10**9, quantity=1001), "$.data.lines", id="order-total"
+    ),
+    pytest.param(line_with(sku="x" * 201), "$.data.lines[0].sku", id="sku"),
+    pytest.param(line_with(category="a\x00b"), "$.data.lines[0].category", id="nul"),
+    pytest.param(
+        line_with(extra=json.loads("[" * 40 + "]" * 40)),
+        "$.data.lines[0].extra" + "[0]" * 29,
+        id="nesting",
+    ),
+    pytest.param(
+        {**paid("6006"), "timestamp": "2026-11-20T10:00:00"}, "$.timestamp", id="no-offset"
+    ),
+    pytest.param(
+        {**paid("6006"), "timestamp": "2200-01-01T00:00:00Z"}, "$.timestamp", id="year-2200"
+    ),
+]
+
+
+@pytest.mark.parametrize(("payload", "field"), BEYOND_LIMITS)
+async def test_values_beyond_the_limits_are_refused_naming_the_field(
+    shop, engine, run, payload, field
+):
+    client, merchant = shop
+    before = await run(member_balances, merchant.merchant_id, "ann")
+    response = await post(client, merchant, payload, "msg_limit")
+    assert response.status_code == 422, response.text
+    assert (response.json()["error"]["code"], response.json()["error"]["field"]) == (
+        "invalid_payload",
+        field,
+    )
+    assert await inbox_count(engine, merchant.merchant_id) == 0
+    await process_merchant(engine, merchant.merchant_id)
+    assert await run(member_balances, merchant.merchant_id, "ann") == before
+
+
+async def test_a_one_megabyte_sku_is_refused_under_a_larger_body_limit(open_app, engine, run):
+    async with open_app(POINTGUARD_MAX_WEBHOOK_BODY_BYTES=str(2 * 1024 * 1024)) as (app, client):
+        merchant = await merchant_with_program(run, app.state.secret_key, "Big Body Shop")
+        response = await post(client, merchant, line_with(sku="x" * 1024 * 1024), "msg_sku")
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["field"] == "$.data.lines[0].sku"
+        assert await inbox_count(engine, merchant.merchant_id) == 0
+        await process_merchant(engine, merchant.merchant_id)
+        assert (await run(member_balances, merchant.merchant_id, "ann")).pending_points == 0

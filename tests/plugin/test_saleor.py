@@ -15,6 +15,7 @@ from pointguard.ledger import member_balances
 from pointguard.plugin.adapters.saleor import saleor_to_canonical
 from pointguard.plugin.merchants import set_jwks_url
 from pointguard.plugin.worker import process_due, process_merchant
+from tests.plugin.test_adapters import changed
 
 ORDER = "T3JkZXI6MQ=="
 USER = "VXNlcjoxMg=="
@@ -317,3 +318,58 @@ async def test_a_merchant_without_a_jwks_url_is_told_so(shop, storefront, engine
     assert "pointguard merchant set-jwks" in response.json()["error"]["message"]
     assert await inbox_count(engine, merchant.merchant_id) == 0
     assert storefront.fetches == 0
+
+
+def paid_with(path, value):
+    return changed(event("OrderFullyPaid", order=order()), ("order", *path), value)
+
+
+def refunded_with(path, value):
+    refunded = order(fulfillments=[refunded_fulfillment("F1", 1, "line-1", 1)])
+    return changed(event("OrderRefunded", order=refunded), ("order", *path), value)
+
+
+MALFORMED = [
+    ("order_fully_paid", paid_with(("lines", 0, "quantity"), {}), "$.order.lines[0].quantity"),
+    ("order_fully_paid", paid_with(("lines", 0), -1), "$.order.lines[0]"),
+    ("order_fully_paid", paid_with(("lines", 0, "variant", "sku"), 7.5), None),  # productSku wins
+    (
+        "order_fully_paid",
+        paid_with(("lines", 1, "variant", "sku"), 7.5),
+        "$.order.lines[1].variant.sku",
+    ),
+    ("order_fully_paid", paid_with(("metadata",), 1.5), "$.order.metadata"),
+    ("order_fully_paid", paid_with(("total", "tax", "amount"), "1e30"), "$.order.total.tax.amount"),
+    ("order_fully_paid", paid_with(("channel", "currencyCode"), ["EUR"]), None),  # total has one
+    ("order_fully_paid", paid_with(("updatedAt",), 5), None),  # issuedAt comes first
+    (
+        "order_refunded",
+        refunded_with(("fulfillments", 0, "status"), ["REFUNDED"]),
+        "$.order.fulfillments[0].status",
+    ),
+    (
+        "order_refunded",
+        refunded_with(("fulfillments", 0, "lines", 0, "orderLine"), "line-1"),
+        "$.order.fulfillments[0].lines[0].orderLine",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "payload", "field"), MALFORMED)
+async def test_a_malformed_field_is_a_422_naming_it_and_changes_nothing(
+    saleor_shop, engine, run, name, payload, field
+):
+    """`field` None: the payload is still an event we can read (202)."""
+    client, merchant, storefront = saleor_shop
+    response = await post(client, merchant, storefront, name, payload)
+    if field is None:
+        assert response.status_code == 202, response.text
+        return
+    assert response.status_code == 422, response.text
+    assert (response.json()["error"]["code"], response.json()["error"]["field"]) == (
+        "invalid_payload",
+        field,
+    )
+    assert await inbox_count(engine, merchant.merchant_id) == 0
+    await process_due(engine)
+    assert (await run(member_balances, merchant.merchant_id, USER)).pending_points == 0

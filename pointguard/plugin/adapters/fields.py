@@ -159,7 +159,12 @@ def objects(value: object, where: str) -> list[tuple[str, Mapping[str, Any]]]:
         raise InvalidPayload(f"{where} is not a list", field=where)
     if len(value) > MAX_LINES:
         raise InvalidPayload(f"{where} has more than {MAX_LINES} entries", field=where)
-    return [(f"{where}[{i}]", obj(item, f"{where}[{i}]")) for i, item in enumerate(value)]
+    found = []
+    for i, item in enumerate(value):
+        if not isinstance(item, Mapping):  # null too: an entry is never absent
+            raise InvalidPayload(f"{where}[{i}] is not an object", field=f"{where}[{i}]")
+        found.append((f"{where}[{i}]", item))
+    return found
 
 
 def listed_value(
