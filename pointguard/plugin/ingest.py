@@ -59,6 +59,11 @@ UNKNOWN_MEMBER = "unknown-member"
 
 ORDER_MEMBER = "SELECT member_id FROM program_orders WHERE merchant_id = $1 AND order_id = $2"
 SALEOR_EVENT = re.compile(r"[a-z0-9_]{1,64}")
+# HMAC-signing senders: how to verify, the signature header, the topic header.
+HMAC_SENDERS = {
+    "shopify": (verify_shopify_hmac, "x-shopify-hmac-sha256", "x-shopify-topic"),
+    "woocommerce": (verify_woocommerce_hmac, "x-wc-webhook-signature", "x-wc-webhook-topic"),
+}
 
 log = logging.getLogger(__name__)
 
@@ -103,17 +108,27 @@ async def receive_webhook(request: Request) -> JSONResponse:
         return await _record(request, request.path_params["merchant"], webhook_id, document)
 
 
+@asynccontextmanager
+async def _hmac_request(
+    request: Request, sender: str
+) -> AsyncIterator[tuple[bytes, dict[str, Any], str]]:
+    """The body, its JSON object and its topic, of a Shopify- or WooCommerce-style webhook
+    whose HMAC verifies (`HMAC_SENDERS` names its headers)."""
+    verify, signature_header, topic_header = HMAC_SENDERS[sender]
+    async with _merchant_request(request, sender) as (credentials, body):
+        headers = request.headers
+        verify(
+            secrets=credentials.hmac_secrets(sender),
+            header=headers.get(signature_header, ""),
+            body=body,
+        )
+        yield body, _json_object(body), _header(headers, topic_header)
+
+
 async def receive_shopify(request: Request) -> JSONResponse:
     """A Shopify-style webhook (see `adapters/shopify.py`)."""
     merchant_id = request.path_params["merchant"]
-    headers = request.headers
-    async with _merchant_request(request, "shopify") as (credentials, body):
-        verify_shopify_hmac(
-            secrets=credentials.hmac_secrets("shopify"),
-            header=headers.get("x-shopify-hmac-sha256", ""),
-            body=body,
-        )
-        payload, topic = _json_object(body), _header(headers, "x-shopify-topic")
+    async with _hmac_request(request, "shopify") as (body, payload, topic):
         customer = None
         order_id = refunded_order(topic, payload)
         if order_id is not None:
@@ -122,7 +137,7 @@ async def receive_shopify(request: Request) -> JSONResponse:
         webhook_id, canonical = shopify_to_canonical(
             topic,
             payload,
-            delivery_id=_header(headers, "x-shopify-webhook-id"),
+            delivery_id=_header(request.headers, "x-shopify-webhook-id"),
             body_digest=_digest(body),
             customer_of_order=customer or UNKNOWN_MEMBER,
         )
@@ -131,14 +146,7 @@ async def receive_shopify(request: Request) -> JSONResponse:
 
 async def receive_woocommerce(request: Request) -> JSONResponse:
     """A WooCommerce-style webhook (see `adapters/woocommerce.py`)."""
-    headers = request.headers
-    async with _merchant_request(request, "woocommerce") as (credentials, body):
-        verify_woocommerce_hmac(
-            secrets=credentials.hmac_secrets("woocommerce"),
-            header=headers.get("x-wc-webhook-signature", ""),
-            body=body,
-        )
-        payload, topic = _json_object(body), _header(headers, "x-wc-webhook-topic")
+    async with _hmac_request(request, "woocommerce") as (body, payload, topic):
         webhook_id, canonical = woocommerce_to_canonical(topic, payload, body_digest=_digest(body))
         return await _record_adapted(
             request, webhook_id, f"woocommerce:{topic}", payload, canonical

@@ -7,10 +7,9 @@ import asyncio
 import base64
 import json
 import socket
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import httpx
@@ -240,27 +239,25 @@ async def test_a_database_outage_is_a_503_to_retry_and_stores_nothing(open_app, 
         assert (retried.status_code, retried.json()["replayed"]) == (202, False)
 
 
-@contextmanager
-def serving_app(database_url: str) -> Iterator[str]:
-    """The app (no background loops) served by uvicorn on 127.0.0.1 with its lifespan, in a
-    thread with its own event loop; yields the base URL."""
+@asynccontextmanager
+async def serving_app(database_url: str) -> AsyncIterator[str]:
+    """The app (no background loops) served by uvicorn on 127.0.0.1, with its lifespan, in
+    this test's event loop; yields the base URL."""
     settings = load_settings({"DATABASE_URL": database_url, "POINTGUARD_SECRET_KEY": SECRET_KEY})
     app = create_app(settings, upkeep=False, workers=False, dispatch=False)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline_s = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline_s, "server did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        async with asyncio.timeout(30):
+            while not server.started:
+                assert not serving.done(), "the server stopped"
+                await asyncio.sleep(0.01)
+        try:
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        finally:
+            server.should_exit = True
+            await serving
 
 
 async def test_an_unexpected_error_is_a_json_500_and_the_connection_stays_usable(
@@ -280,14 +277,16 @@ async def test_an_unexpected_error_is_a_json_500_and_the_connection_stays_usable
 
     monkeypatch.setattr(ingest, "to_program_event", failing)
     url = f"/webhooks/{merchant.merchant_id}"
-    with serving_app(database_url) as base:
-        async with httpx.AsyncClient(base_url=base) as client:  # one keep-alive connection
-            responses, ports = [], []
-            for webhook_id in ("msg_bug", "msg_ok"):
-                body, headers = signed(merchant.webhook_secret, paid("5005"), webhook_id=webhook_id)
-                responses.append(await client.post(url, content=body, headers=headers))
-                stream = responses[-1].extensions["network_stream"]
-                ports.append(stream.get_extra_info("client_addr")[1])
+    async with (
+        serving_app(database_url) as base,
+        httpx.AsyncClient(base_url=base) as client,  # one keep-alive connection
+    ):
+        responses, ports = [], []
+        for webhook_id in ("msg_bug", "msg_ok"):
+            body, headers = signed(merchant.webhook_secret, paid("5005"), webhook_id=webhook_id)
+            responses.append(await client.post(url, content=body, headers=headers))
+            stream = responses[-1].extensions["network_stream"]
+            ports.append(stream.get_extra_info("client_addr")[1])
     bug, after = responses
     assert bug.status_code == 500, bug.text
     assert bug.json()["error"] == {
