@@ -25,6 +25,11 @@ from pointguard.ledger.seal import MAX_SEAL_BATCH, seal
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# The due probe of `seal_all` (see `operations.HAS_DUE_RELEASES`): entries not sealed yet.
+HAS_UNSEALED_ENTRIES = """EXISTS (
+    SELECT 1 FROM ledger_entries e
+    WHERE e.merchant_id = upkeep.merchant_id AND e.seal_seq IS NULL)"""
+
 
 @dataclass
 class MaintenanceCounts:

@@ -56,6 +56,14 @@ WHERE l.merchant_id = $1 AND l.pending_points > 0 AND l.release_at <= $2 AND NOT
 ORDER BY l.release_at, l.lot_id LIMIT $3
 """
 
+# Due probes: the conditions of the upkeep's one statement that finds the merchants with work
+# due (`pointguard/upkeep.py`), one beside each job it runs, on that statement's row `upkeep`
+# (`merchant_id`, `now`). Each is an index probe that stops at the first row it finds.
+HAS_DUE_RELEASES = """EXISTS (
+    SELECT 1 FROM ledger_lots l
+    WHERE l.merchant_id = upkeep.merchant_id AND l.pending_points > 0
+      AND l.release_at <= upkeep.now AND NOT l.release_held)"""
+
 # `last_entry_id`, the newest entry on the member's `available`, versions the state an expiry
 # acts on: it keys the expiry entry, so a retry replays and a later change expires anew.
 DUE_EXPIRIES = """
@@ -77,11 +85,21 @@ WHERE merchant_id = $1 AND available_points > 0 AND expires_at <= $2
 ORDER BY member_id LIMIT $3
 """
 
+HAS_DUE_EXPIRIES = """EXISTS (
+    SELECT 1 FROM ledger_lots l
+    WHERE l.merchant_id = upkeep.merchant_id AND l.available_points > 0
+      AND l.expires_at <= upkeep.now)"""
+
 TIMED_OUT_HOLDS = """
 SELECT hold_id, member_id FROM ledger_holds
 WHERE merchant_id = $1 AND status = 'open' AND expires_at <= $2
 ORDER BY expires_at, hold_id LIMIT $3
 """
+
+HAS_TIMED_OUT_HOLDS = """EXISTS (
+    SELECT 1 FROM ledger_holds h
+    WHERE h.merchant_id = upkeep.merchant_id AND h.status = 'open'
+      AND h.expires_at <= upkeep.now)"""
 
 SET_RELEASE_HELD = """
 UPDATE ledger_lots SET release_held = $3 WHERE merchant_id = $1 AND lot_id = $2 RETURNING lot_id

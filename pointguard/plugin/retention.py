@@ -1,5 +1,6 @@
 """Retention: the inbox and the outbox delete what nobody needs any more, one merchant at a
-time, in bounded batches. The upkeep (`pointguard/upkeep.py`) runs both purges every pass.
+time, in bounded batches. The upkeep (`pointguard/upkeep.py`) runs both purges for each merchant
+that has something old enough to delete (`HAS_OLD_INBOX_ROWS`, `HAS_OLD_OUTBOX_EVENTS`).
 
 Rules this module enforces:
 - An inbox row is deleted only in a final state, `applied` or `ignored`, and only once it was
@@ -75,22 +76,56 @@ DELETE FROM outbox o USING batch WHERE o.merchant_id = $1 AND o.outbox_id = batc
 """
 
 
-PURGE_DELIVERED = _purge_outbox_head("""
+def _delivered(merchant_id: str, limit: str) -> str:
+    """The merchant's first `limit` delivered events (the partial index of migration 0010)."""
+    return f"""
     SELECT outbox_id FROM outbox_deliveries
-    WHERE merchant_id = $1 AND status = 'delivered'
+    WHERE merchant_id = {merchant_id} AND status = 'delivered'
     ORDER BY outbox_id
-    LIMIT $3""")
+    LIMIT {limit}"""
+
+
+def _undispatched(merchant_id: str, limit: str) -> str:
+    """The merchant's first `limit` events no dispatcher has taken (the partial index of
+    migration 0011)."""
+    return f"""
+    SELECT outbox_id FROM outbox
+    WHERE merchant_id = {merchant_id} AND NOT dispatched
+    ORDER BY outbox_id
+    LIMIT {limit}"""
+
+
+PURGE_DELIVERED = _purge_outbox_head(_delivered("$1", "$3"))
 
 # For SHARE: `set_endpoint` waits until this batch is committed. No row (a merchant known to
 # the program only) means no endpoint.
 HAS_ENDPOINT = "SELECT endpoint_url IS NOT NULL FROM merchants WHERE merchant_id = $1 FOR SHARE"
 
-# Events no dispatcher has taken (the partial index of migration 0011).
-PURGE_UNDELIVERABLE = _purge_outbox_head("""
-    SELECT outbox_id FROM outbox
-    WHERE merchant_id = $1 AND NOT dispatched
-    ORDER BY outbox_id
-    LIMIT $3""")
+PURGE_UNDELIVERABLE = _purge_outbox_head(_undispatched("$1", "$3"))
+
+# The due probes of the two purges, for the upkeep (see `ledger.operations.HAS_DUE_RELEASES`),
+# with the retention days on its row `upkeep` too. Like the purges, they count ages on the
+# database's clock, and look at the head of what a purge would read: its first row.
+HAS_OLD_INBOX_ROWS = """(upkeep.inbox_retention_days > 0 AND EXISTS (
+    SELECT 1 FROM inbox i
+    WHERE i.merchant_id = upkeep.merchant_id AND i.status IN ('applied', 'ignored')
+      AND i.received_at < now() - make_interval(days => upkeep.inbox_retention_days)))"""
+
+
+def _old_outbox_event(head: str) -> str:
+    """SQL: is the outbox event `head` selects old enough to purge?"""
+    return f"""EXISTS (
+        SELECT 1 FROM outbox o
+        WHERE o.merchant_id = upkeep.merchant_id AND o.outbox_id = ({head})
+          AND o.created_at < now() - make_interval(days => upkeep.outbox_retention_days))"""
+
+
+HAS_OLD_OUTBOX_EVENTS = f"""(upkeep.outbox_retention_days > 0 AND (
+    {_old_outbox_event(_delivered("upkeep.merchant_id", "1"))}
+    OR (NOT EXISTS (
+            SELECT 1 FROM merchants e
+            WHERE e.merchant_id = upkeep.merchant_id AND e.endpoint_url IS NOT NULL)
+        AND {_old_outbox_event(_undispatched("upkeep.merchant_id", "1"))})))"""
 
 Batch = Callable[[PgConnection, str, int, int], Awaitable[int]]
 

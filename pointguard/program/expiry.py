@@ -40,6 +40,77 @@ WHERE m.merchant_id = $1 AND m.last_activity_at <= $2 AND a.balance_points > 0
 ORDER BY m.last_activity_at LIMIT $3
 """
 
+# The due probes of the two jobs below, for the upkeep (see
+# `ledger.operations.HAS_DUE_RELEASES`). They read the expiry settings of the program in force
+# at `now` (the version `store.IN_FORCE_AT` picks); a stored document is the whole encoded
+# program (`save_program`), so each setting is there.
+SELECT_EXPIRY_IN_FORCE = """
+    SELECT v.document->'expiry' AS expiry FROM program_versions v
+    WHERE v.merchant_id = upkeep.merchant_id AND v.effective_from <= upkeep.now
+    ORDER BY v.effective_from DESC, v.version DESC LIMIT 1"""
+
+
+def _add_months(moment: str, months: str) -> str:
+    """SQL for `rules.add_months` (PostgreSQL keeps the day or takes the month's last, too),
+    on the calendar in UTC, the clock's: the session's time zone must not shift a day."""
+    return (
+        f"((({moment}) AT TIME ZONE 'UTC') + make_interval(months => {months})) AT TIME ZONE 'UTC'"
+    )
+
+
+_MONTHS = "(p.expiry->>'months')::integer"
+_LEAD = "reminder.days::integer * interval '24 hours'"  # as timedelta(days=...): DST or not
+
+
+def _has_inactive_member(cutoff: str, *, also: str = "true") -> str:
+    """SQL: has the merchant a member `INACTIVE` would find for `cutoff`, for whom `also`
+    holds?"""
+    return f"""EXISTS (
+        SELECT 1 FROM program_members pm
+        JOIN ledger_accounts a ON a.merchant_id = pm.merchant_id
+            AND a.member_id = pm.member_id AND a.kind = 'available'
+        WHERE pm.merchant_id = upkeep.merchant_id AND pm.last_activity_at <= {cutoff}
+          AND a.balance_points > 0 AND {also})"""
+
+
+def _reminded(member_id: str, expires_at: str) -> str:
+    """SQL: was the member reminded of `expires_at`, `reminder.days` before?"""
+    return f"""EXISTS (
+        SELECT 1 FROM program_expiry_reminders r
+        WHERE r.merchant_id = upkeep.merchant_id AND r.member_id = {member_id}
+          AND r.expires_at = {expires_at} AND r.days_before = reminder.days::integer)"""
+
+
+# A lot reminder names the member's first expiry within the lead (`EXPIRING`), so a lot with
+# an earlier one is not due a reminder of its own.
+_FIRST_EXPIRY_UNREMINDED = f"""EXISTS (
+    SELECT 1 FROM ledger_lots l
+    WHERE l.merchant_id = upkeep.merchant_id AND l.available_points > 0
+      AND l.expires_at <= upkeep.now + {_LEAD}
+      AND NOT EXISTS (
+          SELECT 1 FROM ledger_lots f
+          WHERE f.merchant_id = l.merchant_id AND f.member_id = l.member_id
+            AND f.available_points > 0 AND f.expires_at < l.expires_at)
+      AND NOT {_reminded("l.member_id", "l.expires_at")})"""
+
+_INACTIVITY_UNREMINDED = _has_inactive_member(
+    _add_months(f"upkeep.now + {_LEAD}", f"-{_MONTHS}"),
+    also=f"NOT {_reminded('pm.member_id', _add_months('pm.last_activity_at', _MONTHS))}",
+)
+
+HAS_DUE_REMINDERS = f"""EXISTS (
+    SELECT 1 FROM ({SELECT_EXPIRY_IN_FORCE}) p,
+        jsonb_array_elements_text(p.expiry->'reminder_days') AS reminder(days)
+    WHERE CASE p.expiry->>'mode'
+        WHEN 'lot' THEN {_FIRST_EXPIRY_UNREMINDED}
+        WHEN 'inactivity' THEN {_INACTIVITY_UNREMINDED}
+        ELSE false END)"""
+
+HAS_DUE_INACTIVITY_EXPIRY = f"""EXISTS (
+    SELECT 1 FROM ({SELECT_EXPIRY_IN_FORCE}) p
+    WHERE p.expiry->>'mode' = 'inactivity'
+      AND {_has_inactive_member(_add_months("upkeep.now", f"-{_MONTHS}"))})"""
+
 
 async def send_expiry_reminders(pg: PgConnection, merchant_id: str, *, now: datetime) -> int:
     """Queue `points.expiring` for what expires within each reminder lead; returns how many."""

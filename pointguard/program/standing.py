@@ -92,6 +92,11 @@ SELECT member_id FROM program_members
 WHERE merchant_id = $1 AND tier_review_at <= $2 ORDER BY tier_review_at LIMIT $3
 """
 
+# The due probe of `review_tiers`, for the upkeep (see `ledger.operations.HAS_DUE_RELEASES`).
+HAS_DUE_TIER_REVIEWS = """EXISTS (
+    SELECT 1 FROM program_members pm
+    WHERE pm.merchant_id = upkeep.merchant_id AND pm.tier_review_at <= upkeep.now)"""
+
 
 async def refresh_tier(
     pg: PgConnection,

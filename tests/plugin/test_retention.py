@@ -19,8 +19,9 @@ from pointguard.plugin.merchants import create_merchant, set_endpoint
 from pointguard.plugin.retention import purge_inbox, purge_outbox
 from pointguard.plugin.worker import process_merchant
 from pointguard.program.outbox import write_events
-from pointguard.upkeep import upkeep_pass
+from pointguard.upkeep import merchants_due, upkeep_pass
 from tests.plugin.test_ingest import paid, post, signed
+from tests.test_upkeep import visited
 
 DAYS = 30
 OLD = DAYS + 1
@@ -88,6 +89,14 @@ async def inbox_rows(engine, merchant_id: str, statuses: list[str]) -> list[str]
         )
     await age_inbox(engine, merchant_id, ids)
     return ids
+
+
+async def retention_due(engine, merchant_id: str, **environ: str) -> bool:
+    """Does the upkeep find the merchant's retention due, with `environ`'s settings?"""
+    settings = load_settings(environ)
+    async with db.connection(engine) as pg:
+        rows = await merchants_due(pg, settings.clock(), settings, merchant_id)
+    return any(row["retention"] for row in rows)
 
 
 async def test_old_applied_and_ignored_webhooks_go_pending_dead_and_recent_ones_stay(shop, engine):
@@ -197,7 +206,9 @@ async def test_outbox_events_go_once_delivered_and_old_and_never_while_still_to_
         "waiting-old": None,
     }
 
+    assert await retention_due(engine, m)
     assert await purge_outbox(engine, m, retention_days=DAYS) == 1
+    assert not await retention_due(engine, m)  # what is left is not the purge's to delete
     kept = {
         "delivered-new": "delivered",
         "dead-old": "dead",
@@ -279,9 +290,8 @@ async def test_the_upkeep_purges_with_the_configured_retention(engine, run, secr
     done = await upkeep_pass(engine, keep.clock(), settings=keep)
     assert (done[f"{m} inbox rows purged"], done[f"{m} outbox events purged"]) == (0, 1)
     longer = load_settings({"POINTGUARD_INBOX_RETENTION_DAYS": str(OLD + 1)})
-    assert (await upkeep_pass(engine, longer.clock(), settings=longer))[
-        f"{m} inbox rows purged"
-    ] == 0
+    # the inbox row is young enough for that and the event is gone: nothing due, no visit
+    assert not visited(await upkeep_pass(engine, longer.clock(), settings=longer), m)
     counted_before = purged_metric("inbox")
     defaults = load_settings({})
     done = await upkeep_pass(engine, defaults.clock(), settings=defaults)
@@ -304,3 +314,39 @@ def test_retention_settings():
     for bad in ("-1", "thirty", "1.5", "", str(MAX_RETENTION_DAYS + 1)):
         with pytest.raises(ValueError, match="POINTGUARD_OUTBOX_RETENTION_DAYS"):
             load_settings({"POINTGUARD_OUTBOX_RETENTION_DAYS": bad})
+
+
+async def no_endpoint_old_event(run, engine, m: str) -> None:
+    await write(run, m, "old")
+    await age_outbox(engine, m, "old")
+
+
+async def endpoint_old_event(run, engine, m: str) -> None:
+    await run(set_endpoint, m, "http://x/hooks")
+    await no_endpoint_old_event(run, engine, m)  # the dispatcher's to send
+
+
+# Rows as the tests above make them, and whether they make the merchant's retention due with
+# the default settings and with 0 days (keep everything) for the inbox and the outbox.
+RETENTION_WORK = {
+    "old applied webhook": (lambda run, engine, m: inbox_rows(engine, m, ["applied"]), True),
+    "old ignored webhook": (lambda run, engine, m: inbox_rows(engine, m, ["ignored"]), True),
+    "old pending and dead webhooks": (
+        lambda run, engine, m: inbox_rows(engine, m, ["pending", "dead"]),
+        False,
+    ),
+    "old event, no endpoint": (no_endpoint_old_event, True),
+    "old event not yet dispatched": (endpoint_old_event, False),
+    "new event, no endpoint": (lambda run, engine, m: write(run, m, "new"), False),
+}
+
+
+@pytest.mark.parametrize("case", RETENTION_WORK)
+async def test_old_rows_to_delete_make_the_merchants_retention_due(engine, run, secret_key, case):
+    setup, due = RETENTION_WORK[case]
+    m = (await run(create_merchant, secret_key, "Due Shop")).merchant_id
+    assert not await retention_due(engine, m)
+    await setup(run, engine, m)
+    assert await retention_due(engine, m) == due
+    kept = {"POINTGUARD_INBOX_RETENTION_DAYS": "0", "POINTGUARD_OUTBOX_RETENTION_DAYS": "0"}
+    assert not await retention_due(engine, m, **kept)
