@@ -18,6 +18,8 @@ from pointguard.plugin.dispatcher import MAX_ATTEMPTS, MAX_RETRY_S, deliver_merc
 from pointguard.plugin.merchants import create_merchant
 from pointguard.program.outbox import write_events
 
+EXAMPLE_PROGRAM = Path(__file__).resolve().parent.parent / "docs" / "examples" / "program.toml"
+
 
 def pointguard(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": db.libpq_url(database_url)}
@@ -116,13 +118,12 @@ def _story(stdout: str) -> list[str]:
 
 async def test_program_analytics_prints_json(run, database_url):
     merchant = (await run(create_merchant, os.urandom(32), "Analytics Shop")).merchant_id
-    example = Path(__file__).resolve().parent.parent / "docs" / "examples" / "program.toml"
     assert (
         pointguard(
             database_url,
             "program",
             "load",
-            str(example),
+            str(EXAMPLE_PROGRAM),
             "--merchant",
             merchant,
             "--effective-from",
