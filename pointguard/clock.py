@@ -18,4 +18,3 @@ Clock = Callable[[], datetime]
 def wall_clock() -> datetime:
     """Now, timezone-aware in UTC."""
     return datetime.now(UTC)
-

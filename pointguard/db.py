@@ -34,7 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from pointguard.config import Settings
-from pointguard.errors import ConcurrentChange, PointGuardError
+from pointguard.errors import ConcurrentChange, EmbeddedServerError, EmbeddedServerInUse
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +59,6 @@ STOP_TIMEOUT_S = 60  # a fast shutdown ends sessions and checkpoints; seconds on
 T = TypeVar("T")
 P = ParamSpec("P")
 PgConnection = Any  # asyncpg ships no type information; this names what we pass around.
-
-
-class EmbeddedServerInUse(PointGuardError):
-    """Stopping the embedded PostgreSQL would pull it from under running PointGuard processes
-    (a server, workers); the message names them."""
-
-    code = "embedded_server_in_use"
-
-
-class EmbeddedServerError(PointGuardError):
-    """`pg_ctl` could not stop the embedded PostgreSQL; the message has its own words."""
-
-    code = "embedded_server_error"
 
 
 @dataclass(frozen=True)

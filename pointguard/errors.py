@@ -132,6 +132,19 @@ class InvalidPeriod(PointGuardError):
     code = "invalid_period"
 
 
+class EmbeddedServerInUse(PointGuardError):
+    """Stopping the embedded PostgreSQL would pull it from under running PointGuard processes
+    (a server, workers); the message names them."""
+
+    code = "embedded_server_in_use"
+
+
+class EmbeddedServerError(PointGuardError):
+    """`pg_ctl` could not stop the embedded PostgreSQL; the message has its own words."""
+
+    code = "embedded_server_error"
+
+
 class UnknownMerchant(PointGuardError):
     code = "unknown_merchant"
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Mapping
+
+from pointguard import db
 
 CLI_TIMEOUT_S = 120
 
@@ -18,3 +21,8 @@ def run_cli(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[s
         text=True,
         timeout=CLI_TIMEOUT_S,
     )
+
+
+def pointguard(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`pointguard *args` on the test database, with this process's environment otherwise."""
+    return run_cli({**os.environ, "DATABASE_URL": db.libpq_url(database_url)}, *args)

@@ -3,8 +3,6 @@
 import json
 import os
 import re
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,19 +15,9 @@ from pointguard.plugin.credentials import CredentialCache
 from pointguard.plugin.dispatcher import MAX_ATTEMPTS, MAX_RETRY_S, deliver_merchant
 from pointguard.plugin.merchants import create_merchant
 from pointguard.program.outbox import write_events
+from tests.cli_helpers import pointguard
 
 EXAMPLE_PROGRAM = Path(__file__).resolve().parent.parent / "docs" / "examples" / "program.toml"
-
-
-def pointguard(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": db.libpq_url(database_url)}
-    return subprocess.run(
-        [sys.executable, "-m", "pointguard.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 async def test_ledger_verify_passes_then_reports_a_tampered_posting(

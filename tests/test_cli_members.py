@@ -13,7 +13,7 @@ from pointguard.program.events import OrderLine, OrderPaid
 from pointguard.program.service import apply_event
 from pointguard.program.store import save_program
 from pointguard.program.validation import parse_program
-from tests.test_cli import pointguard
+from tests.cli_helpers import pointguard
 from tests.test_upkeep import PROGRAM  # tiers Member and VIP (from 100 EUR), 14-day window
 
 

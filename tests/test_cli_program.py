@@ -7,29 +7,17 @@ import base64
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from pointguard import db
 from pointguard.ledger import member_balances
 from pointguard.plugin.merchants import create_merchant
 from pointguard.plugin.worker import process_merchant
+from tests.cli_helpers import pointguard
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "program.toml"
 KEY = os.urandom(32)
-
-
-def pointguard(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": db.libpq_url(database_url)}
-    return subprocess.run(
-        [sys.executable, "-m", "pointguard.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.fixture

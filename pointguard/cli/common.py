@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Annotated, Concatenate, ParamSpec, TypeVar
 
 import typer
@@ -16,6 +17,8 @@ from pointguard import db
 from pointguard.config import load_settings
 from pointguard.db import PgConnection
 from pointguard.errors import (
+    EmbeddedServerError,
+    EmbeddedServerInUse,
     MerchantExists,
     MerchantInvalid,
     ProgramNotFound,
@@ -35,8 +38,8 @@ JsonOutput = Annotated[
 # Errors whose message tells the operator what to fix; anything else is a bug and keeps its
 # traceback.
 OPERATOR_ERRORS: tuple[type[Exception], ...] = (
-    db.EmbeddedServerError,
-    db.EmbeddedServerInUse,
+    EmbeddedServerError,
+    EmbeddedServerInUse,
     MerchantExists,
     MerchantInvalid,
     ProgramNotFound,
@@ -98,3 +101,13 @@ async def require_merchant(pg: PgConnection, merchant_id: str) -> None:
     name must not read as an empty merchant, nor be written to as a new one."""
     if not await pg.fetchval(KNOWN_MERCHANT, merchant_id):
         raise UnknownMerchant(f"no merchant {merchant_id!r}")
+
+
+def utc(moment: datetime) -> datetime:
+    """A command-line time: one without a zone is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def given_or_now(moment: datetime | None) -> datetime:
+    """A command-line time (`utc`), or else now by the settings' clock (time is an input)."""
+    return utc(moment) if moment is not None else load_settings().clock()

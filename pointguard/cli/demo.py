@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pointguard.cli.common import with_engine
+from pointguard.cli.common import utc, with_engine
 from pointguard.config import load_settings
 
 app = typer.Typer()
@@ -31,10 +31,16 @@ def demo(
     from pointguard.demo import DEMO_START, run_demo
     from pointguard.plugin.secretbox import load_key
 
-    key = load_key(load_settings())
-    first_day = DEMO_START if start is None else start.replace(tzinfo=UTC)
+    settings = load_settings()
+    key = load_key(settings)
+    first_day = DEMO_START if start is None else utc(start)
 
     async def tell(engine: AsyncEngine) -> None:
         await run_demo(engine, typer.echo, secret_key=key, start=first_day)
 
     with_engine(tell)
+    if settings.database_url is None:
+        typer.echo(
+            f"\nThe embedded PostgreSQL ({settings.embedded_pg_dir}) keeps running for the next"
+            " command: `pointguard db status` shows it, `pointguard db stop` stops it."
+        )

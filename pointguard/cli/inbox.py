@@ -10,8 +10,8 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
-from pointguard.cli.common import with_engine
-from pointguard.cli.replay import EveryOne, Merchant, replay
+from pointguard.cli.common import MerchantId, with_engine
+from pointguard.cli.replay import EveryOne, replay
 
 app = typer.Typer(help="The webhook inbox and its dead letters.", no_args_is_help=True)
 
@@ -50,7 +50,7 @@ def inbox_dead(
 
 @app.command("replay")
 def inbox_replay(
-    merchant: Merchant,
+    merchant: MerchantId,
     webhook_id: Annotated[
         str | None, typer.Argument(help="The webhook id of a dead letter.", metavar="ID")
     ] = None,

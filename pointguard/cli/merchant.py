@@ -5,7 +5,7 @@ lost `create` output loses the secrets (rotate them) but not the merchant."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -118,7 +118,7 @@ def merchant_show(
             credentials = await pg.fetch(ACTIVE_CREDENTIAL_KINDS, merchant)
             in_force: ProgramVersion | None
             try:
-                in_force = await program_in_force(pg, merchant, datetime.now(UTC))
+                in_force = await program_in_force(pg, merchant, load_settings().clock())
             except ProgramNotFound:
                 in_force = None
             return _jsonable(

@@ -10,8 +10,8 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
-from pointguard.cli.common import JsonOutput, with_engine
-from pointguard.cli.replay import EveryOne, Merchant, replay
+from pointguard.cli.common import JsonOutput, MerchantId, with_engine
+from pointguard.cli.replay import EveryOne, replay
 
 app = typer.Typer(
     help="Webhooks to merchants' endpoints and their dead deliveries.", no_args_is_help=True
@@ -56,7 +56,7 @@ def outbox_dead(
 
 @app.command("replay")
 def outbox_replay(
-    merchant: Merchant,
+    merchant: MerchantId,
     delivery: Annotated[
         str | None,
         typer.Argument(help="The webhook id (MERCHANT:OUTBOX_ID) or the outbox id.", metavar="ID"),

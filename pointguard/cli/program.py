@@ -4,7 +4,7 @@ unknown merchant is refused (`no merchant 'x'`, exit 1); `show` and `analytics` 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +12,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
-from pointguard.cli.common import with_engine
+from pointguard.cli.common import given_or_now, utc, with_engine
 
 app = typer.Typer(help="Loyalty program documents.", no_args_is_help=True)
 
@@ -35,7 +35,7 @@ def program_load(
     from pointguard.program.store import save_program
     from pointguard.program.validation import parse_program
 
-    when = _aware(effective_from) if effective_from else datetime.now(UTC)
+    when = given_or_now(effective_from)
     try:
         program = parse_program(file.read_text())
         version = with_engine(
@@ -68,7 +68,7 @@ def program_show(
 
     from pointguard.program.store import program_history, program_in_force
 
-    when = _aware(at) if at else datetime.now(UTC)
+    when = given_or_now(at)
 
     async def show(engine: AsyncEngine) -> dict[str, object]:
         async with db.connection(engine) as pg:
@@ -101,7 +101,7 @@ def program_analytics_command(
 
     async def report(engine: AsyncEngine) -> dict[str, object]:
         async with db.connection(engine) as pg:
-            figures = await program_analytics(pg, merchant, start=_aware(start), end=_aware(end))
+            figures = await program_analytics(pg, merchant, start=utc(start), end=utc(end))
         fields = dataclasses.asdict(figures)
         fields["members_by_tier"] = {
             str(tier): count for tier, count in figures.members_by_tier.items()
@@ -110,8 +110,3 @@ def program_analytics_command(
 
     figures = with_engine(report, merchant=merchant)
     typer.echo(msgspec.json.format(msgspec.json.encode(figures)).decode())
-
-
-def _aware(moment: datetime) -> datetime:
-    """Command-line times without a zone are UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

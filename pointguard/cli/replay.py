@@ -13,7 +13,6 @@ from pointguard import db
 from pointguard.cli.common import with_engine
 from pointguard.db import PgConnection
 
-Merchant = Annotated[str, typer.Argument(help="The merchant id.")]
 EveryOne = Annotated[bool, typer.Option("--all", help="Every dead one of the merchant.")]
 
 
