@@ -1,9 +1,11 @@
 """Points for actions beyond purchases: signup, birthday, reviews, shares, profile completion and
 merchant-defined custom actions, each with its caps.
 
-A cap counts the member's earlier rewarded occurrences of the same action in the same UTC day,
-the same calendar month, and ever; the one being decided is allowed while every count is below
-its cap. A birthday pays once a calendar year, and only in the birthday month.
+A cap counts what the member was already granted of the same action in the event's own UTC
+day, its calendar month, and ever, whenever those grants arrived: ties and events sent out of
+order count like any other (the service counts under the member's lock). The one being decided
+is allowed while every count is below its cap. A birthday pays once a calendar year, and only
+in the birthday month.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import Any
 
 from pointguard.db import PgConnection
@@ -35,6 +35,7 @@ from pointguard.program.rules import (
     Intent,
     MemberState,
     TakeBackIntent,
+    add_months,
     evaluate,
 )
 from pointguard.program.scratch_cards import ScratchCard, campaigns_granted_on, grant_scratch_card
@@ -69,13 +70,17 @@ RETURNING member_id, tier, tier_review_at, birthday, categories_bought,
 
 SET_BIRTHDAY = "UPDATE program_members SET birthday = $3 WHERE merchant_id = $1 AND member_id = $2"
 
+# What the member was already granted of the action in each cap's window around the event's
+# own time: [$4, $5) its UTC day, [$6, $7) month, [$8, $9) year, and ever. Every grant counts,
+# also one dated later that arrived first, or one dated earlier that arrived later: counted
+# under the member's lock (`LOCK_MEMBERS`), a cap holds whatever the order of arrival.
 ACTION_COUNTS = """
-SELECT count(*) FILTER (WHERE occurred_at >= $4) AS today,
-       count(*) FILTER (WHERE occurred_at >= $5) AS this_month,
-       count(*) FILTER (WHERE occurred_at >= $6) AS this_year,
+SELECT count(*) FILTER (WHERE occurred_at >= $4 AND occurred_at < $5) AS today,
+       count(*) FILTER (WHERE occurred_at >= $6 AND occurred_at < $7) AS this_month,
+       count(*) FILTER (WHERE occurred_at >= $8 AND occurred_at < $9) AS this_year,
        count(*) AS lifetime
 FROM program_actions
-WHERE merchant_id = $1 AND member_id = $2 AND action = $3 AND occurred_at < $7
+WHERE merchant_id = $1 AND member_id = $2 AND action = $3
 """
 
 INSERT_ACTION = """
@@ -347,16 +352,19 @@ async def _take_back(
 async def _action_counts(
     pg: PgConnection, merchant_id: str, event: ActionPerformed
 ) -> ActionCounts:
-    at = event.occurred_at.astimezone(UTC)
-    day = at.replace(hour=0, minute=0, second=0, microsecond=0)
+    day = event.occurred_at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    month = day.replace(day=1)
+    year = month.replace(month=1)
     row = await pg.fetchrow(
         ACTION_COUNTS,
         merchant_id,
         event.member_id,
         event.action,
         day,
-        day.replace(day=1),
-        day.replace(month=1, day=1),
-        at,
+        day + timedelta(days=1),
+        month,
+        add_months(month, 1),
+        year,
+        year.replace(year=year.year + 1),
     )
     return ActionCounts(row["today"], row["this_month"], row["this_year"], row["lifetime"])
