@@ -20,7 +20,6 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -28,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from pointguard import db, logs, metrics
+from pointguard.clock import wall_clock
 from pointguard.config import Settings
 from pointguard.errors import InvalidPayload, KeySetNotConfigured, PayloadTooLarge, UnknownMerchant
 from pointguard.plugin.adapters.fields import Canonical
@@ -100,7 +100,7 @@ async def receive_webhook(request: Request) -> JSONResponse:
             timestamp=headers.get("webhook-timestamp", ""),
             signature_header=headers.get("webhook-signature", ""),
             body=body,
-            now=datetime.now(UTC),
+            now=wall_clock(),  # freshness is about real time, whatever the business clock says
             tolerance_s=settings.webhook_tolerance_s,
         )
         document = json_document(body)

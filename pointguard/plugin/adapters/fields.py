@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
+from pointguard.clock import wall_clock
 from pointguard.errors import InvalidPayload
 from pointguard.plugin.payloads import (
     MAX_AMOUNT_MINOR,
@@ -46,7 +47,7 @@ def dedupe_id(sender: str, *parts: str) -> str:
 
 def canonical_event(event_type: str, at: datetime | None, data: Canonical) -> Canonical:
     """The canonical event of `event_type` at `at` (now if the sender gave no time)."""
-    return {"type": event_type, "timestamp": (at or datetime.now(UTC)).isoformat(), "data": data}
+    return {"type": event_type, "timestamp": (at or wall_clock()).isoformat(), "data": data}
 
 
 def need(payload: Mapping[str, Any], key: str, where: str = "$") -> Any:
