@@ -64,6 +64,34 @@ class InsufficientPoints(LedgerError):
         self.available_points = available_points
 
 
+class IdempotencyConflict(LedgerError):
+    """An entry posted under an idempotency key that already names a different entry (another
+    kind, other accounts or other amounts). A repeat returns the first entry only when it is
+    the same entry; anything else under a used key is a bug or an attack, never a replay."""
+
+    code = "idempotency_conflict"
+
+    def __init__(self, message: str, *, idempotency_key: str) -> None:
+        super().__init__(message)
+        self.idempotency_key = idempotency_key
+
+
+class ReservationLapsed(LedgerError):
+    """A capture of a reservation that was voided (cancelled, or timed out past the capture
+    grace) when the member's available points no longer cover it: the points cannot be taken,
+    and the caller must not treat the checkout as paid in points."""
+
+    code = "reservation_lapsed"
+
+    def __init__(
+        self, message: str, *, hold_id: int, member_id: str, available_points: int
+    ) -> None:
+        super().__init__(message)
+        self.hold_id = hold_id
+        self.member_id = member_id
+        self.available_points = available_points
+
+
 class ConcurrentChange(LedgerError):
     """State read before the transaction changed under it; the transaction runner retries."""
 
@@ -272,3 +300,25 @@ class Unauthorized(PointGuardError):
     `Authorization: Bearer` token."""
 
     code = "unauthorized"
+
+
+class OutboundRequestFailed(PointGuardError):
+    """A request of ours (a delivery to a merchant's endpoint, a storefront's JWKS fetch) that
+    got no usable answer; the message says why, for the operator's logs."""
+
+    code = "outbound_request_failed"
+
+
+class AddressRefused(OutboundRequestFailed):
+    """The URL's host is, or resolves to, an address we never send to (private, loopback,
+    link-local, multicast, reserved, unspecified): refused before any connection is opened, so
+    a URL cannot turn PointGuard into a probe of its own network."""
+
+    code = "address_refused"
+
+
+class DeadlineExceeded(OutboundRequestFailed):
+    """The peer did not answer in full within the request's overall deadline (a slow or
+    trickling peer cannot hold a request for longer by sending a byte now and then)."""
+
+    code = "deadline_exceeded"

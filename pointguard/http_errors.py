@@ -25,7 +25,10 @@ STATUS: tuple[tuple[type[errors.PointGuardError], int], ...] = (
     (errors.KeySetUnavailable, 503),
     (errors.DatabaseUnavailable, 503),
     (errors.InternalError, 500),
+    (errors.CredentialUnreadable, 500),
     (errors.InsufficientPoints, 409),
+    (errors.IdempotencyConflict, 409),
+    (errors.ReservationLapsed, 409),
     (errors.RewardUnavailable, 409),
     (errors.InvalidEntry, 422),
     (errors.UnknownOrder, 422),
@@ -42,6 +45,7 @@ def status_of(error: errors.PointGuardError) -> int:
 # as every other refusal instead of a bare 500.
 DATABASE_ERRORS: tuple[type[Exception], ...] = (*db.DATABASE_UNAVAILABLE, asyncpg.InterfaceError)
 RETRY_AFTER_S = 5
+INTERNAL_ERROR_MESSAGE = "internal error; see the logs"
 
 
 async def database_unavailable(request: Request, error: Exception) -> JSONResponse:
@@ -57,6 +61,10 @@ async def pointguard_error(request: Request, error: Exception) -> JSONResponse:
     status = status_of(error)
     _report(error, status)
     body: dict[str, object] = {"code": error.code, "message": str(error)}
+    if status == 500 and not isinstance(error, errors.InternalError):
+        # Our own failure: its message is for the operator (which key, which value), and the
+        # log has it; the caller learns only that it is not theirs to fix.
+        body = {"code": errors.InternalError.code, "message": INTERNAL_ERROR_MESSAGE}
     field = getattr(error, "field", None)
     if field is not None:
         body["field"] = field

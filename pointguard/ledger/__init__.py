@@ -3,8 +3,10 @@
 1. Every entry has two or more postings, and their signed amounts sum to zero.
 2. Entries and postings are append-only (database triggers refuse UPDATE and DELETE); a
    correction is a new entry that names the entry it `reverses`.
-3. `(merchant_id, idempotency_key)` is unique: posting a key again returns the first entry and
-   changes nothing, even when the repeats race.
+3. `(merchant_id, idempotency_key)` is unique: posting the same entry under a key again returns
+   the first entry and changes nothing, even when the repeats race; a different entry under a
+   used key is an `IdempotencyConflict`. Keys are built from their parts by `keys.py`, never
+   joined with a separator that an id could hold.
 4. A member's `pending` and `reserved` never go below zero, and `available` only through a
    clawback (a refund of points already released), which later credits settle first.
 5. Stored member balances equal the sum of their postings; the merchant's system accounts

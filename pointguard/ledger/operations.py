@@ -23,6 +23,7 @@ from pointguard.ledger.accounts import (
 )
 from pointguard.ledger.balances import member_balances
 from pointguard.ledger.entries import SHAPES, EntryKind, NewEntry, PostedEntry, Posting
+from pointguard.ledger.keys import idempotency_key
 from pointguard.ledger.posting import post_entries
 from pointguard.ledger.reading import load_entries_by_key
 
@@ -66,13 +67,16 @@ HAS_DUE_RELEASES = """EXISTS (
 
 # `last_entry_id`, the newest entry on the member's `available`, versions the state an expiry
 # acts on: it keys the expiry entry, so a retry replays and a later change expires anew.
-DUE_EXPIRIES = """
+NEWEST_AVAILABLE_ENTRY = """
+SELECT max(p.entry_id) FROM ledger_postings p
+WHERE p.merchant_id = $1 AND p.account_id > 0 AND p.account_id = (
+    SELECT account_id FROM ledger_accounts
+    WHERE merchant_id = $1 AND member_id = {member} AND kind = 'available')
+"""
+
+DUE_EXPIRIES = f"""
 SELECT l.member_id, sum(l.available_points)::bigint AS points,
-       (SELECT max(p.entry_id) FROM ledger_postings p
-        WHERE p.merchant_id = $1 AND p.account_id > 0 AND p.account_id = (
-            SELECT account_id FROM ledger_accounts
-            WHERE merchant_id = $1 AND member_id = l.member_id AND kind = 'available')
-       ) AS last_entry_id
+       ({NEWEST_AVAILABLE_ENTRY.format(member="l.member_id")}) AS last_entry_id
 FROM ledger_lots l
 WHERE l.merchant_id = $1 AND l.available_points > 0 AND l.expires_at <= $2
   AND l.member_id = ANY($3::text[])
@@ -194,7 +198,7 @@ def _release_entry(merchant_id: str, earn_entry_id: int, lot: Any) -> NewEntry:
         merchant_id,
         lot["member_id"],
         lot["pending_points"],
-        key=f"release:{earn_entry_id}",
+        key=idempotency_key(EntryKind.RELEASE, earn_entry_id),
         description=_release_description(lot["pending_points"], lot["description"]),
         source="ledger.release",
         settles=earn_entry_id,
@@ -213,7 +217,7 @@ async def release(pg: PgConnection, merchant_id: str, earn_entry_id: int) -> Pos
     """Move an earn's pending points to available (the return window and fraud check passed)."""
     lot = await _locked_lot(pg, merchant_id, earn_entry_id)
     if lot["pending_points"] == 0:
-        key = f"release:{earn_entry_id}"
+        key = idempotency_key(EntryKind.RELEASE, earn_entry_id)
         earlier = (await load_entries_by_key(pg, merchant_id, [key])).get(key)
         if earlier is not None:
             return earlier
@@ -247,27 +251,25 @@ async def take_back(
     if points <= 0:
         raise InvalidAmount(f"points to take back must be positive, got {points}")
     lot = await _locked_lot(pg, merchant_id, earn_entry_id)
-    keys = [f"{key}:pending", f"{key}:clawback"]
+    kinds = (EntryKind.REVERSAL, EntryKind.CLAWBACK)
+    keys = [idempotency_key(kind, key) for kind in kinds]
     earlier = await load_entries_by_key(pg, merchant_id, keys)
     if earlier:
         return [earlier[k] for k in keys if k in earlier]
     from_pending = min(points, lot["pending_points"])
-    parts = [
-        (EntryKind.REVERSAL, "pending", from_pending),
-        (EntryKind.CLAWBACK, "clawback", points - from_pending),
-    ]
+    parts = zip(kinds, keys, (from_pending, points - from_pending), strict=True)
     entries = [
         movement(
             kind,
             merchant_id,
             lot["member_id"],
             amount,
-            key=f"{key}:{suffix}",
+            key=part_key,
             description=description,
             source=source,
             reverses=earn_entry_id,
         )
-        for kind, suffix, amount in parts
+        for kind, part_key, amount in parts
         if amount
     ]
     return await post_entries(pg, entries)
@@ -285,7 +287,7 @@ async def forfeit(
         merchant_id,
         lot["member_id"],
         lot["pending_points"],
-        key=f"forfeit:{earn_entry_id}",
+        key=idempotency_key(EntryKind.FORFEIT, earn_entry_id),
         description=description,
         source=source,
         reverses=earn_entry_id,
@@ -337,7 +339,7 @@ async def _close_hold(
                 merchant_id,
                 hold["member_id"],
                 hold["amount_points"],
-                key=f"{kind.value}:{hold_id}",
+                key=idempotency_key(kind, hold_id),
                 description=description,
                 source=f"ledger.{kind.value}",
                 **link,
@@ -397,17 +399,22 @@ async def expire_member(
     description: str,
     source: str,
 ) -> PostedEntry | None:
-    """Expire all of a member's available points (inactivity expiry); None if there are none."""
+    """Expire all of a member's available points (inactivity expiry); None if there are none.
+
+    `key` names the request; the entry's key adds the member's newest entry on `available`
+    (as `expire_due` does), so a retry replays and points credited since (a release) expire
+    anew instead of meeting the first expiry's key with another amount."""
     await lock_members(pg, merchant_id, [member_id])
     available = (await member_balances(pg, merchant_id, member_id)).available_points
     if available <= 0:
         return None
+    newest = await pg.fetchval(NEWEST_AVAILABLE_ENTRY.format(member="$2"), merchant_id, member_id)
     entry = movement(
         EntryKind.EXPIRE,
         merchant_id,
         member_id,
         available,
-        key=key,
+        key=idempotency_key("expire-member", key, newest),
         description=description,
         source=source,
     )
@@ -429,7 +436,7 @@ async def expire_due(pg: PgConnection, merchant_id: str, *, now: datetime) -> in
             merchant_id,
             r["member_id"],
             r["points"],
-            key=f"expire:{r['member_id']}:after:{r['last_entry_id']}",
+            key=idempotency_key("expire-lots", r["member_id"], r["last_entry_id"]),
             description=f"{r['points']} points expired",
             source="ledger.expiry",
         )

@@ -2,7 +2,8 @@
 
 The order of work is what makes it safe:
 1. insert the entries with `ON CONFLICT DO NOTHING` on (merchant, idempotency key): a key seen
-   before (even one racing us) yields no row, and that entry is returned as first posted;
+   before (even one racing us) yields no row, and that entry is returned as first posted if
+   the repeat is the same entry (kind, accounts, amounts), else `IdempotencyConflict`;
 2. lock the member accounts the new entries touch, in (member, kind) order (no deadlocks), walk
    the entries in order to check that no balance goes below zero (only a clawback may take
    `available` negative) and that nothing is taken from an account that does not exist;
@@ -21,11 +22,16 @@ from typing import Any
 import msgspec
 
 from pointguard.db import PgConnection
-from pointguard.errors import InsufficientPoints, InvalidReference, UnknownAccount
+from pointguard.errors import (
+    IdempotencyConflict,
+    InsufficientPoints,
+    InvalidReference,
+    UnknownAccount,
+)
 from pointguard.ledger.accounts import SYSTEM_ACCOUNT_IDS, AccountKind
 from pointguard.ledger.earning import is_plain_earn, post_plain_earns
 from pointguard.ledger.effects import apply_effects
-from pointguard.ledger.entries import EntryKind, NewEntry, PostedEntry, validate_batch
+from pointguard.ledger.entries import EntryKind, NewEntry, PostedEntry, Posting, validate_batch
 from pointguard.ledger.reading import load_entries_by_key
 
 INSERT_ENTRIES = """
@@ -77,27 +83,45 @@ async def post_entries(pg: PgConnection, entries: Sequence[NewEntry]) -> list[Po
     there is one. On error nothing of the batch remains, even if the caller goes on.
 
     A repeated idempotency key returns the entry first posted under it (`replayed=True`) and
-    changes nothing, even if the repeat's content differs.
+    changes nothing when the repeat is the same entry (kind, accounts and amounts); a different
+    entry under a used key raises `IdempotencyConflict`, and nothing of the batch remains.
     """
     validate_batch(entries)
     merchant_id = entries[0].merchant_id
     if all(is_plain_earn(e) for e in entries):
+        # One statement and no savepoint (its round trips are what ingest pays for): a conflict
+        # found after it is undone with the caller's transaction, in which every caller posts.
         inserted = await post_plain_earns(
             pg, merchant_id, entries, SYSTEM_ACCOUNT_IDS[AccountKind.ISSUED]
         )
+        replayed = await _replayed(pg, merchant_id, entries, inserted)
     else:
         # A transaction of its own, or a savepoint inside the caller's: a caller that catches
         # our error and commits must not commit half a batch.
         async with pg.transaction():
             inserted = await _post_general(pg, merchant_id, entries)
-    replayed_keys = [e.idempotency_key for e in entries if e.idempotency_key not in inserted]
-    replayed = await load_entries_by_key(pg, merchant_id, replayed_keys) if replayed_keys else {}
+            replayed = await _replayed(pg, merchant_id, entries, inserted)
     return [
         _posted(e, inserted[e.idempotency_key])
         if e.idempotency_key in inserted
         else replayed[e.idempotency_key]
         for e in entries
     ]
+
+
+async def _replayed(
+    pg: PgConnection, merchant_id: str, entries: Sequence[NewEntry], inserted: dict[str, Any]
+) -> dict[str, PostedEntry]:
+    """The entries first posted under the keys of `entries` not inserted now, each checked to
+    be the same entry as its repeat."""
+    keys = [e.idempotency_key for e in entries if e.idempotency_key not in inserted]
+    if not keys:
+        return {}
+    replayed = await load_entries_by_key(pg, merchant_id, keys)
+    for entry in entries:
+        if entry.idempotency_key in replayed:
+            _check_same_entry(entry, replayed[entry.idempotency_key])
+    return replayed
 
 
 async def _post_general(
@@ -220,6 +244,22 @@ def _apply_in_memory(entry: NewEntry, balance: dict[BalanceKey, int]) -> int:
             )
         balance[key] = new_balance
     return debt
+
+
+def _check_same_entry(entry: NewEntry, first: PostedEntry) -> None:
+    """A repeat is the first entry again only if it moves the same points the same way; words
+    (description, source, metadata) may differ between a request and its retry."""
+    if (entry.kind, _movements(entry.postings)) != (first.kind, _movements(first.postings)):
+        raise IdempotencyConflict(
+            f"idempotency key {entry.idempotency_key!r} already names entry {first.entry_id}"
+            f" ({first.kind}, {_movements(first.postings)}), not this {entry.kind} entry"
+            f" ({_movements(entry.postings)})",
+            idempotency_key=entry.idempotency_key,
+        )
+
+
+def _movements(postings: Sequence[Posting]) -> list[tuple[str, str, int]]:
+    return sorted((p.account.kind.value, p.account.member_id, p.amount_points) for p in postings)
 
 
 def _posted(entry: NewEntry, row: Any) -> PostedEntry:

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from pointguard.db import PgConnection
 from pointguard.ledger import expiring_within
 from pointguard.ledger import operations as ops
+from pointguard.ledger.keys import idempotency_key
 from pointguard.program.outbox import write_events
 from pointguard.program.rules import add_months
 from pointguard.program.store import program_in_force
@@ -170,7 +171,7 @@ async def expire_inactive(pg: PgConnection, merchant_id: str, *, now: datetime) 
             pg,
             merchant_id,
             row["member_id"],
-            key=f"inactive:{row['member_id']}:{row['last_activity'].isoformat()}",
+            key=idempotency_key("inactive", row["member_id"], row["last_activity"].isoformat()),
             description=f"Points expired after {program.expiry.months} months without activity",
             source="program.expiry.inactivity",
         )

@@ -39,6 +39,7 @@ import msgspec
 from pointguard.db import PgConnection
 from pointguard.errors import ChanceUnavailable, InvalidAmount, SeedMismatch
 from pointguard.ledger import operations as ops
+from pointguard.ledger.keys import idempotency_key
 from pointguard.program.outbox import write_entry_events, write_events
 from pointguard.program.prizes import (
     SEED_BYTES,
@@ -288,7 +289,7 @@ async def enter_draw(
         merchant_id,
         member_id,
         points,
-        key=f"lottery:{draw_id}:entry:{key}",
+        key=idempotency_key("lottery-entry", draw_id, key),
         description=description,
         source=f"program.lottery:{draw_id}",
         now=now,
@@ -326,7 +327,7 @@ async def run_draw(pg: PgConnection, merchant_id: str, draw_id: str, now: dateti
         (
             member_id,
             points,
-            f"lottery:{draw_id}:{index}",
+            idempotency_key("lottery-prize", draw_id, index),
             f"{points} points: {ordinal(index + 1)} prize in {draw['name']}",
         )
         for index, (member_id, points) in enumerate(picked)

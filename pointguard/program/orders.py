@@ -27,7 +27,7 @@ from pointguard.program.rules import (
     Intent,
     OrderRecord,
     after_refund,
-    order_earn_key,
+    order_bonus_key,
     order_intents,
 )
 
@@ -156,8 +156,8 @@ async def record_orders(
 
 def _bonus_keys(order: _PricedOrder) -> dict[str, int]:
     """The ledger keys of the order's bonus earns, by which a refund finds them again."""
-    key = order_earn_key(order.event.order_id)
-    return {f"{key}:{bonus.source}": bonus.points for bonus in order.points.bonuses}
+    order_id = order.event.order_id
+    return {order_bonus_key(order_id, bonus.source): bonus.points for bonus in order.points.bonuses}
 
 
 def _learned(order: _PricedOrder) -> tuple[list[str], str] | None:

@@ -29,6 +29,7 @@ from pointguard.db import PgConnection
 from pointguard.errors import InsufficientPoints, InvalidReference, RewardUnavailable
 from pointguard.ledger import operations as ops
 from pointguard.ledger.balances import member_balances
+from pointguard.ledger.keys import idempotency_key
 from pointguard.program.document import Reward
 from pointguard.program.outbox import write_events
 from pointguard.program.rewards import (
@@ -159,7 +160,7 @@ async def redeem(
         merchant_id,
         member_id,
         option.points,
-        key=f"redemption:{key}",
+        key=idempotency_key("redemption", key),
         description=description,
         source=f"program.reward:{reward.id}",
         now=now,

@@ -22,6 +22,7 @@ import secrets
 from datetime import UTC, datetime
 
 from pointguard.db import PgConnection
+from pointguard.ledger.keys import idempotency_key
 from pointguard.program.document import Program
 from pointguard.program.events import ActionPerformed, Event, OrderPaid
 from pointguard.program.rules import (
@@ -85,11 +86,13 @@ WHERE merchant_id = $1 AND referrer_id = $2 AND status = 'rewarded'
 
 
 def referee_key(referee_id: str) -> str:
-    return f"referral:referee:{referee_id}"
+    """The ledger key of the referee's welcome reward."""
+    return idempotency_key("referee", referee_id)
 
 
 def referrer_key(referee_id: str) -> str:
-    return f"referral:referrer:{referee_id}"
+    """The ledger key of the referrer's reward for bringing `referee_id`."""
+    return idempotency_key("referrer", referee_id)
 
 
 async def referral_code(pg: PgConnection, merchant_id: str, member_id: str) -> str:
@@ -181,7 +184,7 @@ async def reversal_intents(
     back: list[Intent] = [
         TakeBackIntent(
             referrer_key(member_id),
-            f"reverse:{referrer_key(member_id)}",
+            idempotency_key("referral-reversed", referrer_key(member_id)),
             rules.referrer_points,
             f"{rules.referrer_points} referral points back: your friend's first order was returned",
             "referral:reversed",
@@ -191,7 +194,7 @@ async def reversal_intents(
         back.append(
             TakeBackIntent(
                 referee_key(member_id),
-                f"reverse:{referee_key(member_id)}",
+                idempotency_key("referral-reversed", referee_key(member_id)),
                 rules.referee_points,
                 f"{rules.referee_points} welcome points back: your first order was returned",
                 "referral:reversed",
@@ -246,7 +249,7 @@ async def _reward_referrer(
     nth = counts["successful"] + 1
     intents += [
         EarnIntent(
-            f"referral:ladder:{referrer}:{step.referrals}",
+            idempotency_key("referral-ladder", referrer, step.referrals),
             step.bonus_points,
             f"{step.bonus_points} bonus points for your {ordinal(nth)} successful referral",
             "referral:ladder",

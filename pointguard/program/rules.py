@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
+from pointguard.ledger.keys import idempotency_key
 from pointguard.program.actions import ActionCounts, decide_action
 from pointguard.program.document import Program
 from pointguard.program.earning import (
@@ -110,7 +111,13 @@ class MemberState:
 
 
 def order_earn_key(order_id: str) -> str:
-    return f"order:{order_id}"
+    """The ledger key of a paid order's line points."""
+    return idempotency_key("order", order_id)
+
+
+def order_bonus_key(order_id: str, bonus_source: str) -> str:
+    """The ledger key of a paid order's bonus from `bonus_source` (a promotion, cross-sell)."""
+    return idempotency_key("order-bonus", order_id, bonus_source)
 
 
 def evaluate(event: Event, state: MemberState, program: Program) -> list[Intent]:
@@ -178,7 +185,7 @@ def order_intents(event: OrderPaid, points: OrderPoints, program: Program) -> li
         )
     intents.extend(
         EarnIntent(
-            f"{order_earn_key(event.order_id)}:{bonus.source}",
+            order_bonus_key(event.order_id, bonus.source),
             bonus.points,
             f"{bonus.description} (order #{event.order_id})",
             bonus.source,
@@ -208,13 +215,13 @@ def _order_refunded(event: OrderRefunded, state: MemberState) -> list[Intent]:
         intents.append(
             TakeBackIntent(
                 order_earn_key(order.order_id),
-                f"refund:{event.event_id}",
+                idempotency_key("refund", event.event_id),
                 taken,
                 f"{taken} points back for the refund on order #{order.order_id}",
                 "earning:refund",
             )
         )
-    return intents + _bonuses_back(order, updated, f"refund:{event.event_id}")
+    return intents + _bonuses_back(order, updated, event.event_id)
 
 
 def _order_cancelled(event: OrderCancelled, state: MemberState) -> list[Intent]:
@@ -229,23 +236,24 @@ def _order_cancelled(event: OrderCancelled, state: MemberState) -> list[Intent]:
         intents.append(
             TakeBackIntent(
                 order_earn_key(order.order_id),
-                f"cancel:{event.event_id}",
+                idempotency_key("cancel", event.event_id),
                 left,
                 f"{left} points back: order #{order.order_id} was cancelled",
                 "earning:cancel",
             )
         )
-    return intents + _bonuses_back(order, after_refund(order, event), f"cancel:{event.event_id}")
+    return intents + _bonuses_back(order, after_refund(order, event), event.event_id)
 
 
-def _bonuses_back(before: OrderRecord, after: OrderRecord, key_prefix: str) -> list[Intent]:
-    """The order's bonuses, taken back the one time the order stops keeping anything."""
+def _bonuses_back(before: OrderRecord, after: OrderRecord, event_id: str) -> list[Intent]:
+    """The order's bonuses, taken back the one time the order stops keeping anything (by the
+    refund or cancellation `event_id`)."""
     if before.bonuses_returned or not after.bonuses_returned:
         return []
     return [
         TakeBackIntent(
             bonus_key,
-            f"{key_prefix}:{bonus_key}",
+            idempotency_key("bonus-back", event_id, bonus_key),
             points,
             f"{points} bonus points back: order #{before.order_id} fully returned",
             "earning:refund",
@@ -260,7 +268,7 @@ def _action(event: ActionPerformed, state: MemberState, program: Program) -> lis
         return []
     return [
         EarnIntent(
-            f"action:{event.event_id}",
+            idempotency_key("action", event.event_id),
             decision.action.points,
             decision.action.description,
             f"action:{event.action}",

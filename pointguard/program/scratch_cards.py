@@ -20,6 +20,7 @@ from datetime import datetime
 from pointguard.db import PgConnection
 from pointguard.ledger import PostedEntry
 from pointguard.ledger import operations as ops
+from pointguard.ledger.keys import idempotency_key
 from pointguard.program.document import Program, ScratchCardPrize, ScratchCards
 from pointguard.program.outbox import write_entry_events, write_events
 from pointguard.program.prizes import (
@@ -121,7 +122,7 @@ async def grant_scratch_card(
         prize = (
             member_id,
             paid_points,
-            f"scratch:{campaign.id}:{key}",
+            idempotency_key("scratch", campaign.id, key),
             f"{paid_points} points won on a {campaign.name} card",
         )
         posted = await pay_prizes(

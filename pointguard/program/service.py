@@ -18,6 +18,7 @@ from typing import Any
 from pointguard.db import PgConnection
 from pointguard.ledger import PostedEntry, post_entries
 from pointguard.ledger import operations as ops
+from pointguard.ledger.keys import idempotency_key
 from pointguard.ledger.reading import load_entries_by_key
 from pointguard.program.actions import ActionCounts
 from pointguard.program.events import (
@@ -278,7 +279,7 @@ async def _finish(pg: PgConnection, merchant_id: str, work: Sequence[_Work]) -> 
                 merchant_id,
                 event.member_id,
                 campaign.id,
-                key=f"{event.event_id}:{campaign.id}",
+                key=idempotency_key("scratch-card", event.event_id, campaign.id),
                 now=event.occurred_at,
             )
             for campaign in campaigns_granted_on(program, EVENT_TYPES[type(event)])

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 import msgspec
 
 from pointguard.db import PgConnection
+from pointguard.ledger.keys import idempotency_key
 from pointguard.program.challenges import (
     Activity,
     ChallengeProgress,
@@ -270,8 +271,7 @@ async def complete_challenges(
 
 def challenge_bonus_key(challenge_id: str, member_id: str, generation: int) -> str:
     """The ledger key of a completion's bonus; completions after a revocation get their own."""
-    key = f"challenge:{challenge_id}:{member_id}"
-    return key if generation == 0 else f"{key}:{generation}"
+    return idempotency_key("challenge", challenge_id, member_id, generation)
 
 
 async def revoke_challenges(
@@ -317,7 +317,7 @@ async def revoke_challenges(
             intents.append(
                 TakeBackIntent(
                     earned,
-                    f"{earned}:revoked",
+                    idempotency_key("challenge-revoked", earned),
                     challenge.bonus_points,
                     f"{challenge.bonus_points} bonus points back: '{challenge.name}'"
                     " is no longer completed after a return",

@@ -22,6 +22,7 @@ from typing import Any
 
 from pointguard.db import PgConnection
 from pointguard.errors import InvalidAmount
+from pointguard.ledger.keys import idempotency_key
 from pointguard.program.outbox import write_entry_events
 from pointguard.program.prizes import (
     SEED_BYTES,
@@ -106,7 +107,7 @@ async def run_surprise(
         (
             member_id,
             surprise.points,
-            f"surprise:{surprise.id}:{run_key}:{member_id}",
+            idempotency_key("surprise", surprise.id, run_key, member_id),
             f"{surprise.points} points: {surprise.name}",
         )
         for member_id in winners

@@ -8,6 +8,7 @@ connection must be refused by the database itself.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -44,6 +45,7 @@ from pointguard.ledger import (
 )
 from pointguard.ledger import operations as ops
 from pointguard.ledger.entries import MAX_BATCH_ENTRIES
+from pointguard.ledger.keys import idempotency_key
 from pointguard.ledger.seal import seal
 from pointguard.ledger.verify import verify_merchant
 
@@ -987,6 +989,11 @@ async def test_capture_of_unknown_hold(engine, run, merchant, funded):
     )
 
 
+def key_of(kind: str, hold: int) -> str:
+    """The quoted ledger key of `kind` on `hold`, as a pattern for messages."""
+    return re.escape(repr(idempotency_key(kind, hold)))
+
+
 async def test_capture_of_voided_hold(engine, run, merchant, funded):
     hold = funded["hold"]
     await run(ops.void, merchant, hold, description="cancelled")
@@ -996,7 +1003,8 @@ async def test_capture_of_voided_hold(engine, run, merchant, funded):
         [merchant],
         lambda: run(ops.capture, merchant, hold, description="d"),
         InvalidReference,
-        rf"entry 'capture:{hold}': member 'alice' has 0 reserved points, the entry takes 30",
+        rf"entry {key_of('capture', hold)}: member 'alice' has 0 reserved points,"
+        " the entry takes 30",
     )
     # alice again has 30 reserved, but in another hold: the voided one still cannot be captured
     other_hold = await run(
@@ -1015,7 +1023,7 @@ async def test_capture_of_voided_hold(engine, run, merchant, funded):
         [merchant],
         lambda: run(ops.capture, merchant, hold, description="d"),
         InvalidReference,
-        rf"entry 'capture:{hold}': no open reservation {hold} of 30 points",
+        rf"entry {key_of('capture', hold)}: no open reservation {hold} of 30 points",
     )
     # ...and the other one can.
     await run(ops.capture, merchant, other_hold.entry_id, description="paid")
@@ -1041,7 +1049,7 @@ async def test_void_of_captured_hold(engine, run, merchant, funded):
         [merchant],
         lambda: run(ops.void, merchant, hold, description="d"),
         InvalidReference,
-        rf"entry 'void:{hold}': no open reservation {hold} of 30 points",
+        rf"entry {key_of('void', hold)}: no open reservation {hold} of 30 points",
     )
     # capturing it again is a replay, not a second spend
     replay = await run(ops.capture, merchant, hold, description="paid again")

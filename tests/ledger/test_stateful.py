@@ -46,7 +46,12 @@ from hypothesis.stateful import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
-from pointguard.errors import InsufficientPoints, InvalidReference, UnknownAccount
+from pointguard.errors import (
+    IdempotencyConflict,
+    InsufficientPoints,
+    InvalidReference,
+    UnknownAccount,
+)
 from pointguard.ledger import (
     AccountKind,
     EntryKind,
@@ -363,7 +368,7 @@ class LedgerMachine(RuleBasedStateMachine):
         else:
             lot.available = max(0, points - self._credit_available(member, points))
         self.lots[entry.entry_id] = lot
-        self.remember("earn", key, (member, points), [entry])
+        self.remember("earn", key, (member, points, release_at), [entry])
         return entry.entry_id
 
     @rule(earn=earns)
@@ -450,16 +455,26 @@ class LedgerMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.requests)
     @rule(data=st.data())
     def retry_a_request(self, data: st.DataObject) -> None:
-        """An earlier earn, reservation or refund again, under its idempotency key (earns and
-        reservations even with other content): the first entries come back, nothing changes."""
+        """An earlier earn, reservation or refund again, under its idempotency key: the same
+        entries (in other words) replay the first and change nothing; an earn or reservation
+        with other content under the key is an `IdempotencyConflict` and changes nothing."""
         ops_sent = sorted({r.op for r in self.requests})
         op = data.draw(st.sampled_from(ops_sent), "op")  # refunds as often as the rest
         request = data.draw(st.sampled_from([r for r in self.requests if r.op == op]), "request")
         kw = {"key": request.key, "description": "Retry", "source": SOURCE}
+        if request.op != "take_back" and data.draw(st.booleans(), "other_content"):
+            if request.op == "earn":
+                self.refused(IdempotencyConflict, ops.earn, "someone-else", 999, **kw)
+            else:
+                other = {"now": self.now, "timeout_s": 60}
+                self.refused(IdempotencyConflict, ops.reserve, "someone-else", 1, **other, **kw)
+            return
         if request.op == "earn":
-            posted = [self.tx(ops.earn, "someone-else", 999, **kw)]
+            member, points, release_at = request.args
+            posted = [self.tx(ops.earn, member, points, release_at=release_at, **kw)]
         elif request.op == "reserve":
-            posted = [self.tx(ops.reserve, "someone-else", 1, now=self.now, timeout_s=60, **kw)]
+            member, points = request.args
+            posted = [self.tx(ops.reserve, member, points, now=self.now, timeout_s=60, **kw)]
         else:
             earn, points = request.args
             posted = self.tx(ops.take_back, earn, points, **kw)

@@ -21,6 +21,7 @@ from pointguard.program.events import (
     OrderRefunded,
     RefundedLine,
 )
+from pointguard.program.rules import order_earn_key
 from pointguard.program.service import apply_event, apply_events
 from pointguard.program.store import save_program
 from pointguard.program.validation import parse_program
@@ -173,7 +174,9 @@ async def test_results_come_back_in_the_order_given(run):
     applied = await run(apply_events, merchant, [*events, events[0]])
     assert [a.event_id for a in applied] == ["e0", "e1", "e2", "e3", "e4", "e0"]
     assert [a.already_applied for a in applied] == [False] * 5 + [True]
-    assert [a.entries[0].idempotency_key for a in applied[:5]] == [f"order:o{n}" for n in range(5)]
+    assert [a.entries[0].idempotency_key for a in applied[:5]] == [
+        order_earn_key(f"o{n}") for n in range(5)
+    ]
 
 
 async def test_one_bad_event_undoes_the_whole_batch(engine, run):

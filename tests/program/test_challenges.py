@@ -10,7 +10,7 @@ from pointguard.program.challenges import Activity, challenge_progress
 from pointguard.program.document import Challenge
 from pointguard.program.events import ActionPerformed, OrderCancelled, OrderLine, OrderPaid
 from pointguard.program.service import apply_event
-from pointguard.program.standing import member_challenges
+from pointguard.program.standing import challenge_bonus_key, member_challenges
 from pointguard.program.store import save_program
 from pointguard.program.validation import parse_program
 
@@ -214,7 +214,7 @@ async def test_returning_the_orders_that_completed_a_challenge_takes_its_bonus_b
     assert again.entries[-1].description == (
         "300 bonus points: 'Three orders in a month' completed, badge 'Regular'"
     )
-    assert again.entries[-1].idempotency_key == "challenge:three-orders:ann:1"
+    assert again.entries[-1].idempotency_key == challenge_bonus_key("three-orders", "ann", 1)
     await run(apply_event, merchant, paid(5, AT + 3 * DAY))
     late = await run(
         apply_event,

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from pointguard.ledger.keys import idempotency_key
 from pointguard.program.document import Program
 from pointguard.program.earning import (
     Bonus,
@@ -36,6 +37,8 @@ from pointguard.program.rules import (
     TakeBackIntent,
     after_refund,
     evaluate,
+    order_bonus_key,
+    order_earn_key,
 )
 from pointguard.program.validation import parse_program
 
@@ -1128,10 +1131,12 @@ def test_refund_sequences_take_back_exactly_what_is_not_kept(s: Scenario) -> Non
         expected.lines
     )
     assert {b.source: b.points for b in points.bonuses} == expected.bonuses
-    earned = sum(i.points for i in intents if i.key == "order:o1")
+    earned = sum(i.points for i in intents if i.key == order_earn_key("o1"))
     assert earned == points.line_total
-    bonus_keys = {i.key: i.points for i in intents if i.key != "order:o1"}
-    assert bonus_keys == {f"order:o1:{source}": p for source, p in expected.bonuses.items()}
+    bonus_keys = {i.key: i.points for i in intents if i.key != order_earn_key("o1")}
+    assert bonus_keys == {
+        order_bonus_key("o1", source): p for source, p in expected.bonuses.items()
+    }
 
     items = {lp.line_id: lp for lp in points.lines if not lp.charge}
     charges = [lp for lp in points.lines if lp.charge]
@@ -1168,7 +1173,7 @@ def test_refund_sequences_take_back_exactly_what_is_not_kept(s: Scenario) -> Non
         out = evaluate(refund_event, MemberState("m1", order=before_record), s.program)
         assert all(isinstance(i, TakeBackIntent) for i in out)
         assert all(i.points > 0 for i in out)  # (b): never negative, never an empty intent
-        line_back = [i for i in out if i.key == f"refund:r{events}"]
+        line_back = [i for i in out if i.key == idempotency_key("refund", f"r{events}")]
         lp = items.get(line_id)
         if lp is not None:
             before = refunded[line_id]
@@ -1177,7 +1182,7 @@ def test_refund_sequences_take_back_exactly_what_is_not_kept(s: Scenario) -> Non
                 lp.points, lp.quantity, lp.quantity - before - now
             )
             assert sum(i.points for i in line_back) == expected
-            assert all(i.earn_key == "order:o1" for i in line_back)
+            assert all(i.earn_key == order_earn_key("o1") for i in line_back)
             taken[line_id] += expected
             refunded[line_id] = before + now
             # (a): never more than the line's points; what stays is kept(units kept)
@@ -1190,7 +1195,9 @@ def test_refund_sequences_take_back_exactly_what_is_not_kept(s: Scenario) -> Non
         bonus_back = {}
         for i in out:
             if i not in line_back:
-                assert i.earn_key in bonus_keys and i.key == f"refund:r{events}:{i.earn_key}"
+                assert i.earn_key in bonus_keys and i.key == idempotency_key(
+                    "bonus-back", f"r{events}", i.earn_key
+                )
                 bonus_back[i.earn_key] = bonus_back.get(i.earn_key, 0) + i.points
                 bonus_taken[i.earn_key] = bonus_taken.get(i.earn_key, 0) + i.points
         # bonuses go back once, with the refund after which no item of the order is kept
@@ -1225,8 +1232,8 @@ def test_refund_sequences_take_back_exactly_what_is_not_kept(s: Scenario) -> Non
             *(
                 [
                     TakeBackIntent(
-                        "order:o1",
-                        "cancel:c1",
+                        order_earn_key("o1"),
+                        idempotency_key("cancel", "c1"),
                         left,
                         f"{left} points back: order #o1 was cancelled",
                         "earning:cancel",
@@ -1238,7 +1245,7 @@ def test_refund_sequences_take_back_exactly_what_is_not_kept(s: Scenario) -> Non
             *(
                 TakeBackIntent(
                     key,
-                    f"cancel:c1:{key}",
+                    idempotency_key("bonus-back", "c1", key),
                     p,
                     f"{p} bonus points back: order #o1 fully returned",
                     "earning:refund",

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from pointguard.ledger.keys import idempotency_key
 from pointguard.program.actions import ActionCounts, decide_action
 from pointguard.program.document import Program
 from pointguard.program.earning import Buyer, order_points
@@ -30,6 +31,8 @@ from pointguard.program.rules import (
     after_refund,
     evaluate,
     lot_expiry,
+    order_bonus_key,
+    order_earn_key,
 )
 from pointguard.program.validation import parse_program
 
@@ -99,7 +102,7 @@ def action(
 def record_of(program: Program, event: OrderPaid, buyer: Buyer, **kw: Any) -> OrderRecord:
     """The record the service keeps of an `order.paid`: its line points and bonus earn keys."""
     points = order_points(program, event, buyer)
-    bonus_keys = {f"order:{event.order_id}:{b.source}": b.points for b in points.bonuses}
+    bonus_keys = {order_bonus_key(event.order_id, b.source): b.points for b in points.bonuses}
     return OrderRecord(event.order_id, points.lines, bonus_keys, **kw)
 
 
@@ -112,7 +115,7 @@ def test_order_paid_earns_pending_until_the_return_window_ends() -> None:
     event = paid(JUNE, line("a", 2500, qty=2, category="shoes"), line("b", 1999, category="books"))
     assert evaluate(event, MemberState("m1"), EXAMPLE) == [
         EarnIntent(
-            key="order:o1",
+            key=order_earn_key("o1"),
             points=119,  # 50 EUR of shoes x2 = 100, 19.99 EUR of books floored = 19
             description="119 points for order #o1",
             source="earning:order",
@@ -125,7 +128,7 @@ def test_order_paid_earns_pending_until_the_return_window_ends() -> None:
 def test_order_paid_description_names_the_applied_promotion() -> None:
     at = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
     [intent] = evaluate(paid(at, line("a", 6000, category="shoes")), MemberState("m1"), EXAMPLE)
-    assert intent.key == "order:o1"
+    assert intent.key == order_earn_key("o1")
     assert intent.points == 240  # 60 EUR x2 (shoes) x2 (Black Friday)
     assert intent.description == "240 points for order #o1 (Black Friday double points)"
     assert intent.release_at == datetime(2026, 12, 28, 10, 0, tzinfo=UTC)
@@ -178,7 +181,7 @@ def test_order_paid_bonuses_have_their_own_keys_and_readable_descriptions() -> N
     expires = datetime(2028, 1, 4, 15, 0, tzinfo=UTC)
     assert evaluate(event, MemberState("m1", buyer=buyer), EXAMPLE) == [
         EarnIntent(
-            "order:o2",
+            order_earn_key("o2"),
             375,  # shoes 40 x2 x1.5 (Gold) x3 (winter boots) = 360; books 10 x1.5 = 15
             "375 points for order #o2 (Winter boots triple points)",
             "earning:order",
@@ -186,7 +189,7 @@ def test_order_paid_bonuses_have_their_own_keys_and_readable_descriptions() -> N
             expires,
         ),
         EarnIntent(
-            "order:o2:promotion:gold-weekend",
+            order_bonus_key("o2", "promotion:gold-weekend"),
             200,
             "200 bonus points: Gold weekend bonus (order #o2)",
             "promotion:gold-weekend",
@@ -194,7 +197,7 @@ def test_order_paid_bonuses_have_their_own_keys_and_readable_descriptions() -> N
             expires,
         ),
         EarnIntent(
-            "order:o2:earning:cross_sell",
+            order_bonus_key("o2", "earning:cross_sell"),
             50,
             "50 bonus points for trying a new category (order #o2)",
             "earning:cross_sell",
@@ -293,7 +296,7 @@ def test_add_months(start: datetime, months: int, expected: datetime) -> None:
 # 10.5, floored to 10 points) and a 10 EUR toy (10 points): 20 points and a 50 cross-sell bonus.
 ORDER = paid(JUNE, line("a", 175, qty=3, category="shoes"), line("b", 1000, category="toys"))
 BUYER = Buyer(categories_bought=frozenset({"books"}))
-BONUS_KEY = "order:o1:earning:cross_sell"
+BONUS_KEY = order_bonus_key("o1", "earning:cross_sell")
 
 
 def state(**record: Any) -> MemberState:
@@ -302,7 +305,7 @@ def state(**record: Any) -> MemberState:
 
 def take_back(key: str, points: int) -> TakeBackIntent:
     return TakeBackIntent(
-        "order:o1",
+        order_earn_key("o1"),
         key,
         points,
         f"{points} points back for the refund on order #o1",
@@ -310,10 +313,10 @@ def take_back(key: str, points: int) -> TakeBackIntent:
     )
 
 
-def bonus_back(prefix: str) -> TakeBackIntent:
+def bonus_back(event_id: str) -> TakeBackIntent:
     return TakeBackIntent(
         BONUS_KEY,
-        f"{prefix}:{BONUS_KEY}",
+        idempotency_key("bonus-back", event_id, BONUS_KEY),
         50,
         "50 bonus points back: order #o1 fully returned",
         "earning:refund",
@@ -322,7 +325,7 @@ def bonus_back(prefix: str) -> TakeBackIntent:
 
 def test_the_order_under_refund() -> None:
     intents = evaluate(ORDER, MemberState("m1", buyer=BUYER), EXAMPLE)
-    assert [(i.key, i.points) for i in intents] == [("order:o1", 20), (BONUS_KEY, 50)]
+    assert [(i.key, i.points) for i in intents] == [(order_earn_key("o1"), 20), (BONUS_KEY, 50)]
     record = record_of(EXAMPLE, ORDER, BUYER)
     assert [(lp.line_id, lp.quantity, lp.points) for lp in record.lines] == [
         ("a", 3, 10),
@@ -335,40 +338,67 @@ def test_the_order_under_refund() -> None:
     ("refunded", "lines", "expected"),
     [
         # kept(n) of line a = floor(10 n / 3): 10, 6, 3, 0
-        pytest.param({}, [("a", 1)], [take_back("refund:r1", 4)], id="1-of-3"),
-        pytest.param({"a": 1}, [("a", 2)], [take_back("refund:r1", 6)], id="then-2-of-3"),
-        pytest.param({}, [("a", 2)], [take_back("refund:r1", 7)], id="2-of-3"),
-        pytest.param({"a": 2}, [("a", 1)], [take_back("refund:r1", 3)], id="then-last-of-3"),
-        pytest.param({"a": 2}, [("a", 5)], [take_back("refund:r1", 3)], id="more-than-remaining"),
-        pytest.param({}, [("a", 1), ("a", 1)], [take_back("refund:r1", 7)], id="line-twice"),
-        pytest.param({}, [("a", 1), ("b", 1)], [take_back("refund:r1", 14)], id="two-lines"),
+        pytest.param({}, [("a", 1)], [take_back(idempotency_key("refund", "r1"), 4)], id="1-of-3"),
+        pytest.param(
+            {"a": 1}, [("a", 2)], [take_back(idempotency_key("refund", "r1"), 6)], id="then-2-of-3"
+        ),
+        pytest.param({}, [("a", 2)], [take_back(idempotency_key("refund", "r1"), 7)], id="2-of-3"),
+        pytest.param(
+            {"a": 2},
+            [("a", 1)],
+            [take_back(idempotency_key("refund", "r1"), 3)],
+            id="then-last-of-3",
+        ),
+        pytest.param(
+            {"a": 2},
+            [("a", 5)],
+            [take_back(idempotency_key("refund", "r1"), 3)],
+            id="more-than-remaining",
+        ),
+        pytest.param(
+            {},
+            [("a", 1), ("a", 1)],
+            [take_back(idempotency_key("refund", "r1"), 7)],
+            id="line-twice",
+        ),
+        pytest.param(
+            {},
+            [("a", 1), ("b", 1)],
+            [take_back(idempotency_key("refund", "r1"), 14)],
+            id="two-lines",
+        ),
         pytest.param({}, [("zz", 1)], [], id="unknown-line"),
         pytest.param({}, [("a", 0)], [], id="zero-units"),
         pytest.param({}, [("a", -2)], [], id="negative-units-count-as-zero"),
-        pytest.param({}, [("a", -2), ("a", 1)], [take_back("refund:r1", 4)], id="negative-then-1"),
+        pytest.param(
+            {},
+            [("a", -2), ("a", 1)],
+            [take_back(idempotency_key("refund", "r1"), 4)],
+            id="negative-then-1",
+        ),
         pytest.param(
             {"a": 3},
             [("a", -3), ("b", 1)],
-            [take_back("refund:r1", 10), bonus_back("refund:r1")],
+            [take_back(idempotency_key("refund", "r1"), 10), bonus_back("r1")],
             id="negative-does-not-un-refund",
         ),
         pytest.param({"a": 3}, [("a", 1)], [], id="line-already-refunded"),
         pytest.param(
             {},
             [("a", 3), ("b", 1)],
-            [take_back("refund:r1", 20), bonus_back("refund:r1")],
+            [take_back(idempotency_key("refund", "r1"), 20), bonus_back("r1")],
             id="full-refund-at-once",
         ),
         pytest.param(
             {"a": 3},
             [("b", 1)],
-            [take_back("refund:r1", 10), bonus_back("refund:r1")],
+            [take_back(idempotency_key("refund", "r1"), 10), bonus_back("r1")],
             id="full-refund-last-step",
         ),
         pytest.param(
             {"a": 1, "b": 1},
             [("a", 9)],
-            [take_back("refund:r1", 6), bonus_back("refund:r1")],
+            [take_back(idempotency_key("refund", "r1"), 6), bonus_back("r1")],
             id="full-refund-clamped-last-step",
         ),
     ],
@@ -392,10 +422,10 @@ def test_refund_steps_take_back_the_whole_line_and_the_bonus_once() -> None:
         taken.append([(i.earn_key, i.points) for i in intents])
         refunded[line_id] = refunded.get(line_id, 0) + units
     assert taken == [
-        [("order:o1", 4)],
-        [("order:o1", 10)],
-        [("order:o1", 3)],
-        [("order:o1", 3), (BONUS_KEY, 50)],
+        [(order_earn_key("o1"), 4)],
+        [(order_earn_key("o1"), 10)],
+        [(order_earn_key("o1"), 3)],
+        [(order_earn_key("o1"), 3), (BONUS_KEY, 50)],
     ]
 
 
@@ -412,13 +442,13 @@ def test_order_cancelled_takes_back_what_remains_and_the_bonuses(
 ) -> None:
     assert evaluate(cancel("c1"), state(refunded=refunded), EXAMPLE) == [
         TakeBackIntent(
-            "order:o1",
-            "cancel:c1",
+            order_earn_key("o1"),
+            idempotency_key("cancel", "c1"),
             points,
             f"{points} points back: order #o1 was cancelled",
             "earning:cancel",
         ),
-        bonus_back("cancel:c1"),
+        bonus_back("c1"),
     ]
 
 
@@ -432,7 +462,11 @@ def test_cancel_of_an_order_without_bonuses() -> None:
     assert record.bonus_keys == {}
     assert evaluate(cancel("c1"), MemberState("m1", order=record), EXAMPLE) == [
         TakeBackIntent(
-            "order:o1", "cancel:c1", 20, "20 points back: order #o1 was cancelled", "earning:cancel"
+            order_earn_key("o1"),
+            idempotency_key("cancel", "c1"),
+            20,
+            "20 points back: order #o1 was cancelled",
+            "earning:cancel",
         )
     ]
 
@@ -441,7 +475,10 @@ def fully_refunded() -> MemberState:
     """The state after a refund of every unit, as the service records it (`after_refund`)."""
     before = state(refunded={"a": 3})
     full = refund("r1", ("b", 1))
-    assert evaluate(full, before, EXAMPLE) == [take_back("refund:r1", 10), bonus_back("refund:r1")]
+    assert evaluate(full, before, EXAMPLE) == [
+        take_back(idempotency_key("refund", "r1"), 10),
+        bonus_back("r1"),
+    ]
     assert before.order is not None
     record = after_refund(before.order, full)
     assert (record.refunded, record.bonuses_returned) == ({"a": 3, "b": 1}, True)
@@ -483,9 +520,12 @@ def test_bonuses_go_back_once_through_refunds_then_a_cancellation() -> None:
         )
         order = after_refund(order, event)
     assert taken == [
-        [("refund:r1", 7)],
-        [("refund:r2", 10)],
-        [("refund:r3", 3), (f"refund:r3:{BONUS_KEY}", 50)],
+        [(idempotency_key("refund", "r1"), 7)],
+        [(idempotency_key("refund", "r2"), 10)],
+        [
+            (idempotency_key("refund", "r3"), 3),
+            (idempotency_key("bonus-back", "r3", BONUS_KEY), 50),
+        ],
         [],
         [],
         [],
@@ -521,7 +561,7 @@ def earned(name: str, counts: ActionCounts = NO_COUNTS, **kw: Any) -> list[Any]:
 def test_signup_pays_with_a_lot_expiry_and_no_pending() -> None:
     assert earned("signup") == [
         EarnIntent(
-            "action:e1",
+            idempotency_key("action", "e1"),
             100,
             "Welcome to Acme Rewards",
             "action:signup",
@@ -582,7 +622,11 @@ def test_action_caps(name: str, counts: ActionCounts, points: int | None) -> Non
         assert intents == []
     else:
         [intent] = intents
-        assert (intent.key, intent.points, intent.source) == ("action:e1", points, f"action:{name}")
+        assert (intent.key, intent.points, intent.source) == (
+            idempotency_key("action", "e1"),
+            points,
+            f"action:{name}",
+        )
 
 
 BIRTHDAY_CASES = [
@@ -683,7 +727,7 @@ def test_unknown_event_type_is_refused() -> None:
 
 
 GOLD_WEEKEND_AT = datetime(2026, 12, 5, 15, 0, tzinfo=UTC)  # Gold weekend: a 200 bonus per order
-GOLD_BONUS_KEY = "order:o1:promotion:gold-weekend"
+GOLD_BONUS_KEY = order_bonus_key("o1", "promotion:gold-weekend")
 
 
 def test_bonuses_stay_while_excluded_units_are_kept() -> None:
@@ -702,12 +746,12 @@ def test_bonuses_stay_while_excluded_units_are_kept() -> None:
     # the bag goes back, the gift card is kept: so is the bonus
     first = refund("r1", ("a", 1))
     intents = evaluate(first, MemberState("m1", order=record), EXAMPLE)
-    assert [(i.earn_key, i.points) for i in intents] == [("order:o1", 90)]
+    assert [(i.earn_key, i.points) for i in intents] == [(order_earn_key("o1"), 90)]
     # then the gift card goes back too: nothing of the order is kept, the bonus goes back
     record = after_refund(record, first)
     intents = evaluate(refund("r2", ("g", 1)), MemberState("m1", order=record), EXAMPLE)
     assert [(i.earn_key, i.key, i.points) for i in intents] == [
-        (GOLD_BONUS_KEY, f"refund:r2:{GOLD_BONUS_KEY}", 200)
+        (GOLD_BONUS_KEY, idempotency_key("bonus-back", "r2", GOLD_BONUS_KEY), 200)
     ]
 
 
@@ -742,7 +786,10 @@ def test_shipping_and_tax_are_not_items_a_refund_keeps_or_names() -> None:
         tax_minor=300,
     )
     intents = evaluate(event, MemberState("m1", buyer=buyer), program)
-    assert [(i.key, i.points) for i in intents] == [("order:o1", 41), (GOLD_BONUS_KEY, 200)]
+    assert [(i.key, i.points) for i in intents] == [
+        (order_earn_key("o1"), 41),
+        (GOLD_BONUS_KEY, 200),
+    ]
     record = record_of(program, event, buyer)
     assert [(lp.line_id, lp.quantity, lp.points, lp.charge) for lp in record.lines] == [
         ("a", 2, 30, False),  # 20 EUR x1.5 (Gold)
@@ -762,7 +809,12 @@ def test_shipping_and_tax_are_not_items_a_refund_keeps_or_names() -> None:
         record = after_refund(record, refund_event)
     assert taken == [
         [],
-        [("order:o1", "refund:r2", 30), (GOLD_BONUS_KEY, f"refund:r2:{GOLD_BONUS_KEY}", 200)],
+        [
+            (order_earn_key("o1"), idempotency_key("refund", "r2"), 30),
+            (GOLD_BONUS_KEY, idempotency_key("bonus-back", "r2", GOLD_BONUS_KEY), 200),
+        ],
         [],
-        [("order:o1", "cancel:c1", 11)],  # shipping and tax, the bonus is already back
+        [
+            (order_earn_key("o1"), idempotency_key("cancel", "c1"), 11)
+        ],  # shipping and tax, the bonus is already back
     ]
