@@ -15,6 +15,11 @@ DEFAULT_DATA_DIR = Path(".pointguard")
 DEFAULT_HOST = "127.0.0.1"  # this machine only, until an operator chooses to listen wider
 DEFAULT_PORT = 8000
 MAX_RETENTION_DAYS = 36_500  # a hundred years: past this, say 0 (keep forever)
+ALLOW_LOOPBACK_ENDPOINTS = "POINTGUARD_ALLOW_LOOPBACK_ENDPOINTS"
+FLAG_VALUES = {
+    **dict.fromkeys(("", "0", "false", "no"), False),
+    **dict.fromkeys(("1", "true", "yes"), True),
+}
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,8 @@ class Settings:
     port: int
     db_pool_size: int
     secret_key: str | None  # base64 of 32 bytes for AES-GCM; unset: a key kept in data_dir
+    # Old keys (base64, comma-separated) that still open values during `pointguard keys rotate`.
+    old_secret_keys: tuple[str, ...]
     webhook_tolerance_s: int
     max_webhook_body_bytes: int
     jwks_refetch_interval_s: float  # a storefront's JWKS is fetched at most this often
@@ -40,6 +47,10 @@ class Settings:
     metrics_dir: Path | None  # where processes pool metric values; unset: data_dir / "metrics"
     inbox_retention_days: int  # applied and ignored webhooks are deleted after this; 0: never
     outbox_retention_days: int  # events done with (delivered, or no endpoint) too; 0: never
+    # Whether merchants' endpoints and storefronts' JWKS may be on this machine (127.0.0.1,
+    # ::1, localhost): for tests and local trials only. Private, link-local, multicast and
+    # reserved addresses are refused whatever this says (`plugin/outbound_http.py`).
+    allow_loopback_endpoints: bool = False
     # What the server's loops and the CLI take as now (`clock.py`); a simulation passes its own.
     clock: Clock = wall_clock
 
@@ -61,6 +72,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         port=int(env.get("POINTGUARD_PORT", str(DEFAULT_PORT))),
         db_pool_size=int(env.get("POINTGUARD_DB_POOL_SIZE", "10")),
         secret_key=env.get("POINTGUARD_SECRET_KEY") or None,
+        old_secret_keys=tuple(
+            k.strip() for k in env.get("POINTGUARD_SECRET_KEYS", "").split(",") if k.strip()
+        ),
         webhook_tolerance_s=int(env.get("POINTGUARD_WEBHOOK_TOLERANCE_S", "300")),
         max_webhook_body_bytes=int(env.get("POINTGUARD_MAX_WEBHOOK_BODY_BYTES", str(256 * 1024))),
         jwks_refetch_interval_s=float(env.get("POINTGUARD_JWKS_REFETCH_INTERVAL_S", "30")),
@@ -72,6 +86,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         else None,
         inbox_retention_days=_days(env, "POINTGUARD_INBOX_RETENTION_DAYS", 30),
         outbox_retention_days=_days(env, "POINTGUARD_OUTBOX_RETENTION_DAYS", 30),
+        allow_loopback_endpoints=_flag(env, ALLOW_LOOPBACK_ENDPOINTS),
     )
 
 
@@ -81,6 +96,14 @@ def _one_of(env: dict[str, str], name: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
     return value
+
+
+def _flag(env: dict[str, str], name: str) -> bool:
+    """`env[name]` as a yes/no switch, off when unset; a typo is an error, not silently off."""
+    value = env.get(name, "").strip().lower()
+    if value not in FLAG_VALUES:
+        raise ValueError(f"{name} must be one of {', '.join(sorted(FLAG_VALUES))}, not {value!r}")
+    return FLAG_VALUES[value]
 
 
 def _days(env: dict[str, str], name: str, default: int) -> int:

@@ -12,11 +12,20 @@ Rules this module enforces:
   10 h, with ±20% jitter so that a recovering endpoint is not hit by every retry at once.
   After `MAX_ATTEMPTS` failed attempts the delivery is dead: kept with its last error, never
   tried again.
+- A delivery is bounded: `DELIVERY_DEADLINE_S` in all, from resolving the endpoint's name to
+  the last byte read (a peer trickling a byte at a time cannot stretch it), at most
+  `MAX_RESPONSE_BYTES` of the answer read, and only to public addresses (`outbound_http.py`).
 - Claims are short transactions: lock the merchant's circuit row and the due delivery rows
   (`FOR UPDATE SKIP LOCKED`), push the rows' `next_attempt_at` out by `LEASE_S` (a lease: no
   other dispatcher picks them while they are in flight), commit; then send, with no
   transaction open; then record each outcome in its own transaction. A dispatcher that dies
   mid-flight leaves rows that come due again when the lease ends (at-least-once delivery).
+  A window of sends starts only if its deadline ends inside the lease, so no event is sent
+  by a second dispatcher while the first is still sending it.
+- Merchants are served concurrently (`MAX_CONCURRENT_MERCHANTS`), each by its own task, so a
+  slow endpoint delays its own merchant only; a merchant's deliveries go out in windows of
+  `MAX_IN_FLIGHT_PER_MERCHANT`, which is the circuit's threshold, so a dead endpoint opens
+  its circuit after one deadline.
 - Circuit breaker per endpoint: after `CIRCUIT_THRESHOLD` consecutive failed attempts, the
   merchant's deliveries stop for `COOL_DOWN_S` (the batch in flight is released untried);
   then a single delivery is tried, and its success closes the circuit, its failure opens it
@@ -26,7 +35,7 @@ Rules this module enforces:
   from the process's `CredentialCache`, read before the claim's transaction, so a new
   endpoint or key is used within its TTL, and a claim decrypts nothing.
 - Every statement names one merchant; a merchant's events are sent in `outbox_id` order
-  within a batch (a failed one does not hold the others back).
+  within a batch, a window at a time (a failed one does not hold the others back).
 """
 
 from __future__ import annotations
@@ -35,7 +44,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,9 +58,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from pointguard import db, logs, metrics
 from pointguard.clock import wall_clock
 from pointguard.db import PgConnection
-from pointguard.errors import PointGuardError
+from pointguard.errors import OutboundRequestFailed, PointGuardError
 from pointguard.plugin.credentials import CredentialCache
 from pointguard.plugin.merchants import MerchantCredentials
+from pointguard.plugin.outbound_http import OutboundClient
 from pointguard.plugin.signatures import standard_webhook_headers
 
 log = logging.getLogger(__name__)
@@ -61,11 +73,25 @@ MAX_RETRY_S = 10 * 60 * 60
 JITTER = 0.2
 CIRCUIT_THRESHOLD = 5
 COOL_DOWN_S = 60
-SEND_TIMEOUT_S = 10.0
-# Long enough for a whole batch to time out one request after another.
-LEASE_S = int(BATCH_SIZE * SEND_TIMEOUT_S) + 60
+# One delivery, from resolving the endpoint's name to the last byte of the answer we read.
+DELIVERY_DEADLINE_S = 10.0
+MAX_RESPONSE_BYTES = 4 * 1024  # of an answer's body: only its status counts
+# A window of a merchant's deliveries is sent at once: no more than the circuit's threshold,
+# so a dead endpoint gets that many attempts, which wait out one deadline together, and its
+# circuit is open after one deadline rather than after five.
+MAX_IN_FLIGHT_PER_MERCHANT = CIRCUIT_THRESHOLD
+MAX_CONCURRENT_MERCHANTS = 16
+WINDOWS_PER_BATCH = math.ceil(BATCH_SIZE / MAX_IN_FLIGHT_PER_MERCHANT)
+LEASE_MARGIN_S = 60  # recording outcomes, a slow database
+# Long enough for every window of a batch to run to its deadline, one after another.
+LEASE_S = int(WINDOWS_PER_BATCH * DELIVERY_DEADLINE_S) + LEASE_MARGIN_S
 MAX_ERROR_CHARS = 500
 IDLE_SLEEP_S = 1.0
+
+# A delivery still being sent when its lease ends would be claimed and sent again by another
+# dispatcher: a window starts only if its deadline ends inside the lease (`_deliver_merchant`).
+assert DELIVERY_DEADLINE_S + LEASE_MARGIN_S <= LEASE_S
+assert MAX_IN_FLIGHT_PER_MERCHANT <= CIRCUIT_THRESHOLD
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 
@@ -195,6 +221,18 @@ class _Claim:
 
 
 @dataclass(frozen=True)
+class _Work:
+    """What every merchant's batch in one call shares."""
+
+    engine: AsyncEngine
+    credentials: CredentialCache
+    now: datetime | None
+    send: Send
+    limit: int
+    deadline_s: float
+
+
+@dataclass(frozen=True)
 class _Endpoint:
     """Where a merchant's deliveries go, and the keys that sign them."""
 
@@ -230,25 +268,28 @@ async def deliver_due(
     now: datetime | None = None,
     send: Send | None = None,
     limit: int = BATCH_SIZE,
+    deadline_s: float = DELIVERY_DEADLINE_S,
 ) -> DispatchResult:
-    """One batch of due deliveries for every merchant with an endpoint and work. `now` drives the
-    schedule (backoff, leases, cool-downs); `send` replaces the HTTP client in tests."""
-    async with db.connection(engine) as pg:
-        merchants = [
-            r["merchant_id"] for r in await pg.fetch(MERCHANTS_WITH_WORK, now or wall_clock())
-        ]
+    """One batch of due deliveries for every merchant with an endpoint and work, up to
+    `MAX_CONCURRENT_MERCHANTS` merchants at a time, so a slow endpoint holds up its own
+    merchant only. `now` drives the schedule (backoff, leases, cool-downs); `send` replaces
+    the HTTP client in tests, and `deadline_s` shortens each delivery's deadline."""
+    merchants = await _merchants_with_work(engine, now)
+    slots = asyncio.Semaphore(MAX_CONCURRENT_MERCHANTS)
+    async with _sender(send, deadline_s) as send_one:
+        work = _Work(engine, credentials, now, send_one, limit, deadline_s)
+
+        async def one(merchant_id: str) -> DispatchResult:
+            async with slots:
+                return await _deliver_logged(work, merchant_id)
+
+        # Every merchant's batch ends (and records its outcomes) before a failure is raised.
+        done = await asyncio.gather(*map(one, merchants), return_exceptions=True)
     total = DispatchResult()
-    async with _sender(send) as send_one:
-        for merchant_id in merchants:
-            with logs.log_fields(merchant_id=merchant_id):
-                try:
-                    done = await _deliver_merchant(
-                        engine, credentials, merchant_id, now, send_one, limit
-                    )
-                except PointGuardError as error:  # unreadable credentials: this merchant only
-                    log.error("outbox dispatch failed", extra={"code": error.code})
-                    continue
-            total.add(done)
+    for result in done:
+        if isinstance(result, BaseException):
+            raise result
+        total.add(result)
     return total
 
 
@@ -260,84 +301,137 @@ async def deliver_merchant(
     now: datetime | None = None,
     send: Send | None = None,
     limit: int = BATCH_SIZE,
+    deadline_s: float = DELIVERY_DEADLINE_S,
 ) -> DispatchResult:
     """One batch of one merchant's due deliveries (see `deliver_due`)."""
-    async with _sender(send) as send_one:
+    async with _sender(send, deadline_s) as send_one:
+        work = _Work(engine, credentials, now, send_one, limit, deadline_s)
         with logs.log_fields(merchant_id=merchant_id):
-            return await _deliver_merchant(engine, credentials, merchant_id, now, send_one, limit)
+            return await _deliver_merchant(work, merchant_id)
 
 
-async def dispatch_forever(engine: AsyncEngine, credentials: CredentialCache) -> None:
-    """The dispatcher loop of `pointguard serve`: drain, then poll. One HTTP client serves
-    every pass, so connections to merchants' endpoints are kept alive between passes (and an
-    idle pass costs no client set-up)."""
-    async with _sender(None) as send:
-        while True:
-            try:
-                done = await deliver_due(engine, credentials, send=send)
-            except db.DATABASE_UNAVAILABLE as error:
-                log.error("outbox dispatch pass failed error=%r", error)
-                done = DispatchResult()
-            if not done.busy:
+async def dispatch_forever(
+    engine: AsyncEngine, credentials: CredentialCache, *, deadline_s: float = DELIVERY_DEADLINE_S
+) -> None:
+    """The dispatcher loop of `pointguard serve`. Every `IDLE_SLEEP_S` it looks for merchants
+    with work and gives each that has no task yet its own task, which drains the merchant's
+    due deliveries batch after batch; at most `MAX_CONCURRENT_MERCHANTS` run at once. A slow
+    or dead endpoint thus holds up its own task only, never another merchant's deliveries nor
+    the loop. One HTTP client serves every task, so connections to merchants' endpoints are
+    kept alive between batches (and an idle pass costs no client set-up)."""
+    running: dict[str, asyncio.Task[None]] = {}
+
+    async with _sender(None, deadline_s) as send:
+        work = _Work(engine, credentials, None, send, BATCH_SIZE, deadline_s)
+
+        async def drain(merchant_id: str) -> None:
+            while (await _deliver_logged(work, merchant_id)).busy:
+                pass
+
+        try:
+            while True:
+                for merchant_id, task in list(running.items()):
+                    if task.done():
+                        del running[merchant_id]
+                        _report_failure(task)
+                try:
+                    merchants = await _merchants_with_work(engine, None)
+                except db.DATABASE_UNAVAILABLE as error:
+                    log.error("outbox dispatch pass failed error=%r", error)
+                    merchants = []
+                for merchant_id in merchants:
+                    if merchant_id not in running and len(running) < MAX_CONCURRENT_MERCHANTS:
+                        running[merchant_id] = asyncio.create_task(drain(merchant_id))
                 await asyncio.sleep(IDLE_SLEEP_S)
+        finally:
+            for task in running.values():
+                task.cancel()
+            await asyncio.gather(*running.values(), return_exceptions=True)
+
+
+def _report_failure(task: asyncio.Task[None]) -> None:
+    """Log why a merchant's task ended early (the database went away); the next pass starts
+    it again."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("outbox dispatch failed error=%r", task.exception())
+
+
+async def _merchants_with_work(engine: AsyncEngine, now: datetime | None) -> list[str]:
+    async with db.connection(engine) as pg:
+        rows = await pg.fetch(MERCHANTS_WITH_WORK, now or wall_clock())
+    return [r["merchant_id"] for r in rows]
+
+
+async def _deliver_logged(work: _Work, merchant_id: str) -> DispatchResult:
+    """`_deliver_merchant` under the merchant's log fields; unreadable credentials stop this
+    merchant only."""
+    with logs.log_fields(merchant_id=merchant_id):
+        try:
+            return await _deliver_merchant(work, merchant_id)
+        except PointGuardError as error:
+            log.error("outbox dispatch failed", extra={"code": error.code})
+            return DispatchResult()
 
 
 @contextlib.asynccontextmanager
-async def _sender(send: Send | None) -> AsyncIterator[Send]:
-    """The given `send`, or an httpx client's POST for as long as the block runs."""
+async def _sender(send: Send | None, deadline_s: float) -> AsyncIterator[Send]:
+    """The given `send`, or a POST through an `OutboundClient` for as long as the block runs:
+    checked addresses, `deadline_s` in all, at most `MAX_RESPONSE_BYTES` of the answer read."""
+    if not 0 < deadline_s <= DELIVERY_DEADLINE_S:  # longer could outlive the lease
+        raise ValueError(f"deadline_s must be in (0, {DELIVERY_DEADLINE_S:g}], got {deadline_s}")
     if send is not None:
         yield send
         return
-    async with httpx.AsyncClient(timeout=SEND_TIMEOUT_S, follow_redirects=False) as client:
+    connections = MAX_CONCURRENT_MERCHANTS * MAX_IN_FLIGHT_PER_MERCHANT
+    async with OutboundClient(max_connections=connections) as client:
 
         async def post(url: str, body: bytes, headers: Mapping[str, str]) -> int:
-            response = await client.post(url, content=body, headers=dict(headers))
-            return response.status_code
+            answer = await client.request(
+                "POST",
+                url,
+                content=body,
+                headers=headers,
+                deadline_s=deadline_s,
+                max_body_bytes=MAX_RESPONSE_BYTES,
+            )
+            return answer.status
 
         yield post
 
 
-async def _deliver_merchant(
-    engine: AsyncEngine,
-    credentials: CredentialCache,
-    merchant_id: str,
-    now: datetime | None,
-    send: Send,
-    limit: int,
-) -> DispatchResult:
-    at = now or wall_clock()
+async def _deliver_merchant(work: _Work, merchant_id: str) -> DispatchResult:
+    """Claim a batch and send it window by window (`MAX_IN_FLIGHT_PER_MERCHANT` at once),
+    recording outcomes in `outbox_id` order; stop when the circuit opens, or when a window
+    could outlast the lease, handing the rest back untried."""
+    engine, at = work.engine, work.now or wall_clock()
     result = DispatchResult()
-    found = await credentials.load(engine, merchant_id)
+    found = await work.credentials.load(engine, merchant_id)
     if found is None or found.endpoint_url is None:
         return result
     endpoint = _Endpoint(found.endpoint_url, found)
-    claim = await db.in_transaction(engine, lambda pg: _claim(pg, merchant_id, at, limit))
+    claim = await db.in_transaction(engine, lambda pg: _claim(pg, merchant_id, at, work.limit))
     if claim is None:
         return result
     if claim.circuit_open:
         result.circuit_open = 1
         return result
+    lease_ends_s = time.monotonic() + LEASE_S - LEASE_MARGIN_S
     rows = list(claim.rows)
-    for index, row in enumerate(rows):
-        status, error = await _attempt(endpoint, merchant_id, row, send)
-        attempts = row["attempts"] + 1
-        outcome, opened = await db.run_in_transaction(
-            engine, _record, merchant_id, row["outbox_id"], attempts, status, error, at
+    for start in range(0, len(rows), MAX_IN_FLIGHT_PER_MERCHANT):
+        rest = [r["outbox_id"] for r in rows[start:]]
+        if time.monotonic() + work.deadline_s > lease_ends_s:
+            await db.run_in_transaction(engine, _release, merchant_id, rest, at)
+            log.warning("webhook lease ending", extra={"released": len(rest)})
+            break
+        window = rows[start : start + MAX_IN_FLIGHT_PER_MERCHANT]
+        answers = await asyncio.gather(
+            *(_attempt(endpoint, merchant_id, r, work.send) for r in window)
         )
-        result.count(outcome)
-        attempt_outcome = "failed" if outcome == PENDING else outcome  # failed, to be retried
-        metrics.count_delivery(attempt_outcome)
-        log.info(
-            "webhook delivery",
-            extra={
-                "outbox_id": row["outbox_id"],
-                "attempt": attempts,
-                "http_status": status,
-                "outcome": attempt_outcome,
-            },
-        )
-        if opened:
-            rest = [r["outbox_id"] for r in rows[index + 1 :]]
+        circuit_open = False
+        for row, (status, error) in zip(window, answers, strict=True):
+            circuit_open = await _count_attempt(engine, merchant_id, row, status, error, at, result)
+        if circuit_open:
+            rest = rest[len(window) :]
             if rest:
                 await db.run_in_transaction(engine, _release, merchant_id, rest, at)
             metrics.count_circuit_opened()
@@ -345,6 +439,35 @@ async def _deliver_merchant(
             result.circuit_open = 1
             break
     return result
+
+
+async def _count_attempt(
+    engine: AsyncEngine,
+    merchant_id: str,
+    row: Any,
+    status: int | None,
+    error: str | None,
+    at: datetime,
+    result: DispatchResult,
+) -> bool:
+    """Record, count and log one attempt; whether the merchant's circuit is open after it."""
+    attempts = row["attempts"] + 1
+    outcome, circuit_open = await db.run_in_transaction(
+        engine, _record, merchant_id, row["outbox_id"], attempts, status, error, at
+    )
+    result.count(outcome)
+    attempt_outcome = "failed" if outcome == PENDING else outcome  # failed, to be retried
+    metrics.count_delivery(attempt_outcome)
+    log.info(
+        "webhook delivery",
+        extra={
+            "outbox_id": row["outbox_id"],
+            "attempt": attempts,
+            "http_status": status,
+            "outcome": attempt_outcome,
+        },
+    )
+    return bool(circuit_open)
 
 
 async def _claim(pg: PgConnection, merchant_id: str, now: datetime, limit: int) -> _Claim | None:
@@ -383,7 +506,7 @@ async def _attempt(
     )
     try:
         status = await send(endpoint.url, body, headers)
-    except (httpx.HTTPError, OSError) as error:
+    except (httpx.HTTPError, OSError, OutboundRequestFailed) as error:
         return None, f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
     if 200 <= status < 300:
         return status, None
@@ -399,7 +522,7 @@ async def _record(
     error: str | None,
     now: datetime,
 ) -> tuple[str, bool]:
-    """Store one attempt's outcome and update the circuit: (result field, circuit opened)."""
+    """Store one attempt's outcome and update the circuit: (result field, circuit open now)."""
     if error is None:
         await pg.execute(RECORD_DELIVERED, merchant_id, outbox_id, status, now)
         await pg.execute(CLOSE_CIRCUIT, merchant_id)

@@ -7,7 +7,12 @@ Rules this module enforces:
   `refetch_interval_s`, whatever happens: a stranger posting random `kid`s, or a storefront
   whose JWKS is down, cannot make us hammer it. Concurrent requests share one fetch.
 - A fetch is bounded: `timeout_s` in all (connect, send, the whole body), at most
-  `MAX_KEY_SET_BYTES`, no redirects, a 200 answer or nothing.
+  `MAX_KEY_SET_BYTES`, no redirects, a 200 answer or nothing, and only to a public address
+  (`outbound_http.py`: checked when the connection is opened, so the URL cannot reach our
+  own network, nor be rebound to it through DNS).
+- A caller is never told the JWKS URL (it may hold credentials) nor why a fetch failed (it
+  may name our own network): an unknown key is `UnknownKeyId` and nothing more; the URL,
+  without user info or query, and the failure are logged.
 - When a refetch fails, the keys we hold keep verifying (an outage of the storefront's JWKS
   does not stop its webhooks). A key we do not hold is then `KeySetUnavailable` (503, try
   again later), not `UnknownKeyId` (401): it may be a new key we could not fetch.
@@ -28,9 +33,9 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey, RSAPublicNumbers
 
-from pointguard.errors import KeySetUnavailable, UnknownKeyId
-from pointguard.plugin.bounded import read_at_most
+from pointguard.errors import KeySetUnavailable, OutboundRequestFailed, UnknownKeyId
 from pointguard.plugin.jws import b64url_decode
+from pointguard.plugin.outbound_http import OutboundClient, redacted
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +84,13 @@ class KeySetCache:
         max_age_s: float = MAX_AGE_S,
         timeout_s: float = FETCH_TIMEOUT_S,
         clock: Callable[[], float] = time.monotonic,
+        allow_loopback: bool | None = None,
     ) -> None:
         self._refetch_interval_s = refetch_interval_s
         self._max_age_s = max_age_s
         self._timeout_s = timeout_s
         self._clock = clock
+        self._allow_loopback = allow_loopback  # None: as the settings say at each fetch
         self._sets: dict[str, _KeySet] = {}
         self._attempted_at_s: dict[str, float] = {}
         self._failure: dict[str, str] = {}  # why the last fetch failed, until one succeeds
@@ -103,11 +110,12 @@ class KeySetCache:
         key = held.keys.get(kid) if held is not None else None
         if key is None and url in self._failure:
             raise KeySetUnavailable(
-                f"the JWKS at {url} could not be fetched ({self._failure[url]});"
-                f" it is tried again at most every {self._refetch_interval_s:g} s"
+                "the storefront's JWKS could not be fetched; it is tried again at most every"
+                f" {self._refetch_interval_s:g} s"
             )
         if key is None:
-            raise UnknownKeyId(f"the JWKS at {url} holds no RS256 key {kid[:200]!r}")
+            log.warning("jwks holds no such key url=%s kid=%r", redacted(url), kid[:200])
+            raise UnknownKeyId("unknown_key_id")
         return key
 
     async def _refresh(self, url: str) -> _KeySet | None:
@@ -119,40 +127,35 @@ class KeySetCache:
                 return self._sets.get(url)  # tried just now (maybe by a request we waited for)
             self._attempted_at_s[url] = now_s
             try:
-                keys = parse_key_set(await self._fetch(url), url)
+                keys = parse_key_set(await self._fetch(url), redacted(url))
             except KeySetUnavailable as error:
                 self._failure[url] = str(error)
-                log.warning("jwks fetch failed url=%s error=%r", url, str(error))
+                log.warning("jwks fetch failed url=%s error=%r", redacted(url), str(error))
                 return self._sets.get(url)
             self._sets[url] = _KeySet(keys, fetched_at_s=now_s)
             self._failure.pop(url, None)
-            log.info("jwks fetched url=%s kids=%s", url, ",".join(sorted(keys)))
+            log.info("jwks fetched url=%s kids=%s", redacted(url), ",".join(sorted(keys)))
             return self._sets[url]
 
     async def _fetch(self, url: str) -> bytes:
+        """The JWKS document at `url`: `KeySetUnavailable` (for the log) if it cannot be had."""
+        shown = redacted(url)
         try:
-            async with asyncio.timeout(self._timeout_s):
-                return await _get(url, self._timeout_s)
-        except TimeoutError as error:
-            raise KeySetUnavailable(
-                f"fetching the JWKS at {url} took over {self._timeout_s:g} s"
-            ) from error
-        except httpx.HTTPError as error:
-            raise KeySetUnavailable(f"fetching the JWKS at {url} failed: {error!r}") from error
-
-
-async def _get(url: str, timeout_s: float) -> bytes:
-    async with (
-        httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) as client,
-        client.stream("GET", url, headers={"accept": "application/json"}) as response,
-    ):
-        if response.status_code != 200:
-            raise KeySetUnavailable(f"the JWKS at {url} answered HTTP {response.status_code}")
-        return await read_at_most(
-            response.aiter_bytes(),
-            MAX_KEY_SET_BYTES,
-            lambda: KeySetUnavailable(f"the JWKS at {url} is over {MAX_KEY_SET_BYTES} bytes"),
-        )
+            async with OutboundClient(allow_loopback=self._allow_loopback) as client:
+                answer = await client.request(
+                    "GET",
+                    url,
+                    headers={"accept": "application/json"},
+                    deadline_s=self._timeout_s,
+                    max_body_bytes=MAX_KEY_SET_BYTES,
+                )
+        except (OutboundRequestFailed, httpx.HTTPError) as error:
+            raise KeySetUnavailable(f"fetching the JWKS at {shown} failed: {error!r}") from error
+        if answer.status != 200:
+            raise KeySetUnavailable(f"the JWKS at {shown} answered HTTP {answer.status}")
+        if not answer.complete:
+            raise KeySetUnavailable(f"the JWKS at {shown} is over {MAX_KEY_SET_BYTES} bytes")
+        return answer.body
 
 
 def _signs_rs256(entry: dict[str, Any]) -> bool:

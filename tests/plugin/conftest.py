@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pointguard.app import create_app
-from pointguard.config import load_settings
+from pointguard.config import ALLOW_LOOPBACK_ENDPOINTS, load_settings
 from pointguard.plugin.merchants import NewMerchant, create_merchant
 from pointguard.program.store import save_program
 from pointguard.program.validation import parse_program
@@ -148,7 +148,9 @@ def serving(app: Starlette) -> Iterator[str]:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
+def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
+    """A merchant's endpoint on 127.0.0.1, which deliveries may reach: loopback allowed."""
+    monkeypatch.setenv(ALLOW_LOOPBACK_ENDPOINTS, "1")
     receiver = Receiver()
     with serving(Starlette(routes=[Route("/hooks", receiver.handle, methods=["POST"])])) as base:
         receiver.url = f"{base}/hooks"
@@ -210,8 +212,10 @@ def _b64url(raw: bytes) -> str:
 
 
 @pytest.fixture
-def storefront() -> Iterator[Storefront]:
-    """A storefront with one key, `k1`, whose JWKS is served at `storefront.url`."""
+def storefront(monkeypatch: pytest.MonkeyPatch) -> Iterator[Storefront]:
+    """A storefront with one key, `k1`, whose JWKS is served at `storefront.url` on 127.0.0.1
+    (loopback allowed)."""
+    monkeypatch.setenv(ALLOW_LOOPBACK_ENDPOINTS, "1")
     store = Storefront()
     store.add_key("k1")
     route = Route("/.well-known/jwks.json", store.handle)

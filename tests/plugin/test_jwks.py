@@ -41,7 +41,7 @@ async def test_a_rotated_key_is_fetched_and_an_unknown_one_refused(storefront):
     await cache.key(storefront.url, "k2")  # not held: fetched again
     assert storefront.fetches == 2
     clock.now_s += 30
-    with pytest.raises(UnknownKeyId, match="holds no RS256 key 'k3'"):
+    with pytest.raises(UnknownKeyId):
         await cache.key(storefront.url, "k3")  # fetched again, and still not there
     assert storefront.fetches == 3
 
@@ -71,21 +71,22 @@ async def test_concurrent_requests_for_a_new_key_share_one_fetch(storefront):
     assert storefront.fetches == 1
 
 
-async def test_a_key_set_that_cannot_be_fetched_is_unavailable_and_not_hammered(storefront):
+async def test_a_key_set_that_cannot_be_fetched_is_unavailable_and_not_hammered(storefront, caplog):
     clock = Clock()
     cache = KeySetCache(refetch_interval_s=30, clock=clock)
     storefront.status = 500
     for _ in range(3):
-        with pytest.raises(KeySetUnavailable, match="answered HTTP 500"):
+        with pytest.raises(KeySetUnavailable, match="tried again at most every 30 s"):
             await cache.key(storefront.url, "k1")
     assert storefront.fetches == 1
+    assert "answered HTTP 500" in caplog.text  # why, for the operator only
     storefront.status = 200
     clock.now_s += 30
     await cache.key(storefront.url, "k1")
     assert storefront.fetches == 2
 
 
-async def test_keys_held_keep_verifying_while_the_storefront_is_down(storefront):
+async def test_keys_held_keep_verifying_while_the_storefront_is_down(storefront, caplog):
     clock = Clock()
     cache = KeySetCache(refetch_interval_s=30, max_age_s=600, clock=clock)
     held = await cache.key(storefront.url, "k1")
@@ -93,8 +94,9 @@ async def test_keys_held_keep_verifying_while_the_storefront_is_down(storefront)
     clock.now_s += 601  # too old: fetched again, which fails
     assert await cache.key(storefront.url, "k1") is held
     assert storefront.fetches == 2
-    with pytest.raises(KeySetUnavailable, match="answered HTTP 503"):
+    with pytest.raises(KeySetUnavailable):
         await cache.key(storefront.url, "k2")  # maybe a new key: we cannot tell, try later
+    assert "answered HTTP 503" in caplog.text
 
 
 async def test_an_old_key_set_is_fetched_again_so_withdrawn_keys_stop_verifying(storefront):
@@ -109,20 +111,23 @@ async def test_an_old_key_set_is_fetched_again_so_withdrawn_keys_stop_verifying(
     assert storefront.fetches == 2
 
 
-async def test_a_slow_storefront_is_given_up_on(storefront):
+async def test_a_slow_storefront_is_given_up_on(storefront, caplog):
     cache = KeySetCache(timeout_s=0.2)
     storefront.delay_s = 2
-    with pytest.raises(KeySetUnavailable, match=r"took over 0\.2 s"):
+    with pytest.raises(KeySetUnavailable):
         await cache.key(storefront.url, "k1")
+    assert "no complete answer within 0.2 s" in caplog.text
 
 
-async def test_no_server_at_all_is_unavailable(storefront):
+async def test_no_server_at_all_is_unavailable(storefront, caplog):
     cache = KeySetCache()
     url = storefront.url.replace("/.well-known/", "/nothing/")
-    with pytest.raises(KeySetUnavailable, match="answered HTTP 404"):
+    with pytest.raises(KeySetUnavailable):
         await cache.key(url, "k1")
-    with pytest.raises(KeySetUnavailable, match="failed: ConnectError"):
+    assert "answered HTTP 404" in caplog.text
+    with pytest.raises(KeySetUnavailable):
         await cache.key("http://127.0.0.1:9/jwks.json", "k1")
+    assert "failed: ConnectError" in caplog.text
 
 
 def test_only_rs256_signing_keys_are_kept(storefront):
