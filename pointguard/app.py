@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import logging
 from collections.abc import AsyncIterator
 
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -37,11 +39,14 @@ from pointguard.plugin.ingest import (
     receive_woocommerce,
 )
 from pointguard.plugin.jwks import KeySetCache
-from pointguard.plugin.secretbox import load_key
+from pointguard.plugin.merchants import reseal_all
+from pointguard.plugin.secretbox import Keyring, load_keyring
 from pointguard.plugin.worker import work_forever
 from pointguard.upkeep import upkeep_forever
 
 UPKEEP_INTERVAL_S = 5.0
+
+log = logging.getLogger(__name__)
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -50,11 +55,13 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: the database answers and its schema is at the newest migration."""
+    """Readiness: the database answers and its schema is at the newest migration. Anyone may
+    ask, so a failure's detail (the database's host and port) goes to the log only."""
     try:
         current = await db.migrations_current(request.app.state.engine)
     except (OSError, SQLAlchemyError) as error:
-        return JSONResponse({"status": "unavailable", "reason": str(error)}, status_code=503)
+        log.warning("not ready", extra={"detail": f"{type(error).__name__}: {error}"})
+        return JSONResponse({"status": "unavailable", "reason": "not ready"}, status_code=503)
     if not current:
         return JSONResponse(
             {"status": "unavailable", "reason": "migrations pending"}, status_code=503
@@ -74,6 +81,21 @@ async def prometheus_metrics(request: Request) -> Response:
     return Response(metrics.render(gauges), media_type=metrics.CONTENT_TYPE)
 
 
+async def _seal_values_stored_before_key_ids(engine: AsyncEngine, keys: Keyring) -> None:
+    """Bind to their merchant the values a migration could not (it has no key): those stored
+    before key ids, and URLs set before they were sealed. Nothing to do after the first start."""
+    done = await reseal_all(engine, keys, moving_to=None)
+    if done.values or done.urls:
+        log.info(
+            "sealed values stored before key ids", extra={"values": done.values, "urls": done.urls}
+        )
+    if done.unreadable:
+        log.warning(
+            "stored values that no key of the keyring opens",
+            extra={"unreadable": done.unreadable},
+        )
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -91,8 +113,14 @@ def create_app(
         await db.migrate(engine)
         app.state.engine = engine
         app.state.settings = settings
-        app.state.secret_key = load_key(settings)
+        app.state.secret_key = load_keyring(settings)
+        await _seal_values_stored_before_key_ids(engine, app.state.secret_key)
         app.state.credentials = CredentialCache(app.state.secret_key)
+        if settings.metrics_token is None:
+            log.warning(
+                "/metrics is open to anyone who can reach this server: set"
+                " POINTGUARD_METRICS_TOKEN to require Authorization: Bearer <token>"
+            )
         app.state.key_sets = KeySetCache(refetch_interval_s=settings.jwks_refetch_interval_s)
         app.state.inbox = InboxWriter(engine)
         app.state.database_gauges = metrics.DatabaseGauges(engine)

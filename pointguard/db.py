@@ -55,6 +55,7 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
 PGSERVER_OS_USER = "pgserver"
 PGSERVER_HANDLES_FILE = ".handle_pids.json"
 STOP_TIMEOUT_S = 60  # a fast shutdown ends sessions and checkpoints; seconds on a small database
+PRIVATE_DIR_MODE = 0o700
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -89,9 +90,18 @@ def start_embedded_postgres(pg_dir: Path) -> str:
     _import_pgserver()
     from pgserver.postgres_server import get_server
 
-    pg_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(pg_dir)
     server = get_server(pg_dir, cleanup_mode=None)
     return async_url(server.get_uri())
+
+
+def make_private_dir(path: Path) -> None:
+    """Make `path` and its missing parents readable by this user only (0700): the data folder
+    holds the credential keys and the embedded database. An existing folder keeps the mode its
+    owner gave it."""
+    for folder in reversed((path, *path.parents)):
+        if not folder.exists():
+            folder.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
 
 
 def embedded_server(pg_dir: Path) -> EmbeddedServer:

@@ -12,7 +12,18 @@ from __future__ import annotations
 
 import typer
 
-from pointguard.cli import db, demo, inbox, ledger, member, merchant, outbox, program, server
+from pointguard.cli import (
+    db,
+    demo,
+    inbox,
+    keys,
+    ledger,
+    member,
+    merchant,
+    outbox,
+    program,
+    server,
+)
 
 app = typer.Typer(
     help="PointGuard: a loyalty engine on a double-entry points ledger.", no_args_is_help=True
@@ -26,6 +37,7 @@ app.add_typer(outbox.app, name="outbox")
 app.add_typer(merchant.app, name="merchant")
 app.add_typer(member.app, name="member")
 app.add_typer(db.app, name="db")
+app.add_typer(keys.app, name="keys")
 
 
 def main() -> None:

@@ -168,7 +168,7 @@ def merchant_set_endpoint(
     """Deliver the merchant's outbound webhooks to URL."""
     from pointguard.plugin.merchants import set_endpoint
 
-    in_transaction(set_endpoint, merchant, url)
+    in_transaction(set_endpoint, _credential_key(), merchant, url)
     typer.echo(f"merchant {merchant}: webhooks are delivered to {url}")
 
 
@@ -194,7 +194,7 @@ def merchant_set_jwks(
     """Verify the merchant's Saleor-style webhooks with the RS256 keys published at URL."""
     from pointguard.plugin.merchants import set_jwks_url
 
-    in_transaction(set_jwks_url, merchant, url)
+    in_transaction(set_jwks_url, _credential_key(), merchant, url)
     typer.echo(f"merchant {merchant}: Saleor-style webhooks are verified with the keys at {url}")
 
 
@@ -239,7 +239,7 @@ def merchant_set_sender_key(
     except binascii.Error as error:
         typer.echo(f"not base64: {error}", err=True)
         raise typer.Exit(code=1) from error
-    in_transaction(set_inbound_public_key, merchant, raw)
+    in_transaction(set_inbound_public_key, _credential_key(), merchant, raw)
     typer.echo(f"merchant {merchant}: v1a signatures are verified with the key given")
 
 

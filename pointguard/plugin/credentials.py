@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
 from pointguard.plugin.merchants import MerchantCredentials, merchant_credentials
+from pointguard.plugin.secretbox import Keys
 
 CREDENTIALS_TTL_S = 5.0
 
@@ -32,7 +33,7 @@ CREDENTIALS_TTL_S = 5.0
 class CredentialCache:
     """A merchant's decrypted credentials, kept for `ttl_s`, loaded as the module says."""
 
-    def __init__(self, key: bytes, ttl_s: float = CREDENTIALS_TTL_S) -> None:
+    def __init__(self, key: Keys, ttl_s: float = CREDENTIALS_TTL_S) -> None:
         self._key = key
         self._ttl_s = ttl_s
         self._entries: dict[str, tuple[float, MerchantCredentials]] = {}

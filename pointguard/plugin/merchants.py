@@ -2,7 +2,10 @@
 
 Rules this module enforces:
 - Secrets are stored encrypted (`secretbox`, bound to merchant and kind): inbound webhook
-  secrets, the outbound Ed25519 private key and the outbound webhook secret. API keys are
+  secrets, the outbound Ed25519 private key and the outbound webhook secret. What is not
+  secret but decides who may sign or where deliveries go (inbound public keys, the endpoint
+  and JWKS URLs) is sealed too, so that a value copied from another merchant's row is refused;
+  the URLs are also kept in the clear in `merchants` for queries, and must match. API keys are
   stored only as their SHA-256, which is enough for random 192-bit keys, so an API key's
   plaintext exists once, in the `NewMerchant` that made it. Secrets come back decrypted only
   from `merchant_credentials`, for verifying and signing webhooks.
@@ -15,25 +18,37 @@ Rules this module enforces:
   (`set_adapter_secret`, one active per sender) when one is set, else with the inbound secret.
 - A JWKS URL (the storefront's keys for Saleor-style senders) is https, or http to this
   machine only: whoever can alter the key set can sign webhooks.
+- An endpoint or JWKS URL is http(s) with a host, not written as an address we never send to
+  (private, link-local, multicast, reserved, unspecified). That is only an early word to the
+  operator: a name's addresses are checked each time a connection is opened
+  (`outbound_http.py`), since DNS can answer differently later; and whether this machine
+  (loopback) may be reached is the delivering process's setting, checked there too.
 - An unknown merchant raises `UnknownMerchant` on writes; `merchant_credentials` answers None.
+- `reseal_all` seals values under the current key, one merchant per transaction and a bounded
+  batch of rows in each: values stored before key ids and unbound URLs (at the server's start),
+  or every value under another key (`pointguard keys rotate`). A value that does not open is
+  counted and left as it is; running it again does only what is left.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import re
 import secrets
 import string
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
 from pointguard.db import PgConnection
 from pointguard.errors import CredentialUnreadable, MerchantExists, MerchantInvalid, UnknownMerchant
-from pointguard.plugin.secretbox import decrypt, encrypt
+from pointguard.plugin.outbound_http import literal_refused_kind
+from pointguard.plugin.secretbox import Keys, Sealed, keyring, seal, unseal
 from pointguard.plugin.signatures import matches_any, new_ed25519_keypair, new_webhook_secret
 
 INBOUND_SECRET = "inbound_secret"
@@ -43,6 +58,11 @@ OUTBOUND_SECRET = "outbound_secret"
 API_KEY = "api_key"
 # The sender-chosen HMAC secret of each adapter, by the sender's name in its route.
 ADAPTER_SECRETS = {"shopify": "shopify_secret", "woocommerce": "woocommerce_secret"}
+# The merchant's URLs, sealed under these kinds and named so in the `merchants` columns too.
+ENDPOINT_URL = "endpoint_url"
+JWKS_URL = "jwks_url"
+# Stored in the clear before key ids (migration 0013): opened only to seal them.
+PLAIN_BEFORE_KEY_IDS = frozenset({INBOUND_PUBLIC_KEY})
 
 MAX_ACTIVE_INBOUND_SECRETS = 2
 API_KEY_PREFIX = "pgk_"
@@ -55,6 +75,8 @@ SLUG_MAX_CHARS = 40
 ID_SUFFIX_CHARS = 6
 ID_SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 MAX_ID_ATTEMPTS = 5  # a generated id colliding even once is a one-in-two-billion event
+RESEAL_MERCHANTS_PER_QUERY = 500
+RESEAL_ROWS_PER_TRANSACTION = 200
 # Ids appear in URLs (`/webhooks/{merchant}`), so they are kept to URL-safe characters.
 MERCHANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -68,22 +90,24 @@ LOCK_MERCHANT = "SELECT merchant_id FROM merchants WHERE merchant_id = $1 FOR UP
 
 SELECT_MERCHANT = "SELECT name, endpoint_url, jwks_url FROM merchants WHERE merchant_id = $1"
 
-SET_ENDPOINT = "UPDATE merchants SET endpoint_url = $2 WHERE merchant_id = $1"
-
-SET_JWKS_URL = "UPDATE merchants SET jwks_url = $2 WHERE merchant_id = $1"
+SET_URL = {
+    ENDPOINT_URL: "UPDATE merchants SET endpoint_url = $2 WHERE merchant_id = $1",
+    JWKS_URL: "UPDATE merchants SET jwks_url = $2 WHERE merchant_id = $1",
+}
 
 INSERT_CREDENTIAL = """
-INSERT INTO merchant_credentials (merchant_id, kind, value) VALUES ($1, $2, $3)
+INSERT INTO merchant_credentials (merchant_id, kind, value, key_id) VALUES ($1, $2, $3, $4)
 """
 
 INSERT_CREDENTIALS = """
-INSERT INTO merchant_credentials (merchant_id, kind, value)
-SELECT $1, kind, value FROM unnest($2::text[], $3::bytea[]) AS c (kind, value)
+INSERT INTO merchant_credentials (merchant_id, kind, value, key_id)
+SELECT $1, kind, value, key_id
+FROM unnest($2::text[], $3::bytea[], $4::text[]) AS c (kind, value, key_id)
 """
 
 ACTIVE_CREDENTIALS = """
-SELECT kind, value FROM merchant_credentials
-WHERE merchant_id = $1 AND retired_at IS NULL
+SELECT kind, value, key_id FROM merchant_credentials
+WHERE merchant_id = $1 AND retired_at IS NULL AND kind <> 'api_key'
 ORDER BY credential_id DESC
 """
 
@@ -102,6 +126,53 @@ WHERE merchant_id = $1 AND kind = $2 AND retired_at IS NULL
       WHERE merchant_id = $1 AND kind = $2 AND retired_at IS NULL
       ORDER BY credential_id DESC
       LIMIT $3)
+"""
+
+# A value needs sealing when it was stored before key ids, or ($2 given) is under another key
+# than $2. API keys are hashes, never sealed.
+NEEDS_SEALING = """
+c.kind <> 'api_key' AND (c.key_id IS NULL OR ($2::text IS NOT NULL AND c.key_id <> $2::text))
+"""
+
+VALUES_NOT_UNDER = """
+SELECT count(*) FROM merchant_credentials WHERE kind <> 'api_key' AND key_id IS DISTINCT FROM $1
+"""
+
+# A URL in `merchants` without its sealed copy: set before migration 0013.
+UNBOUND_URL = """
+(m.{kind} IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM merchant_credentials u
+    WHERE u.merchant_id = m.merchant_id AND u.kind = '{kind}' AND u.retired_at IS NULL))
+"""
+
+MERCHANTS_TO_SEAL = f"""
+SELECT m.merchant_id FROM merchants m
+WHERE m.merchant_id > $1 AND (
+    EXISTS (SELECT 1 FROM merchant_credentials c
+            WHERE c.merchant_id = m.merchant_id AND {NEEDS_SEALING})
+    OR {UNBOUND_URL.format(kind=ENDPOINT_URL)}
+    OR {UNBOUND_URL.format(kind=JWKS_URL)})
+ORDER BY m.merchant_id
+LIMIT $3
+"""
+
+LOCK_UNBOUND_URLS = f"""
+SELECT {UNBOUND_URL.format(kind=ENDPOINT_URL)} AS endpoint_url_unbound, m.endpoint_url,
+       {UNBOUND_URL.format(kind=JWKS_URL)} AS jwks_url_unbound, m.jwks_url
+FROM merchants m WHERE m.merchant_id = $1
+FOR UPDATE
+"""
+
+VALUES_TO_SEAL = f"""
+SELECT c.credential_id, c.kind, c.value, c.key_id FROM merchant_credentials c
+WHERE c.merchant_id = $1 AND {NEEDS_SEALING} AND c.credential_id > $3
+ORDER BY c.credential_id
+LIMIT $4
+"""
+
+RESEAL = """
+UPDATE merchant_credentials SET value = $3, key_id = $4
+WHERE merchant_id = $1 AND credential_id = $2
 """
 
 
@@ -147,7 +218,7 @@ class MerchantCredentials:
 
 async def create_merchant(
     pg: PgConnection,
-    key: bytes,
+    key: Keys,
     name: str,
     *,
     endpoint_url: str | None = None,
@@ -171,19 +242,24 @@ async def create_merchant(
     outbound_secret = new_webhook_secret()
     private_key, public_key = new_ed25519_keypair()
     api_key = API_KEY_PREFIX + secrets.token_urlsafe(API_KEY_RANDOM_CHARS)[:API_KEY_RANDOM_CHARS]
-    stored = {
-        INBOUND_SECRET: encrypt(
-            key, webhook_secret.encode(), merchant_id=merchant_id, kind=INBOUND_SECRET
-        ),
-        OUTBOUND_PRIVATE_KEY: encrypt(
-            key, private_key, merchant_id=merchant_id, kind=OUTBOUND_PRIVATE_KEY
-        ),
-        OUTBOUND_SECRET: encrypt(
-            key, outbound_secret.encode(), merchant_id=merchant_id, kind=OUTBOUND_SECRET
-        ),
-        API_KEY: _api_key_hash(api_key),
+    plaintexts = {
+        INBOUND_SECRET: webhook_secret.encode(),
+        OUTBOUND_PRIVATE_KEY: private_key,
+        OUTBOUND_SECRET: outbound_secret.encode(),
     }
-    await pg.execute(INSERT_CREDENTIALS, merchant_id, list(stored), list(stored.values()))
+    if endpoint_url is not None:
+        plaintexts[ENDPOINT_URL] = endpoint_url.encode()
+    stored = [
+        (kind, seal(key, plain, merchant_id=merchant_id, kind=kind))
+        for kind, plain in plaintexts.items()
+    ]
+    await pg.execute(
+        INSERT_CREDENTIALS,
+        merchant_id,
+        [kind for kind, _ in stored] + [API_KEY],
+        [sealed.value for _, sealed in stored] + [_api_key_hash(api_key)],
+        [sealed.key_id for _, sealed in stored] + [None],
+    )
     return NewMerchant(
         merchant_id=merchant_id,
         name=name,
@@ -195,11 +271,11 @@ async def create_merchant(
     )
 
 
-async def rotate_inbound_secret(pg: PgConnection, key: bytes, merchant_id: str) -> str:
+async def rotate_inbound_secret(pg: PgConnection, key: Keys, merchant_id: str) -> str:
     """Add a new inbound webhook secret and return it. The previous one stays valid until the
     storefront has switched (`retire_inbound_secret`); any older one is retired now."""
     secret = new_webhook_secret()
-    sealed = encrypt(key, secret.encode(), merchant_id=merchant_id, kind=INBOUND_SECRET)
+    sealed = seal(key, secret.encode(), merchant_id=merchant_id, kind=INBOUND_SECRET)
     await _add_credential(pg, merchant_id, INBOUND_SECRET, sealed, keep=MAX_ACTIVE_INBOUND_SECRETS)
     return secret
 
@@ -211,26 +287,28 @@ async def retire_inbound_secret(pg: PgConnection, merchant_id: str) -> int:
     return db.rows_affected(await pg.execute(RETIRE_ALL_BUT_NEWEST, merchant_id, INBOUND_SECRET, 1))
 
 
-async def set_inbound_public_key(pg: PgConnection, merchant_id: str, public_key_raw: bytes) -> None:
+async def set_inbound_public_key(
+    pg: PgConnection, key: Keys, merchant_id: str, public_key_raw: bytes
+) -> None:
     """Verify the merchant's v1a (Ed25519) webhooks with this raw 32-byte public key from now
     on, in place of any earlier one."""
     if len(public_key_raw) != ED25519_KEY_BYTES:
         raise MerchantInvalid(
             f"an Ed25519 public key has {ED25519_KEY_BYTES} raw bytes, got {len(public_key_raw)}"
         )
-    await _add_credential(pg, merchant_id, INBOUND_PUBLIC_KEY, public_key_raw, keep=1)
+    sealed = seal(key, public_key_raw, merchant_id=merchant_id, kind=INBOUND_PUBLIC_KEY)
+    await _add_credential(pg, merchant_id, INBOUND_PUBLIC_KEY, sealed, keep=1)
 
 
-async def set_endpoint(pg: PgConnection, merchant_id: str, url: str | None) -> None:
+async def set_endpoint(pg: PgConnection, key: Keys, merchant_id: str, url: str | None) -> None:
     """Deliver the merchant's outbound webhooks to `url` (None: deliver nothing)."""
     if url is not None:
         _check_url(url)
-    await _lock_merchant(pg, merchant_id)
-    await pg.execute(SET_ENDPOINT, merchant_id, url)
+    await _set_url(pg, key, merchant_id, ENDPOINT_URL, url)
 
 
 async def set_adapter_secret(
-    pg: PgConnection, key: bytes, merchant_id: str, sender: str, secret: str
+    pg: PgConnection, key: Keys, merchant_id: str, sender: str, secret: str
 ) -> None:
     """Verify `sender`'s webhooks (`shopify`, `woocommerce`) with `secret`, the one the shop
     owner chose there, from now on: in place of the inbound secret and of any earlier one."""
@@ -242,31 +320,33 @@ async def set_adapter_secret(
             f"a {sender} secret must have 1 to {MAX_ADAPTER_SECRET_CHARS} characters and no"
             " leading or trailing spaces"
         )
-    sealed = encrypt(key, secret.encode(), merchant_id=merchant_id, kind=kind)
+    sealed = seal(key, secret.encode(), merchant_id=merchant_id, kind=kind)
     await _add_credential(pg, merchant_id, kind, sealed, keep=1)
 
 
-async def set_jwks_url(pg: PgConnection, merchant_id: str, url: str | None) -> None:
+async def set_jwks_url(pg: PgConnection, key: Keys, merchant_id: str, url: str | None) -> None:
     """Verify the merchant's Saleor-style webhooks with the keys at `url` (None: refuse them)."""
     if url is not None:
         _check_jwks_url(url)
-    await _lock_merchant(pg, merchant_id)
-    await pg.execute(SET_JWKS_URL, merchant_id, url)
+    await _set_url(pg, key, merchant_id, JWKS_URL, url)
 
 
 async def merchant_credentials(
-    pg: PgConnection, key: bytes, merchant_id: str
+    pg: PgConnection, key: Keys, merchant_id: str
 ) -> MerchantCredentials | None:
-    """The merchant's active credentials, decrypted; None for a merchant we do not know."""
+    """The merchant's active credentials, decrypted; None for a merchant we do not know. A
+    value that does not open for this merchant, a public key or URL not bound to it, raises
+    `CredentialUnreadable`."""
     merchant = await pg.fetchrow(SELECT_MERCHANT, merchant_id)
     if merchant is None:
         return None
     by_kind: dict[str, list[bytes]] = {}
     for row in await pg.fetch(ACTIVE_CREDENTIALS, merchant_id):
-        by_kind.setdefault(row["kind"], []).append(bytes(row["value"]))
+        plain = _open(key, merchant_id, row["kind"], bytes(row["value"]), row["key_id"])
+        by_kind.setdefault(row["kind"], []).append(plain)
 
     def opened(kind: str) -> list[bytes]:
-        return [decrypt(key, v, merchant_id=merchant_id, kind=kind) for v in by_kind.get(kind, [])]
+        return by_kind.get(kind, [])
 
     def newest(kind: str) -> bytes:
         values = opened(kind)
@@ -277,12 +357,12 @@ async def merchant_credentials(
     return MerchantCredentials(
         merchant_id=merchant_id,
         name=merchant["name"],
-        endpoint_url=merchant["endpoint_url"],
+        endpoint_url=_bound_url(merchant_id, ENDPOINT_URL, merchant[ENDPOINT_URL], opened),
         inbound_secrets=tuple(v.decode() for v in opened(INBOUND_SECRET)),
-        inbound_public_keys=tuple(by_kind.get(INBOUND_PUBLIC_KEY, [])),
+        inbound_public_keys=tuple(opened(INBOUND_PUBLIC_KEY)),
         outbound_private_key=newest(OUTBOUND_PRIVATE_KEY),
         outbound_secret=newest(OUTBOUND_SECRET).decode(),
-        jwks_url=merchant["jwks_url"],
+        jwks_url=_bound_url(merchant_id, JWKS_URL, merchant[JWKS_URL], opened),
         adapter_secrets=tuple(
             (sender, secret.decode())
             for sender, kind in ADAPTER_SECRETS.items()
@@ -295,6 +375,100 @@ async def authenticate_api_key(pg: PgConnection, merchant_id: str, api_key: str)
     """True when `api_key` is one of the merchant's active API keys (constant-time compare)."""
     rows = await pg.fetch(ACTIVE_OF_KIND, merchant_id, API_KEY)
     return matches_any(_api_key_hash(api_key), [bytes(row["value"]) for row in rows])
+
+
+@dataclass(frozen=True)
+class Sealing:
+    """What `reseal_all` did: values sealed under the current key, URLs bound to their
+    merchant, and values that did not open (left as they were)."""
+
+    merchants: int = 0
+    values: int = 0
+    urls: int = 0
+    unreadable: int = 0
+
+    def __add__(self, other: Sealing) -> Sealing:
+        return Sealing(
+            self.merchants + other.merchants,
+            self.values + other.values,
+            self.urls + other.urls,
+            self.unreadable + other.unreadable,
+        )
+
+
+async def reseal_all(engine: AsyncEngine, key: Keys, *, moving_to: str | None) -> Sealing:
+    """Seal under the current key every value stored before key ids and every unbound URL,
+    and, with `moving_to` (the current key's id), every value under another key too. One
+    transaction per batch of a merchant's rows, never two merchants in one (see the module)."""
+    ring = keyring(key)
+    assert moving_to in (None, ring.current_id), "values move to the current key only"
+    done, after = Sealing(), ""
+    while True:
+        async with db.connection(engine) as pg:
+            batch = await pg.fetch(MERCHANTS_TO_SEAL, after, moving_to, RESEAL_MERCHANTS_PER_QUERY)
+        for row in batch:
+            done += await _reseal_merchant(engine, ring, row["merchant_id"], moving_to)
+        if len(batch) < RESEAL_MERCHANTS_PER_QUERY:
+            return done
+        after = batch[-1]["merchant_id"]
+
+
+async def _reseal_merchant(
+    engine: AsyncEngine, key: Keys, merchant_id: str, moving_to: str | None
+) -> Sealing:
+    done, after_credential_id = Sealing(merchants=1), 0
+    while True:
+        batch, next_after = await db.run_in_transaction(
+            engine, _reseal_batch, key, merchant_id, moving_to, after_credential_id
+        )
+        done += batch
+        if next_after is None:
+            return done
+        after_credential_id = next_after
+
+
+async def _reseal_batch(
+    pg: PgConnection, key: Keys, merchant_id: str, moving_to: str | None, after_credential_id: int
+) -> tuple[Sealing, int | None]:
+    """Under the merchant's lock: bind its unbound URLs (first batch), and seal up to
+    `RESEAL_ROWS_PER_TRANSACTION` of its values after `after_credential_id`. Returns what was
+    done and where the next batch starts (None: this merchant is done)."""
+    urls = await pg.fetchrow(LOCK_UNBOUND_URLS, merchant_id)
+    if urls is None:
+        return Sealing(), None
+    bound = 0
+    for kind in (ENDPOINT_URL, JWKS_URL):
+        if after_credential_id == 0 and urls[f"{kind}_unbound"]:
+            sealed = seal(key, urls[kind].encode(), merchant_id=merchant_id, kind=kind)
+            await pg.execute(INSERT_CREDENTIAL, merchant_id, kind, sealed.value, sealed.key_id)
+            bound += 1
+    rows = await pg.fetch(
+        VALUES_TO_SEAL, merchant_id, moving_to, after_credential_id, RESEAL_ROWS_PER_TRANSACTION
+    )
+    sealed_count = unreadable = 0
+    for row in rows:
+        kind, stored, sealed_by = row["kind"], bytes(row["value"]), row["key_id"]
+        try:
+            plain = (
+                stored
+                if sealed_by is None and kind in PLAIN_BEFORE_KEY_IDS
+                else unseal(key, stored, sealed_by, merchant_id=merchant_id, kind=kind)
+            )
+        except CredentialUnreadable:
+            unreadable += 1
+            continue
+        sealed = seal(key, plain, merchant_id=merchant_id, kind=kind)
+        await pg.execute(RESEAL, merchant_id, row["credential_id"], sealed.value, sealed.key_id)
+        sealed_count += 1
+    more = len(rows) == RESEAL_ROWS_PER_TRANSACTION
+    return Sealing(values=sealed_count, urls=bound, unreadable=unreadable), (
+        rows[-1]["credential_id"] if more else None
+    )
+
+
+async def values_not_under(pg: PgConnection, key_id: str) -> int:
+    """How many stored values are sealed under another key than `key_id`, or before key ids."""
+    return int(await pg.fetchval(VALUES_NOT_UNDER, key_id))
 
 
 def _api_key_hash(api_key: str) -> bytes:
@@ -329,6 +503,12 @@ def _check_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > MAX_URL_CHARS:
         raise MerchantInvalid(f"endpoint {url!r} must be an http:// or https:// URL with a host")
+    kind = literal_refused_kind(parts.hostname, allow_loopback=True)
+    if kind is not None:
+        raise MerchantInvalid(
+            f"endpoint {url!r} names a {kind} address: PointGuard sends nothing into its own"
+            " network"
+        )
 
 
 def _check_jwks_url(url: str) -> None:
@@ -342,22 +522,52 @@ def _check_jwks_url(url: str) -> None:
 
 
 def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return literal_refused_kind(host, allow_loopback=False) == "loopback"
 
 
 async def _add_credential(
-    pg: PgConnection, merchant_id: str, kind: str, value: bytes, *, keep: int
+    pg: PgConnection, merchant_id: str, kind: str, sealed: Sealed | None, *, keep: int
 ) -> None:
-    """Add a credential of `kind` and retire all but the newest `keep` of that kind, under the
-    merchant's lock (so two rotations cannot both keep their own)."""
+    """Add a credential of `kind` (None: none) and retire all but the newest `keep` of that
+    kind, under the merchant's lock (so two rotations cannot both keep their own)."""
     await _lock_merchant(pg, merchant_id)
-    await pg.execute(INSERT_CREDENTIAL, merchant_id, kind, value)
+    if sealed is not None:
+        await pg.execute(INSERT_CREDENTIAL, merchant_id, kind, sealed.value, sealed.key_id)
     await pg.execute(RETIRE_ALL_BUT_NEWEST, merchant_id, kind, keep)
+
+
+async def _set_url(
+    pg: PgConnection, key: Keys, merchant_id: str, kind: str, url: str | None
+) -> None:
+    """Set the merchant's URL of `kind` in the clear and sealed (None: neither)."""
+    sealed = None if url is None else seal(key, url.encode(), merchant_id=merchant_id, kind=kind)
+    await _add_credential(pg, merchant_id, kind, sealed, keep=0 if sealed is None else 1)
+    await pg.execute(SET_URL[kind], merchant_id, url)
+
+
+def _open(key: Keys, merchant_id: str, kind: str, stored: bytes, key_id: str | None) -> bytes:
+    """A stored value opened; one stored in the clear before key ids is refused, as not bound
+    to its merchant (the server's next start seals it)."""
+    if key_id is None and kind in PLAIN_BEFORE_KEY_IDS:
+        raise CredentialUnreadable(
+            f"merchant {merchant_id!r}: stored {kind} is not sealed yet (stored before key"
+            " ids); start the server or run `pointguard keys rotate --resume` to seal it"
+        )
+    return unseal(key, stored, key_id, merchant_id=merchant_id, kind=kind)
+
+
+def _bound_url(
+    merchant_id: str, kind: str, in_clear: str | None, opened: Callable[[str], list[bytes]]
+) -> str | None:
+    """The merchant's URL of `kind`, when the clear copy in `merchants` is the sealed one."""
+    sealed = opened(kind)
+    if (sealed[0].decode() if sealed else None) != in_clear:
+        raise CredentialUnreadable(
+            f"merchant {merchant_id!r}: its {kind} is not the one sealed for it: changed"
+            " outside PointGuard, copied from another merchant, or set before key ids and not"
+            " sealed yet (start the server or run `pointguard keys rotate --resume`)"
+        )
+    return in_clear
 
 
 async def _lock_merchant(pg: PgConnection, merchant_id: str) -> None:

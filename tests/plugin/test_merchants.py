@@ -113,6 +113,7 @@ async def test_create_merchant_stores_no_plaintext_and_its_credentials_work(engi
         rows = await pg.fetch(ALL_CREDENTIALS, merchant)
     assert sorted(r["kind"] for r in rows) == [
         "api_key",
+        "endpoint_url",  # sealed, bound to the merchant like the secrets
         "inbound_secret",
         "outbound_private_key",
         "outbound_secret",
@@ -196,9 +197,9 @@ async def test_public_key_endpoint_and_unknown_or_invalid_input(engine, run, mer
     await run(create_merchant, KEY, "Keys", merchant_id=merchant)
     _, old_public = new_ed25519_keypair()
     _, new_public = new_ed25519_keypair()
-    await run(set_inbound_public_key, merchant, old_public)
-    await run(set_inbound_public_key, merchant, new_public)
-    await run(set_endpoint, merchant, "http://localhost:9000/hooks")
+    await run(set_inbound_public_key, KEY, merchant, old_public)
+    await run(set_inbound_public_key, KEY, merchant, new_public)
+    await run(set_endpoint, KEY, merchant, "http://localhost:9000/hooks")
     async with db.connection(engine) as pg:
         credentials = await merchant_credentials(pg, KEY, merchant)
         assert await merchant_credentials(pg, KEY, "m-nobody") is None
@@ -211,11 +212,11 @@ async def test_public_key_endpoint_and_unknown_or_invalid_input(engine, run, mer
     with pytest.raises(UnknownMerchant):
         await run(rotate_inbound_secret, KEY, "m-nobody")
     with pytest.raises(UnknownMerchant):
-        await run(set_endpoint, "m-nobody", "https://x.test/")
+        await run(set_endpoint, KEY, "m-nobody", "https://x.test/")
     with pytest.raises(MerchantInvalid):
-        await run(set_endpoint, merchant, "ftp://x.test/")
+        await run(set_endpoint, KEY, merchant, "ftp://x.test/")
     with pytest.raises(MerchantInvalid):
-        await run(set_inbound_public_key, merchant, b"short")
+        await run(set_inbound_public_key, KEY, merchant, b"short")
     with pytest.raises(MerchantInvalid):
         await run(create_merchant, KEY, "Bad id", merchant_id="no spaces/or slashes")
     with pytest.raises(MerchantInvalid):
@@ -323,17 +324,17 @@ async def test_a_jwks_url_is_https_or_to_this_machine(engine, run, merchant):
         "http://localhost/jwks.json",
         "http://[::1]:9000/jwks.json",
     ]:
-        await run(set_jwks_url, merchant, url)
+        await run(set_jwks_url, KEY, merchant, url)
         async with db.connection(engine) as pg:
             assert (await merchant_credentials(pg, KEY, merchant)).jwks_url == url
     for url in ["http://shop.example/jwks.json", "ftp://shop.example/jwks.json", "https://"]:
         with pytest.raises(MerchantInvalid):
-            await run(set_jwks_url, merchant, url)
-    await run(set_jwks_url, merchant, None)
+            await run(set_jwks_url, KEY, merchant, url)
+    await run(set_jwks_url, KEY, merchant, None)
     async with db.connection(engine) as pg:
         assert (await merchant_credentials(pg, KEY, merchant)).jwks_url is None
     with pytest.raises(UnknownMerchant):
-        await run(set_jwks_url, "m-nobody", "https://shop.example/jwks.json")
+        await run(set_jwks_url, KEY, "m-nobody", "https://shop.example/jwks.json")
 
 
 async def test_the_cli_sets_a_jwks_url_and_a_chosen_secret_from_stdin(

@@ -224,7 +224,7 @@ async def test_outbox_events_go_once_delivered_and_old_and_never_while_still_to_
 
     # With its endpoint removed, nothing will send what has no delivery; the dead and the
     # pending deliveries stay for when an endpoint comes back.
-    await run(set_endpoint, m, None)
+    await run(set_endpoint, secret_key, m, None)
     await write(run, m, "unsent-new")
     assert await purge_outbox(engine, m, retention_days=DAYS, batch_rows=1) == 1
     del kept["waiting-old"]
@@ -242,7 +242,7 @@ async def test_events_of_a_merchant_without_endpoint_go_only_while_it_has_none(
     assert await purge_outbox(engine, m, retention_days=DAYS) == 2
     assert await outbox(engine, m) == {"new": None}
 
-    await run(set_endpoint, m, "http://x/hooks")
+    await run(set_endpoint, secret_key, m, "http://x/hooks")
     await write(run, m, "old-3")
     await age_outbox(engine, m, "old-3", "new")
     assert await purge_outbox(engine, m, retention_days=DAYS) == 0  # the dispatcher's now
@@ -316,13 +316,16 @@ def test_retention_settings():
             load_settings({"POINTGUARD_OUTBOX_RETENTION_DAYS": bad})
 
 
+ANY_KEY = bytes(32)  # seals an endpoint that no test here reads back
+
+
 async def no_endpoint_old_event(run, engine, m: str) -> None:
     await write(run, m, "old")
     await age_outbox(engine, m, "old")
 
 
 async def endpoint_old_event(run, engine, m: str) -> None:
-    await run(set_endpoint, m, "http://x/hooks")
+    await run(set_endpoint, ANY_KEY, m, "http://x/hooks")
     await no_endpoint_old_event(run, engine, m)  # the dispatcher's to send
 
 

@@ -164,10 +164,10 @@ def test_a_body_of_one_event_cannot_be_passed_off_as_another():
 
 
 @pytest.fixture
-async def saleor_shop(shop, storefront, run):
+async def saleor_shop(shop, storefront, run, secret_key):
     """`(client, merchant, storefront)`: the shop, its JWKS URL set to the storefront's."""
     client, merchant = shop
-    await run(set_jwks_url, merchant.merchant_id, storefront.url)
+    await run(set_jwks_url, secret_key, merchant.merchant_id, storefront.url)
     return client, merchant, storefront
 
 

@@ -242,10 +242,10 @@ def mutated(data: st.DataObject, document: Any) -> Any:
 
 
 @pytest.fixture
-async def storefronts(shop, storefront, run):
+async def storefronts(shop, storefront, run, secret_key):
     """`(client, merchant, storefront)`: one merchant taking all four kinds of webhook."""
     client, merchant = shop
-    await run(set_jwks_url, merchant.merchant_id, storefront.url)
+    await run(set_jwks_url, secret_key, merchant.merchant_id, storefront.url)
     return client, merchant, storefront
 
 
