@@ -13,7 +13,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pointguard.db import PgConnection
-from pointguard.errors import InvalidAmount, InvalidReference
+from pointguard.errors import (
+    InsufficientPoints,
+    InvalidAmount,
+    InvalidReference,
+    ReservationLapsed,
+)
 from pointguard.ledger.accounts import (
     MEMBER_KINDS,
     AccountKind,
@@ -30,6 +35,11 @@ from pointguard.ledger.reading import load_entries_by_key
 A = AccountKind
 MAX_JOB_BATCH = 500
 MAX_HOLD_TIMEOUT_S = 7 * 24 * 3600
+# A checkout paid just as its reservation times out must still be able to spend it: the
+# upkeep voids a hold only this long after its timeout, so a capture within the grace always
+# finds its hold open. A later capture of a voided hold reserves the points again if they are
+# there, else raises `ReservationLapsed` (see `capture`).
+CAPTURE_GRACE_S = 600
 
 LOCK_MEMBERS = """
 SELECT account_id FROM ledger_accounts
@@ -46,7 +56,15 @@ WHERE l.merchant_id = $1 AND l.lot_id = $2
 """
 
 HOLD = """
-SELECT member_id, amount_points, status FROM ledger_holds WHERE merchant_id = $1 AND hold_id = $2
+SELECT member_id, amount_points, status, expires_at FROM ledger_holds
+WHERE merchant_id = $1 AND hold_id = $2
+"""
+
+# A voided hold that a late capture spent after all (through a reservation of its own): the
+# hold reads captured, so what it reserved (a redemption) reads paid, and counts as such.
+MARK_CAPTURED_LATE = """
+UPDATE ledger_holds SET status = 'captured', closed_by = $3
+WHERE merchant_id = $1 AND hold_id = $2 AND status = 'voided'
 """
 
 DUE_RELEASES = """
@@ -100,10 +118,10 @@ WHERE merchant_id = $1 AND status = 'open' AND expires_at <= $2
 ORDER BY expires_at, hold_id LIMIT $3
 """
 
-HAS_TIMED_OUT_HOLDS = """EXISTS (
+HAS_TIMED_OUT_HOLDS = f"""EXISTS (
     SELECT 1 FROM ledger_holds h
     WHERE h.merchant_id = upkeep.merchant_id AND h.status = 'open'
-      AND h.expires_at <= upkeep.now)"""
+      AND h.expires_at <= upkeep.now - interval '{CAPTURE_GRACE_S} seconds')"""
 
 SET_RELEASE_HELD = """
 UPDATE ledger_lots SET release_held = $3 WHERE merchant_id = $1 AND lot_id = $2 RETURNING lot_id
@@ -351,8 +369,61 @@ async def _close_hold(
 async def capture(
     pg: PgConnection, merchant_id: str, hold_id: int, *, description: str
 ) -> PostedEntry:
-    """Spend a reservation (reserved → redeemed): the order was paid."""
-    return (await _close_hold(pg, merchant_id, [hold_id], EntryKind.CAPTURE, description))[0]
+    """Spend a reservation (reserved → redeemed): the order was paid.
+
+    Within `CAPTURE_GRACE_S` of its timeout the hold is still open (the upkeep waits that
+    long). A hold voided since (cancelled, or timed out past the grace) is reserved again and
+    spent, when the member's available points cover it; else `ReservationLapsed`, and nothing
+    changes: the storefront must not let the checkout go through as paid in points."""
+    hold = await _locked_hold(pg, merchant_id, hold_id)
+    if hold["status"] != "voided":
+        return (await _close_hold(pg, merchant_id, [hold_id], EntryKind.CAPTURE, description))[0]
+    again = movement(
+        EntryKind.RESERVE,
+        merchant_id,
+        hold["member_id"],
+        hold["amount_points"],
+        key=idempotency_key("re-reserve", hold_id),
+        description=f"Reserved again: {description}",
+        source="ledger.capture",
+        hold_expires_at=hold["expires_at"],
+        metadata={"replaces_hold": hold_id},
+    )
+    try:
+        async with pg.transaction():  # the reservation and its capture, or neither
+            new_hold = (await post_entries(pg, [again]))[0]
+            entry = movement(
+                EntryKind.CAPTURE,
+                merchant_id,
+                hold["member_id"],
+                hold["amount_points"],
+                key=idempotency_key(EntryKind.CAPTURE, hold_id),
+                description=description,
+                source="ledger.capture",
+                settles=new_hold.entry_id,
+            )
+            captured = (await post_entries(pg, [entry]))[0]
+            await pg.execute(MARK_CAPTURED_LATE, merchant_id, hold_id, captured.entry_id)
+    except InsufficientPoints as short:
+        raise ReservationLapsed(
+            f"reservation {hold_id} was voided and member {hold['member_id']!r} has"
+            f" {short.available_points} points available, the capture needs"
+            f" {hold['amount_points']}",
+            hold_id=hold_id,
+            member_id=hold["member_id"],
+            available_points=short.available_points,
+        ) from short
+    return captured
+
+
+async def _locked_hold(pg: PgConnection, merchant_id: str, hold_id: int) -> Any:
+    """The hold, read after locking its member's accounts, so its status cannot change under
+    the caller."""
+    hold = await pg.fetchrow(HOLD, merchant_id, hold_id)
+    if hold is None:
+        raise InvalidReference(f"no reservation {hold_id} for merchant {merchant_id!r}")
+    await lock_members(pg, merchant_id, [hold["member_id"]])
+    return await pg.fetchrow(HOLD, merchant_id, hold_id)
 
 
 async def void(
@@ -363,13 +434,15 @@ async def void(
 
 
 async def void_timed_out(pg: PgConnection, merchant_id: str, *, now: datetime) -> int:
-    """Void reservations past their timeout; returns how many. Run it periodically."""
-    holds = await pg.fetch(TIMED_OUT_HOLDS, merchant_id, now, MAX_JOB_BATCH)
+    """Void reservations past their timeout and the capture grace; returns how many. Run it
+    periodically."""
+    cutoff = now - timedelta(seconds=CAPTURE_GRACE_S)
+    holds = await pg.fetch(TIMED_OUT_HOLDS, merchant_id, cutoff, MAX_JOB_BATCH)
     if not holds:
         return 0
     await lock_members(pg, merchant_id, [h["member_id"] for h in holds])
     still_open = [
-        h["hold_id"] for h in await pg.fetch(TIMED_OUT_HOLDS, merchant_id, now, MAX_JOB_BATCH)
+        h["hold_id"] for h in await pg.fetch(TIMED_OUT_HOLDS, merchant_id, cutoff, MAX_JOB_BATCH)
     ]
     if still_open:
         await _close_hold(pg, merchant_id, still_open, EntryKind.VOID, "Reservation timed out")

@@ -15,6 +15,9 @@ Rules this module enforces:
   ever made, across program versions.
 - A repeated `key` returns the first redemption and reserves nothing more, even when the
   repeats race; a key that redeemed something else (another member or reward) is refused.
+- A checkout paid late is still charged: completing a redemption whose hold timed out or was
+  cancelled reserves and spends its points again (`ledger.operations.capture`), or raises
+  `ReservationLapsed` if the member no longer has them.
 - Anything refused raises before the ledger is touched: `RewardUnavailable` with a `Reason`,
   `InsufficientPoints` when the member's available points fall short.
 """
@@ -189,13 +192,12 @@ async def redeem(
 
 
 async def complete_redemption(pg: PgConnection, merchant_id: str, redemption_id: int) -> Redemption:
-    """The order was paid: spend the reserved points (reserved → redeemed). Idempotent."""
+    """The order was paid: spend the reserved points (reserved → redeemed). Idempotent.
+
+    The customer has had the discount, so a redemption whose hold was voided meanwhile
+    (cancelled, or timed out past `ops.CAPTURE_GRACE_S`) is spent all the same from the
+    member's available points; `ReservationLapsed` when they no longer cover it."""
     redemption = await _existing(pg, merchant_id, redemption_id)
-    if redemption.status == "voided":
-        raise InvalidReference(
-            f"redemption {redemption_id} was cancelled or timed out, its points returned:"
-            " there is nothing to complete"
-        )
     entry = await ops.capture(
         pg, merchant_id, redemption_id, description=f"Redeemed: {redemption.description}"
     )

@@ -50,6 +50,7 @@ from pointguard.errors import (
     IdempotencyConflict,
     InsufficientPoints,
     InvalidReference,
+    ReservationLapsed,
     UnknownAccount,
 )
 from pointguard.ledger import (
@@ -141,6 +142,8 @@ def runner(database_url: str) -> Iterator[Runner]:
 
 # --- the model -------------------------------------------------------------------------------
 
+CAPTURE_GRACE = timedelta(seconds=ops.CAPTURE_GRACE_S)  # the upkeep voids after it
+
 
 @dataclass
 class Lot:
@@ -168,6 +171,7 @@ class Hold:
     expires_at: datetime
     lots: list[tuple[int, int]]
     status: str = "open"
+    captured_through: int | None = None  # a late capture's own reservation, once voided
 
 
 @dataclass
@@ -284,7 +288,7 @@ class LedgerMachine(RuleBasedStateMachine):
             (
                 h
                 for h in self.hold_model.values()
-                if h.status == "open" and h.expires_at <= self.now
+                if h.status == "open" and h.expires_at + CAPTURE_GRACE <= self.now
             ),
             key=lambda h: (h.expires_at, h.hold_id),
         )
@@ -520,10 +524,11 @@ class LedgerMachine(RuleBasedStateMachine):
     def capture(self, hold: int) -> None:
         h = self.hold_model[hold]
         if h.status == "voided":
-            self.refused(InvalidReference, ops.capture, hold, description="Redeemed")
+            self._capture_late(h)
             return
         entry = self.tx(ops.capture, hold, description="Redeemed")
-        assert entry.kind == EntryKind.CAPTURE and entry.settles == hold
+        assert entry.kind == EntryKind.CAPTURE
+        assert entry.settles == (h.captured_through or hold)
         assert entry.replayed == (h.status == "captured")
         if h.status == "open":
             h.status = "captured"
@@ -531,15 +536,35 @@ class LedgerMachine(RuleBasedStateMachine):
             self.system[A.REDEEMED] += h.amount
             self.entries += 1
 
+    def _capture_late(self, h: Hold) -> None:
+        """A voided hold captured after all: reserved again from available and spent, or
+        `ReservationLapsed` when available no longer covers it."""
+        m = self.members[h.member]
+        if m.available < h.amount:
+            error = self.refused(ReservationLapsed, ops.capture, h.hold_id, description="Redeemed")
+            assert error.available_points == m.available
+            return
+        entry = self.tx(ops.capture, h.hold_id, description="Redeemed")
+        assert entry.kind == EntryKind.CAPTURE and not entry.replayed
+        assert entry.settles is not None
+        m.available -= h.amount
+        lots = self._consume(h.member, h.amount)
+        again = Hold(entry.settles, h.member, h.amount, h.expires_at, lots, "captured")
+        self.hold_model[again.hold_id] = again
+        h.status, h.captured_through = "captured", again.hold_id
+        self.system[A.REDEEMED] += h.amount
+        self.entries += 2
+
     @rule(hold=holds)
     def void(self, hold: int) -> None:
         h = self.hold_model[hold]
-        if h.status == "captured":
+        if h.status == "captured" and h.captured_through is None:
             self.refused(InvalidReference, ops.void, hold, description="Cancelled")
             return
         entry = self.tx(ops.void, hold, description="Cancelled")
         assert entry.kind == EntryKind.VOID and entry.reverses == hold
-        assert entry.replayed == (h.status == "voided")
+        # voided before (a late capture since spent it anew): the first void again, no change
+        assert entry.replayed == (h.status != "open")
         if h.status == "open":
             self._void(h)
 
@@ -578,7 +603,11 @@ class LedgerMachine(RuleBasedStateMachine):
             for t in itertools.chain(
                 (lot.expires_at for lot in self.lots.values() if lot.available > 0),
                 (lot.release_at for lot in self.lots.values() if lot.pending > 0),
-                (h.expires_at for h in self.hold_model.values() if h.status == "open"),
+                (
+                    h.expires_at + CAPTURE_GRACE
+                    for h in self.hold_model.values()
+                    if h.status == "open"
+                ),
             )
             if t is not None and t > self.now
         )
