@@ -193,6 +193,20 @@ class InvalidPayload(PointGuardError):
             self.code = code
 
 
+class TopicMismatch(InvalidPayload):
+    """A signed body sent under a topic it is not (`orders/paid` for an unpaid order): the
+    topic header is not signed, so the body must show what the topic claims."""
+
+    code = "topic_mismatch"
+
+
+class BodyReadTimeout(PointGuardError):
+    """A request body not received in full within the read deadline: a slow or stalled
+    sender, who would otherwise hold a connection and a task as long as they like."""
+
+    code = "request_timeout"
+
+
 class WebhookRejected(PointGuardError):
     """An inbound webhook whose signature headers do not prove it came from the sender now;
     answered 401 so the sender sees the rejection (and retries only if it can fix it)."""

@@ -28,6 +28,16 @@ MAX_LISTED = 10_000
 # that signs with the outbound one gets nothing but 401s.
 CREATED_FIELDS = {
     "webhook_secret": "webhook secret: the storefront signs its webhooks to us with this",
+    "shopify_webhook_secret": (
+        "Shopify-style signing secret: enter it where the shop signs webhooks to"
+        " /webhooks/M/shopify (derived from the webhook secret; ignored once set-adapter-secret"
+        " sets one)"
+    ),
+    "woocommerce_webhook_secret": (
+        "WooCommerce-style signing secret: enter it as the WooCommerce webhook's secret for"
+        " /webhooks/M/woocommerce (derived from the webhook secret; ignored once"
+        " set-adapter-secret sets one)"
+    ),
     "api_key": "API key",
     "outbound_public_key": "our Ed25519 public key: verifies v1a deliveries to you",
     "outbound_webhook_secret": (
@@ -68,7 +78,7 @@ def merchant_create(
     key = _credential_key()
 
     made = in_transaction(create_merchant, key, name, endpoint_url=endpoint)
-    fields = dataclasses.asdict(made)
+    fields = {**dataclasses.asdict(made), **_sender_secrets(made.webhook_secret)}
     if as_json:
         typer.echo(json.dumps({**fields, "about": CREATED_FIELDS}))
         return
@@ -175,13 +185,20 @@ def merchant_set_endpoint(
 @app.command("rotate-secret")
 def merchant_rotate_secret(
     merchant: MerchantId,
+    as_json: JsonOutput = False,
 ) -> None:
     """Add a new inbound webhook secret and print it; the previous one stays valid until the
-    next rotation, so the storefront can switch without dropped webhooks."""
+    next rotation, so the storefront can switch without dropped webhooks. With --json, also
+    the Shopify- and WooCommerce-style signing secrets derived from it, which change with it."""
     from pointguard.plugin.merchants import rotate_inbound_secret
 
     key = _credential_key()
-    typer.echo(in_transaction(rotate_inbound_secret, key, merchant))
+    secret = in_transaction(rotate_inbound_secret, key, merchant)
+    if not as_json:
+        typer.echo(secret)
+        return
+    fields = {"webhook_secret": secret, **_sender_secrets(secret)}
+    typer.echo(json.dumps({**fields, "about": {f: CREATED_FIELDS[f] for f in fields}}))
 
 
 @app.command("set-jwks")
@@ -241,6 +258,14 @@ def merchant_set_sender_key(
         raise typer.Exit(code=1) from error
     in_transaction(set_inbound_public_key, _credential_key(), merchant, raw)
     typer.echo(f"merchant {merchant}: v1a signatures are verified with the key given")
+
+
+def _sender_secrets(webhook_secret: str) -> dict[str, str]:
+    """`{sender}_webhook_secret` for each HMAC sender: the key it signs with until the shop
+    owner's own is set (`sender_secret`). Printed, since the shop's admin needs it."""
+    from pointguard.plugin.merchants import ADAPTER_SECRETS, sender_secret
+
+    return {f"{s}_webhook_secret": sender_secret(webhook_secret, s) for s in ADAPTER_SECRETS}
 
 
 def _credential_key() -> bytes:

@@ -113,7 +113,9 @@ async def _hmac_request(
     request: Request, sender: str
 ) -> AsyncIterator[tuple[bytes, dict[str, Any], str]]:
     """The body, its JSON object and its topic, of a Shopify- or WooCommerce-style webhook
-    whose HMAC verifies (`HMAC_SENDERS` names its headers)."""
+    whose HMAC verifies (`HMAC_SENDERS` names its headers) under that sender's own key
+    (`MerchantCredentials.hmac_secrets`). The topic is not signed: the adapters check the body
+    against it and never dedupe on a header."""
     verify, signature_header, topic_header = HMAC_SENDERS[sender]
     async with _merchant_request(request, sender) as (credentials, body):
         headers = request.headers
@@ -135,11 +137,7 @@ async def receive_shopify(request: Request) -> JSONResponse:
             async with db.connection(request.app.state.engine) as pg:
                 customer = await pg.fetchval(ORDER_MEMBER, merchant_id, order_id)
         webhook_id, canonical = shopify_to_canonical(
-            topic,
-            payload,
-            delivery_id=_header(request.headers, "x-shopify-webhook-id"),
-            body_digest=_digest(body),
-            customer_of_order=customer or UNKNOWN_MEMBER,
+            topic, payload, body_digest=_digest(body), customer_of_order=customer or UNKNOWN_MEMBER
         )
         return await _record_adapted(request, webhook_id, f"shopify:{topic}", payload, canonical)
 

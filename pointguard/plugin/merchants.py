@@ -15,7 +15,9 @@ Rules this module enforces:
 - Every change to a merchant's credentials first locks the merchant's row, so concurrent
   rotations run one after the other and cannot leave three secrets active.
 - A Shopify- or WooCommerce-style sender signs with the secret the shop owner chose there
-  (`set_adapter_secret`, one active per sender) when one is set, else with the inbound secret.
+  (`set_adapter_secret`, one active per sender) when one is set, else with a key derived for
+  that sender alone from the inbound secret (`sender_secret`): a body signed for one route
+  never verifies on another, nor as a Standard Webhook.
 - A JWKS URL (the storefront's keys for Saleor-style senders) is https, or http to this
   machine only: whoever can alter the key set can sign webhooks.
 - An endpoint or JWKS URL is http(s) with a host, not written as an address we never send to
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import re
 import secrets
 import string
@@ -58,6 +61,9 @@ OUTBOUND_SECRET = "outbound_secret"
 API_KEY = "api_key"
 # The sender-chosen HMAC secret of each adapter, by the sender's name in its route.
 ADAPTER_SECRETS = {"shopify": "shopify_secret", "woocommerce": "woocommerce_secret"}
+# What a sender's derived key is an HMAC of, before the sender's name (`sender_secret`); a new
+# version would change every derived key, so it is part of what a merchant configured.
+SENDER_KEY_CONTEXT = "pointguard sender key v1:"
 # The merchant's URLs, sealed under these kinds and named so in the `merchants` columns too.
 ENDPOINT_URL = "endpoint_url"
 JWKS_URL = "jwks_url"
@@ -211,9 +217,23 @@ class MerchantCredentials:
 
     def hmac_secrets(self, sender: str) -> tuple[str, ...]:
         """What `sender` (`shopify`, `woocommerce`) signs with: the secret chosen for it, or
-        else the inbound secrets."""
+        else its key derived from each active inbound secret (newest first, so a rollover
+        keeps verifying). Never an inbound secret itself: these senders sign the body alone,
+        so one key shared by two routes would let a body captured on one be sent to the
+        other."""
         chosen = tuple(secret for name, secret in self.adapter_secrets if name == sender)
-        return chosen or self.inbound_secrets
+        return chosen or tuple(sender_secret(s, sender) for s in self.inbound_secrets)
+
+
+def sender_secret(inbound_secret: str, sender: str) -> str:
+    """The key `sender` signs with when the shop owner chose none: `{sender}_` and the
+    unpadded base64url of HMAC-SHA256(inbound secret, `SENDER_KEY_CONTEXT` + sender), which
+    `merchant create` prints for the shop's admin. Derived, not stored: it follows the inbound
+    secret through rotations, and one key per sender keeps the routes apart."""
+    digest = hmac.new(
+        inbound_secret.encode(), (SENDER_KEY_CONTEXT + sender).encode(), hashlib.sha256
+    ).digest()
+    return f"{sender}_" + base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 async def create_merchant(

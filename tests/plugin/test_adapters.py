@@ -17,13 +17,14 @@ from pointguard.ledger import member_balances
 from pointguard.plugin.adapters.fields import minor_units
 from pointguard.plugin.adapters.shopify import shopify_to_canonical
 from pointguard.plugin.adapters.woocommerce import woocommerce_to_canonical
-from pointguard.plugin.merchants import set_adapter_secret
+from pointguard.plugin.merchants import sender_secret, set_adapter_secret
 from pointguard.plugin.worker import process_merchant
 
 SHOPIFY_PAID = {
     "id": 820982911946154508,
     "name": "#1001",
     "currency": "EUR",
+    "financial_status": "paid",
     "processed_at": "2026-11-20T10:00:00+00:00",
     "total_tax": "3.80",
     "customer": {"id": 115310627314723954},
@@ -83,14 +84,12 @@ def test_amounts_that_are_not_whole_minor_units_are_refused(amount):
 
 
 def shopify(topic, payload, customer="unknown-member"):
-    return shopify_to_canonical(
-        topic, payload, delivery_id="d-1", body_digest="digest", customer_of_order=customer
-    )
+    return shopify_to_canonical(topic, payload, body_digest="digest", customer_of_order=customer)
 
 
 def test_shopify_orders_map_to_canonical_events():
     webhook_id, event = shopify("orders/paid", SHOPIFY_PAID)
-    assert webhook_id == "shopify:d-1"
+    assert webhook_id == "shopify:order.paid:820982911946154508"
     assert event["type"] == "order.paid"
     data = event["data"]
     assert (data["order_id"], data["customer_id"], data["shipping_minor"], data["tax_minor"]) == (
@@ -107,22 +106,26 @@ def test_shopify_orders_map_to_canonical_events():
         ("2", "socks", 1, 999, 0),
     ]
     assert data["referral_code"] == "abc123"
-    _, refund = shopify(
+    refund_id, refund = shopify(
         "refunds/create",
-        {"order_id": 820982911946154508, "refund_line_items": [{"line_item_id": 2, "quantity": 1}]},
+        {
+            "id": 509562969,
+            "order_id": 820982911946154508,
+            "refund_line_items": [{"line_item_id": 2, "quantity": 1}],
+        },
         "115310627314723954",
     )
+    assert refund_id == "shopify:order.refunded:509562969"
     assert refund["data"]["lines"] == [{"line_id": "2", "quantity": 1}]
-    assert shopify("products/update", {}) == ("shopify:d-1", None)
-    no_delivery_id = shopify_to_canonical(
-        "products/update", {}, delivery_id="", body_digest="digest", customer_of_order=""
+    assert shopify("customers/update", {"id": 7, "email": None})[0] == (
+        "shopify:customer.updated:7:digest"
     )
-    assert no_delivery_id == ("shopify:digest", None)
+    assert shopify("products/update", {}) == ("shopify:ignored:digest", None)
 
 
 def test_woocommerce_statuses_map_to_canonical_events():
     webhook_id, paid = woocommerce_to_canonical("order.updated", WOO_PAID, body_digest="d")
-    assert webhook_id == "woocommerce:order.updated:727:processing"
+    assert webhook_id == "woocommerce:order.paid:727"
     assert paid["type"] == "order.paid"
     assert paid["timestamp"] == "2026-11-20T10:00:00+00:00"  # `_gmt`: UTC without saying so
     assert paid["data"]["lines"][0]["unit_price_minor"] == 4995
@@ -133,11 +136,11 @@ def test_woocommerce_statuses_map_to_canonical_events():
     )
     on_hold = {**WOO_PAID, "status": "on-hold"}
     assert woocommerce_to_canonical("order.updated", on_hold, body_digest="d") == (
-        "woocommerce:order.updated:727:on-hold",
+        "woocommerce:ignored:d",
         None,
     )
     assert woocommerce_to_canonical("product.updated", WOO_PAID, body_digest="d") == (
-        "woocommerce:product.updated:d",
+        "woocommerce:ignored:d",
         None,
     )
 
@@ -146,13 +149,18 @@ def hmac_header(secret: str, body: bytes) -> str:
     return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
 
 
+def signing_secret(merchant, sender: str) -> str:
+    """What `sender` signs with for a merchant whose shop chose no secret: its derived key."""
+    return sender_secret(merchant.webhook_secret, sender)
+
+
 async def test_shopify_webhooks_are_verified_deduped_and_applied(shop, engine, run):
     client, merchant = shop
     body = json.dumps(SHOPIFY_PAID).encode()
     headers = {
         "x-shopify-topic": "orders/paid",
         "x-shopify-webhook-id": "b54557e4",
-        "x-shopify-hmac-sha256": hmac_header(merchant.webhook_secret, body),
+        "x-shopify-hmac-sha256": hmac_header(signing_secret(merchant, "shopify"), body),
     }
     url = f"/webhooks/{merchant.merchant_id}/shopify"
     first = await client.post(url, content=body, headers=headers)
@@ -175,7 +183,7 @@ async def test_woocommerce_webhooks_dedupe_on_order_and_status(shop, engine, run
         body = json.dumps({**WOO_PAID, "status": status}).encode()
         headers = {
             "x-wc-webhook-topic": "order.updated",
-            "x-wc-webhook-signature": hmac_header(merchant.webhook_secret, body),
+            "x-wc-webhook-signature": hmac_header(signing_secret(merchant, "woocommerce"), body),
         }
         response = await client.post(url, content=body, headers=headers)
         assert response.status_code == 202, response.text
@@ -195,23 +203,23 @@ async def test_a_secret_chosen_in_the_shop_replaces_the_inbound_secret(
     chosen = "shpss_chosen-by-the-owner" if sender == "shopify" else "wc secret, chosen"
     await run(set_adapter_secret, secret_key, merchant.merchant_id, sender, chosen)
     url = f"/webhooks/{merchant.merchant_id}/{sender}"
-    body = json.dumps({"id": 1, "status": "on-hold", "customer_id": 26}).encode()
+    body = json.dumps({"id": 1, "status": "on-hold", "customer_id": 26, "line_items": []})
+    body = body.encode()
     topic = {"x-shopify-topic": "products/update", "x-wc-webhook-topic": "order.updated"}
 
-    old = await client.post(
-        url, content=body, headers={**topic, header: hmac_header(merchant.webhook_secret, body)}
-    )
+    derived = hmac_header(signing_secret(merchant, sender), body)
+    old = await client.post(url, content=body, headers={**topic, header: derived})
     assert (old.status_code, old.json()["error"]["code"]) == (401, "bad_signature")
     assert await inbox_rows(engine, merchant.merchant_id) == 0
     new = await client.post(url, content=body, headers={**topic, header: hmac_header(chosen, body)})
     assert (new.status_code, new.json()["status"]) == (202, "ignored"), new.text
 
-    other = "woocommerce" if sender == "shopify" else "shopify"  # still the inbound secret
+    other = "woocommerce" if sender == "shopify" else "shopify"  # still its derived key
     other_header = {"shopify": "x-shopify-hmac-sha256", "woocommerce": "x-wc-webhook-signature"}
     response = await client.post(
         f"/webhooks/{merchant.merchant_id}/{other}",
         content=body,
-        headers={**topic, other_header[other]: hmac_header(merchant.webhook_secret, body)},
+        headers={**topic, other_header[other]: hmac_header(signing_secret(merchant, other), body)},
     )
     assert response.status_code == 202, response.text
 
@@ -279,7 +287,8 @@ HEADERS = {
 async def post_signed(client, merchant, sender, topic, payload):
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     topic_header, signature_header = HEADERS[sender]
-    headers = {topic_header: topic, signature_header: hmac_header(merchant.webhook_secret, body)}
+    secret = signing_secret(merchant, sender)
+    headers = {topic_header: topic, signature_header: hmac_header(secret, body)}
     return await client.post(
         f"/webhooks/{merchant.merchant_id}/{sender}", content=body, headers=headers
     )

@@ -28,6 +28,7 @@ from pointguard.plugin.merchants import (
     merchant_credentials,
     retire_inbound_secret,
     rotate_inbound_secret,
+    sender_secret,
     set_adapter_secret,
     set_endpoint,
     set_inbound_public_key,
@@ -286,7 +287,8 @@ async def test_a_sender_chosen_secret_is_stored_sealed_and_replaces_the_last(eng
     made = await run(create_merchant, KEY, "Chosen", merchant_id=merchant)
     async with db.connection(engine) as pg:
         credentials = await merchant_credentials(pg, KEY, merchant)
-    assert credentials.hmac_secrets("shopify") == (made.webhook_secret,)  # none chosen yet
+    # None chosen yet: the key derived for the sender from the inbound secret.
+    assert credentials.hmac_secrets("shopify") == (sender_secret(made.webhook_secret, "shopify"),)
 
     await run(set_adapter_secret, KEY, merchant, "shopify", "shpss_first")
     await run(set_adapter_secret, KEY, merchant, "shopify", "shpss_second")

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from pointguard import db
 from pointguard.plugin.merchants import set_jwks_url
 from pointguard.plugin.worker import process_merchant
-from tests.plugin.test_adapters import SHOPIFY_PAID, WOO_PAID, hmac_header
+from tests.plugin.test_adapters import SHOPIFY_PAID, WOO_PAID, hmac_header, signing_secret
 from tests.plugin.test_ingest import paid, signed
 from tests.plugin.test_saleor import USER, event, order, refunded_fulfillment
 
@@ -86,19 +86,26 @@ SHOPIFY = [
     (
         "refunds/create",
         {
+            "id": 509562969,
             "order_id": SHOPIFY_PAID["id"],
             "created_at": "2026-11-21T10:00:00+00:00",
             "refund_line_items": [{"line_item_id": 2, "quantity": 1}],
         },
     ),
-    ("orders/cancelled", {**SHOPIFY_PAID, "cancelled_at": "2026-11-21T10:00:00+00:00"}),
-    ("customers/create", {"id": 115310627314723954, "created_at": "2026-11-01T08:00:00+00:00"}),
+    (
+        "orders/cancelled",
+        {**SHOPIFY_PAID, "financial_status": "voided", "cancelled_at": "2026-11-21T10:00:00Z"},
+    ),
+    (
+        "customers/create",
+        {"id": 115310627314723954, "email": None, "created_at": "2026-11-01T08:00:00+00:00"},
+    ),
 ]
 WOOCOMMERCE = [
     ("order.updated", WOO_PAID),
     ("order.updated", {**WOO_PAID, "status": "refunded"}),
     ("order.created", {**WOO_PAID, "id": 728, "status": "cancelled"}),
-    ("customer.created", {"id": 26, "date_created_gmt": "2026-11-01T08:00:00"}),
+    ("customer.created", {"id": 26, "email": None, "date_created_gmt": "2026-11-01T08:00:00"}),
 ]
 SALEOR = [
     ("order_fully_paid", event("OrderFullyPaid", order=order())),
@@ -252,18 +259,18 @@ async def storefronts(shop, storefront, run, secret_key):
 def request_for(sender: str, merchant: Any, storefront: Any, topic: str, body: bytes):
     """(path, headers) of a correctly signed request from `sender`."""
     base = f"/webhooks/{merchant.merchant_id}"
-    secret = merchant.webhook_secret
     if sender == "standard":
-        return base, signed(secret, body, webhook_id=f"msg_{uuid.uuid4().hex}")[1]
+        return base, signed(merchant.webhook_secret, body, webhook_id=f"msg_{uuid.uuid4().hex}")[1]
     if sender == "shopify":
         headers = {
             "x-shopify-topic": topic,
             "x-shopify-webhook-id": uuid.uuid4().hex,
-            "x-shopify-hmac-sha256": hmac_header(secret, body),
+            "x-shopify-hmac-sha256": hmac_header(signing_secret(merchant, sender), body),
         }
         return f"{base}/shopify", headers
     if sender == "woocommerce":
-        headers = {"x-wc-webhook-topic": topic, "x-wc-webhook-signature": hmac_header(secret, body)}
+        signature = hmac_header(signing_secret(merchant, sender), body)
+        headers = {"x-wc-webhook-topic": topic, "x-wc-webhook-signature": signature}
         return f"{base}/woocommerce", headers
     return f"{base}/saleor", {
         "saleor-event": topic,

@@ -18,7 +18,7 @@ from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
 from pointguard.clock import wall_clock
-from pointguard.errors import InvalidPayload
+from pointguard.errors import InvalidPayload, TopicMismatch
 from pointguard.plugin.payloads import (
     MAX_AMOUNT_MINOR,
     MAX_LINES,
@@ -41,8 +41,28 @@ Adapted = tuple[str, Canonical | None]
 def dedupe_id(sender: str, *parts: str) -> str:
     """The inbox id of a sender's webhook: what a retry of the same delivery repeats and a new
     event does not (each adapter's docstring says which parts, and why). Built here only, so
-    that every sender's ids have one shape: `{sender}:{part}:{part}...`."""
+    that every sender's ids have one shape: `{sender}:{part}:{part}...`. Every part comes from
+    what the sender signed, never from a header it did not: whoever captured a body could
+    change such a header and have the body applied again."""
     return ":".join((sender, *parts))
+
+
+def topic_mismatch(topic: str, field: str, shows: str) -> TopicMismatch:
+    """The refusal of a body sent under a topic it is not: what `field` shows instead."""
+    message = f"the body sent as {topic[:50]!r} is not one: {field} {shows}"
+    return TopicMismatch(message, field=field)
+
+
+def check_customer(topic: str, payload: Mapping[str, Any]) -> None:
+    """Refuse unless the body sent as `topic` is a customer: it has the `email` field that
+    every customer carries (null for a customer known by phone alone), and neither the
+    `line_items` of an order nor the `order_id` of a refund or a fulfillment. So no captured
+    body of another kind becomes a signup."""
+    for key in ("line_items", "order_id"):
+        if key in payload:
+            raise topic_mismatch(topic, f"$.{key}", "is there, so it is not a customer")
+    if "email" not in payload:
+        raise topic_mismatch(topic, "$.email", "is missing, so it is not a customer")
 
 
 def canonical_event(event_type: str, at: datetime | None, data: Canonical) -> Canonical:

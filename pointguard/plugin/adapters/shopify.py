@@ -1,6 +1,10 @@
-"""Shopify-style senders: `X-Shopify-Hmac-Sha256` (base64 HMAC-SHA256 of the raw body),
+"""Shopify-style senders: `X-Shopify-Hmac-Sha256` (base64 HMAC-SHA256 of the raw body) and
 `X-Shopify-Topic` (`orders/paid`, `refunds/create`, `orders/cancelled`, `customers/create`,
-`customers/update`) and `X-Shopify-Webhook-Id`, the id a retry repeats, which we dedupe on.
+`customers/update`).
+
+Only the body is signed: `X-Shopify-Topic` and `X-Shopify-Webhook-Id` are whatever the sender of
+the request wrote. So the body must be what its topic claims (`shopify_to_canonical`), and the
+dedupe id comes from the body, never from `X-Shopify-Webhook-Id`, which is not read.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from pointguard.plugin.adapters.fields import (
     Canonical,
     amount,
     canonical_event,
+    check_customer,
     currency_code,
     dedupe_id,
     listed_value,
@@ -22,25 +27,46 @@ from pointguard.plugin.adapters.fields import (
     optional_text,
     quantity,
     text,
+    topic_mismatch,
 )
+
+# An order earns when Shopify says it is paid in full: `partially_paid` still owes money, and
+# `authorized` has taken none yet (Shopify sends `orders/paid` once the order is `paid`).
+SHOPIFY_PAID_STATUSES = frozenset({"paid"})
 
 
 def shopify_to_canonical(
     topic: str,
     payload: Mapping[str, Any],
     *,
-    delivery_id: str,
     body_digest: str,
     customer_of_order: str,
 ) -> Adapted:
     """The dedupe id and the canonical event for a Shopify-style topic (None for a topic we do
-    not use). The id is the `X-Shopify-Webhook-Id` a retry repeats (`delivery_id`), or the
-    body's digest if the sender sent none. `customer_of_order`: for refunds, which carry no
-    customer, the member of the order (`refunded_order` names it)."""
-    webhook_id = dedupe_id("shopify", delivery_id or body_digest)
+    not use). `customer_of_order`: for refunds, which carry no customer, the member of the
+    order (`refunded_order` names it).
+
+    The body must agree with the topic, else `TopicMismatch` naming the field: `orders/paid` a
+    `financial_status` of paid and no `cancelled_at`, `orders/cancelled` a `cancelled_at`,
+    `refunds/create` `refund_line_items`, a customer topic a customer (`check_customer`). So a
+    captured paid order cannot be sent as a cancellation, nor a cancelled one as paid.
+
+    The dedupe id names the fact the signed body reports where it happens once, whatever the
+    bytes or the topic: `order.paid:{order}`, `order.cancelled:{order}`,
+    `order.refunded:{refund}`, `customer.created:{customer}`. An update can happen any number
+    of times, so `customer.updated:{customer}:{digest of the body}`, and a topic we do not use,
+    whose body we do not read, `ignored:{digest}`: a resent body repeats the digest, a real
+    change does not, and no made-up topic or delivery id makes a new row."""
     if topic == "orders/paid":
-        return webhook_id, _paid(payload)
+        status = payload.get("financial_status")
+        if status not in SHOPIFY_PAID_STATUSES:
+            raise topic_mismatch(topic, "$.financial_status", f"is {str(status)[:50]!r}, not paid")
+        if payload.get("cancelled_at") is not None:
+            raise topic_mismatch(topic, "$.cancelled_at", "is set: the order was cancelled")
+        event = _paid(payload)
+        return dedupe_id("shopify", "order.paid", event["data"]["order_id"]), event
     if topic == "refunds/create":
+        _check_refund(topic, payload)
         lines = [
             {
                 "line_id": text(item, "line_item_id", where),
@@ -53,21 +79,39 @@ def shopify_to_canonical(
             "customer_id": customer_of_order,
             "lines": lines,
         }
+        webhook_id = dedupe_id("shopify", "order.refunded", text(payload, "id"))
         return webhook_id, canonical_event("order.refunded", moment(payload, ("created_at",)), data)
     if topic == "orders/cancelled":
-        data = {"order_id": text(payload, "id"), "customer_id": _customer(payload)}
         at = moment(payload, ("cancelled_at",))
+        if at is None:
+            raise topic_mismatch(topic, "$.cancelled_at", "is missing: the order is not cancelled")
+        order_id = text(payload, "id")
+        data = {"order_id": order_id, "customer_id": _customer(payload)}
+        webhook_id = dedupe_id("shopify", "order.cancelled", order_id)
         return webhook_id, canonical_event("order.cancelled", at, data)
     if topic in ("customers/create", "customers/update"):
-        kind = "customer.created" if topic == "customers/create" else "customer.updated"
+        check_customer(topic, payload)
+        customer_id = text(payload, "id")
         at = moment(payload, ("updated_at", "created_at"))
-        return webhook_id, canonical_event(kind, at, {"customer_id": text(payload, "id")})
-    return webhook_id, None
+        if topic == "customers/create":
+            webhook_id = dedupe_id("shopify", "customer.created", customer_id)
+            return webhook_id, canonical_event("customer.created", at, {"customer_id": customer_id})
+        webhook_id = dedupe_id("shopify", "customer.updated", customer_id, body_digest)
+        return webhook_id, canonical_event("customer.updated", at, {"customer_id": customer_id})
+    return dedupe_id("shopify", "ignored", body_digest), None
 
 
 def refunded_order(topic: str, payload: Mapping[str, Any]) -> str | None:
     """The order a `refunds/create` refunds, whose member the caller looks up; else None."""
-    return text(payload, "order_id") if topic == "refunds/create" else None
+    if topic != "refunds/create":
+        return None
+    _check_refund(topic, payload)
+    return text(payload, "order_id")
+
+
+def _check_refund(topic: str, payload: Mapping[str, Any]) -> None:
+    if not isinstance(payload.get("refund_line_items"), list):
+        raise topic_mismatch(topic, "$.refund_line_items", "is not a list: not a refund")
 
 
 def _paid(payload: Mapping[str, Any]) -> Canonical:

@@ -1,12 +1,14 @@
 """WooCommerce-style senders: `X-WC-Webhook-Signature` (base64 HMAC-SHA256 of the raw body) and
 `X-WC-Webhook-Topic` (`order.created` / `order.updated`, whose `status` says what happened, and
-`customer.created`). WooCommerce sends no id that is stable across deliveries, so we dedupe on
-the order id and status: an order paid twice is one `order.paid`.
+`customer.created`). Only the body is signed, and WooCommerce sends no id that is stable across
+deliveries, so the body must be what its topic claims and the dedupe id comes from the body
+(`woocommerce_to_canonical`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from pointguard.plugin.adapters.fields import (
@@ -14,6 +16,7 @@ from pointguard.plugin.adapters.fields import (
     Canonical,
     amount,
     canonical_event,
+    check_customer,
     currency_code,
     dedupe_id,
     moment,
@@ -21,6 +24,7 @@ from pointguard.plugin.adapters.fields import (
     optional_text,
     quantity,
     text,
+    topic_mismatch,
 )
 
 WOO_PAID_STATUSES = frozenset({"processing", "completed"})
@@ -31,31 +35,45 @@ def woocommerce_to_canonical(
     topic: str, payload: Mapping[str, Any], *, body_digest: str
 ) -> Adapted:
     """The dedupe id and the canonical event for a WooCommerce-style topic and order status
-    (None: ignore it). Orders and customers are deduped on `{topic}:{id}:{status}`; a topic we
-    do not use, whose body we do not read, on `{topic}:{digest of the body}`."""
-    if topic != "customer.created" and topic not in WOO_ORDER_TOPICS:
-        return dedupe_id("woocommerce", topic, body_digest), None
-    record_id = text(payload, "id")
-    status = optional_text(payload, "status") or ""
-    webhook_id = dedupe_id("woocommerce", topic, record_id, status)
+    (None: ignore it).
+
+    An order topic needs an order (`line_items`), `customer.created` a customer
+    (`check_customer`), else `TopicMismatch` naming the field. The dedupe id names the fact the
+    signed body reports, never the topic (which is not signed): `order.paid:{order}` (an order
+    `processing`, then `completed`, is paid once), `order.cancelled:{order}`,
+    `order.refunded:{order}` (a full refund, once, though WooCommerce renders a new body for
+    every change to the order), `customer.created:{customer}`. An order in a status we do not
+    use, and a topic we do not use, get `ignored:{digest of the body}`: a resent body repeats
+    it, and no made-up topic makes a new row."""
+    ignored = dedupe_id("woocommerce", "ignored", body_digest), None
     if topic == "customer.created":
+        check_customer(topic, payload)
+        customer_id = text(payload, "id")
         at = moment(payload, ("date_created_gmt",))
-        return webhook_id, canonical_event("customer.created", at, {"customer_id": record_id})
-    order_id, customer_id = record_id, text(payload, "customer_id")
+        webhook_id = dedupe_id("woocommerce", "customer.created", customer_id)
+        return webhook_id, canonical_event("customer.created", at, {"customer_id": customer_id})
+    if topic not in WOO_ORDER_TOPICS:
+        return ignored
+    if not isinstance(payload.get("line_items"), list):
+        raise topic_mismatch(topic, "$.line_items", "is not a list: not an order")
+    order_id, customer_id = text(payload, "id"), text(payload, "customer_id")
+    status = optional_text(payload, "status") or ""
+    event: Canonical
     if status in WOO_PAID_STATUSES:
-        return webhook_id, _paid(payload, order_id, customer_id)
-    at = moment(payload, ("date_modified_gmt",))
-    if status == "cancelled":
+        event = _paid(payload, order_id, customer_id)
+    elif status == "cancelled":
         data: Canonical = {"order_id": order_id, "customer_id": customer_id}
-        return webhook_id, canonical_event("order.cancelled", at, data)
-    if status == "refunded":  # a full refund: every line, every unit
+        event = canonical_event("order.cancelled", _modified(payload), data)
+    elif status == "refunded":  # a full refund: every line, every unit
         lines = [
             {"line_id": text(item, "id", where), "quantity": quantity(item, "quantity", where)}
             for where, item in objects(payload.get("line_items"), "$.line_items")
         ]
         data = {"order_id": order_id, "customer_id": customer_id, "lines": lines}
-        return webhook_id, canonical_event("order.refunded", at, data)
-    return webhook_id, None
+        event = canonical_event("order.refunded", _modified(payload), data)
+    else:
+        return ignored
+    return dedupe_id("woocommerce", event["type"], order_id), event
 
 
 def _paid(payload: Mapping[str, Any], order_id: str, customer_id: str) -> Canonical:
@@ -86,3 +104,7 @@ def _paid(payload: Mapping[str, Any], order_id: str, customer_id: str) -> Canoni
         "tax_minor": amount(payload, "total_tax", currency),
     }
     return canonical_event("order.paid", moment(payload, ("date_paid_gmt",)), data)
+
+
+def _modified(payload: Mapping[str, Any]) -> datetime | None:
+    return moment(payload, ("date_modified_gmt",))
