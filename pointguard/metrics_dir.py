@@ -19,6 +19,8 @@ import os
 import sys
 from pathlib import Path
 
+from pointguard.db import make_private_dir
+
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
@@ -29,7 +31,7 @@ def share_metrics(directory: Path, *, clean: bool) -> None:
             "share_metrics must run before prometheus_client is imported: this process's"
             " metrics would stay in its memory, out of the shared folder"
         )
-    directory.mkdir(parents=True, exist_ok=True)
+    make_private_dir(directory)  # in the data folder, which only its owner may read
     if clean:
         for file in directory.glob("*.db"):
             if not _running(_pid_of(file)):
