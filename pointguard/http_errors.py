@@ -44,16 +44,43 @@ def status_of(error: errors.PointGuardError) -> int:
 # connections): nothing was decided, so the caller should retry, and hears so in the same form
 # as every other refusal instead of a bare 500.
 DATABASE_ERRORS: tuple[type[Exception], ...] = (*db.DATABASE_UNAVAILABLE, asyncpg.InterfaceError)
+# What PostgreSQL says about the statement or its values, not about being there: a retry gets
+# the same answer forever (a NUL in a text value: the storefront retried until it disabled its
+# webhooks). The door refuses such input first (`ingest.py`, `payloads.py`); one that slips
+# through is our bug, a 500 with its traceback in the log, never a 503 that asks for retries.
+NOT_AN_OUTAGE: tuple[type[Exception], ...] = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.SyntaxOrAccessError,
+)
+# SQLAlchemy wraps the driver's error twice (its DBAPIError, the adapted DB-API error).
+MAX_WRAPPED_CAUSES = 4
 RETRY_AFTER_S = 5
 INTERNAL_ERROR_MESSAGE = "internal error; see the logs"
 
 
 async def database_unavailable(request: Request, error: Exception) -> JSONResponse:
+    if _is_about_the_input(error):
+        internal = errors.InternalError(f"the database refused a statement: {type(error).__name__}")
+        internal.__cause__ = error
+        return await pointguard_error(request, internal)
     response = await pointguard_error(
         request, errors.DatabaseUnavailable(f"the database is unavailable: {type(error).__name__}")
     )
     response.headers["retry-after"] = str(RETRY_AFTER_S)
     return response
+
+
+def _is_about_the_input(error: BaseException) -> bool:
+    """Whether `error`, or the driver error it wraps, is one of `NOT_AN_OUTAGE`."""
+    cause: BaseException | None = error
+    for _ in range(MAX_WRAPPED_CAUSES):
+        if cause is None:
+            return False
+        if isinstance(cause, NOT_AN_OUTAGE):
+            return True
+        cause = cause.__cause__
+    return False
 
 
 async def pointguard_error(request: Request, error: Exception) -> JSONResponse:

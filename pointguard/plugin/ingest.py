@@ -42,6 +42,7 @@ from pointguard.plugin.jws import parse_detached_jws, verify_rs256
 from pointguard.plugin.merchants import MERCHANT_ID, MerchantCredentials
 from pointguard.plugin.payloads import (
     MAX_TEXT_CHARS,
+    check_storable_text,
     envelope_of,
     json_document,
     store_json,
@@ -235,11 +236,11 @@ def _json_object(body: bytes) -> dict[str, Any]:
 
 def _header(headers: Headers, name: str) -> str:
     """A header that becomes part of an inbox row (an id, a topic): at most `MAX_TEXT_CHARS`,
-    since the inbox is keyed on it."""
+    since the inbox is keyed on it, and text the database can store."""
     value = headers.get(name, "")
     if len(value) > MAX_TEXT_CHARS:
         raise InvalidPayload(f"{name} is longer than {MAX_TEXT_CHARS} characters", field=name)
-    return value
+    return check_storable_text(value, name)
 
 
 def _digest(body: bytes) -> str:

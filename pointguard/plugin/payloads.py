@@ -152,12 +152,19 @@ def check_time(at: datetime, field: str) -> datetime:
     return at
 
 
+def check_storable_text(value: str, field: str) -> str:
+    """`value`, if PostgreSQL's `text` can hold it (no NUL character); else InvalidPayload
+    naming `field`, since the database's refusal would come back on every retry."""
+    if "\x00" in value:
+        raise InvalidPayload(f"{field} holds a NUL character", field=field)
+    return value
+
+
 def _check_storable(value: Any, where: str, depth: int) -> None:
     if depth > MAX_JSON_DEPTH:
         raise InvalidPayload(f"{where} is nested deeper than {MAX_JSON_DEPTH} levels", field=where)
     if isinstance(value, str):
-        if "\x00" in value:
-            raise InvalidPayload(f"{where} holds a NUL character", field=where)
+        check_storable_text(value, where)
     elif isinstance(value, int):  # bool too, harmlessly
         if not -MAX_JSON_INT <= value <= MAX_JSON_INT:
             raise InvalidPayload(f"{where} is a whole number beyond {MAX_JSON_INT:,}", field=where)

@@ -294,7 +294,9 @@ async def one_request(sender: str, storefronts: Any, engine: Any, data: st.DataO
     topic, valid = data.draw(st.sampled_from(VALID[sender]))
     if data.draw(st.integers(0, 9)) == 0:  # another topic than the body's, or none we know
         topics = [name for name, _ in VALID[sender]]
-        printable = st.characters(min_codepoint=0x20, max_codepoint=0x7E)  # what headers carry
+        # What headers carry, and a NUL, which a server may pass on and the database cannot
+        # store (issue 9, item 7).
+        printable = st.characters(min_codepoint=0x20, max_codepoint=0x7E) | st.just("\x00")
         topic = data.draw(st.sampled_from(topics) | st.text(printable, max_size=300))
     choice = data.draw(st.sampled_from(["valid", "mutated", "mutated", "mutated", "random"]))
     if choice == "random":
