@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from pointguard.clock import Clock, wall_clock
 
@@ -15,7 +16,13 @@ DEFAULT_DATA_DIR = Path(".pointguard")
 DEFAULT_HOST = "127.0.0.1"  # this machine only, until an operator chooses to listen wider
 DEFAULT_PORT = 8000
 MAX_RETENTION_DAYS = 36_500  # a hundred years: past this, say 0 (keep forever)
+# A webhook body is at most a few hundred KiB from a storefront's server: ten seconds is far
+# more than it needs, and bounds how long a sender trickling bytes holds a connection.
+DEFAULT_BODY_READ_TIMEOUT_S = 10.0
+# Connections (and requests in progress) one server process takes before answering 503 at once.
+DEFAULT_MAX_CONNECTIONS = 1000
 ALLOW_LOOPBACK_ENDPOINTS = "POINTGUARD_ALLOW_LOOPBACK_ENDPOINTS"
+Number = TypeVar("Number", int, float)
 FLAG_VALUES = {
     **dict.fromkeys(("", "0", "false", "no"), False),
     **dict.fromkeys(("1", "true", "yes"), True),
@@ -51,6 +58,8 @@ class Settings:
     # ::1, localhost): for tests and local trials only. Private, link-local, multicast and
     # reserved addresses are refused whatever this says (`plugin/outbound_http.py`).
     allow_loopback_endpoints: bool = False
+    body_read_timeout_s: float = DEFAULT_BODY_READ_TIMEOUT_S  # a request body arrives within
+    max_connections: int = DEFAULT_MAX_CONNECTIONS  # per `serve` process (uvicorn's limit)
     # What the server's loops and the CLI take as now (`clock.py`); a simulation passes its own.
     clock: Clock = wall_clock
 
@@ -87,7 +96,26 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         inbox_retention_days=_days(env, "POINTGUARD_INBOX_RETENTION_DAYS", 30),
         outbox_retention_days=_days(env, "POINTGUARD_OUTBOX_RETENTION_DAYS", 30),
         allow_loopback_endpoints=_flag(env, ALLOW_LOOPBACK_ENDPOINTS),
+        body_read_timeout_s=_positive(
+            env, "POINTGUARD_BODY_READ_TIMEOUT_S", DEFAULT_BODY_READ_TIMEOUT_S, float
+        ),
+        max_connections=_positive(env, "POINTGUARD_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, int),
     )
+
+
+def _positive(env: dict[str, str], name: str, default: Number, kind: type[Number]) -> Number:
+    """`env[name]` as a number above 0 (`kind`); `default` if unset. A bound of 0 or less
+    would refuse everything, or nothing."""
+    value = env.get(name)
+    if value is None:
+        return default
+    try:
+        number = kind(value)
+    except ValueError:
+        number = kind(0)
+    if not number > 0:
+        raise ValueError(f"{name} must be a number above 0, not {value!r}")
+    return number
 
 
 def _one_of(env: dict[str, str], name: str, choices: tuple[str, ...]) -> str:

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 STATUS: tuple[tuple[type[errors.PointGuardError], int], ...] = (
     (errors.PayloadTooLarge, 413),
+    (errors.BodyReadTimeout, 408),
     (errors.UnknownMerchant, 404),
     (errors.InvalidPayload, 422),
     (errors.WebhookRejected, 401),
@@ -95,7 +96,9 @@ async def pointguard_error(request: Request, error: Exception) -> JSONResponse:
     field = getattr(error, "field", None)
     if field is not None:
         body["field"] = field
-    return JSONResponse({"error": body}, status_code=status)
+    # The rest of a body not read in time may still come: no next request on this connection.
+    headers = {"connection": "close"} if isinstance(error, errors.BodyReadTimeout) else None
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
 class UnexpectedErrors:

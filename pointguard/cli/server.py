@@ -51,6 +51,9 @@ def serve(
             port=port or settings.port,
             log_config=logging_config(settings),
             access_log=settings.log_level == "debug",  # a line per request: not on the hot path
+            # Past this many connections or requests in progress, a 503 at once
+            # (POINTGUARD_MAX_CONNECTIONS): a flood cannot take every socket and task.
+            limit_concurrency=settings.max_connections,
         )
     )
 

@@ -1,9 +1,9 @@
 """`POST /webhooks/{merchant}`: verify, record in the inbox, and only then say 202.
 
 Order of checks, each refusing with its own `error.code` and none writing anything: body size
-(413), merchant (404), signature and timestamp (401, or 503 while the storefront's JWKS
-cannot be fetched), JSON and the event's schema (422). A verified event of a type the program
-does not know is recorded as `ignored` and acknowledged.
+(413) and read deadline (408), merchant (404), signature and timestamp (401, or 503 while the
+storefront's JWKS cannot be fetched), JSON and the event's schema (422). A verified event of a
+type the program does not know is recorded as `ignored` and acknowledged.
 Workers (`worker.py`) apply what was recorded.
 
 Every handler enters through `_merchant_request`, which binds the request's `sender` and
@@ -15,6 +15,7 @@ webhook unless at debug: this is the hot path.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -29,7 +30,13 @@ from starlette.responses import JSONResponse
 from pointguard import db, logs, metrics
 from pointguard.clock import wall_clock
 from pointguard.config import Settings
-from pointguard.errors import InvalidPayload, KeySetNotConfigured, PayloadTooLarge, UnknownMerchant
+from pointguard.errors import (
+    BodyReadTimeout,
+    InvalidPayload,
+    KeySetNotConfigured,
+    PayloadTooLarge,
+    UnknownMerchant,
+)
 from pointguard.plugin.adapters.fields import Canonical
 from pointguard.plugin.adapters.saleor import saleor_to_canonical
 from pointguard.plugin.adapters.shopify import refunded_order, shopify_to_canonical
@@ -78,7 +85,7 @@ async def _merchant_request(
     settings: Settings = request.app.state.settings
     merchant_id = request.path_params["merchant"]
     logs.bind(sender=sender, merchant_id=merchant_id)
-    body = await _read_body(request, settings.max_webhook_body_bytes)
+    body = await _read_body(request, settings)
     credentials = None
     if MERCHANT_ID.fullmatch(merchant_id):  # no query for what cannot be a merchant id
         cache: CredentialCache = request.app.state.credentials
@@ -247,13 +254,25 @@ def _digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()[:32]
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, settings: Settings) -> bytes:
+    """The body, within the size limit and the read deadline (`body_read_timeout_s` for the
+    whole body, however its bytes are spaced): a sender trickling it would otherwise hold the
+    connection and this task as long as it liked."""
+    limit = settings.max_webhook_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body of {declared} bytes is over the {limit}-byte limit")
-    body = await read_at_most(
-        request.stream(), limit, lambda: PayloadTooLarge(f"body is over the {limit}-byte limit")
-    )
+    try:
+        async with asyncio.timeout(settings.body_read_timeout_s):
+            body = await read_at_most(
+                request.stream(),
+                limit,
+                lambda: PayloadTooLarge(f"body is over the {limit}-byte limit"),
+            )
+    except TimeoutError as error:
+        raise BodyReadTimeout(
+            f"the body did not arrive within {settings.body_read_timeout_s:g} s"
+        ) from error
     try:
         body.decode()
     except UnicodeDecodeError as error:

@@ -1,7 +1,7 @@
 """The credential cache: decrypted credentials are reused for `ttl_s`, so a rotated secret
-takes effect within it; unknown merchants are never cached; concurrent misses share one load,
-and a failed load is not kept. Loads are counted by wrapping the real read, on the real
-database."""
+takes effect within it; concurrent misses share one load, and a failed load is not kept
+(unknown merchants, remembered briefly: tests/security/test_slow_and_unknown_callers.py).
+Loads are counted by wrapping the real read, on the real database."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import asyncio
 
 import pytest
 
-from pointguard.plugin import credentials as credentials_module
 from pointguard.plugin.credentials import CredentialCache
 from pointguard.plugin.merchants import (
     create_merchant,
@@ -19,8 +18,8 @@ from pointguard.plugin.merchants import (
 
 
 class CountedLoads:
-    """Stands in for `merchant_credentials` in the cache's module: counts the loads, and can
-    fail the next one or hold loads until `gate` is set, before reading for real."""
+    """The cache's `load`: counts the loads, and can fail the next one or hold loads until
+    `gate` is set, before reading for real with `merchant_credentials`."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -38,10 +37,8 @@ class CountedLoads:
 
 
 @pytest.fixture
-def loads(monkeypatch) -> CountedLoads:
-    counted = CountedLoads()
-    monkeypatch.setattr(credentials_module, "merchant_credentials", counted)
-    return counted
+def loads() -> CountedLoads:
+    return CountedLoads()
 
 
 async def test_credentials_are_cached_for_a_few_seconds(engine, run, secret_key):
@@ -58,7 +55,7 @@ async def test_credentials_are_cached_for_a_few_seconds(engine, run, secret_key)
 async def test_concurrent_misses_share_one_load(engine, run, secret_key, loads):
     merchant = await run(create_merchant, secret_key, "Busy Shop")
     m = merchant.merchant_id
-    cache = CredentialCache(secret_key, ttl_s=0)  # every call a miss: only sharing saves a load
+    cache = CredentialCache(secret_key, ttl_s=0, load=loads)  # every call a miss but shared
     found = await asyncio.gather(*(cache.load(engine, m) for _ in range(50)))
     assert loads.count == 1
     assert {c.inbound_secrets for c in found} == {(merchant.webhook_secret,)}
@@ -73,7 +70,7 @@ async def test_a_failed_load_fails_its_waiters_and_the_next_caller_loads_again(
     engine, run, secret_key, loads
 ):
     merchant = await run(create_merchant, secret_key, "Flaky Shop")
-    cache = CredentialCache(secret_key, ttl_s=60)
+    cache = CredentialCache(secret_key, ttl_s=60, load=loads)
     loads.fail_next = True
     failed = await asyncio.gather(
         *(cache.load(engine, merchant.merchant_id) for _ in range(10)), return_exceptions=True
@@ -90,7 +87,7 @@ async def test_a_failed_load_fails_its_waiters_and_the_next_caller_loads_again(
 
 async def test_a_caller_that_gives_up_leaves_the_load_to_the_others(engine, run, secret_key, loads):
     merchant = await run(create_merchant, secret_key, "Patient Shop")
-    cache = CredentialCache(secret_key)
+    cache = CredentialCache(secret_key, load=loads)
     loads.gate.clear()
     impatient = asyncio.create_task(cache.load(engine, merchant.merchant_id))
     patient = asyncio.create_task(cache.load(engine, merchant.merchant_id))

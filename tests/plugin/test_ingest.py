@@ -240,10 +240,11 @@ async def test_a_database_outage_is_a_503_to_retry_and_stores_nothing(open_app, 
 
 
 @asynccontextmanager
-async def serving_app(database_url: str) -> AsyncIterator[str]:
+async def serving_app(database_url: str, **environ: str) -> AsyncIterator[str]:
     """The app (no background loops) served by uvicorn on 127.0.0.1, with its lifespan, in
-    this test's event loop; yields the base URL."""
-    settings = load_settings({"DATABASE_URL": database_url, "POINTGUARD_SECRET_KEY": SECRET_KEY})
+    this test's event loop, with `environ`'s settings added; yields the base URL."""
+    base = {"DATABASE_URL": database_url, "POINTGUARD_SECRET_KEY": SECRET_KEY}
+    settings = load_settings(base | environ)
     app = create_app(settings, upkeep=False, workers=False, dispatch=False)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     with socket.socket() as sock:
