@@ -174,10 +174,10 @@ async def tier_review_coming(run, merchant_id: str) -> None:
 # of the pass it makes due. Each setup is sealed after, so the unsealed entries it posted make
 # nothing due.
 DUE_WORK = {
-    "reservation timed out": (
+    "reservation timed out": (  # and its capture grace over
         reservation_timing_out,
-        timedelta(minutes=59),
-        timedelta(hours=1),
+        timedelta(minutes=59, seconds=ops.CAPTURE_GRACE_S),
+        timedelta(hours=1, seconds=ops.CAPTURE_GRACE_S),
         "ledger",
     ),
     "release come": (release_coming, timedelta(days=13), timedelta(days=14), "ledger"),
