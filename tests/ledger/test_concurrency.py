@@ -227,7 +227,9 @@ async def test_concurrent_replays_of_one_reserve_hold_once(engine, run, merchant
 
 
 async def test_concurrent_capture_and_void_of_one_hold(engine, run, merchant):
-    """A hold is closed once: racing captures and voids leave exactly one closing entry."""
+    """A hold is spent at most once: racing captures and voids leave one void, one capture, or
+    a void and then a late capture that reserved the points again (the capture grace,
+    `ops.capture`), never a second capture or a second void."""
     await run(ops.earn, merchant, "alice", 50, key="e", description="d", source="t")
     hold = await run(
         ops.reserve,
@@ -247,17 +249,25 @@ async def test_concurrent_capture_and_void_of_one_hold(engine, run, merchant):
     results = await gather(*calls)
     ok, _failed = split(results)
     assert ok
-    closing = await count(
-        engine,
-        "SELECT count(*) FROM ledger_entries WHERE merchant_id = $1"
-        " AND kind IN ('capture', 'void')",
-        merchant,
+    closing = {
+        kind: await count(
+            engine,
+            "SELECT count(*) FROM ledger_entries WHERE merchant_id = $1 AND kind = $2",
+            merchant,
+            kind,
+        )
+        for kind in ("capture", "void")
+    }
+    assert closing in (
+        {"capture": 1, "void": 0},
+        {"capture": 0, "void": 1},
+        {"capture": 1, "void": 1},
     )
-    assert closing == 1
     bal = await run(member_balances, merchant, "alice")
     redeemed = (await run(system_balances, merchant))[A.REDEEMED]
     assert bal.reserved_points == 0
-    assert (bal.available_points, redeemed) in {(20, 30), (50, 0)}
+    captured = closing["capture"] == 1
+    assert (bal.available_points, redeemed) == ((20, 30) if captured else (50, 0))
     await assert_verifies(engine, run, merchant)
 
 
