@@ -75,9 +75,9 @@ def dispatch(
     settings = _observed(share_metrics=not once)  # a one-off pass would leave its files behind
     from pointguard.plugin.credentials import CredentialCache
     from pointguard.plugin.dispatcher import deliver_due, dispatch_forever
-    from pointguard.plugin.secretbox import load_key
+    from pointguard.plugin.secretbox import load_keyring
 
-    credentials = CredentialCache(load_key(settings))
+    credentials = CredentialCache(load_keyring(settings))  # old keys too, mid-rotation
 
     async def run(engine: AsyncEngine) -> None:
         if not once:
