@@ -75,6 +75,7 @@ async def _reseal(engine: AsyncEngine, ring: Keyring) -> int:
     values are left under other keys."""
     from pointguard import db
     from pointguard.plugin.merchants import reseal_all, values_not_under
+
     done = await reseal_all(engine, ring, moving_to=ring.current_id)
     typer.echo(
         f"re-sealed {done.values} values and bound {done.urls} URLs of {done.merchants}"
