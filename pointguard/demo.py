@@ -33,10 +33,10 @@ from pointguard.plugin.merchants import create_merchant
 from pointguard.program.events import (
     ActionPerformed,
     Event,
-    OrderLine,
     OrderPaid,
     OrderRefunded,
     RefundedLine,
+    order_lines,
 )
 from pointguard.program.redemption import MEMBER_TIER, complete_redemption, redeem
 from pointguard.program.rewards import Cart
@@ -157,16 +157,7 @@ def _story(at: Callable[[int], datetime]) -> list[Step]:
             occurred_at=at(day),
             order_id=f"{n}",
             currency="EUR",
-            lines=[
-                OrderLine(
-                    line_id=str(i),
-                    sku=sku,
-                    category=category,
-                    quantity=quantity,
-                    unit_price_minor=price,
-                )
-                for i, (sku, category, quantity, price) in enumerate(lines)
-            ],
+            lines=order_lines(*lines),
         )
 
     return [

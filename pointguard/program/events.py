@@ -29,6 +29,17 @@ class OrderLine(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     discount_minor: Minor = 0  # on the whole line
 
 
+def order_lines(*lines: tuple[str, str, int, int]) -> list[OrderLine]:
+    """Lines from `(sku, category, quantity, unit_price_minor)`, numbered from 0: the short way
+    the demo and the tests write an order."""
+    return [
+        OrderLine(
+            line_id=str(i), sku=sku, category=category, quantity=quantity, unit_price_minor=price
+        )
+        for i, (sku, category, quantity, price) in enumerate(lines)
+    ]
+
+
 class OrderPaid(Event, kw_only=True, frozen=True):
     order_id: str
     currency: str

@@ -13,10 +13,10 @@ from pointguard.ledger import member_balances, member_history
 from pointguard.ledger.verify import verify_merchant
 from pointguard.program.events import (
     ActionPerformed,
-    OrderLine,
     OrderPaid,
     OrderRefunded,
     RefundedLine,
+    order_lines,
 )
 from pointguard.program.redemption import checkout_quote, complete_redemption, redeem
 from pointguard.program.rewards import Cart
@@ -39,16 +39,7 @@ def paid(n, day, *lines):
         occurred_at=NOV + day * DAY,
         order_id=str(n),
         currency="EUR",
-        lines=[
-            OrderLine(
-                line_id=str(i),
-                sku=sku,
-                category=category,
-                quantity=quantity,
-                unit_price_minor=price,
-            )
-            for i, (sku, category, quantity, price) in enumerate(lines)
-        ],
+        lines=order_lines(*lines),
     )
 
 
