@@ -272,10 +272,22 @@ async def migrations_current(engine: AsyncEngine) -> bool:
 
 @asynccontextmanager
 async def connection(engine: AsyncEngine) -> AsyncIterator[PgConnection]:
-    """Check out the pool's asyncpg connection, outside any transaction."""
+    """Check out the pool's asyncpg connection, outside any transaction.
+
+    SQLAlchemy's reset on return rolls back only the transactions it began, not those begun
+    on the asyncpg connection beneath it; so a connection handed back inside one (a task
+    cancelled while its ROLLBACK was on the way) is closed, never pooled: pooled, it kept the
+    transaction's locks and turned the next user's transaction into an uncommitted savepoint.
+    """
     async with engine.connect() as conn:
         fairy = await conn.get_raw_connection()
-        yield fairy.driver_connection
+        pg: PgConnection = fairy.driver_connection
+        try:
+            yield pg
+        finally:
+            if pg.is_in_transaction():
+                log.warning("closing a connection handed back inside a transaction")
+                await conn.invalidate()
 
 
 async def in_transaction(
