@@ -431,10 +431,8 @@ async def embedded_database() -> AsyncIterator[tuple[str, Path]]:
         if url:
             yield url, scratch
             return
-        from pgserver.postgres_server import get_server
-
         (scratch / "pg").mkdir()
-        server = get_server(scratch / "pg", cleanup_mode="delete")
+        server = db.scratch_postgres(scratch / "pg")
         try:
             yield server.get_uri(), scratch
         finally:

@@ -159,10 +159,8 @@ async def main(seconds: int) -> dict[str, float]:
     url = os.environ.get("DATABASE_URL")
     scratch = None
     if not url:
-        import pgserver
-
         scratch = tempfile.mkdtemp(prefix="pointguard-bench-")
-        server = pgserver.get_server(Path(scratch), cleanup_mode="delete")
+        server = db.scratch_postgres(Path(scratch))
         url = server.get_uri()
     url = db.async_url(url)
     engine = db.create_engine(url, pool_size=8)

@@ -95,6 +95,15 @@ def start_embedded_postgres(pg_dir: Path) -> str:
     return async_url(server.get_uri())
 
 
+def scratch_postgres(folder: Path) -> Any:
+    """A throwaway embedded server in `folder` (for the tests and the benchmarks): its
+    `get_uri()` connects, and its `cleanup()` stops it and deletes the folder."""
+    _import_pgserver()
+    from pgserver.postgres_server import get_server
+
+    return get_server(folder, cleanup_mode="delete")
+
+
 def make_private_dir(path: Path) -> None:
     """Make `path` and its missing parents readable by this user only (0700): the data folder
     holds the credential keys and the embedded database. An existing folder keeps the mode its

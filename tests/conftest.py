@@ -31,11 +31,9 @@ def database_url() -> Iterator[str]:
     if external:
         yield db.async_url(external)
         return
-    from pgserver.postgres_server import get_server
-
     # Not pytest's tmp_path: pytest prunes old basetemp folders, which can pull the data
     # folder from under a server that another pytest run on this machine is using.
-    server = get_server(Path(tempfile.mkdtemp(prefix="pointguard-test-pg-")), cleanup_mode="delete")
+    server = db.scratch_postgres(Path(tempfile.mkdtemp(prefix="pointguard-test-pg-")))
     yield db.async_url(server.get_uri())
     server.cleanup()
 
