@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
@@ -34,6 +34,7 @@ import httpx
 
 from pointguard.config import load_settings
 from pointguard.errors import AddressRefused, DeadlineExceeded
+from pointguard.plugin.bounded import read_prefix
 
 # Per-operation timeouts (connect, each read, each write, waiting for a pooled connection);
 # the deadline each request is given bounds the whole.
@@ -250,19 +251,7 @@ class OutboundClient:
                 asyncio.timeout(deadline_s),
                 self._client.stream(method, url, headers=sent_headers, content=content) as answer,
             ):
-                body, complete = await _read_prefix(answer.aiter_raw(), max_body_bytes)
+                body, complete = await read_prefix(answer.aiter_raw(), max_body_bytes)
                 return Answer(answer.status_code, body, complete)
         except TimeoutError as error:
             raise DeadlineExceeded(f"no complete answer within {deadline_s:g} s") from error
-
-
-async def _read_prefix(chunks: AsyncIterable[bytes], limit: int) -> tuple[bytes, bool]:
-    """The first `limit` bytes of `chunks`, and whether that was all of them; stops reading
-    as soon as it has more than `limit` (a declared length can lie)."""
-    parts, size = [], 0
-    async for chunk in chunks:
-        parts.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            return b"".join(parts)[:limit], False
-    return b"".join(parts), True
