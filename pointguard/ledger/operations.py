@@ -201,13 +201,25 @@ async def lock_members(pg: PgConnection, merchant_id: str, member_ids: Sequence[
 
 
 async def _locked_lot(pg: PgConnection, merchant_id: str, earn_entry_id: int) -> Any:
-    lot = await pg.fetchrow(LOT, merchant_id, earn_entry_id)
-    if lot is None:
-        raise InvalidReference(
-            f"entry {earn_entry_id} of merchant {merchant_id!r} earned no points"
-        )
-    await lock_members(pg, merchant_id, [lot["member_id"]])
-    return await pg.fetchrow(LOT, merchant_id, earn_entry_id)
+    return await _locked_row(
+        pg,
+        LOT,
+        merchant_id,
+        earn_entry_id,
+        f"entry {earn_entry_id} of merchant {merchant_id!r} earned no points",
+    )
+
+
+async def _locked_row(
+    pg: PgConnection, query: str, merchant_id: str, row_id: int, missing: str
+) -> Any:
+    """A member's lot or hold, read again after locking the member's accounts, so that it
+    cannot change under the caller; `InvalidReference(missing)` if there is none."""
+    row = await pg.fetchrow(query, merchant_id, row_id)
+    if row is None:
+        raise InvalidReference(missing)
+    await lock_members(pg, merchant_id, [row["member_id"]])
+    return await pg.fetchrow(query, merchant_id, row_id)
 
 
 def _release_entry(merchant_id: str, earn_entry_id: int, lot: Any) -> NewEntry:
@@ -349,21 +361,39 @@ async def _close_hold(
     for hold_id in hold_ids:
         hold = await pg.fetchrow(HOLD, merchant_id, hold_id)
         if hold is None:
-            raise InvalidReference(f"no reservation {hold_id} for merchant {merchant_id!r}")
-        link: dict[str, Any] = {"settles" if kind == EntryKind.CAPTURE else "reverses": hold_id}
-        entries.append(
-            movement(
-                kind,
-                merchant_id,
-                hold["member_id"],
-                hold["amount_points"],
-                key=idempotency_key(kind, hold_id),
-                description=description,
-                source=f"ledger.{kind.value}",
-                **link,
-            )
-        )
+            raise InvalidReference(_no_hold(merchant_id, hold_id))
+        entries.append(_closing_entry(kind, merchant_id, hold_id, hold, description))
     return await post_entries(pg, entries)
+
+
+def _closing_entry(
+    kind: EntryKind,
+    merchant_id: str,
+    hold_id: int,
+    hold: Any,
+    description: str,
+    *,
+    settles: int | None = None,
+) -> NewEntry:
+    """The capture or void that closes hold `hold_id`; a capture settles the reservation
+    (`settles`: the one a late capture made again), a void reverses it."""
+    link: dict[str, Any] = (
+        {"settles": settles or hold_id} if kind == EntryKind.CAPTURE else {"reverses": hold_id}
+    )
+    return movement(
+        kind,
+        merchant_id,
+        hold["member_id"],
+        hold["amount_points"],
+        key=idempotency_key(kind, hold_id),
+        description=description,
+        source=f"ledger.{kind.value}",
+        **link,
+    )
+
+
+def _no_hold(merchant_id: str, hold_id: int) -> str:
+    return f"no reservation {hold_id} for merchant {merchant_id!r}"
 
 
 async def capture(
@@ -375,9 +405,10 @@ async def capture(
     long). A hold voided since (cancelled, or timed out past the grace) is reserved again and
     spent, when the member's available points cover it; else `ReservationLapsed`, and nothing
     changes: the storefront must not let the checkout go through as paid in points."""
-    hold = await _locked_hold(pg, merchant_id, hold_id)
+    hold = await _locked_row(pg, HOLD, merchant_id, hold_id, _no_hold(merchant_id, hold_id))
     if hold["status"] != "voided":
-        return (await _close_hold(pg, merchant_id, [hold_id], EntryKind.CAPTURE, description))[0]
+        closing = _closing_entry(EntryKind.CAPTURE, merchant_id, hold_id, hold, description)
+        return (await post_entries(pg, [closing]))[0]
     again = movement(
         EntryKind.RESERVE,
         merchant_id,
@@ -392,14 +423,12 @@ async def capture(
     try:
         async with pg.transaction():  # the reservation and its capture, or neither
             new_hold = (await post_entries(pg, [again]))[0]
-            entry = movement(
+            entry = _closing_entry(
                 EntryKind.CAPTURE,
                 merchant_id,
-                hold["member_id"],
-                hold["amount_points"],
-                key=idempotency_key(EntryKind.CAPTURE, hold_id),
-                description=description,
-                source="ledger.capture",
+                hold_id,
+                hold,
+                description,
                 settles=new_hold.entry_id,
             )
             captured = (await post_entries(pg, [entry]))[0]
@@ -414,16 +443,6 @@ async def capture(
             available_points=short.available_points,
         ) from short
     return captured
-
-
-async def _locked_hold(pg: PgConnection, merchant_id: str, hold_id: int) -> Any:
-    """The hold, read after locking its member's accounts, so its status cannot change under
-    the caller."""
-    hold = await pg.fetchrow(HOLD, merchant_id, hold_id)
-    if hold is None:
-        raise InvalidReference(f"no reservation {hold_id} for merchant {merchant_id!r}")
-    await lock_members(pg, merchant_id, [hold["member_id"]])
-    return await pg.fetchrow(HOLD, merchant_id, hold_id)
 
 
 async def void(
