@@ -198,5 +198,5 @@ def _date(moment: datetime) -> str:
 
 
 def _change(entry: PostedEntry, kind: AccountKind) -> str:
-    amount = sum(p.amount_points for p in entry.postings if p.account.kind == kind)
+    amount = entry.member_delta(kind)
     return f"{amount:+d}" if amount else ""

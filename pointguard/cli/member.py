@@ -99,16 +99,14 @@ def member_show(
 def _entry_fields(entry: PostedEntry) -> dict[str, Any]:
     """An entry as the member sees it: when, what (the description written for customers),
     and how each of their balances moved."""
-    moved = dict.fromkeys(MEMBER_KINDS, 0)
-    for posting in entry.postings:
-        if posting.account.kind in moved:
-            moved[posting.account.kind] += posting.amount_points
+    from pointguard.ledger import AccountKind
+
     return {
         "entry_id": entry.entry_id,
         "at": entry.created_at.isoformat(),
         "kind": entry.kind.value,
         "description": entry.description,
-        **{f"{kind}_points": points for kind, points in moved.items()},
+        **{f"{kind}_points": entry.member_delta(AccountKind(kind)) for kind in MEMBER_KINDS},
     }
 
 

@@ -94,7 +94,7 @@ class NewEntry:
         return next(p.account.member_id for p in self.postings if p.account.is_member)
 
     def member_delta(self, kind: AccountKind) -> int:
-        return sum(p.amount_points for p in self.postings if p.account.kind == kind)
+        return _delta(self.postings, kind)
 
     @property
     def target(self) -> int | None:
@@ -115,6 +115,15 @@ class PostedEntry:
     created_at: datetime
     postings: tuple[Posting, ...]
     replayed: bool = False
+
+    def member_delta(self, kind: AccountKind) -> int:
+        """How the entry moved the member's account of `kind` (0 if it did not touch it): what
+        a customer's history shows beside the entry's words."""
+        return _delta(self.postings, kind)
+
+
+def _delta(postings: Sequence[Posting], kind: AccountKind) -> int:
+    return sum(p.amount_points for p in postings if p.account.kind == kind)
 
 
 def validate_batch(entries: Sequence[NewEntry]) -> None:
