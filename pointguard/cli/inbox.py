@@ -10,7 +10,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
-from pointguard.cli.common import MerchantId, with_engine
+from pointguard.cli.common import JsonOutput, MerchantId, with_engine
 from pointguard.cli.replay import EveryOne, replay
 
 app = typer.Typer(help="The webhook inbox and its dead letters.", no_args_is_help=True)
@@ -24,9 +24,7 @@ def inbox_dead(
     limit: Annotated[
         int, typer.Option(min=1, max=MAX_LISTED, help="At most this many, oldest first.")
     ] = 100,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON array, for scripts.")
-    ] = False,
+    as_json: JsonOutput = False,
 ) -> None:
     """List dead-lettered webhooks with their errors, oldest first."""
     from pointguard.plugin.worker import dead_letters
