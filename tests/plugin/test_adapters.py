@@ -267,6 +267,7 @@ MALFORMED = [
     ("shopify", ("note_attributes", 0, "value"), "x" * 201, "$.note_attributes[0].value"),
     ("shopify", ("browser_ip",), {"v4": "203.0.113.7"}, "$.browser_ip"),
     ("shopify", ("id",), "a\x00b", "$.id"),
+    ("shopify", ("financial_status",), ["paid"], "$.financial_status"),  # found by the fuzz test
     ("woocommerce", ("line_items", 0, "quantity"), "2", "$.line_items[0].quantity"),
     ("woocommerce", ("line_items", 0, "quantity"), 0, "$.line_items[0].quantity"),
     ("woocommerce", ("line_items", 0, "subtotal"), [], "$.line_items[0].subtotal"),

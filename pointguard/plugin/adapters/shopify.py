@@ -58,7 +58,7 @@ def shopify_to_canonical(
     whose body we do not read, `ignored:{digest}`: a resent body repeats the digest, a real
     change does not, and no made-up topic or delivery id makes a new row."""
     if topic == "orders/paid":
-        status = payload.get("financial_status")
+        status = optional_text(payload, "financial_status")
         if status not in SHOPIFY_PAID_STATUSES:
             raise topic_mismatch(topic, "$.financial_status", f"is {str(status)[:50]!r}, not paid")
         if payload.get("cancelled_at") is not None:
