@@ -110,14 +110,7 @@ def json_document(body: bytes) -> Any:
     it: nested at most `MAX_JSON_DEPTH` levels, no NUL in a string (`text` cannot hold one),
     whole numbers within `MAX_JSON_INT`. Stored re-encoded (`store_json`), never as the raw
     bytes, whose number spellings (`1e-5000`) PostgreSQL may refuse."""
-    try:
-        document = msgspec.json.decode(body)
-    except msgspec.DecodeError as error:
-        raise _invalid(error, "malformed_json") from error
-    except RecursionError as error:  # far deeper than MAX_JSON_DEPTH
-        raise InvalidPayload(
-            f"nested deeper than {MAX_JSON_DEPTH} levels", code="malformed_json"
-        ) from error
+    document = _decoded(body)
     _check_storable(document, "$", 0)
     return document
 
@@ -127,9 +120,21 @@ def store_json(document: Any) -> str:
     return msgspec.json.encode(document).decode()
 
 
-def decode_envelope(body: bytes) -> Envelope:
-    """The envelope of a canonical body (the worker reads stored payloads with this)."""
-    return envelope_of(json_document(body))
+def decode_envelope(stored: bytes) -> Envelope:
+    """The envelope of a canonical payload from the inbox (the worker reads them with this).
+    The database holds it, so it is storable: only its shape is checked again, not walked."""
+    return envelope_of(_decoded(stored))
+
+
+def _decoded(body: bytes) -> Any:
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError as error:
+        raise _invalid(error, "malformed_json") from error
+    except RecursionError as error:  # far deeper than MAX_JSON_DEPTH
+        raise InvalidPayload(
+            f"nested deeper than {MAX_JSON_DEPTH} levels", code="malformed_json"
+        ) from error
 
 
 def envelope_of(document: Any) -> Envelope:
