@@ -74,8 +74,8 @@ from stats import percentile
 from pointguard import db
 from pointguard.plugin.merchants import create_merchant
 from pointguard.plugin.signatures import standard_webhook_headers
-from pointguard.program.store import save_program
-from pointguard.program.validation import parse_program
+from pointguard.program.document.validate import parse_program
+from pointguard.program.document.versions import save_program
 
 THIS_FILE = str(Path(__file__).resolve())
 MEMBERS = 50_000

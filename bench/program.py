@@ -20,10 +20,10 @@ import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pointguard.program.earning import Buyer
+from pointguard.program.document.validate import parse_program
 from pointguard.program.events import OrderLine, OrderPaid
+from pointguard.program.orders.earning import Buyer
 from pointguard.program.rules import MemberState, evaluate
-from pointguard.program.validation import parse_program
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "program.toml"
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)

@@ -30,6 +30,9 @@ from pointguard.ledger import (
 from pointguard.ledger.seal import seal
 from pointguard.ledger.verify import verify_merchant
 from pointguard.plugin.merchants import create_merchant
+from pointguard.program.apply import apply_event
+from pointguard.program.document.validate import parse_program
+from pointguard.program.document.versions import save_program
 from pointguard.program.events import (
     ActionPerformed,
     Event,
@@ -38,12 +41,9 @@ from pointguard.program.events import (
     RefundedLine,
     order_lines,
 )
-from pointguard.program.redemption import MEMBER_TIER, complete_redemption, redeem
-from pointguard.program.rewards import Cart
-from pointguard.program.service import apply_event
-from pointguard.program.standing import member_challenges
-from pointguard.program.store import save_program
-from pointguard.program.validation import parse_program
+from pointguard.program.rewards.catalogue import Cart
+from pointguard.program.rewards.redemption import MEMBER_TIER, complete_redemption, redeem
+from pointguard.program.tiers.review import member_challenges
 from pointguard.upkeep import upkeep_pass
 
 MERCHANT_NAME = "Demo shop"

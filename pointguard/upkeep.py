@@ -41,7 +41,7 @@ from pointguard.program.expiry import (
     send_expiry_reminders,
 )
 from pointguard.program.outbox import write_entry_events
-from pointguard.program.standing import HAS_DUE_TIER_REVIEWS, review_tiers
+from pointguard.program.tiers.review import HAS_DUE_TIER_REVIEWS, review_tiers
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 from pointguard.ledger import operations as ops
 from pointguard.plugin.merchants import create_merchant
+from pointguard.program.apply import apply_event
+from pointguard.program.document.validate import parse_program
+from pointguard.program.document.versions import save_program
 from pointguard.program.events import OrderLine, OrderPaid
-from pointguard.program.service import apply_event
-from pointguard.program.store import save_program
-from pointguard.program.validation import parse_program
 from tests.cli_helpers import pointguard
 from tests.test_upkeep import PROGRAM  # tiers Member and VIP (from 100 EUR), 14-day window
 

@@ -54,7 +54,7 @@ def member_show(
     """Show a member's balances, tier, pending points with the day each is released, and the
     latest entries of their ledger, newest first. Exits 1 for an unknown merchant or member."""
     from pointguard.ledger import member_balances, member_history
-    from pointguard.program.redemption import MEMBER_TIER
+    from pointguard.program.rewards.redemption import MEMBER_TIER
 
     async def read(engine: AsyncEngine) -> dict[str, Any] | None:
         async with db.connection(engine) as pg, pg.transaction(isolation="repeatable_read"):

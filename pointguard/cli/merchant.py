@@ -121,7 +121,11 @@ def merchant_show(
     async def find(engine: AsyncEngine) -> dict[str, Any]:
         from pointguard.errors import ProgramNotFound
         from pointguard.ledger import outstanding_liability
-        from pointguard.program.store import ProgramVersion, program_history, program_in_force
+        from pointguard.program.document.versions import (
+            ProgramVersion,
+            program_history,
+            program_in_force,
+        )
 
         async with db.connection(engine) as pg:
             row = await pg.fetchrow(MERCHANT, merchant)

@@ -32,8 +32,8 @@ def program_load(
     """Validate a program document and save it as the merchant's next version. Every problem
     is reported at once, and nothing is saved."""
     from pointguard.errors import ProgramInvalid
-    from pointguard.program.store import save_program
-    from pointguard.program.validation import parse_program
+    from pointguard.program.document.validate import parse_program
+    from pointguard.program.document.versions import save_program
 
     when = given_or_now(effective_from)
     try:
@@ -66,7 +66,7 @@ def program_show(
     effect, and the program document in force."""
     import msgspec
 
-    from pointguard.program.store import program_history, program_in_force
+    from pointguard.program.document.versions import program_history, program_in_force
 
     when = given_or_now(at)
 
@@ -97,7 +97,7 @@ def program_analytics_command(
 
     import msgspec
 
-    from pointguard.program.analytics import program_analytics
+    from pointguard.program.reports.analytics import program_analytics
 
     async def report(engine: AsyncEngine) -> dict[str, object]:
         async with db.connection(engine) as pg:

@@ -31,8 +31,8 @@ from pointguard.db import RETRYABLE_SQLSTATES, PgConnection
 from pointguard.errors import PointGuardError, ProgramNotFound
 from pointguard.metrics import observe_worker_batch
 from pointguard.plugin.payloads import decode_envelope, to_program_event
+from pointguard.program.apply import apply_event, apply_events
 from pointguard.program.events import Event
-from pointguard.program.service import apply_event, apply_events
 
 log = logging.getLogger(__name__)
 

@@ -13,21 +13,21 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
 from pointguard.ledger.keys import idempotency_key
-from pointguard.program.actions import ActionCounts, decide_action
-from pointguard.program.document import Program
-from pointguard.program.earning import (
-    Buyer,
-    LinePoints,
-    OrderPoints,
-    order_points,
-    refund_points,
-)
+from pointguard.program.actions.rules import ActionCounts, decide_action
+from pointguard.program.document.schema import Program
 from pointguard.program.events import (
     ActionPerformed,
     Event,
     OrderCancelled,
     OrderPaid,
     OrderRefunded,
+)
+from pointguard.program.orders.earning import (
+    Buyer,
+    LinePoints,
+    OrderPoints,
+    order_points,
+    refund_points,
 )
 
 

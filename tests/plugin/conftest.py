@@ -32,8 +32,8 @@ from starlette.routing import Route
 from pointguard.app import create_app
 from pointguard.config import ALLOW_LOOPBACK_ENDPOINTS, load_settings
 from pointguard.plugin.merchants import NewMerchant, create_merchant
-from pointguard.program.store import save_program
-from pointguard.program.validation import parse_program
+from pointguard.program.document.validate import parse_program
+from pointguard.program.document.versions import save_program
 
 SECRET_KEY = base64.b64encode(os.urandom(32)).decode()
 PROGRAM = """

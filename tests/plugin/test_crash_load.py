@@ -37,9 +37,9 @@ from pointguard.ledger.seal import MAX_SEAL_BATCH, seal
 from pointguard.ledger.verify import verify_merchant
 from pointguard.plugin.merchants import create_merchant
 from pointguard.plugin.signatures import standard_webhook_headers
+from pointguard.program.document.validate import parse_program
+from pointguard.program.document.versions import save_program
 from pointguard.program.rules import order_earn_key
-from pointguard.program.store import save_program
-from pointguard.program.validation import parse_program
 
 KEY = bytes(range(32))  # a fixed POINTGUARD_SECRET_KEY
 MEMBERS = 50

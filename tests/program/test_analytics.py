@@ -15,7 +15,9 @@ from pointguard import db
 from pointguard.errors import InvalidPeriod, ProgramNotFound
 from pointguard.ledger import operations as ops
 from pointguard.ledger.balances import outstanding_liability
-from pointguard.program.analytics import program_analytics
+from pointguard.program.apply import apply_event
+from pointguard.program.document.validate import parse_program
+from pointguard.program.document.versions import save_program
 from pointguard.program.events import (
     ActionPerformed,
     OrderCancelled,
@@ -24,10 +26,8 @@ from pointguard.program.events import (
     OrderRefunded,
     RefundedLine,
 )
-from pointguard.program.referrals import referral_code
-from pointguard.program.service import apply_event
-from pointguard.program.store import save_program
-from pointguard.program.validation import parse_program
+from pointguard.program.referrals.records import referral_code
+from pointguard.program.reports.analytics import program_analytics
 
 pytestmark = pytest.mark.calendar  # .ci/run runs it again under shifted wall clocks
 

@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 
 from pointguard import db
 from pointguard.errors import UnknownOrder
+from pointguard.program.apply import apply_event, apply_events
+from pointguard.program.document.validate import parse_program
+from pointguard.program.document.versions import save_program
 from pointguard.program.events import (
     ActionPerformed,
     Event,
@@ -22,9 +25,6 @@ from pointguard.program.events import (
     RefundedLine,
 )
 from pointguard.program.rules import order_earn_key
-from pointguard.program.service import apply_event, apply_events
-from pointguard.program.store import save_program
-from pointguard.program.validation import parse_program
 
 T0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
 EXAMPLE = Path(__file__).parents[2] / "docs" / "examples" / "program.toml"

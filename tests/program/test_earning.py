@@ -14,21 +14,22 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from pointguard.ledger.keys import idempotency_key
-from pointguard.program.document import Program
-from pointguard.program.earning import (
-    Bonus,
-    Buyer,
-    LinePoints,
-    OrderPoints,
-    order_points,
-    refund_points,
-)
+from pointguard.program.document.schema import Program
+from pointguard.program.document.validate import parse_program
 from pointguard.program.events import (
     OrderCancelled,
     OrderLine,
     OrderPaid,
     OrderRefunded,
     RefundedLine,
+)
+from pointguard.program.orders.earning import (
+    Bonus,
+    Buyer,
+    LinePoints,
+    OrderPoints,
+    order_points,
+    refund_points,
 )
 from pointguard.program.rules import (
     EarnIntent,
@@ -40,7 +41,6 @@ from pointguard.program.rules import (
     order_bonus_key,
     order_earn_key,
 )
-from pointguard.program.validation import parse_program
 
 pytestmark = pytest.mark.calendar  # .ci/run runs it again under shifted wall clocks
 

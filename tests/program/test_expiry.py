@@ -6,11 +6,11 @@ import pytest
 
 from pointguard import db
 from pointguard.ledger import member_balances
+from pointguard.program.apply import apply_event
+from pointguard.program.document.validate import parse_program
+from pointguard.program.document.versions import save_program
 from pointguard.program.events import ActionPerformed
 from pointguard.program.expiry import expire_inactive, send_expiry_reminders
-from pointguard.program.service import apply_event
-from pointguard.program.store import save_program
-from pointguard.program.validation import parse_program
 
 pytestmark = pytest.mark.calendar  # .ci/run runs it again under shifted wall clocks
 

@@ -11,6 +11,9 @@ import pytest
 from pointguard import db
 from pointguard.ledger import member_balances, member_history
 from pointguard.ledger.verify import verify_merchant
+from pointguard.program.apply import apply_event
+from pointguard.program.document.validate import parse_program
+from pointguard.program.document.versions import save_program
 from pointguard.program.events import (
     ActionPerformed,
     OrderPaid,
@@ -18,11 +21,8 @@ from pointguard.program.events import (
     RefundedLine,
     order_lines,
 )
-from pointguard.program.redemption import checkout_quote, complete_redemption, redeem
-from pointguard.program.rewards import Cart
-from pointguard.program.service import apply_event
-from pointguard.program.store import save_program
-from pointguard.program.validation import parse_program
+from pointguard.program.rewards.catalogue import Cart
+from pointguard.program.rewards.redemption import checkout_quote, complete_redemption, redeem
 from pointguard.upkeep import upkeep_pass
 
 pytestmark = pytest.mark.calendar  # .ci/run runs it again under shifted wall clocks

@@ -13,7 +13,7 @@ from pointguard import db
 from pointguard.errors import ChanceUnavailable, InsufficientPoints, SeedMismatch
 from pointguard.ledger import AccountKind, member_balances, post_entries, system_balances
 from pointguard.ledger import operations as ops
-from pointguard.program.lottery import (
+from pointguard.program.chance.lottery import (
     draw_tickets,
     enter_draw,
     number_tickets,
@@ -24,9 +24,9 @@ from pointguard.program.lottery import (
     tickets_digest,
     verify_draw,
 )
-from pointguard.program.prizes import Reason
-from pointguard.program.store import save_program
-from pointguard.program.validation import parse_program
+from pointguard.program.chance.prizes import Reason
+from pointguard.program.document.validate import parse_program
+from pointguard.program.document.versions import save_program
 
 pytestmark = pytest.mark.calendar  # .ci/run runs it again under shifted wall clocks
 

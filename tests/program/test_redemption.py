@@ -11,15 +11,15 @@ from pointguard import db
 from pointguard.errors import InsufficientPoints, InvalidAmount, InvalidReference, RewardUnavailable
 from pointguard.ledger import AccountKind, member_balances, member_history, system_balances
 from pointguard.ledger import operations as ops
-from pointguard.program.redemption import (
+from pointguard.program.document.validate import parse_program
+from pointguard.program.document.versions import save_program
+from pointguard.program.rewards.catalogue import Cart
+from pointguard.program.rewards.redemption import (
     cancel_redemption,
     checkout_quote,
     complete_redemption,
     redeem,
 )
-from pointguard.program.rewards import Cart
-from pointguard.program.store import save_program
-from pointguard.program.validation import parse_program
 
 pytestmark = pytest.mark.calendar  # .ci/run runs it again under shifted wall clocks
 

@@ -8,16 +8,16 @@ import pytest
 from pointguard import db
 from pointguard.ledger import member_balances
 from pointguard.ledger import operations as ops
+from pointguard.program.apply import apply_event
+from pointguard.program.document.validate import parse_program
+from pointguard.program.document.versions import save_program
 from pointguard.program.events import (
     ActionPerformed,
     OrderCancelled,
     OrderLine,
     OrderPaid,
 )
-from pointguard.program.referrals import referral_code
-from pointguard.program.service import apply_event
-from pointguard.program.store import save_program
-from pointguard.program.validation import parse_program
+from pointguard.program.referrals.records import referral_code
 
 pytestmark = pytest.mark.calendar  # .ci/run runs it again under shifted wall clocks
 

@@ -6,7 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pointguard.errors import InvalidAmount
-from pointguard.program.rewards import (
+from pointguard.program.document.validate import parse_program
+from pointguard.program.rewards.catalogue import (
     Cart,
     Reason,
     RewardContext,
@@ -17,7 +18,6 @@ from pointguard.program.rewards import (
     quote,
     quote_reward,
 )
-from pointguard.program.validation import parse_program
 
 PROGRAM = parse_program(
     """

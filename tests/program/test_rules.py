@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from pointguard.ledger.keys import idempotency_key
-from pointguard.program.actions import ActionCounts, decide_action
-from pointguard.program.document import Program
-from pointguard.program.earning import Buyer, order_points
+from pointguard.program.actions.rules import ActionCounts, decide_action
+from pointguard.program.document.schema import Program
+from pointguard.program.document.validate import parse_program
 from pointguard.program.events import (
     ActionPerformed,
     Event,
@@ -22,6 +22,7 @@ from pointguard.program.events import (
     OrderRefunded,
     RefundedLine,
 )
+from pointguard.program.orders.earning import Buyer, order_points
 from pointguard.program.rules import (
     EarnIntent,
     MemberState,
@@ -34,7 +35,6 @@ from pointguard.program.rules import (
     order_bonus_key,
     order_earn_key,
 )
-from pointguard.program.validation import parse_program
 
 pytestmark = pytest.mark.calendar  # .ci/run runs it again under shifted wall clocks
 

@@ -8,11 +8,11 @@ import pytest
 
 from pointguard.errors import ChanceUnavailable
 from pointguard.ledger import AccountKind, system_balances
-from pointguard.program.document import ScratchCardPrize
-from pointguard.program.prizes import Reason
-from pointguard.program.scratch_cards import grant_scratch_card, pick_prize
-from pointguard.program.store import save_program
-from pointguard.program.validation import parse_program
+from pointguard.program.chance.prizes import Reason
+from pointguard.program.chance.scratch_cards import grant_scratch_card, pick_prize
+from pointguard.program.document.schema import ScratchCardPrize
+from pointguard.program.document.validate import parse_program
+from pointguard.program.document.versions import save_program
 
 pytestmark = pytest.mark.calendar  # .ci/run runs it again under shifted wall clocks
 

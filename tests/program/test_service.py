@@ -8,6 +8,9 @@ from pointguard import db
 from pointguard.errors import ProgramNotFound, UnknownOrder
 from pointguard.ledger import member_balances, member_history
 from pointguard.ledger import operations as ops
+from pointguard.program.apply import apply_event
+from pointguard.program.document.validate import parse_program
+from pointguard.program.document.versions import save_program
 from pointguard.program.events import (
     ActionPerformed,
     OrderCancelled,
@@ -16,9 +19,6 @@ from pointguard.program.events import (
     OrderRefunded,
     RefundedLine,
 )
-from pointguard.program.service import apply_event
-from pointguard.program.store import save_program
-from pointguard.program.validation import parse_program
 
 T0 = datetime(2026, 11, 2, 10, tzinfo=UTC)
 DAY = timedelta(days=1)

@@ -6,14 +6,14 @@ import pytest
 
 from pointguard.errors import LeaderboardDisabled
 from pointguard.ledger import operations as ops
-from pointguard.program.leaderboard import (
+from pointguard.program.document.validate import parse_program
+from pointguard.program.document.versions import save_program
+from pointguard.program.reports.leaderboard import (
     join_leaderboard,
     leave_leaderboard,
     monthly_leaderboard,
 )
-from pointguard.program.store import save_program
-from pointguard.program.suggestions import member_suggestions, suggest_rewards
-from pointguard.program.validation import parse_program
+from pointguard.program.rewards.suggestions import member_suggestions, suggest_rewards
 
 pytestmark = pytest.mark.calendar  # .ci/run runs it again under shifted wall clocks
 

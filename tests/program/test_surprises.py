@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pointguard.ledger import AccountKind, system_balances
-from pointguard.program.store import save_program
-from pointguard.program.surprises import pick_members, run_surprise
-from pointguard.program.validation import parse_program
+from pointguard.program.chance.surprises import pick_members, run_surprise
+from pointguard.program.document.validate import parse_program
+from pointguard.program.document.versions import save_program
 
 pytestmark = pytest.mark.calendar  # .ci/run runs it again under shifted wall clocks
 

@@ -5,17 +5,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pointguard import db
+from pointguard.program.apply import apply_event
+from pointguard.program.document.validate import parse_program
+from pointguard.program.document.versions import save_program
 from pointguard.program.events import OrderLine, OrderPaid, OrderRefunded, RefundedLine
-from pointguard.program.service import apply_event
-from pointguard.program.standing import review_tiers
-from pointguard.program.store import save_program
-from pointguard.program.tiers import (
+from pointguard.program.tiers.review import review_tiers
+from pointguard.program.tiers.rules import (
     TierStatus,
     decide_tier,
     qualification_window,
     tier_progress,
 )
-from pointguard.program.validation import parse_program
 
 pytestmark = pytest.mark.calendar  # .ci/run runs it again under shifted wall clocks
 

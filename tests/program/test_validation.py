@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pointguard.errors import ProgramInvalid
-from pointguard.program.document import (
+from pointguard.program.document.schema import (
     FixedDiscount,
     FreeProduct,
     FreeShipping,
@@ -19,7 +19,7 @@ from pointguard.program.document import (
     PointsPlusCash,
     Program,
 )
-from pointguard.program.validation import parse_program
+from pointguard.program.document.validate import parse_program
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "program.toml"
 

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pointguard import db
+from pointguard.program.apply import apply_event, apply_events
+from pointguard.program.document.validate import parse_program
+from pointguard.program.document.versions import save_program
 from pointguard.program.events import ActionPerformed
-from pointguard.program.service import apply_event, apply_events
-from pointguard.program.store import save_program
-from pointguard.program.validation import parse_program
 
 T0 = datetime(2026, 11, 2, 10, tzinfo=UTC)
 DAY = timedelta(days=1)

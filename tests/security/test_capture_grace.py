@@ -17,10 +17,10 @@ from pointguard.ledger import operations as ops
 from pointguard.ledger.maintenance import maintain_merchant
 from pointguard.ledger.seal import seal
 from pointguard.ledger.verify import verify_merchant
-from pointguard.program.redemption import complete_redemption, redeem
-from pointguard.program.rewards import Cart
-from pointguard.program.store import save_program
-from pointguard.program.validation import parse_program
+from pointguard.program.document.validate import parse_program
+from pointguard.program.document.versions import save_program
+from pointguard.program.rewards.catalogue import Cart
+from pointguard.program.rewards.redemption import complete_redemption, redeem
 from tests.program.test_redemption import PROGRAM  # rewards, five-off among them
 
 NOW = datetime(2026, 12, 5, 10, tzinfo=UTC)

@@ -21,17 +21,17 @@ from pointguard.db import PgConnection
 from pointguard.ledger import PostedEntry
 from pointguard.ledger import operations as ops
 from pointguard.ledger.keys import idempotency_key
-from pointguard.program.document import Program, ScratchCardPrize, ScratchCards
-from pointguard.program.outbox import write_entry_events, write_events
-from pointguard.program.prizes import (
+from pointguard.program.chance.prizes import (
     add_to_budget,
     find_chance,
     key_reused,
     lock_budget,
     pay_prizes,
 )
-from pointguard.program.rows import from_row, row_by_key
-from pointguard.program.store import program_in_force
+from pointguard.program.document.schema import Program, ScratchCardPrize, ScratchCards
+from pointguard.program.document.versions import program_in_force
+from pointguard.program.keyed_rows import from_row, row_by_key
+from pointguard.program.outbox import write_entry_events, write_events
 
 BUDGET_KIND = "scratch"
 

@@ -23,15 +23,15 @@ from typing import Any
 from pointguard.db import PgConnection
 from pointguard.errors import InvalidAmount
 from pointguard.ledger.keys import idempotency_key
-from pointguard.program.outbox import write_entry_events
-from pointguard.program.prizes import (
+from pointguard.program.chance.prizes import (
     SEED_BYTES,
     add_to_budget,
     find_chance,
     lock_budget,
     pay_prizes,
 )
-from pointguard.program.store import program_in_force
+from pointguard.program.document.versions import program_in_force
+from pointguard.program.outbox import write_entry_events
 
 MAX_SURPRISE_ELIGIBLE = 1_000_000
 BUDGET_KIND = "surprise"

@@ -40,17 +40,17 @@ from pointguard.db import PgConnection
 from pointguard.errors import ChanceUnavailable, InvalidAmount, SeedMismatch
 from pointguard.ledger import operations as ops
 from pointguard.ledger.keys import idempotency_key
-from pointguard.program.outbox import write_entry_events, write_events
-from pointguard.program.prizes import (
+from pointguard.program.chance.prizes import (
     SEED_BYTES,
     Reason,
     find_chance,
     key_reused,
     pay_prizes,
 )
-from pointguard.program.rows import from_row, row_by_key
+from pointguard.program.document.versions import program_in_force
+from pointguard.program.keyed_rows import from_row, row_by_key
+from pointguard.program.outbox import write_entry_events, write_events
 from pointguard.program.rules import ordinal
-from pointguard.program.store import program_in_force
 
 MAX_ENTRIES_PER_CALL = 1000
 ENTRY_HOLD_TIMEOUT_S = 60  # the hold is captured in the same transaction; this never runs out

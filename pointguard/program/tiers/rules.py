@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pointguard.program.document import Program, Tier, Tiers
+from pointguard.program.document.schema import Program, Tier, Tiers
 from pointguard.program.rules import add_months
 
 ONE_MICROSECOND = timedelta(microseconds=1)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from pointguard.program.document import Action, Program
+from pointguard.program.document.schema import Action, Program
 from pointguard.program.events import ActionPerformed
 
 

@@ -66,7 +66,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pointguard.db import PgConnection
 from pointguard.errors import InvalidPeriod
 from pointguard.ledger.accounts import SYSTEM_ACCOUNT_IDS, AccountKind
-from pointguard.program.store import program_in_force
+from pointguard.program.document.versions import program_in_force
 
 RATE_PLACES = Decimal("0.0001")
 

@@ -14,9 +14,9 @@ from datetime import datetime
 
 from pointguard.db import PgConnection
 from pointguard.ledger import member_balances
-from pointguard.program.document import Program
-from pointguard.program.rewards import admits_tier
-from pointguard.program.store import program_in_force
+from pointguard.program.document.schema import Program
+from pointguard.program.document.versions import program_in_force
+from pointguard.program.rewards.catalogue import admits_tier
 
 NEARLY_SHORT_DIVISOR = 5  # short by at most cost / 5
 

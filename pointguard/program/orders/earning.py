@@ -31,7 +31,7 @@ from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 
 from msgspec import Struct
 
-from pointguard.program.document import Program, Promotion
+from pointguard.program.document.schema import Program, Promotion
 from pointguard.program.events import OrderLine, OrderPaid
 
 ROUNDING_MODES = {"floor": ROUND_FLOOR, "half_up": ROUND_HALF_UP, "half_even": ROUND_HALF_EVEN}

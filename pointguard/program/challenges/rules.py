@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pointguard.program.document import Challenge
+from pointguard.program.document.schema import Challenge
 
 ORDER_GOALS = frozenset({"orders", "spend_minor", "streak_weeks", "streak_months"})
 

@@ -13,16 +13,16 @@ import msgspec
 
 from pointguard.db import PgConnection
 from pointguard.errors import UnknownOrder
-from pointguard.program.document import Program
-from pointguard.program.earning import (
+from pointguard.program.document.schema import Program
+from pointguard.program.events import OrderCancelled, OrderPaid, OrderRefunded
+from pointguard.program.orders.earning import (
     Buyer,
     LinePoints,
     OrderPoints,
     order_points,
     qualifying_spend,
 )
-from pointguard.program.events import OrderCancelled, OrderPaid, OrderRefunded
-from pointguard.program.referrals import referral_intents
+from pointguard.program.referrals.records import referral_intents
 from pointguard.program.rules import (
     Intent,
     OrderRecord,

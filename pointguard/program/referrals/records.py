@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 from pointguard.db import PgConnection
 from pointguard.ledger.keys import idempotency_key
-from pointguard.program.document import Program
+from pointguard.program.document.schema import Program
 from pointguard.program.events import ActionPerformed, Event, OrderPaid
 from pointguard.program.rules import (
     EarnIntent,

@@ -11,14 +11,15 @@ import msgspec
 
 from pointguard.db import PgConnection
 from pointguard.ledger.keys import idempotency_key
-from pointguard.program.challenges import (
+from pointguard.program.challenges.rules import (
     Activity,
     ChallengeProgress,
     challenge_progress,
     goals_touched,
 )
-from pointguard.program.document import Challenge, Program
-from pointguard.program.orders import order_record
+from pointguard.program.document.schema import Challenge, Program
+from pointguard.program.document.versions import program_in_force
+from pointguard.program.orders.records import order_record
 from pointguard.program.outbox import write_events
 from pointguard.program.rules import (
     EarnIntent,
@@ -27,8 +28,12 @@ from pointguard.program.rules import (
     after_return_window,
     lot_expiry,
 )
-from pointguard.program.store import program_in_force
-from pointguard.program.tiers import TierDecision, TierStatus, decide_tier, qualification_window
+from pointguard.program.tiers.rules import (
+    TierDecision,
+    TierStatus,
+    decide_tier,
+    qualification_window,
+)
 
 MAX_TIER_REVIEWS = 500
 

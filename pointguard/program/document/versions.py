@@ -21,8 +21,8 @@ import msgspec
 
 from pointguard.db import PgConnection
 from pointguard.errors import ProgramInvalid, ProgramNotFound
-from pointguard.program.document import Program
-from pointguard.program.validation import parse_program
+from pointguard.program.document.schema import Program
+from pointguard.program.document.validate import parse_program
 
 INSERT_VERSION = """
 INSERT INTO program_versions (merchant_id, version, effective_from, document)

@@ -33,9 +33,11 @@ from pointguard.errors import InsufficientPoints, InvalidReference, RewardUnavai
 from pointguard.ledger import operations as ops
 from pointguard.ledger.balances import member_balances
 from pointguard.ledger.keys import idempotency_key
-from pointguard.program.document import Reward
+from pointguard.program.document.schema import Reward
+from pointguard.program.document.versions import program_in_force
+from pointguard.program.keyed_rows import from_row, row_by_key
 from pointguard.program.outbox import write_events
-from pointguard.program.rewards import (
+from pointguard.program.rewards.catalogue import (
     Cart,
     QuoteOption,
     Reason,
@@ -45,8 +47,6 @@ from pointguard.program.rewards import (
     quote,
     quote_reward,
 )
-from pointguard.program.rows import from_row, row_by_key
-from pointguard.program.store import program_in_force
 
 DEFAULT_TIMEOUT_S = 900
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # 32 symbols, none mistaken for another

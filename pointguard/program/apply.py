@@ -20,7 +20,13 @@ from pointguard.ledger import PostedEntry, post_entries
 from pointguard.ledger import operations as ops
 from pointguard.ledger.keys import idempotency_key
 from pointguard.ledger.reading import load_entries_by_key
-from pointguard.program.actions import ActionCounts
+from pointguard.program.actions.rules import ActionCounts
+from pointguard.program.chance.scratch_cards import (
+    ScratchCard,
+    campaigns_granted_on,
+    grant_scratch_card,
+)
+from pointguard.program.document.versions import ProgramVersion, programs_in_force
 from pointguard.program.events import (
     ActionPerformed,
     Event,
@@ -28,9 +34,9 @@ from pointguard.program.events import (
     OrderPaid,
     OrderRefunded,
 )
-from pointguard.program.orders import PaidOrder, load_order, record_orders, record_refund
+from pointguard.program.orders.records import PaidOrder, load_order, record_orders, record_refund
 from pointguard.program.outbox import write_entry_events
-from pointguard.program.referrals import referral_intents, reversal_intents
+from pointguard.program.referrals.records import referral_intents, reversal_intents
 from pointguard.program.rules import (
     EarnIntent,
     Intent,
@@ -39,10 +45,8 @@ from pointguard.program.rules import (
     add_months,
     evaluate,
 )
-from pointguard.program.scratch_cards import ScratchCard, campaigns_granted_on, grant_scratch_card
-from pointguard.program.standing import complete_challenges, refresh_tier, revoke_challenges
-from pointguard.program.store import ProgramVersion, programs_in_force
-from pointguard.program.tiers import TierStatus
+from pointguard.program.tiers.review import complete_challenges, refresh_tier, revoke_challenges
+from pointguard.program.tiers.rules import TierStatus
 
 EVENT_TYPES: dict[type[Event], str] = {
     OrderPaid: "order.paid",

@@ -20,7 +20,7 @@ from typing import Any, Union, get_args, get_origin
 import msgspec
 
 from pointguard.errors import ProgramInvalid
-from pointguard.program.document import PercentOff, PointsPlusCash, Program
+from pointguard.program.document.schema import PercentOff, PointsPlusCash, Program
 
 Problems = list[tuple[str, str]]
 

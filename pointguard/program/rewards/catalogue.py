@@ -30,7 +30,7 @@ from msgspec import Struct
 
 from pointguard.errors import InvalidAmount
 from pointguard.ledger.entries import MAX_DESCRIPTION_CHARS
-from pointguard.program.document import (
+from pointguard.program.document.schema import (
     FixedDiscount,
     FreeProduct,
     FreeShipping,
