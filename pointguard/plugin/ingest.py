@@ -60,12 +60,12 @@ from pointguard.plugin.signatures import (
     verify_standard_webhook,
     verify_woocommerce_hmac,
 )
+from pointguard.program.orders.records import member_of_order
 
 # A refund of an order we never saw has no member; it is recorded, then dead-lettered by the
 # worker as a refund of an unknown order, where an operator can see it.
 UNKNOWN_MEMBER = "unknown-member"
 
-ORDER_MEMBER = "SELECT member_id FROM program_orders WHERE merchant_id = $1 AND order_id = $2"
 SALEOR_EVENT = re.compile(r"[a-z0-9_]{1,64}")
 # HMAC-signing senders: how to verify, the signature header, the topic header.
 HMAC_SENDERS = {
@@ -143,7 +143,7 @@ async def receive_shopify(request: Request) -> JSONResponse:
         order_id = refunded_order(topic, payload)
         if order_id is not None:
             async with db.connection(request.app.state.engine) as pg:
-                customer = await pg.fetchval(ORDER_MEMBER, merchant_id, order_id)
+                customer = await member_of_order(pg, merchant_id, order_id)
         webhook_id, canonical = shopify_to_canonical(
             topic, payload, body_digest=_digest(body), customer_of_order=customer or UNKNOWN_MEMBER
         )

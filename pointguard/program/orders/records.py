@@ -56,6 +56,10 @@ SELECT member_id, lines::text AS lines, bonus_keys::text AS bonus_keys,
 FROM program_orders WHERE merchant_id = $1 AND order_id = $2 FOR UPDATE
 """
 
+SELECT_ORDER_MEMBER = """
+SELECT member_id FROM program_orders WHERE merchant_id = $1 AND order_id = $2
+"""
+
 UPDATE_ORDER = """
 UPDATE program_orders SET refunded = $3::jsonb, cancelled = $4, bonuses_returned = $5
 WHERE merchant_id = $1 AND order_id = $2
@@ -219,3 +223,10 @@ async def record_refund(
         updated.bonuses_returned,
     )
     return updated
+
+
+async def member_of_order(pg: PgConnection, merchant_id: str, order_id: str) -> str | None:
+    """Who paid the order, if the program recorded it: storefronts whose refunds do not name
+    the customer (Shopify's) are mapped to the member through this."""
+    member_id = await pg.fetchval(SELECT_ORDER_MEMBER, merchant_id, order_id)
+    return None if member_id is None else str(member_id)
