@@ -8,8 +8,9 @@ Rules this module enforces:
   check against their own clock) and `webhook-signature` with `v1` (HMAC-SHA256 under the
   merchant's outbound `whsec_` secret) and `v1a` (Ed25519 under the outbound private key).
 - A 2xx answer delivers the event. Anything else (another status, a timeout, a refused
-  connection) is retried after `retry_delay_s(attempts)`: 5 s doubling per attempt, capped at
-  10 h, with ±20% jitter so that a recovering endpoint is not hit by every retry at once.
+  connection) is retried after `RETRY_POLICY.delay_s(attempts)` (`retry.py`): 5 s doubling
+  per attempt, capped at 10 h, with ±20% jitter so that a recovering endpoint is not hit by
+  every retry at once.
   After `MAX_ATTEMPTS` failed attempts the delivery is dead: kept with its last error, never
   tried again.
 - A delivery is bounded: `DELIVERY_DEADLINE_S` in all, from resolving the endpoint's name to
@@ -45,7 +46,6 @@ import contextlib
 import json
 import logging
 import math
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -62,6 +62,7 @@ from pointguard.errors import OutboundRequestFailed, PointGuardError
 from pointguard.plugin.credentials import CredentialCache
 from pointguard.plugin.merchants import MerchantCredentials
 from pointguard.plugin.outbound_http import OutboundClient
+from pointguard.plugin.retry import RetryPolicy
 from pointguard.plugin.signatures import standard_webhook_headers
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ MAX_ATTEMPTS = 15  # 5 s … 10 h between tries: about 21 h from first try to de
 FIRST_RETRY_S = 5
 MAX_RETRY_S = 10 * 60 * 60
 JITTER = 0.2
+RETRY_POLICY = RetryPolicy(first_s=FIRST_RETRY_S, max_s=MAX_RETRY_S, jitter=JITTER)
 CIRCUIT_THRESHOLD = 5
 COOL_DOWN_S = 60
 # One delivery, from resolving the endpoint's name to the last byte of the answer we read.
@@ -238,16 +240,6 @@ class _Endpoint:
 
     url: str
     credentials: MerchantCredentials
-
-
-def retry_delay_s(attempts: int, rng: random.Random | None = None) -> float:
-    """Seconds to wait after the `attempts`-th failed attempt: 5 s * 2^(attempts-1), at most
-    10 h, times a uniform jitter factor in [0.8, 1.2]."""
-    if attempts < 1:
-        raise ValueError(f"attempts counts from 1, got {attempts}")
-    # The exponent is bounded first, so a large count cannot build a huge integer.
-    base_s = min(FIRST_RETRY_S * 2 ** min(attempts - 1, 32), MAX_RETRY_S)
-    return float(base_s) * (rng or random).uniform(1 - JITTER, 1 + JITTER)
 
 
 def delivery_body(event_type: str, created_at: datetime, payload: Any) -> bytes:
@@ -528,7 +520,7 @@ async def _record(
         await pg.execute(CLOSE_CIRCUIT, merchant_id)
         return DELIVERED, False
     dead = attempts >= MAX_ATTEMPTS
-    next_at = now + timedelta(seconds=retry_delay_s(attempts))
+    next_at = RETRY_POLICY.next_attempt_at(now, attempts)
     await pg.execute(
         RECORD_FAILED,
         merchant_id,

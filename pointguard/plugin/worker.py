@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -31,6 +31,7 @@ from pointguard.db import RETRYABLE_SQLSTATES, PgConnection
 from pointguard.errors import PointGuardError, ProgramNotFound
 from pointguard.metrics import observe_worker_batch
 from pointguard.plugin.payloads import decode_envelope, to_program_event
+from pointguard.plugin.retry import RetryPolicy
 from pointguard.program.apply import apply_event, apply_events
 from pointguard.program.events import Event
 
@@ -38,7 +39,9 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 100
 MAX_ATTEMPTS = 8
-FIRST_RETRY_S = 2
+FIRST_RETRY_S = 2  # 2 s … 128 s between tries: about 4 min from first try to dead letter
+MAX_RETRY_S = 10 * 60
+RETRY_POLICY = RetryPolicy(first_s=FIRST_RETRY_S, max_s=MAX_RETRY_S)
 IDLE_SLEEP_S = 0.2
 
 MERCHANTS_WITH_WORK = """
@@ -154,7 +157,7 @@ async def _apply_batch(
                 await pg.execute(FINISH, merchant_id, webhook_id, "dead", repr(error))
                 result.dead += 1
             else:
-                retry_at = now + timedelta(seconds=FIRST_RETRY_S * 2 ** (attempts - 1))
+                retry_at = RETRY_POLICY.next_attempt_at(now, attempts)
                 await pg.execute(RETRY_LATER, merchant_id, webhook_id, repr(error), retry_at)
                 result.retried += 1
         else:

@@ -24,11 +24,11 @@ from pointguard.plugin.dispatcher import (
     COOL_DOWN_S,
     MAX_ATTEMPTS,
     MAX_RETRY_S,
+    RETRY_POLICY,
     DispatchResult,
     deliver_due,
     deliver_merchant,
     dispatch_forever,
-    retry_delay_s,
 )
 from pointguard.plugin.merchants import NewMerchant, create_merchant
 from pointguard.program.outbox import write_events
@@ -215,7 +215,7 @@ async def test_concurrent_dispatchers_never_send_one_event_twice(engine, run):
 @pytest.mark.parametrize("attempts", [1, 2, 5, 12, 13, 14, 15, 40])
 def test_retry_delay_doubles_from_5_s_to_10_h_with_jitter(attempts):
     base_s = min(5 * 2 ** (attempts - 1), MAX_RETRY_S)
-    delays = [retry_delay_s(attempts, random.Random(seed)) for seed in range(200)]
+    delays = [RETRY_POLICY.delay_s(attempts, random.Random(seed)) for seed in range(200)]
     assert all(0.8 * base_s <= d <= 1.2 * base_s for d in delays)
     assert len(set(delays)) > 1  # jittered, not one fixed schedule
 
