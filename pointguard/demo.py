@@ -31,6 +31,7 @@ from pointguard.ledger.seal import seal
 from pointguard.ledger.verify import verify_merchant
 from pointguard.plugin.merchants import create_merchant
 from pointguard.program.apply import apply_event
+from pointguard.program.challenges.completions import member_challenges
 from pointguard.program.document.validate import parse_program
 from pointguard.program.document.versions import save_program
 from pointguard.program.events import (
@@ -43,7 +44,6 @@ from pointguard.program.events import (
 )
 from pointguard.program.rewards.catalogue import Cart
 from pointguard.program.rewards.redemption import MEMBER_TIER, complete_redemption, redeem
-from pointguard.program.tiers.review import member_challenges
 from pointguard.upkeep import upkeep_pass
 
 MERCHANT_NAME = "Demo shop"

@@ -12,11 +12,11 @@ from pointguard.ledger import member_balances
 from pointguard.ledger import operations as ops
 from pointguard.ledger.maintenance import MaintenanceCounts, seal_all
 from pointguard.program.apply import apply_event
+from pointguard.program.dates import add_months
 from pointguard.program.document.validate import parse_program
 from pointguard.program.document.versions import save_program
 from pointguard.program.events import OrderLine, OrderPaid
 from pointguard.program.expiry import send_expiry_reminders
-from pointguard.program.rules import add_months
 from pointguard.upkeep import (
     TRY_UPKEEP_LOCK,
     UPKEEP_UNLOCK,

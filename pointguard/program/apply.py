@@ -1,30 +1,52 @@
-"""Program use cases: apply events, inside the caller's transaction.
+"""Applying events: the program's pipeline, inside the caller's transaction.
 
-The one place where the program meets the database: it marks each event applied (a second
-application does nothing), locks the members' program rows (events of one member apply one at
-a time), loads what the rules need, calls the pure rules, posts the intents to the ledger,
-records the orders and actions, and writes outbox events for the storefront, all in the
-caller's transaction, so that all of it happens exactly once or not at all. Workers hand over
-whole batches (`apply_events`), which go set-wise: a statement per step, not per event.
+The one place where the program's decisions meet the database. Each feature is one step of
+the same shape, load → decide → store: its records module loads what its pure `rules.py`
+needs, the rules decide (intents for the ledger, events for the storefront), and the records
+module stores the outcome. This module runs the steps in order, posts every intent to the
+ledger and writes the outbox once, all in the caller's transaction, so that an event's effects
+happen exactly once or not at all:
+
+    mark applied → program in force → lock members
+    → paid orders → refunds and cancellations → actions → referrals → challenges
+    → post to the ledger → tiers → scratch cards → outbox
+
+Workers hand over whole batches, which go set-wise (a statement per step, not per event) where
+the step is common: paid orders, referrals and the ledger postings. Refunds and actions are
+rarer and go one by one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
-from typing import Any
 
 from pointguard.db import PgConnection
 from pointguard.ledger import PostedEntry, post_entries
 from pointguard.ledger import operations as ops
 from pointguard.ledger.keys import idempotency_key
 from pointguard.ledger.reading import load_entries_by_key
-from pointguard.program.actions.rules import ActionCounts
+from pointguard.program.actions.records import load_action_counts, store_actions, store_birthday
+from pointguard.program.actions.rules import action_earns
+from pointguard.program.challenges.completions import (
+    load_activity,
+    load_completions,
+    store_challenges,
+)
+from pointguard.program.challenges.rules import (
+    ActivityKind,
+    challenges_moved_by,
+    completion_window,
+    decide_completions,
+    decide_revocations,
+    open_challenges,
+    order_completions,
+    revocation_window,
+)
 from pointguard.program.chance.scratch_cards import (
     ScratchCard,
     campaigns_granted_on,
-    grant_scratch_card,
+    draw_scratch_card,
 )
 from pointguard.program.document.versions import ProgramVersion, programs_in_force
 from pointguard.program.events import (
@@ -34,19 +56,29 @@ from pointguard.program.events import (
     OrderPaid,
     OrderRefunded,
 )
-from pointguard.program.orders.records import PaidOrder, load_order, record_orders, record_refund
-from pointguard.program.outbox import write_entry_events
-from pointguard.program.referrals.records import referral_intents, reversal_intents
-from pointguard.program.rules import (
-    EarnIntent,
-    Intent,
-    MemberState,
-    TakeBackIntent,
-    add_months,
-    evaluate,
+from pointguard.program.intents import EarnIntent, Intent, OutboxEvent, TakeBackIntent
+from pointguard.program.members import MemberRecord, lock_members
+from pointguard.program.orders.records import load_order, record_orders, store_refund
+from pointguard.program.orders.rules import decide_paid_order, decide_refund
+from pointguard.program.outbox import entry_events, write_events
+from pointguard.program.referrals.records import (
+    has_earlier_orders,
+    load_code_owner,
+    lock_referrals,
+    lock_referrer_counts,
+    store_attachment,
+    store_referral,
 )
-from pointguard.program.tiers.review import complete_challenges, refresh_tier, revoke_challenges
-from pointguard.program.tiers.rules import TierStatus
+from pointguard.program.referrals.rules import (
+    ReferralStatus,
+    counts_referrals,
+    decide_attachment,
+    decide_referral,
+    decide_reversal,
+    may_reverse,
+    referrer_reward_due,
+)
+from pointguard.program.tiers.review import review_tier
 
 EVENT_TYPES: dict[type[Event], str] = {
     OrderPaid: "order.paid",
@@ -55,42 +87,11 @@ EVENT_TYPES: dict[type[Event], str] = {
     ActionPerformed: "action.performed",
 }
 
-MARK_APPLIED = """
+MARK_EVENTS_APPLIED = """
 INSERT INTO program_applied_events (merchant_id, event_id, event_type, member_id, occurred_at)
 SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[])
 ON CONFLICT (merchant_id, event_id) DO NOTHING
 RETURNING event_id
-"""
-
-# Rows are locked in the order of $2 (callers sort it): one global order for every worker. The
-# update that locks a row also keeps the time of the member's newest event (for inactivity).
-LOCK_MEMBERS = """
-INSERT INTO program_members AS m (merchant_id, member_id, last_activity_at)
-SELECT $1, * FROM unnest($2::text[], $3::timestamptz[])
-ON CONFLICT (merchant_id, member_id) DO UPDATE
-SET last_activity_at = greatest(m.last_activity_at, excluded.last_activity_at)
-RETURNING member_id, tier, tier_review_at, birthday, categories_bought,
-          promotion_points::text AS promotion_points
-"""
-
-SET_BIRTHDAY = "UPDATE program_members SET birthday = $3 WHERE merchant_id = $1 AND member_id = $2"
-
-# What the member was already granted of the action in each cap's window around the event's
-# own time: [$4, $5) its UTC day, [$6, $7) month, [$8, $9) year, and ever. Every grant counts,
-# also one dated later that arrived first, or one dated earlier that arrived later: counted
-# under the member's lock (`LOCK_MEMBERS`), a cap holds whatever the order of arrival.
-ACTION_COUNTS = """
-SELECT count(*) FILTER (WHERE occurred_at >= $4 AND occurred_at < $5) AS today,
-       count(*) FILTER (WHERE occurred_at >= $6 AND occurred_at < $7) AS this_month,
-       count(*) FILTER (WHERE occurred_at >= $8 AND occurred_at < $9) AS this_year,
-       count(*) AS lifetime
-FROM program_actions
-WHERE merchant_id = $1 AND member_id = $2 AND action = $3
-"""
-
-INSERT_ACTION = """
-INSERT INTO program_actions (merchant_id, event_id, member_id, action, occurred_at, points)
-VALUES ($1, $2, $3, $4, $5, $6)
 """
 
 
@@ -105,14 +106,17 @@ class Applied:
 
 @dataclass
 class _Work:
-    """One event of a round on its way through: what it earns so far, and its member's row."""
+    """One event of a round on its way through the steps: what it earns so far."""
 
     index: int
     event: Event
     version: ProgramVersion
-    member: Any
+    member: MemberRecord
     intents: list[Intent] = field(default_factory=list)
     recorded: bool = True  # False: a paid order recorded before, under another webhook id
+    eligible_total_minor: int = 0  # of a paid order: what referrals compare to their minimum
+    activity: ActivityKind | None = None  # what it counts as for challenges, if anything
+    rewarded_referrer: str | None = None  # whose referral it rewarded: their challenges move
 
 
 async def apply_event(pg: PgConnection, merchant_id: str, event: Event) -> Applied:
@@ -130,10 +134,7 @@ async def apply_events(
     costs alone (round trips, not PostgreSQL's work, are the price): the events go in rounds,
     the k-th event of every member in round k, so that no member appears twice in a round.
     A round marks its events applied, finds their program versions and locks their members in
-    one statement each (members sorted, so that concurrent callers lock in one global order),
-    records its paid orders together, then posts every earn of the round in one batch and
-    writes its outbox events in one statement. Refunds and actions are rarer and go one by one
-    inside the round.
+    one statement each (members sorted, so that concurrent callers lock in one global order).
     """
     applied: dict[int, Applied] = {}
     for round_ in _rounds(events):
@@ -144,26 +145,58 @@ async def apply_events(
                 todo.append((index, event))
             else:
                 applied[index] = Applied(event.event_id, None, already_applied=True)
-        if not todo:
-            continue
-        versions = await programs_in_force(pg, merchant_id, [e.occurred_at for _, e in todo])
-        members = await _lock_members(pg, merchant_id, [e for _, e in todo])
-        work = [
-            _Work(index, event, version, members[event.member_id])
-            for (index, event), version in zip(todo, versions, strict=True)
-        ]
-        paid = [(w, e) for w in work if isinstance(e := w.event, OrderPaid)]
-        recorded = await record_orders(
-            pg, merchant_id, [PaidOrder(e, w.version.program, w.member) for w, e in paid]
-        )
-        for (item, _), intents in zip(paid, recorded, strict=True):
-            item.recorded = intents is not None
-            item.intents = intents or []
-        for item in work:
-            if not isinstance(item.event, OrderPaid):
-                item.intents = await _other_intents(pg, merchant_id, item)
-        applied.update(await _finish(pg, merchant_id, work))
+        if todo:
+            applied.update(await _apply_round(pg, merchant_id, todo))
     return [applied[index] for index in range(len(events))]
+
+
+async def _apply_round(
+    pg: PgConnection, merchant_id: str, todo: Sequence[tuple[int, Event]]
+) -> dict[int, Applied]:
+    versions = await programs_in_force(pg, merchant_id, [e.occurred_at for _, e in todo])
+    members = await lock_members(pg, merchant_id, [e for _, e in todo])
+    work = [
+        _Work(index, event, version, members[event.member_id])
+        for (index, event), version in zip(todo, versions, strict=True)
+    ]
+    outbox: list[OutboxEvent] = []
+    await _paid_orders(pg, merchant_id, work)
+    for item in work:
+        if isinstance(item.event, OrderRefunded | OrderCancelled):
+            outbox += await _refund(pg, merchant_id, item, item.event)
+        elif isinstance(item.event, ActionPerformed):
+            await _action(pg, merchant_id, item, item.event)
+    await _referrals(pg, merchant_id, work)
+    outbox += await _challenges(pg, merchant_id, work)
+    posted = await _post(pg, merchant_id, [(w.event.member_id, w.intents) for w in work])
+    outbox += entry_events([entry for entries in posted for entry in entries])
+    applied: dict[int, Applied] = {}
+    for item, entries in zip(work, posted, strict=True):
+        event, version = item.event, item.version
+        cards: list[ScratchCard] = []
+        if item.recorded:
+            outbox += await review_tier(
+                pg,
+                merchant_id,
+                event.member_id,
+                version.program,
+                item.member.tier,
+                event.occurred_at,
+            )
+            for campaign in campaigns_granted_on(version.program, EVENT_TYPES[type(event)]):
+                card, card_events = await draw_scratch_card(
+                    pg,
+                    merchant_id,
+                    event.member_id,
+                    campaign.id,
+                    key=idempotency_key("scratch-card", event.event_id, campaign.id),
+                    now=event.occurred_at,
+                )
+                cards.append(card)
+                outbox += card_events
+        applied[item.index] = Applied(event.event_id, version.version, entries, scratch_cards=cards)
+    await write_events(pg, merchant_id, outbox)
+    return applied
 
 
 def _rounds(events: Sequence[Event]) -> list[list[tuple[int, Event]]]:
@@ -186,7 +219,7 @@ async def _mark_applied(pg: PgConnection, merchant_id: str, events: Sequence[Eve
     marked = {
         row["event_id"]
         for row in await pg.fetch(
-            MARK_APPLIED,
+            MARK_EVENTS_APPLIED,
             merchant_id,
             [e.event_id for e in events],
             [EVENT_TYPES[type(e)] for e in events],
@@ -201,106 +234,136 @@ async def _mark_applied(pg: PgConnection, merchant_id: str, events: Sequence[Eve
     return fresh
 
 
-async def _lock_members(
-    pg: PgConnection, merchant_id: str, events: Sequence[Event]
-) -> dict[str, Any]:
-    """Lock the members of a round's events (one each), noting each event's time as the
-    member's latest activity (the statement keeps the later of the two)."""
-    ordered = sorted(events, key=lambda event: event.member_id)
-    rows = await pg.fetch(
-        LOCK_MEMBERS,
-        merchant_id,
-        [event.member_id for event in ordered],
-        [event.occurred_at for event in ordered],
-    )
-    return {row["member_id"]: row for row in rows}
+async def _paid_orders(pg: PgConnection, merchant_id: str, work: Sequence[_Work]) -> None:
+    """Decide every paid order of the round, and record them together: an order recorded
+    before (under another webhook id) earns nothing."""
+    paid = [(item, event) for item in work if isinstance(event := item.event, OrderPaid)]
+    decisions = [
+        decide_paid_order(event, item.version.program, item.member.buyer) for item, event in paid
+    ]
+    recorded = await record_orders(pg, merchant_id, decisions)
+    for (item, _), decision, is_new in zip(paid, decisions, recorded, strict=True):
+        item.recorded = is_new
+        if is_new:
+            item.intents += decision.intents
+            item.eligible_total_minor = decision.eligible_total_minor
+            item.activity = "order"
 
 
-async def _other_intents(pg: PgConnection, merchant_id: str, item: _Work) -> list[Intent]:
-    """What a refund, a cancellation or an action earns or takes back."""
-    event, program, member = item.event, item.version.program, item.member
-    if isinstance(event, OrderRefunded | OrderCancelled):
-        order = await load_order(pg, merchant_id, event)
-        intents = evaluate(event, MemberState(event.member_id, order=order), program)
-        updated = await record_refund(pg, merchant_id, event, order)
-        intents += await reversal_intents(pg, merchant_id, program, event.member_id, updated)
-        return intents + await revoke_challenges(
-            pg, merchant_id, event.member_id, program, event.occurred_at
-        )
-    if isinstance(event, ActionPerformed):
-        if event.birthday is not None:
-            await pg.execute(SET_BIRTHDAY, merchant_id, event.member_id, event.birthday)
-        counts = await _action_counts(pg, merchant_id, event)
-        intents = evaluate(
-            event,
-            MemberState(event.member_id, birthday=member["birthday"], action_counts=counts),
+async def _refund(
+    pg: PgConnection, merchant_id: str, item: _Work, event: OrderRefunded | OrderCancelled
+) -> list[OutboxEvent]:
+    """A refund or cancellation: the order's points back, then a referral it reverses and the
+    challenges the orders still kept no longer complete."""
+    program, member_id = item.version.program, event.member_id
+    refund = decide_refund(event, await load_order(pg, merchant_id, event))
+    await store_refund(pg, merchant_id, refund.order)
+    item.intents += refund.intents
+    if may_reverse(program, refund.order):
+        referral = (await lock_referrals(pg, merchant_id, [member_id])).get(member_id)
+        if referral is not None:
+            reversal = decide_reversal(program, referral, refund.order)
+            if reversal.referral != referral:
+                await store_referral(pg, merchant_id, reversal.referral)
+            item.intents += reversal.intents
+    if not challenges_moved_by(program, "order"):
+        return []
+    completed = order_completions(program, await load_completions(pg, merchant_id, member_id))
+    if not completed:
+        return []
+    activity = await load_activity(pg, merchant_id, member_id, *revocation_window(completed))
+    revoked = decide_revocations(member_id, completed, activity, event.occurred_at)
+    await store_challenges(pg, merchant_id, member_id, revoked, event.occurred_at)
+    item.intents += revoked.intents
+    return revoked.events
+
+
+async def _action(pg: PgConnection, merchant_id: str, item: _Work, event: ActionPerformed) -> None:
+    await store_birthday(pg, merchant_id, event)
+    counts = await load_action_counts(pg, merchant_id, event)
+    earns = action_earns(item.version.program, event, counts, item.member.birthday)
+    await store_actions(pg, merchant_id, event, earns)
+    item.intents += earns
+    if earns and event.action == "review.published":
+        item.activity = "review"
+
+
+async def _referrals(pg: PgConnection, merchant_id: str, work: Sequence[_Work]) -> None:
+    """Signups and paid orders: attach the codes they bring, then the referee's welcome and, on
+    a first paid order, the referrer's reward. The round's referrals are locked in one
+    statement; a referrer's counts are read under the referrer's lock, one reward at a time,
+    so that two referees of one referrer cannot both take the last place under a cap."""
+    items = [w for w in work if w.recorded and counts_referrals(w.version.program, w.event)]
+    for item in items:
+        event = item.event
+        assert isinstance(event, ActionPerformed | OrderPaid)
+        if event.referral_code is None:
+            continue
+        owner = await load_code_owner(pg, merchant_id, event.referral_code)
+        if owner is None:
+            continue
+        earlier = await has_earlier_orders(pg, merchant_id, event)
+        attached = decide_attachment(event, owner, earlier_orders=earlier)
+        if attached is not None:
+            await store_attachment(pg, merchant_id, attached, event.occurred_at)
+    if not items:
+        return
+    referrals = await lock_referrals(pg, merchant_id, [w.event.member_id for w in items])
+    for item in items:
+        event, program = item.event, item.version.program
+        assert isinstance(event, ActionPerformed | OrderPaid)
+        referral = referrals.get(event.member_id)
+        if referral is None:
+            continue
+        counts = None
+        if referrer_reward_due(program, event, referral, item.eligible_total_minor):
+            counts = await lock_referrer_counts(
+                pg, merchant_id, referral.referrer_id, event.occurred_at
+            )
+        decision = decide_referral(
             program,
+            event,
+            referral,
+            eligible_total_minor=item.eligible_total_minor,
+            referrer=counts,
         )
-        for intent in intents:
-            await pg.execute(
-                INSERT_ACTION,
-                merchant_id,
-                event.event_id,
-                event.member_id,
-                event.action,
-                event.occurred_at,
-                intent.points,
-            )
-        return intents + await referral_intents(pg, merchant_id, program, event)
-    raise TypeError(f"no service for {type(event).__name__}")
+        if decision.referral != referral:
+            await store_referral(pg, merchant_id, decision.referral)
+        item.intents += decision.intents
+        if decision.referral.status == ReferralStatus.REWARDED != referral.status:
+            item.rewarded_referrer = referral.referrer_id
 
 
-async def _finish(pg: PgConnection, merchant_id: str, work: Sequence[_Work]) -> dict[int, Applied]:
-    """Challenges, then every earn and take-back of the round posted together, the outbox
-    events, the members' tiers and scratch cards."""
+async def _challenges(
+    pg: PgConnection, merchant_id: str, work: Sequence[_Work]
+) -> list[OutboxEvent]:
+    """The challenges each event's activity completes: the member's, and for a rewarded
+    referral the referrer's."""
+    events: list[OutboxEvent] = []
     for item in work:
-        if not item.recorded:
-            continue
-        event, program = item.event, item.version.program
-        kind = _activity_kind(event, item.intents)
-        if kind is not None:
-            item.intents += await complete_challenges(
-                pg, merchant_id, event.member_id, program, kind, event.occurred_at
-            )
-        referrers = {i.member_id for i in item.intents if isinstance(i, EarnIntent) and i.member_id}
-        for referrer in referrers - {event.member_id}:  # a referral was rewarded: the
-            item.intents += await complete_challenges(  # referrer's challenges
-                pg, merchant_id, referrer, program, "referral", event.occurred_at
-            )
-    posted = await _post(pg, merchant_id, [(w.event.member_id, w.intents) for w in work])
-    await write_entry_events(pg, merchant_id, [e for entries in posted for e in entries])
-    applied: dict[int, Applied] = {}
-    for item, entries in zip(work, posted, strict=True):
-        event, program = item.event, item.version.program
-        if not item.recorded:
-            applied[item.index] = Applied(event.event_id, item.version.version)
-            continue
-        current = TierStatus(item.member["tier"], item.member["tier_review_at"])
-        await refresh_tier(pg, merchant_id, event.member_id, program, current, event.occurred_at)
-        cards = [
-            await grant_scratch_card(
-                pg,
-                merchant_id,
-                event.member_id,
-                campaign.id,
-                key=idempotency_key("scratch-card", event.event_id, campaign.id),
-                now=event.occurred_at,
-            )
-            for campaign in campaigns_granted_on(program, EVENT_TYPES[type(event)])
-        ]
-        applied[item.index] = Applied(
-            event.event_id, item.version.version, entries, scratch_cards=cards
-        )
-    return applied
+        if item.activity is not None:
+            events += await _complete(pg, merchant_id, item, item.event.member_id, item.activity)
+        if item.rewarded_referrer not in (None, item.event.member_id):
+            assert item.rewarded_referrer is not None
+            events += await _complete(pg, merchant_id, item, item.rewarded_referrer, "referral")
+    return events
 
 
-def _activity_kind(event: Event, intents: list[Intent]) -> str | None:
-    """What the event counts as for challenges: a paid order, a rewarded review, or nothing."""
-    if isinstance(event, OrderPaid):
-        return "order"
-    if isinstance(event, ActionPerformed) and event.action == "review.published" and intents:
-        return "review"
-    return None
+async def _complete(
+    pg: PgConnection, merchant_id: str, item: _Work, member_id: str, kind: ActivityKind
+) -> list[OutboxEvent]:
+    program, at = item.version.program, item.event.occurred_at
+    if not challenges_moved_by(program, kind):
+        return []
+    completions = await load_completions(pg, merchant_id, member_id)
+    still_open = open_challenges(program, kind, completions)
+    if not still_open:
+        return []
+    activity = await load_activity(pg, merchant_id, member_id, *completion_window(still_open, at))
+    decision = decide_completions(program, member_id, kind, completions, activity, at)
+    await store_challenges(pg, merchant_id, member_id, decision, at)
+    item.intents += decision.intents
+    return decision.events
 
 
 async def _post(
@@ -352,24 +415,3 @@ async def _take_back(
         description=intent.description,
         source=intent.source,
     )
-
-
-async def _action_counts(
-    pg: PgConnection, merchant_id: str, event: ActionPerformed
-) -> ActionCounts:
-    day = event.occurred_at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    month = day.replace(day=1)
-    year = month.replace(month=1)
-    row = await pg.fetchrow(
-        ACTION_COUNTS,
-        merchant_id,
-        event.member_id,
-        event.action,
-        day,
-        day + timedelta(days=1),
-        month,
-        add_months(month, 1),
-        year,
-        year.replace(year=year.year + 1),
-    )
-    return ActionCounts(row["today"], row["this_month"], row["this_year"], row["lifetime"])

@@ -16,9 +16,9 @@ from pointguard.db import PgConnection
 from pointguard.ledger import expiring_within
 from pointguard.ledger import operations as ops
 from pointguard.ledger.keys import idempotency_key
+from pointguard.program.dates import add_months
 from pointguard.program.document.versions import program_in_force
 from pointguard.program.outbox import write_events
-from pointguard.program.rules import add_months
 
 MAX_MEMBERS_PER_PASS = 500
 

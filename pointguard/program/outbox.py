@@ -11,8 +11,9 @@ import msgspec
 
 from pointguard.db import PgConnection
 from pointguard.ledger import AccountKind, EntryKind, PostedEntry
+from pointguard.program.intents import OutboxEvent
 
-WRITE_OUTBOX = """
+INSERT_OUTBOX_EVENTS = """
 INSERT INTO outbox (merchant_id, event_type, payload)
 SELECT $1, * FROM unnest($2::text[], $3::jsonb[])
 """
@@ -21,10 +22,10 @@ SELECT $1, * FROM unnest($2::text[], $3::jsonb[])
 async def write_events(
     pg: PgConnection, merchant_id: str, events: Sequence[tuple[str, Mapping[str, Any]]]
 ) -> None:
-    """Queue `(event type, payload)` pairs for the merchant's storefront."""
+    """Queue `(event type, payload)` pairs (`OutboxEvent`s) for the merchant's storefront."""
     if events:
         await pg.execute(
-            WRITE_OUTBOX,
+            INSERT_OUTBOX_EVENTS,
             merchant_id,
             [kind for kind, _ in events],
             [msgspec.json.encode(payload).decode() for _, payload in events],
@@ -34,29 +35,28 @@ async def write_events(
 async def write_entry_events(
     pg: PgConnection, merchant_id: str, entries: Sequence[PostedEntry]
 ) -> None:
+    """The `entry_events` of entries posted just now."""
+    await write_events(pg, merchant_id, entry_events(entries))
+
+
+def entry_events(entries: Sequence[PostedEntry]) -> list[OutboxEvent]:
     """`points.pending`, `points.earned`, `points.released` or `points.reversed` for each entry
-    posted just now."""
-    await write_events(
-        pg,
-        merchant_id,
-        [
-            (
-                _entry_event_type(e),
-                {
-                    "member_id": next(
-                        p.account.member_id for p in e.postings if p.account.is_member
-                    ),
-                    "entry_id": e.entry_id,
-                    "kind": e.kind.value,
-                    "points": sum(p.amount_points for p in e.postings if p.amount_points > 0),
-                    "description": e.description,
-                    "at": e.created_at,
-                },
-            )
-            for e in entries
-            if not e.replayed
-        ],
-    )
+    posted just now (an entry replayed under its idempotency key was announced before)."""
+    return [
+        OutboxEvent(
+            _entry_event_type(e),
+            {
+                "member_id": next(p.account.member_id for p in e.postings if p.account.is_member),
+                "entry_id": e.entry_id,
+                "kind": e.kind.value,
+                "points": sum(p.amount_points for p in e.postings if p.amount_points > 0),
+                "description": e.description,
+                "at": e.created_at,
+            },
+        )
+        for e in entries
+        if not e.replayed
+    ]
 
 
 def _entry_event_type(entry: PostedEntry) -> str:

@@ -39,7 +39,7 @@ from pointguard.plugin.merchants import create_merchant
 from pointguard.plugin.signatures import standard_webhook_headers
 from pointguard.program.document.validate import parse_program
 from pointguard.program.document.versions import save_program
-from pointguard.program.rules import order_earn_key
+from pointguard.program.orders.rules import order_earn_key
 
 KEY = bytes(range(32))  # a fixed POINTGUARD_SECRET_KEY
 MEMBERS = 50

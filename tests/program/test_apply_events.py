@@ -24,7 +24,7 @@ from pointguard.program.events import (
     OrderRefunded,
     RefundedLine,
 )
-from pointguard.program.rules import order_earn_key
+from pointguard.program.orders.rules import order_earn_key
 
 T0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
 EXAMPLE = Path(__file__).parents[2] / "docs" / "examples" / "program.toml"

@@ -7,12 +7,12 @@ import pytest
 from pointguard import db
 from pointguard.ledger import member_balances, member_history
 from pointguard.program.apply import apply_event
-from pointguard.program.challenges.rules import Activity, challenge_progress
+from pointguard.program.challenges.completions import member_challenges
+from pointguard.program.challenges.rules import Activity, challenge_bonus_key, challenge_progress
 from pointguard.program.document.schema import Challenge
 from pointguard.program.document.validate import parse_program
 from pointguard.program.document.versions import save_program
 from pointguard.program.events import ActionPerformed, OrderCancelled, OrderLine, OrderPaid
-from pointguard.program.tiers.review import challenge_bonus_key, member_challenges
 
 pytestmark = pytest.mark.calendar  # .ci/run runs it again under shifted wall clocks
 

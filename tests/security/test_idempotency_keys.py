@@ -18,12 +18,12 @@ from pointguard.ledger import member_balances, post_entries
 from pointguard.ledger import operations as ops
 from pointguard.ledger.keys import idempotency_key
 from pointguard.program.apply import apply_event
+from pointguard.program.challenges.rules import challenge_bonus_key
 from pointguard.program.document.validate import parse_program
 from pointguard.program.document.versions import save_program
 from pointguard.program.events import OrderLine, OrderPaid
-from pointguard.program.referrals.records import referee_key, referrer_key
-from pointguard.program.rules import order_bonus_key, order_earn_key
-from pointguard.program.tiers.review import challenge_bonus_key
+from pointguard.program.orders.rules import order_bonus_key, order_earn_key
+from pointguard.program.referrals.rules import referee_key, referrer_key
 
 NOW = datetime(2026, 12, 5, 10, tzinfo=UTC)
 OLD_KINDS = ["order", "challenge", "referral", "action", "refund", "cancel", "release"]

@@ -1,11 +1,11 @@
-"""Points for actions beyond purchases: signup, birthday, reviews, shares, profile completion and
-merchant-defined custom actions, each with its caps.
+"""Actions, decided: points for what members do beyond buying (signup, birthday, reviews,
+shares, profile completion, merchant-defined actions), each with its caps.
 
 A cap counts what the member was already granted of the same action in the event's own UTC
 day, its calendar month, and ever, whenever those grants arrived: ties and events sent out of
-order count like any other (the service counts under the member's lock). The one being decided
+order count like any other (`apply.py` counts under the member's lock). The one being decided
 is allowed while every count is below its cap. A birthday pays once a calendar year, and only
-in the birthday month.
+in the birthday month. Pure: `actions/records.py` counts and stores, `apply.py` drives.
 """
 
 from __future__ import annotations
@@ -13,8 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from pointguard.ledger.keys import idempotency_key
+from pointguard.program.dates import lot_expiry
 from pointguard.program.document.schema import Action, Program
 from pointguard.program.events import ActionPerformed
+from pointguard.program.intents import EarnIntent
 
 
 @dataclass(frozen=True)
@@ -57,3 +60,23 @@ def decide_action(
         if limit is not None and count >= limit:
             return ActionDecision(None, f"{cap} cap of {limit} reached")
     return ActionDecision(rule, "pays")
+
+
+def action_earns(
+    program: Program, event: ActionPerformed, counts: ActionCounts, birthday: date | None
+) -> list[EarnIntent]:
+    """The earn an action pays, if any: available at once (`birthday` is the one on record;
+    a `birthday` event's own date of birth wins)."""
+    decision = decide_action(program, event, counts, event.birthday or birthday)
+    if decision.action is None:
+        return []
+    return [
+        EarnIntent(
+            idempotency_key("action", event.event_id),
+            decision.action.points,
+            decision.action.description,
+            f"action:{event.action}",
+            None,
+            lot_expiry(program, event.occurred_at),
+        )
+    ]

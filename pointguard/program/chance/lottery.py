@@ -50,7 +50,7 @@ from pointguard.program.chance.prizes import (
 from pointguard.program.document.versions import program_in_force
 from pointguard.program.keyed_rows import from_row, row_by_key
 from pointguard.program.outbox import write_entry_events, write_events
-from pointguard.program.rules import ordinal
+from pointguard.program.wording import ordinal
 
 MAX_ENTRIES_PER_CALL = 1000
 ENTRY_HOLD_TIMEOUT_S = 60  # the hold is captured in the same transaction; this never runs out

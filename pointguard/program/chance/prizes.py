@@ -26,8 +26,8 @@ from pointguard.errors import ChanceUnavailable
 from pointguard.ledger import PostedEntry, post_entries
 from pointguard.ledger import operations as ops
 from pointguard.ledger.entries import MAX_BATCH_ENTRIES
+from pointguard.program.dates import lot_expiry
 from pointguard.program.document.schema import LotteryDraw, Program, ScratchCards, SurpriseBonus
-from pointguard.program.rules import lot_expiry
 
 SEED_BYTES = 32
 

@@ -3,7 +3,7 @@ campaign's budget, in the caller's transaction, every point on the ledger.
 
 Rules this module enforces:
 - A campaign grants a card for each event of its `granted_on` type (`campaigns_granted_on`;
-  the service calls `grant_scratch_card`), once per idempotency key.
+  `apply.py` calls `draw_scratch_card`), once per idempotency key.
 - Prizes are drawn with `secrets` (a CSPRNG), weighted by the prize table (`pick_prize`).
 - A campaign never pays out more than its `budget_points` over all its cards: each grant locks
   the campaign's budget row (`prizes.lock_budget`), and a card whose prize would pass the
@@ -30,8 +30,9 @@ from pointguard.program.chance.prizes import (
 )
 from pointguard.program.document.schema import Program, ScratchCardPrize, ScratchCards
 from pointguard.program.document.versions import program_in_force
+from pointguard.program.intents import OutboxEvent
 from pointguard.program.keyed_rows import from_row, row_by_key
-from pointguard.program.outbox import write_entry_events, write_events
+from pointguard.program.outbox import entry_events, write_events
 
 BUDGET_KIND = "scratch"
 
@@ -93,12 +94,30 @@ async def grant_scratch_card(
     key: str,
     now: datetime,
 ) -> ScratchCard:
-    """Grant a member one card of the campaign (the rules call this for its `granted_on`
-    event): draw its prize and pay it now if the budget still covers it. A repeated `key`
-    returns the first card."""
+    """Grant a member one card of the campaign, and tell the storefront (`draw_scratch_card`)."""
+    card, events = await draw_scratch_card(
+        pg, merchant_id, member_id, campaign_id, key=key, now=now
+    )
+    await write_events(pg, merchant_id, events)
+    return card
+
+
+async def draw_scratch_card(
+    pg: PgConnection,
+    merchant_id: str,
+    member_id: str,
+    campaign_id: str,
+    *,
+    key: str,
+    now: datetime,
+) -> tuple[ScratchCard, list[OutboxEvent]]:
+    """Grant a member one card of the campaign (`apply.py` does for its `granted_on` event):
+    draw its prize and pay it now if the budget still covers it; return the card and the events
+    the caller writes for the storefront. A repeated `key` returns the first card, and no
+    events."""
     earlier = await _card_by_key(pg, merchant_id, member_id, campaign_id, key)
     if earlier is not None:
-        return earlier
+        return earlier, []
     program = (await program_in_force(pg, merchant_id, now)).program
     campaign = find_chance(program.chance.scratch_cards, campaign_id, "scratch-card campaign")
     await ops.lock_members(pg, merchant_id, [member_id])
@@ -106,7 +125,7 @@ async def grant_scratch_card(
     # A racing repeat of this key may have committed while we waited for the budget.
     earlier = await _card_by_key(pg, merchant_id, member_id, campaign_id, key)
     if earlier is not None:
-        return earlier
+        return earlier, []
 
     total_weight = sum(p.weight for p in campaign.prizes)
     prize_points = pick_prize(campaign.prizes, secrets.randbelow(total_weight))
@@ -139,9 +158,8 @@ async def grant_scratch_card(
         ledger_entry_id=posted[0].entry_id if posted else None,
         created_at=now,
     )
-    await write_events(pg, merchant_id, [("scratch_card.granted", {**asdict(card), "at": now})])
-    await write_entry_events(pg, merchant_id, posted)
-    return card
+    granted = OutboxEvent("scratch_card.granted", {**asdict(card), "at": now})
+    return card, [granted, *entry_events(posted)]
 
 
 async def _card_by_key(

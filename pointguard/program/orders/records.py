@@ -1,37 +1,27 @@
-"""The program's record of paid orders: a round's paid orders recorded together (with what
-they teach about their buyers: categories bought, promotion points gained), and an order loaded
-and updated for its refunds. Refund rules read these records; tiers and challenges sum them.
-"""
+"""The program's record of paid orders (`program_orders`): a round's paid orders stored
+together with what they taught about their buyers, an order loaded and updated for its refunds,
+and the orders a tier or challenge review counts. The decisions are `orders/rules.py`'s."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 import msgspec
 
 from pointguard.db import PgConnection
 from pointguard.errors import UnknownOrder
-from pointguard.program.document.schema import Program
-from pointguard.program.events import OrderCancelled, OrderPaid, OrderRefunded
-from pointguard.program.orders.earning import (
-    Buyer,
-    LinePoints,
-    OrderPoints,
-    order_points,
-    qualifying_spend,
-)
-from pointguard.program.referrals.records import referral_intents
-from pointguard.program.rules import (
-    Intent,
+from pointguard.program.events import OrderCancelled, OrderRefunded
+from pointguard.program.orders.earning import LinePoints
+from pointguard.program.orders.rules import (
+    KeptOrder,
     OrderRecord,
-    after_refund,
-    order_bonus_key,
-    order_intents,
+    PaidOrderDecision,
+    kept_order,
 )
 
-INSERT_ORDERS = """
+INSERT_PAID_ORDERS = """
 INSERT INTO program_orders
     (merchant_id, order_id, member_id, paid_at, lines, qualifying, bonus_keys)
 SELECT $1, o.order_id, o.member_id, o.paid_at, o.lines::jsonb, o.qualifying::jsonb,
@@ -50,133 +40,77 @@ FROM unnest($2::text[], $3::text[], $4::text[]) AS u(member_id, categories, prom
 WHERE m.merchant_id = $1 AND m.member_id = u.member_id
 """
 
-LOAD_ORDER = """
+LOCK_PAID_ORDER = """
 SELECT member_id, lines::text AS lines, bonus_keys::text AS bonus_keys,
        refunded::text AS refunded, cancelled, bonuses_returned
 FROM program_orders WHERE merchant_id = $1 AND order_id = $2 FOR UPDATE
+"""
+
+UPDATE_ORDER_REFUNDS = """
+UPDATE program_orders SET refunded = $3::jsonb, cancelled = $4, bonuses_returned = $5
+WHERE merchant_id = $1 AND order_id = $2
 """
 
 SELECT_ORDER_MEMBER = """
 SELECT member_id FROM program_orders WHERE merchant_id = $1 AND order_id = $2
 """
 
-UPDATE_ORDER = """
-UPDATE program_orders SET refunded = $3::jsonb, cancelled = $4, bonuses_returned = $5
-WHERE merchant_id = $1 AND order_id = $2
+SELECT_ORDERS_IN_WINDOW = """
+SELECT paid_at, lines::text AS lines, qualifying::text AS qualifying,
+       refunded::text AS refunded, bonus_keys::text AS bonus_keys, cancelled, bonuses_returned
+FROM program_orders
+WHERE merchant_id = $1 AND member_id = $2 AND paid_at > $3 AND paid_at <= $4 AND NOT cancelled
 """
 
 
-@dataclass(frozen=True)
-class PaidOrder:
-    event: OrderPaid
-    program: Program  # in force at the event's time
-    member: Any  # the member's program row, locked
+class PaidOrderColumns(NamedTuple):
+    """`INSERT_PAID_ORDERS`'s parameters, in `$n` order: a column each, a row per order."""
 
-
-def _buyer(member: Any) -> Buyer:
-    return Buyer(
-        tier=member["tier"],
-        categories_bought=frozenset(member["categories_bought"]),
-        promotion_points=msgspec.json.decode(member["promotion_points"]),
-    )
-
-
-@dataclass(frozen=True)
-class _PricedOrder:
-    order: PaidOrder
-    buyer: Buyer
-    points: OrderPoints
-    qualifying: dict[str, int]  # eligible spend per category, for tiers and referrals
-
-    @property
-    def event(self) -> OrderPaid:
-        return self.order.event
-
-
-def _price(order: PaidOrder) -> _PricedOrder:
-    event, program = order.event, order.program
-    buyer = _buyer(order.member)
-    points = order_points(program, event, buyer)  # `evaluate` in two steps: computed once
-    return _PricedOrder(order, buyer, points, dict(qualifying_spend(program, event)))
+    merchant_id: str
+    order_ids: list[str]
+    member_ids: list[str]
+    paid_at: list[datetime]
+    lines: list[str]
+    qualifying: list[str]
+    bonus_keys: list[str]
 
 
 async def record_orders(
-    pg: PgConnection, merchant_id: str, orders: Sequence[PaidOrder]
-) -> list[list[Intent] | None]:
-    """Price the paid orders (at most one per member), record them and what they taught us of
-    their buyers; for each, its intents, or None for an order recorded before (the same order
-    announced again under another webhook id), which earns nothing: it earned once already. So
-    does the second of two members claiming one order id at once."""
+    pg: PgConnection, merchant_id: str, orders: Sequence[PaidOrderDecision]
+) -> list[bool]:
+    """Store the decided paid orders and what they taught of their buyers (at most one order
+    per member); for each, whether it was stored now. An order stored before (the same order
+    announced again under another webhook id), or the second of two members claiming one order
+    id at once, is not: it earned once already, so its decision must not be posted."""
     if not orders:
         return []
-    priced = [_price(order) for order in orders]
-    by_order_id: dict[str, _PricedOrder] = {}
-    for p in priced:
-        by_order_id.setdefault(p.event.order_id, p)
-    first = list(by_order_id.values())
-    rows = await pg.fetch(
-        INSERT_ORDERS,
-        merchant_id,
-        [p.event.order_id for p in first],
-        [p.event.member_id for p in first],
-        [p.event.occurred_at for p in first],
-        [msgspec.json.encode(p.points.lines).decode() for p in first],
-        [msgspec.json.encode(p.qualifying).decode() for p in first],
-        [msgspec.json.encode(_bonus_keys(p)).decode() for p in first],
+    first: dict[str, PaidOrderDecision] = {}
+    for order in orders:
+        first.setdefault(order.event.order_id, order)
+    columns = PaidOrderColumns(
+        merchant_id=merchant_id,
+        order_ids=list(first),
+        member_ids=[o.event.member_id for o in first.values()],
+        paid_at=[o.event.occurred_at for o in first.values()],
+        lines=[msgspec.json.encode(o.points.lines).decode() for o in first.values()],
+        qualifying=[msgspec.json.encode(o.qualifying).decode() for o in first.values()],
+        bonus_keys=[msgspec.json.encode(o.bonus_keys).decode() for o in first.values()],
     )
-    inserted = {row["order_id"] for row in rows}
-    recorded = {id(p) for p in first if p.event.order_id in inserted}
+    inserted = {row["order_id"] for row in await pg.fetch(INSERT_PAID_ORDERS, *columns)}
     learned = [
-        (p.event.member_id, found)
-        for p in first
-        if id(p) in recorded and (found := _learned(p)) is not None
+        (o.event.member_id, update)
+        for order_id, o in first.items()
+        if order_id in inserted and (update := o.buyer_update) is not None
     ]
     if learned:
         await pg.execute(
             UPDATE_BUYERS,
             merchant_id,
             [member_id for member_id, _ in learned],
-            [msgspec.json.encode(categories).decode() for _, (categories, _) in learned],
-            [promotion_points for _, (_, promotion_points) in learned],
+            [msgspec.json.encode(u.categories_bought).decode() for _, u in learned],
+            [msgspec.json.encode(u.promotion_points).decode() for _, u in learned],
         )
-    intents: list[list[Intent] | None] = []
-    for p in priced:
-        if id(p) not in recorded:
-            intents.append(None)
-            continue
-        program = p.order.program
-        intents.append(
-            order_intents(p.event, p.points, program)
-            + await referral_intents(
-                pg,
-                merchant_id,
-                program,
-                p.event,
-                eligible_total_minor=sum(p.qualifying.values()),
-            )
-        )
-    return intents
-
-
-def _bonus_keys(order: _PricedOrder) -> dict[str, int]:
-    """The ledger keys of the order's bonus earns, by which a refund finds them again."""
-    order_id = order.event.order_id
-    return {order_bonus_key(order_id, bonus.source): bonus.points for bonus in order.points.bonuses}
-
-
-def _learned(order: _PricedOrder) -> tuple[list[str], str] | None:
-    """The buyer's categories and promotion points after this order; None if unchanged."""
-    buyer = order.buyer
-    promotion_points = dict(buyer.promotion_points or {})
-    for line in order.points.lines:
-        if line.promotion_id and line.promotion_extra > 0:
-            promotion_points[line.promotion_id] = (
-                promotion_points.get(line.promotion_id, 0) + line.promotion_extra
-            )
-    categories = buyer.categories_bought | {line.category for line in order.event.lines}
-    if categories == buyer.categories_bought and promotion_points == (buyer.promotion_points or {}):
-        return None
-    return sorted(categories), msgspec.json.encode(promotion_points).decode()
+    return [o.event.order_id in inserted and first[o.event.order_id] is o for o in orders]
 
 
 async def load_order(
@@ -184,7 +118,7 @@ async def load_order(
 ) -> OrderRecord:
     """The order's record, locked for its refund; `UnknownOrder` if the member paid no such
     order."""
-    row = await pg.fetchrow(LOAD_ORDER, merchant_id, event.order_id)
+    row = await pg.fetchrow(LOCK_PAID_ORDER, merchant_id, event.order_id)
     if row is None or row["member_id"] != event.member_id:
         raise UnknownOrder(
             f"merchant {merchant_id!r} has no paid order {event.order_id!r}"
@@ -206,23 +140,30 @@ def order_record(row: Any, order_id: str = "") -> OrderRecord:
     )
 
 
-async def record_refund(
-    pg: PgConnection,
-    merchant_id: str,
-    event: OrderRefunded | OrderCancelled,
-    order: OrderRecord,
-) -> OrderRecord:
-    """Store the order's refunds and return its record as it now stands."""
-    updated = after_refund(order, event)
+async def store_refund(pg: PgConnection, merchant_id: str, order: OrderRecord) -> None:
+    """Store the order's record as a refund or cancellation left it."""
     await pg.execute(
-        UPDATE_ORDER,
+        UPDATE_ORDER_REFUNDS,
         merchant_id,
-        event.order_id,
-        msgspec.json.encode(updated.refunded).decode(),
-        updated.cancelled,
-        updated.bonuses_returned,
+        order.order_id,
+        msgspec.json.encode(order.refunded).decode(),
+        order.cancelled,
+        order.bonuses_returned,
     )
-    return updated
+
+
+async def load_kept_orders(
+    pg: PgConnection, merchant_id: str, member_id: str, start: datetime, end: datetime
+) -> list[KeptOrder]:
+    """The member's orders paid in (start, end], not cancelled, net of refunds."""
+    return [
+        kept_order(
+            order_record(row),
+            row["paid_at"],
+            msgspec.json.decode(row["qualifying"], type=dict[str, int]),
+        )
+        for row in await pg.fetch(SELECT_ORDERS_IN_WINDOW, merchant_id, member_id, start, end)
+    ]
 
 
 async def member_of_order(pg: PgConnection, merchant_id: str, order_id: str) -> str | None:

@@ -1,71 +1,56 @@
-"""Referrals: codes, the referee's welcome, the referrer's reward, caps and the ladder.
-
-The rule, stated once:
-- Every member can have an unguessable referral code (64 random bits); the storefront builds
-  the link from it. A code arrives with the new member's `signup` or first `order.paid`.
-- A code attaches the referral once, to a member with no earlier paid order. A member's own
-  code is refused outright (`refused_self`); an unknown code is ignored.
-- The referee gets `referee_points` on signup or on their first order (`referee_reward_on`);
-  on an order they wait out its return window like the order's points.
-- The referrer gets `referrer_points` for the referee's first paid order if its eligible total
-  reaches `min_first_order_minor` (else `too_small`) and the referrer has had fewer than
-  `max_rewarded_per_month` rewards this calendar month (else `capped`). The reward waits out
-  that order's return window (and, once it exists, the fraud guard) before it is available.
-  On the Nth successful referral a ladder step pays its bonus too.
-- If the first order is fully refunded or cancelled, the referrer's and the referee's order
-  rewards go back (`reversed`); ladder bonuses already won stay.
-"""
+"""The program's record of referrals (`program_referrals`) and members' referral codes: loaded
+for the rules in `referrals/rules.py`, and stored as they decide."""
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from pointguard.db import PgConnection
-from pointguard.ledger.keys import idempotency_key
-from pointguard.program.document.schema import Program
-from pointguard.program.events import ActionPerformed, Event, OrderPaid
-from pointguard.program.rules import (
-    EarnIntent,
-    Intent,
-    OrderRecord,
-    TakeBackIntent,
-    after_return_window,
-    lot_expiry,
-    ordinal,
+from pointguard.program.events import OrderPaid
+from pointguard.program.referrals.rules import (
+    Referral,
+    ReferralEvent,
+    ReferralStatus,
+    ReferrerCounts,
 )
 
 CODE_BYTES = 8
 
-ENSURE_MEMBER = """
+INSERT_REFERRAL_MEMBER = """
 INSERT INTO program_members (merchant_id, member_id) VALUES ($1, $2)
 ON CONFLICT (merchant_id, member_id) DO NOTHING
 """
 
-SET_CODE = """
+SET_REFERRAL_CODE = """
 UPDATE program_members SET referral_code = coalesce(referral_code, $3)
 WHERE merchant_id = $1 AND member_id = $2
 RETURNING referral_code
 """
 
-MEMBER_BY_CODE = """
+SELECT_MEMBER_BY_REFERRAL_CODE = """
 SELECT member_id FROM program_members WHERE merchant_id = $1 AND referral_code = $2
 """
 
-EARLIER_ORDERS = """
+COUNT_EARLIER_ORDERS = """
 SELECT count(*) FROM program_orders
 WHERE merchant_id = $1 AND member_id = $2 AND order_id <> $3
 """
 
-ATTACH = """
+INSERT_REFERRAL = """
 INSERT INTO program_referrals (merchant_id, referee_id, referrer_id, status, created_at)
 VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (merchant_id, referee_id) DO NOTHING
 """
 
-REFERRAL_OF = """
-SELECT referrer_id, status, referee_rewarded, first_order_id FROM program_referrals
-WHERE merchant_id = $1 AND referee_id = $2 FOR UPDATE
+LOCK_REFERRALS_OF = """
+SELECT referee_id, referrer_id, status, referee_rewarded, first_order_id, rewarded_at
+FROM program_referrals
+WHERE merchant_id = $1 AND referee_id = ANY($2::text[])
+ORDER BY referee_id
+FOR UPDATE
 """
 
 UPDATE_REFERRAL = """
@@ -78,186 +63,94 @@ LOCK_REFERRER = """
 SELECT member_id FROM program_members WHERE merchant_id = $1 AND member_id = $2 FOR UPDATE
 """
 
-REFERRER_COUNTS = """
+COUNT_REFERRER_REWARDS = """
 SELECT count(*) FILTER (WHERE rewarded_at >= $3) AS this_month, count(*) AS successful
 FROM program_referrals
 WHERE merchant_id = $1 AND referrer_id = $2 AND status = 'rewarded'
 """
 
 
-def referee_key(referee_id: str) -> str:
-    """The ledger key of the referee's welcome reward."""
-    return idempotency_key("referee", referee_id)
+class StoredReferral(NamedTuple):
+    """`UPDATE_REFERRAL`'s parameters, in `$n` order."""
 
-
-def referrer_key(referee_id: str) -> str:
-    """The ledger key of the referrer's reward for bringing `referee_id`."""
-    return idempotency_key("referrer", referee_id)
+    merchant_id: str
+    referee_id: str
+    status: str
+    referee_rewarded: bool
+    first_order_id: str | None
+    rewarded_at: datetime | None
 
 
 async def referral_code(pg: PgConnection, merchant_id: str, member_id: str) -> str:
     """The member's referral code, made on first request."""
-    await pg.execute(ENSURE_MEMBER, merchant_id, member_id)
+    await pg.execute(INSERT_REFERRAL_MEMBER, merchant_id, member_id)
     code = secrets.token_urlsafe(CODE_BYTES)
-    return str(await pg.fetchval(SET_CODE, merchant_id, member_id, code))
+    return str(await pg.fetchval(SET_REFERRAL_CODE, merchant_id, member_id, code))
 
 
-async def referral_intents(
-    pg: PgConnection,
-    merchant_id: str,
-    program: Program,
-    event: Event,
-    *,
-    eligible_total_minor: int = 0,
-) -> list[Intent]:
-    """What a signup or a paid order does for referrals (call it after the order is recorded)."""
-    rules = program.referrals
-    if rules is None or not isinstance(event, ActionPerformed | OrderPaid):
-        return []
-    signup = isinstance(event, ActionPerformed)
-    if isinstance(event, ActionPerformed) and event.action != "signup":
-        return []
-    referee = event.member_id
-    if event.referral_code:
-        await _attach(pg, merchant_id, event, event.referral_code)
-    referral = await pg.fetchrow(REFERRAL_OF, merchant_id, referee)
-    if referral is None or referral["status"] == "refused_self":
-        return []
-    release_at = None if signup else after_return_window(program, event.occurred_at)
-    intents: list[Intent] = []
-    referee_rewarded = referral["referee_rewarded"]
-    if (
-        not referee_rewarded
-        and rules.referee_points
-        and ((rules.referee_reward_on == "signup") == signup)
-    ):
-        referee_rewarded = True
-        intents.append(
-            EarnIntent(
-                referee_key(referee),
-                rules.referee_points,
-                f"{rules.referee_points} points welcome gift: you joined through a friend",
-                "referral:referee",
-                release_at,
-                lot_expiry(program, release_at or event.occurred_at),
-            )
-        )
-    status, first_order, rewarded_at = referral["status"], referral["first_order_id"], None
-    if isinstance(event, OrderPaid) and status == "attached":
-        first_order = event.order_id
-        status, referrer_intents = await _reward_referrer(
-            pg, merchant_id, program, event, referral["referrer_id"], eligible_total_minor
-        )
-        intents += referrer_intents
-        rewarded_at = event.occurred_at if status == "rewarded" else None
-    await pg.execute(
-        UPDATE_REFERRAL, merchant_id, referee, status, referee_rewarded, first_order, rewarded_at
-    )
-    return intents
+async def load_code_owner(pg: PgConnection, merchant_id: str, code: str) -> str | None:
+    """The member whose referral code `code` is."""
+    owner = await pg.fetchval(SELECT_MEMBER_BY_REFERRAL_CODE, merchant_id, code)
+    return None if owner is None else str(owner)
 
 
-async def reversal_intents(
-    pg: PgConnection,
-    merchant_id: str,
-    program: Program,
-    member_id: str,
-    order: OrderRecord,
-) -> list[Intent]:
-    """Take the rewards back when the referee's first order stops keeping anything."""
-    if program.referrals is None or not order.bonuses_returned:
-        return []
-    referral = await pg.fetchrow(REFERRAL_OF, merchant_id, member_id)
-    if referral is None or referral["first_order_id"] != order.order_id:
-        return []
-    if referral["status"] != "rewarded":
-        return []
-    await pg.execute(
-        UPDATE_REFERRAL,
-        merchant_id,
-        member_id,
-        "reversed",
-        referral["referee_rewarded"],
-        order.order_id,
-        None,
-    )
-    rules = program.referrals
-    back: list[Intent] = [
-        TakeBackIntent(
-            referrer_key(member_id),
-            idempotency_key("referral-reversed", referrer_key(member_id)),
-            rules.referrer_points,
-            f"{rules.referrer_points} referral points back: your friend's first order was returned",
-            "referral:reversed",
-        )
-    ]
-    if rules.referee_reward_on == "first_order" and rules.referee_points:
-        back.append(
-            TakeBackIntent(
-                referee_key(member_id),
-                idempotency_key("referral-reversed", referee_key(member_id)),
-                rules.referee_points,
-                f"{rules.referee_points} welcome points back: your first order was returned",
-                "referral:reversed",
-            )
-        )
-    return back
-
-
-async def _attach(pg: PgConnection, merchant_id: str, event: Event, code: str) -> None:
-    referrer = await pg.fetchval(MEMBER_BY_CODE, merchant_id, code)
-    if referrer is None:
-        return
+async def has_earlier_orders(pg: PgConnection, merchant_id: str, event: ReferralEvent) -> bool:
+    """Whether the member paid an order before this event (this order itself aside)."""
     order_id = event.order_id if isinstance(event, OrderPaid) else ""
-    if await pg.fetchval(EARLIER_ORDERS, merchant_id, event.member_id, order_id):
-        return  # not a new customer
-    status = "refused_self" if referrer == event.member_id else "attached"
-    await pg.execute(ATTACH, merchant_id, event.member_id, referrer, status, event.occurred_at)
+    return bool(await pg.fetchval(COUNT_EARLIER_ORDERS, merchant_id, event.member_id, order_id))
 
 
-async def _reward_referrer(
-    pg: PgConnection,
-    merchant_id: str,
-    program: Program,
-    order: OrderPaid,
-    referrer: str,
-    eligible_total_minor: int,
-) -> tuple[str, list[Intent]]:
-    rules = program.referrals
-    assert rules is not None
-    if eligible_total_minor < rules.min_first_order_minor:
-        return "too_small", []
-    await pg.fetchval(LOCK_REFERRER, merchant_id, referrer)  # caps count one order at a time
-    at = order.occurred_at.astimezone(UTC)
+async def store_attachment(
+    pg: PgConnection, merchant_id: str, referral: Referral, at: datetime
+) -> None:
+    """Record a new referral; a referee already referred keeps the first."""
+    await pg.execute(
+        INSERT_REFERRAL,
+        merchant_id,
+        referral.referee_id,
+        referral.referrer_id,
+        referral.status.value,
+        at,
+    )
+
+
+async def lock_referrals(
+    pg: PgConnection, merchant_id: str, referee_ids: Sequence[str]
+) -> dict[str, Referral]:
+    """The referrals of these referees, locked (one statement for a whole round)."""
+    rows = await pg.fetch(LOCK_REFERRALS_OF, merchant_id, sorted(set(referee_ids)))
+    return {
+        row["referee_id"]: Referral(
+            referee_id=row["referee_id"],
+            referrer_id=row["referrer_id"],
+            status=ReferralStatus(row["status"]),
+            referee_rewarded=row["referee_rewarded"],
+            first_order_id=row["first_order_id"],
+            rewarded_at=row["rewarded_at"],
+        )
+        for row in rows
+    }
+
+
+async def lock_referrer_counts(
+    pg: PgConnection, merchant_id: str, referrer_id: str, at: datetime
+) -> ReferrerCounts:
+    """The referrer's rewarded referrals in the calendar month of `at` and ever, counted under
+    the referrer's lock so that two referees' orders cannot both take the last place of a cap."""
+    await pg.fetchval(LOCK_REFERRER, merchant_id, referrer_id)
+    at = at.astimezone(UTC)
     month_start = datetime(at.year, at.month, 1, tzinfo=UTC)
-    counts = await pg.fetchrow(REFERRER_COUNTS, merchant_id, referrer, month_start)
-    cap = rules.max_rewarded_per_month
-    if cap is not None and counts["this_month"] >= cap:
-        return "capped", []
-    release_at = after_return_window(program, order.occurred_at)
-    expires_at = lot_expiry(program, release_at)
-    intents: list[Intent] = [
-        EarnIntent(
-            referrer_key(order.member_id),
-            rules.referrer_points,
-            f"{rules.referrer_points} points for referring a friend",
-            "referral:referrer",
-            release_at,
-            expires_at,
-            member_id=referrer,
-        )
-    ]
-    nth = counts["successful"] + 1
-    intents += [
-        EarnIntent(
-            idempotency_key("referral-ladder", referrer, step.referrals),
-            step.bonus_points,
-            f"{step.bonus_points} bonus points for your {ordinal(nth)} successful referral",
-            "referral:ladder",
-            release_at,
-            expires_at,
-            member_id=referrer,
-        )
-        for step in rules.ladder
-        if step.referrals == nth and step.bonus_points
-    ]
-    return "rewarded", intents
+    row = await pg.fetchrow(COUNT_REFERRER_REWARDS, merchant_id, referrer_id, month_start)
+    return ReferrerCounts(row["this_month"], row["successful"])
+
+
+async def store_referral(pg: PgConnection, merchant_id: str, referral: Referral) -> None:
+    stored = StoredReferral(
+        merchant_id=merchant_id,
+        referee_id=referral.referee_id,
+        status=referral.status.value,
+        referee_rewarded=referral.referee_rewarded,
+        first_order_id=referral.first_order_id,
+        rewarded_at=referral.rewarded_at,
+    )
+    await pg.execute(UPDATE_REFERRAL, *stored)

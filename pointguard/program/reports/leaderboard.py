@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 
 from pointguard.db import PgConnection
 from pointguard.errors import LeaderboardDisabled
+from pointguard.program.dates import add_months
 from pointguard.program.document.versions import program_in_force
-from pointguard.program.rules import add_months
 
 ALIAS_WORDS = ("Otter", "Falcon", "Maple", "Comet", "Harbor", "Juniper", "Lynx", "Pebble")
 MAX_ROWS = 100

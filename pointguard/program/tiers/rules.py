@@ -1,4 +1,5 @@
-"""Tiers: which tier a member holds, when it is reviewed, and how far the next one is. Pure.
+"""Tiers, decided: which tier a member holds, when it is reviewed, and how far the next one is.
+Pure: `tiers/review.py` loads the amounts and stores the tier, `apply.py` and the upkeep drive.
 
 The rule, stated once:
 - A member qualifies for the highest tier whose threshold their qualifying amount reaches:
@@ -17,8 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from pointguard.program.dates import add_months
 from pointguard.program.document.schema import Program, Tier, Tiers
-from pointguard.program.rules import add_months
+from pointguard.program.intents import OutboxEvent
 
 ONE_MICROSECOND = timedelta(microseconds=1)
 
@@ -97,6 +99,25 @@ def decide_tier(
     if at < status.review_at + timedelta(days=tiers.grace_days):
         return TierDecision(status, reason="grace")
     return TierDecision(TierStatus(best, next_review(tiers, at)), current, "downgrade")
+
+
+def tier_events(member_id: str, decision: TierDecision, at: datetime) -> list[OutboxEvent]:
+    """`tier.changed` for the storefront when the decision moved the member."""
+    if not decision.changed:
+        return []
+    return [
+        OutboxEvent(
+            "tier.changed",
+            {
+                "member_id": member_id,
+                "from": decision.changed_from,
+                "to": decision.status.tier,
+                "reason": decision.reason,
+                "review_at": decision.status.review_at,
+                "at": at,
+            },
+        )
+    ]
 
 
 def tier_progress(program: Program, status: TierStatus, now_amount: int) -> TierProgress:

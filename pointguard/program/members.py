@@ -1,0 +1,65 @@
+"""A member's program row (`program_members`), locked and decoded once per batch: the tier they
+hold, their birthday, and what their orders taught (categories bought, promotion points), as a
+typed record the rules read instead of a raw row."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import msgspec
+
+from pointguard.db import PgConnection
+from pointguard.program.events import Event
+from pointguard.program.orders.earning import Buyer
+from pointguard.program.tiers.rules import TierStatus
+
+# Rows are locked in the order of $2 (callers sort it): one global order for every worker. The
+# update that locks a row also keeps the time of the member's newest event (for inactivity).
+LOCK_PROGRAM_MEMBERS = """
+INSERT INTO program_members AS m (merchant_id, member_id, last_activity_at)
+SELECT $1, * FROM unnest($2::text[], $3::timestamptz[])
+ON CONFLICT (merchant_id, member_id) DO UPDATE
+SET last_activity_at = greatest(m.last_activity_at, excluded.last_activity_at)
+RETURNING member_id, tier, tier_review_at, birthday, categories_bought,
+          promotion_points::text AS promotion_points
+"""
+
+
+@dataclass(frozen=True)
+class MemberRecord:
+    member_id: str
+    tier: TierStatus
+    birthday: date | None
+    categories_bought: frozenset[str]
+    promotion_points: Mapping[str, int]  # extra points gained per promotion
+
+    @property
+    def buyer(self) -> Buyer:
+        """What the order rules read of the member."""
+        return Buyer(self.tier.tier, self.categories_bought, self.promotion_points)
+
+
+async def lock_members(
+    pg: PgConnection, merchant_id: str, events: Sequence[Event]
+) -> dict[str, MemberRecord]:
+    """Lock the members of `events` (at most one event each), making rows for new members and
+    noting each event's time as the member's latest activity (the later of the two is kept)."""
+    ordered = sorted(events, key=lambda event: event.member_id)
+    rows = await pg.fetch(
+        LOCK_PROGRAM_MEMBERS,
+        merchant_id,
+        [event.member_id for event in ordered],
+        [event.occurred_at for event in ordered],
+    )
+    return {
+        row["member_id"]: MemberRecord(
+            member_id=row["member_id"],
+            tier=TierStatus(row["tier"], row["tier_review_at"]),
+            birthday=row["birthday"],
+            categories_bought=frozenset(row["categories_bought"]),
+            promotion_points=msgspec.json.decode(row["promotion_points"], type=dict[str, int]),
+        )
+        for row in rows
+    }
