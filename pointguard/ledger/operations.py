@@ -32,7 +32,6 @@ from pointguard.ledger.keys import idempotency_key
 from pointguard.ledger.posting import post_entries
 from pointguard.ledger.reading import load_entries_by_key
 
-A = AccountKind
 MAX_JOB_BATCH = 500
 MAX_HOLD_TIMEOUT_S = 7 * 24 * 3600
 # A checkout paid just as its reservation times out must still be able to spend it: the
@@ -184,16 +183,39 @@ def earn_entry(
         key=key,
         description=description,
         source=source,
-        to=A.PENDING if release_at is not None else A.AVAILABLE,
+        to=AccountKind.PENDING if release_at is not None else AccountKind.AVAILABLE,
         release_at=release_at,
         lot_expires_at=expires_at,
         metadata=metadata or {},
     )
 
 
-async def earn(pg: PgConnection, *args: Any, **kwargs: Any) -> PostedEntry:
+async def earn(
+    pg: PgConnection,
+    merchant_id: str,
+    member_id: str,
+    points: int,
+    *,
+    key: str,
+    description: str,
+    source: str,
+    release_at: datetime | None = None,
+    expires_at: datetime | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> PostedEntry:
     """Post one `earn_entry(...)`."""
-    return (await post_entries(pg, [earn_entry(*args, **kwargs)]))[0]
+    entry = earn_entry(
+        merchant_id,
+        member_id,
+        points,
+        key=key,
+        description=description,
+        source=source,
+        release_at=release_at,
+        expires_at=expires_at,
+        metadata=metadata,
+    )
+    return (await post_entries(pg, [entry]))[0]
 
 
 async def lock_members(pg: PgConnection, merchant_id: str, member_ids: Sequence[str]) -> None:
