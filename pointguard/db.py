@@ -57,8 +57,8 @@ PGSERVER_HANDLES_FILE = ".handle_pids.json"
 STOP_TIMEOUT_S = 60  # a fast shutdown ends sessions and checkpoints; seconds on a small database
 PRIVATE_DIR_MODE = 0o700
 
-T = TypeVar("T")
-P = ParamSpec("P")
+ResultT = TypeVar("ResultT")
+OpParams = ParamSpec("OpParams")
 PgConnection = Any  # asyncpg ships no type information; this names what we pass around.
 
 
@@ -300,8 +300,8 @@ async def connection(engine: AsyncEngine) -> AsyncIterator[PgConnection]:
 
 
 async def in_transaction(
-    engine: AsyncEngine, work: Callable[[PgConnection], Awaitable[T]], *, begin: bool = True
-) -> T:
+    engine: AsyncEngine, work: Callable[[PgConnection], Awaitable[ResultT]], *, begin: bool = True
+) -> ResultT:
     """Run `work` in one transaction, running it again after a deadlock, a serialization
     failure or a `ConcurrentChange`; `work` must therefore do nothing outside the database.
 
@@ -328,9 +328,9 @@ async def in_transaction(
 
 async def run_in_transaction(
     engine: AsyncEngine,
-    op: Callable[Concatenate[PgConnection, P], Awaitable[T]],
-    *args: P.args,
-    **kwargs: P.kwargs,
-) -> T:
+    op: Callable[Concatenate[PgConnection, OpParams], Awaitable[ResultT]],
+    *args: OpParams.args,
+    **kwargs: OpParams.kwargs,
+) -> ResultT:
     """`op(pg, *args, **kwargs)` in its own transaction, with `in_transaction`'s retries."""
     return await in_transaction(engine, lambda pg: op(pg, *args, **kwargs))

@@ -44,7 +44,7 @@ from pointguard.program.outbox import write_entry_events
 from pointguard.program.tiers.review import HAS_DUE_TIER_REVIEWS, review_tiers
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
+ResultT = TypeVar("ResultT")
 
 PROGRAM_JOBS = (
     ("tiers changed", review_tiers),
@@ -177,7 +177,9 @@ async def _counted(table: str, purge: Awaitable[int]) -> int:
     return purged
 
 
-async def _note(done: dict[str, object], merchant_id: str, name: str, work: Awaitable[T]) -> None:
+async def _note(
+    done: dict[str, object], merchant_id: str, name: str, work: Awaitable[ResultT]
+) -> None:
     """Run one merchant's job and note its result as `done["{merchant} {name}"]`; a job that
     fails is logged and noted nowhere (`logged_job`), and the pass goes on."""
     result = await logged_job(merchant_id, name, work)

@@ -26,8 +26,8 @@ from pointguard.errors import (
     UnknownMerchant,
 )
 
-T = TypeVar("T")
-P = ParamSpec("P")
+ResultT = TypeVar("ResultT")
+OpParams = ParamSpec("OpParams")
 
 # The parameters many commands take, said once.
 MerchantId = Annotated[str, typer.Argument(help="The merchant id.")]
@@ -67,12 +67,14 @@ def operator_errors() -> Iterator[None]:
         raise typer.Exit(code=1) from error
 
 
-def with_engine(work: Callable[[AsyncEngine], Awaitable[T]], *, merchant: str | None = None) -> T:
+def with_engine(
+    work: Callable[[AsyncEngine], Awaitable[ResultT]], *, merchant: str | None = None
+) -> ResultT:
     """Connect (starting the embedded PostgreSQL when DATABASE_URL is unset), migrate, check
     that `merchant` (when given) exists, work. A mistake the operator can fix exits 1."""
     settings = load_settings()
 
-    async def run() -> T:
+    async def run() -> ResultT:
         engine = db.create_engine(db.resolve_database_url(settings), pool_size=4)
         try:
             await db.migrate(engine)
@@ -88,10 +90,10 @@ def with_engine(work: Callable[[AsyncEngine], Awaitable[T]], *, merchant: str | 
 
 
 def in_transaction(
-    op: Callable[Concatenate[PgConnection, P], Awaitable[T]],
-    *args: P.args,
-    **kwargs: P.kwargs,
-) -> T:
+    op: Callable[Concatenate[PgConnection, OpParams], Awaitable[ResultT]],
+    *args: OpParams.args,
+    **kwargs: OpParams.kwargs,
+) -> ResultT:
     """`op(pg, *args, **kwargs)` in a transaction of its own, on a migrated database."""
     return with_engine(lambda engine: db.run_in_transaction(engine, op, *args, **kwargs))
 

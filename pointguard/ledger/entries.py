@@ -30,8 +30,6 @@ MAX_AMOUNT_POINTS = 10**12
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 MAX_DESCRIPTION_CHARS = 500
 
-A = AccountKind
-
 
 class EntryKind(StrEnum):
     EARN = "earn"
@@ -53,15 +51,27 @@ class Shape:
 
 
 SHAPES: dict[EntryKind, Shape] = {
-    EntryKind.EARN: Shape(frozenset({A.ISSUED}), frozenset({A.PENDING, A.AVAILABLE})),
-    EntryKind.RELEASE: Shape(frozenset({A.PENDING}), frozenset({A.AVAILABLE}), "settles"),
-    EntryKind.REVERSAL: Shape(frozenset({A.PENDING}), frozenset({A.ISSUED}), "reverses"),
-    EntryKind.FORFEIT: Shape(frozenset({A.PENDING}), frozenset({A.FORFEITED}), "reverses"),
-    EntryKind.CLAWBACK: Shape(frozenset({A.AVAILABLE}), frozenset({A.ISSUED})),
-    EntryKind.RESERVE: Shape(frozenset({A.AVAILABLE}), frozenset({A.RESERVED})),
-    EntryKind.CAPTURE: Shape(frozenset({A.RESERVED}), frozenset({A.REDEEMED}), "settles"),
-    EntryKind.VOID: Shape(frozenset({A.RESERVED}), frozenset({A.AVAILABLE}), "reverses"),
-    EntryKind.EXPIRE: Shape(frozenset({A.AVAILABLE}), frozenset({A.EXPIRED})),
+    EntryKind.EARN: Shape(
+        frozenset({AccountKind.ISSUED}), frozenset({AccountKind.PENDING, AccountKind.AVAILABLE})
+    ),
+    EntryKind.RELEASE: Shape(
+        frozenset({AccountKind.PENDING}), frozenset({AccountKind.AVAILABLE}), "settles"
+    ),
+    EntryKind.REVERSAL: Shape(
+        frozenset({AccountKind.PENDING}), frozenset({AccountKind.ISSUED}), "reverses"
+    ),
+    EntryKind.FORFEIT: Shape(
+        frozenset({AccountKind.PENDING}), frozenset({AccountKind.FORFEITED}), "reverses"
+    ),
+    EntryKind.CLAWBACK: Shape(frozenset({AccountKind.AVAILABLE}), frozenset({AccountKind.ISSUED})),
+    EntryKind.RESERVE: Shape(frozenset({AccountKind.AVAILABLE}), frozenset({AccountKind.RESERVED})),
+    EntryKind.CAPTURE: Shape(
+        frozenset({AccountKind.RESERVED}), frozenset({AccountKind.REDEEMED}), "settles"
+    ),
+    EntryKind.VOID: Shape(
+        frozenset({AccountKind.RESERVED}), frozenset({AccountKind.AVAILABLE}), "reverses"
+    ),
+    EntryKind.EXPIRE: Shape(frozenset({AccountKind.AVAILABLE}), frozenset({AccountKind.EXPIRED})),
 }
 
 
@@ -214,9 +224,9 @@ def _validate_shape(entry: NewEntry, label: str) -> None:
             entry.kind == EntryKind.CLAWBACK and link == "reverses"
         ):
             raise InvalidReference(f"{label}: a {entry.kind} entry {_link_rule(shape, link)}")
-    if entry.member_delta(A.PENDING) > 0 and entry.release_at is None:
+    if entry.member_delta(AccountKind.PENDING) > 0 and entry.release_at is None:
         raise InvalidEntry(f"{label}: pending points need release_at")
-    if entry.member_delta(A.RESERVED) > 0 and entry.hold_expires_at is None:
+    if entry.member_delta(AccountKind.RESERVED) > 0 and entry.hold_expires_at is None:
         raise InvalidEntry(f"{label}: a reservation needs hold_expires_at")
 
 

@@ -23,7 +23,7 @@ from pointguard.ledger.entries import PostedEntry
 from pointguard.ledger.seal import MAX_SEAL_BATCH, seal
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
+ResultT = TypeVar("ResultT")
 
 # The due probe of `seal_all` (see `operations.HAS_DUE_RELEASES`): entries not sealed yet.
 HAS_UNSEALED_ENTRIES = """EXISTS (
@@ -71,7 +71,7 @@ async def maintain_merchant(
     return counts
 
 
-async def logged_job(merchant_id: str, name: str, work: Awaitable[T]) -> T | None:
+async def logged_job(merchant_id: str, name: str, work: Awaitable[ResultT]) -> ResultT | None:
     """Await one merchant's upkeep job; a job that fails is logged (None then), so that the
     other jobs and merchants of the pass still run."""
     try:

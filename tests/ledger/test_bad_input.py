@@ -50,7 +50,6 @@ from pointguard.ledger.keys import idempotency_key
 from pointguard.ledger.seal import seal
 from pointguard.ledger.verify import verify_merchant
 
-A = AccountKind
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 LATER = NOW + timedelta(days=30)
 MISSING_ID = 9_000_000_000_000  # an entry / hold id no merchant has
@@ -60,19 +59,19 @@ MISSING_ID = 9_000_000_000_000  # an entry / hold id no merchant has
 
 
 def avail(m: str, member: str) -> AccountRef:
-    return member_account(m, member, A.AVAILABLE)
+    return member_account(m, member, AccountKind.AVAILABLE)
 
 
 def pending(m: str, member: str) -> AccountRef:
-    return member_account(m, member, A.PENDING)
+    return member_account(m, member, AccountKind.PENDING)
 
 
 def reserved(m: str, member: str) -> AccountRef:
-    return member_account(m, member, A.RESERVED)
+    return member_account(m, member, AccountKind.RESERVED)
 
 
 def issued(m: str) -> AccountRef:
-    return system_account(m, A.ISSUED)
+    return system_account(m, AccountKind.ISSUED)
 
 
 def entry(m: str, key: str, kind: Any, postings: list[Posting], **kw: Any) -> NewEntry:
@@ -351,7 +350,7 @@ INVALID_BATCHES: list[tuple[str, Build, type[Exception], str]] = [
                 EntryKind.EXPIRE,
                 [
                     Posting(issued(m), -20),
-                    Posting(system_account(m, A.EXPIRED), 20),
+                    Posting(system_account(m, AccountKind.EXPIRED), 20),
                 ],
             )
         ],
@@ -384,7 +383,7 @@ INVALID_BATCHES: list[tuple[str, Build, type[Exception], str]] = [
                 EntryKind.EARN,
                 [
                     Posting(issued(m), -10),
-                    Posting(AccountRef(m, A.AVAILABLE, ""), 10),
+                    Posting(AccountRef(m, AccountKind.AVAILABLE, ""), 10),
                 ],
             )
         ],
@@ -399,7 +398,7 @@ INVALID_BATCHES: list[tuple[str, Build, type[Exception], str]] = [
                 "bad",
                 EntryKind.EARN,
                 [
-                    Posting(AccountRef(m, A.ISSUED, "alice"), -10),
+                    Posting(AccountRef(m, AccountKind.ISSUED, "alice"), -10),
                     Posting(avail(m, "alice"), 10),
                 ],
             )
@@ -909,7 +908,7 @@ def _failing_capture(m: str) -> NewEntry:
         m,
         "b2",
         EntryKind.CAPTURE,
-        [Posting(reserved(m, "alice"), -30), Posting(system_account(m, A.REDEEMED), 30)],
+        [Posting(reserved(m, "alice"), -30), Posting(system_account(m, AccountKind.REDEEMED), 30)],
         settles=MISSING_ID,
     )
 
@@ -1049,7 +1048,7 @@ async def test_void_of_captured_hold(engine, run, merchant, funded):
     # capturing it again is a replay, not a second spend
     replay = await run(ops.capture, merchant, hold, description="paid again")
     assert replay.replayed
-    assert (await run(system_balances, merchant))[A.REDEEMED] == 30
+    assert (await run(system_balances, merchant))[AccountKind.REDEEMED] == 30
 
 
 async def test_release_of_unknown_or_released_earn(engine, run, merchant, funded):

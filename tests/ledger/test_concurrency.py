@@ -26,7 +26,6 @@ from pointguard.ledger import operations as ops
 from pointguard.ledger.seal import seal
 from pointguard.ledger.verify import verify_merchant
 
-A = AccountKind
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 
 
@@ -136,7 +135,9 @@ async def test_concurrent_reserves_of_uneven_sizes(engine, run, merchant):
     )
     ok, failed = split(results)
     assert all(isinstance(f, InsufficientPoints) for f in failed), failed
-    taken = sum(-p.amount_points for r in ok for p in r.postings if p.account.kind == A.AVAILABLE)
+    taken = sum(
+        -p.amount_points for r in ok for p in r.postings if p.account.kind == AccountKind.AVAILABLE
+    )
     assert taken <= 137
     # every refusal was right at the moment it happened: fewer points left than it asked for
     for error, points in zip(results, sizes, strict=True):
@@ -176,7 +177,7 @@ async def test_concurrent_replays_of_one_earn_credit_once(engine, run, merchant)
     )
     bal = await run(member_balances, merchant, "alice")
     assert (bal.available_points, bal.pending_points) == (75, 0)
-    assert (await run(system_balances, merchant))[A.ISSUED] == -75
+    assert (await run(system_balances, merchant))[AccountKind.ISSUED] == -75
     await assert_verifies(engine, run, merchant)
 
 
@@ -264,7 +265,7 @@ async def test_concurrent_capture_and_void_of_one_hold(engine, run, merchant):
         {"capture": 1, "void": 1},
     )
     bal = await run(member_balances, merchant, "alice")
-    redeemed = (await run(system_balances, merchant))[A.REDEEMED]
+    redeemed = (await run(system_balances, merchant))[AccountKind.REDEEMED]
     assert bal.reserved_points == 0
     captured = closing["capture"] == 1
     assert (bal.available_points, redeemed) == ((20, 30) if captured else (50, 0))
@@ -403,12 +404,12 @@ async def test_concurrent_mixed_traffic_verifies(engine, run, merchant):
         for n, h in enumerate(holds)
         if n % 2
         for p in h.postings
-        if p.account.kind == A.RESERVED
+        if p.account.kind == AccountKind.RESERVED
     )
     total_earned = sum(earned.values()) + sum(pending.values())
     sysb = await run(system_balances, merchant)
-    assert sysb[A.ISSUED] == -total_earned
-    assert sysb[A.REDEEMED] == captured
+    assert sysb[AccountKind.ISSUED] == -total_earned
+    assert sysb[AccountKind.REDEEMED] == captured
     assert await run(outstanding_liability, merchant) == total_earned - captured
     for m in members:
         bal = await run(member_balances, merchant, m)
@@ -418,7 +419,7 @@ async def test_concurrent_mixed_traffic_verifies(engine, run, merchant):
             for n, h in enumerate(holds)
             if n % 2
             for p in h.postings
-            if p.account.kind == A.RESERVED and p.account.member_id == m
+            if p.account.kind == AccountKind.RESERVED and p.account.member_id == m
         )
         assert bal.available_points == earned[m] + pending[m] - mine, m
     await assert_verifies(engine, run, merchant)
@@ -450,7 +451,7 @@ async def test_concurrent_sealing_while_posting(engine, run, merchant):
         report = await verify_merchant(pg, merchant)
     assert report.ok, report.problems
     assert report.entries_sealed == 80
-    assert (await run(system_balances, merchant))[A.ISSUED] == -8 * sum(range(1, 11))
+    assert (await run(system_balances, merchant))[AccountKind.ISSUED] == -8 * sum(range(1, 11))
 
 
 async def test_concurrent_refunds_earns_and_reserves_on_one_member(engine, run, merchant):
@@ -563,7 +564,7 @@ async def test_concurrent_refunds_earns_and_reserves_on_one_member(engine, run, 
     bal = await run(member_balances, merchant, "alice")
     captured = 25 * len(holds[::2])
     assert (bal.reserved_points, bal.available_points) == (0, 90 - captured)
-    assert (await run(system_balances, merchant))[A.REDEEMED] == captured
+    assert (await run(system_balances, merchant))[AccountKind.REDEEMED] == captured
     await assert_verifies(engine, run, merchant)
 
 

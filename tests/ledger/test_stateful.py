@@ -65,8 +65,7 @@ from pointguard.ledger.maintenance import maintain_merchant
 from pointguard.ledger.seal import seal
 from pointguard.ledger.verify import verify_merchant
 
-T = TypeVar("T")
-A = AccountKind
+ResultT = TypeVar("ResultT")
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 MEMBERS = ("ann", "bob", "cy")
@@ -123,7 +122,7 @@ class Runner:
         self.engine: AsyncEngine = db.create_engine(database_url, pool_size=2)
         self.run(db.migrate(self.engine))  # idempotent; the session fixture may not have run
 
-    def run(self, coro: Awaitable[T]) -> T:
+    def run(self, coro: Awaitable[ResultT]) -> ResultT:
         return self.loop.run_until_complete(coro)
 
     def close(self) -> None:
@@ -207,7 +206,12 @@ class LedgerMachine(RuleBasedStateMachine):
         self.lots: dict[int, Lot] = {}
         self.hold_model: dict[int, Hold] = {}
         self.members = {m: Member() for m in MEMBERS}
-        self.system = {A.ISSUED: 0, A.REDEEMED: 0, A.EXPIRED: 0, A.FORFEITED: 0}
+        self.system = {
+            AccountKind.ISSUED: 0,
+            AccountKind.REDEEMED: 0,
+            AccountKind.EXPIRED: 0,
+            AccountKind.FORFEITED: 0,
+        }
         self.entries = 0
         self.sealed = 0
         self.checks = 0
@@ -222,7 +226,7 @@ class LedgerMachine(RuleBasedStateMachine):
         entries = tuple((e.idempotency_key, e.entry_id, e.kind) for e in posted)
         self.requests.append(Request(op, key, args, entries))
 
-    def tx(self, op: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    def tx(self, op: Callable[..., Awaitable[ResultT]], *args: Any, **kwargs: Any) -> ResultT:
         """`op(pg, merchant, *args, **kwargs)` in its own transaction."""
         return self.runner.run(
             db.in_transaction(self.runner.engine, lambda pg: op(pg, self.merchant, *args, **kwargs))
@@ -320,7 +324,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 lot.available = 0
         for member, points in due.items():
             self.members[member].available -= points
-            self.system[A.EXPIRED] += points
+            self.system[AccountKind.EXPIRED] += points
             self.entries += 1
         return sum(due.values())
 
@@ -364,7 +368,7 @@ class LedgerMachine(RuleBasedStateMachine):
         )
         assert not entry.replayed and entry.kind == EntryKind.EARN
         self.entries += 1
-        self.system[A.ISSUED] -= points
+        self.system[AccountKind.ISSUED] -= points
         lot = Lot(entry.entry_id, member, points, 0, 0, release_at, expires_at)
         if pending:
             self.members[member].pending += points
@@ -412,7 +416,7 @@ class LedgerMachine(RuleBasedStateMachine):
         entry = self.tx(ops.forfeit, earn, description="Fraud", source=SOURCE)
         assert entry.kind == EntryKind.FORFEIT and entry.reverses == earn
         self.members[lot.member].pending -= lot.pending
-        self.system[A.FORFEITED] += lot.pending
+        self.system[AccountKind.FORFEITED] += lot.pending
         lot.pending = 0
         self.entries += 1
 
@@ -447,7 +451,7 @@ class LedgerMachine(RuleBasedStateMachine):
         )
         assert all(e.reverses == earn and not e.replayed for e in posted)
         self.entries += len(posted)
-        self.system[A.ISSUED] += points
+        self.system[AccountKind.ISSUED] += points
         lot.pending -= from_pending
         m.pending -= from_pending
         if rest:
@@ -533,7 +537,7 @@ class LedgerMachine(RuleBasedStateMachine):
         if h.status == "open":
             h.status = "captured"
             self.members[h.member].reserved -= h.amount
-            self.system[A.REDEEMED] += h.amount
+            self.system[AccountKind.REDEEMED] += h.amount
             self.entries += 1
 
     def _capture_late(self, h: Hold) -> None:
@@ -552,7 +556,7 @@ class LedgerMachine(RuleBasedStateMachine):
         again = Hold(entry.settles, h.member, h.amount, h.expires_at, lots, "captured")
         self.hold_model[again.hold_id] = again
         h.status, h.captured_through = "captured", again.hold_id
-        self.system[A.REDEEMED] += h.amount
+        self.system[AccountKind.REDEEMED] += h.amount
         self.entries += 2
 
     @rule(hold=holds)
@@ -670,16 +674,26 @@ class LedgerMachine(RuleBasedStateMachine):
                 assert r["balance_points"] == r["posted"], dict(r)
                 stored[(r["member_id"], r["kind"])] = r["balance_points"]
             for name, m in self.members.items():
-                got = {k: stored.get((name, k.value)) for k in (A.AVAILABLE, A.PENDING, A.RESERVED)}
-                assert (got[A.AVAILABLE] is not None) == m.has_available_account, (name, got)
+                got = {
+                    k: stored.get((name, k.value))
+                    for k in (AccountKind.AVAILABLE, AccountKind.PENDING, AccountKind.RESERVED)
+                }
+                assert (got[AccountKind.AVAILABLE] is not None) == m.has_available_account, (
+                    name,
+                    got,
+                )
                 got = {k: v or 0 for k, v in got.items()}
-                assert (got[A.AVAILABLE], got[A.PENDING], got[A.RESERVED]) == (
+                assert (
+                    got[AccountKind.AVAILABLE],
+                    got[AccountKind.PENDING],
+                    got[AccountKind.RESERVED],
+                ) == (
                     m.available,
                     m.pending,
                     m.reserved,
                 ), (name, got, m)
-                assert got[A.PENDING] >= 0 and got[A.RESERVED] >= 0
-                assert got[A.AVAILABLE] >= 0 or m.clawed_back, (name, got)
+                assert got[AccountKind.PENDING] >= 0 and got[AccountKind.RESERVED] >= 0
+                assert got[AccountKind.AVAILABLE] >= 0 or m.clawed_back, (name, got)
                 bal = await member_balances(pg, merchant, name)
                 assert (bal.available_points, bal.pending_points, bal.reserved_points) == (
                     m.available,
