@@ -1,5 +1,6 @@
 """Order points (`earning.py`): table-driven boundaries of the rule in its docstring, and a
-property test of refunds through `rules.evaluate`, the path the service uses."""
+property test of refunds through `orders.rules.decide_paid_order` and `decide_refund`, the path
+`apply.py` uses."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from pointguard.program.events import (
     OrderRefunded,
     RefundedLine,
 )
+from pointguard.program.intents import EarnIntent, TakeBackIntent
 from pointguard.program.orders.earning import (
     Bonus,
     Buyer,
@@ -31,13 +33,11 @@ from pointguard.program.orders.earning import (
     order_points,
     refund_points,
 )
-from pointguard.program.rules import (
-    EarnIntent,
-    MemberState,
+from pointguard.program.orders.rules import (
     OrderRecord,
-    TakeBackIntent,
     after_refund,
-    evaluate,
+    decide_paid_order,
+    decide_refund,
     order_bonus_key,
     order_earn_key,
 )
@@ -963,7 +963,7 @@ def test_refund_of_a_promoted_line_takes_back_the_promotion_points_too() -> None
     assert [refund_points(lp, n, 1) for n in range(4)] == [30, 30, 30, 30]
 
 
-# --- property: refunds through evaluate ------------------------------------------------------
+# --- property: refunds through the order decisions -------------------------------------------
 
 CATEGORIES = ["shoes", "outlet", "books", "toys", "gift_card"]
 SKUS = ["S0", "S1", "S2", "DONATION"]
@@ -1122,8 +1122,7 @@ def oracle(s: Scenario) -> Oracle:
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_refund_sequences_take_back_exactly_what_is_not_kept(s: Scenario) -> None:
-    state = MemberState("m1", buyer=s.buyer)
-    intents = evaluate(s.paid, state, s.program)
+    intents = decide_paid_order(s.paid, s.program, s.buyer).intents
     assert all(isinstance(i, EarnIntent) for i in intents)
     points = order_points(s.program, s.paid, s.buyer)
     expected = oracle(s)
@@ -1170,7 +1169,7 @@ def test_refund_sequences_take_back_exactly_what_is_not_kept(s: Scenario) -> Non
             order_id="o1",
             lines=[RefundedLine(line_id=line_id, quantity=units)],
         )
-        out = evaluate(refund_event, MemberState("m1", order=before_record), s.program)
+        out = decide_refund(refund_event, before_record).intents
         assert all(isinstance(i, TakeBackIntent) for i in out)
         assert all(i.points > 0 for i in out)  # (b): never negative, never an empty intent
         line_back = [i for i in out if i.key == idempotency_key("refund", f"r{events}")]
@@ -1204,7 +1203,7 @@ def test_refund_sequences_take_back_exactly_what_is_not_kept(s: Scenario) -> Non
         assert bonus_back == (bonus_keys if not returned and items_kept() == 0 else {})
         assert bonus_taken == (bonus_keys if items_kept() == 0 else {})
         returned = returned or items_kept() == 0
-        # the record the service stores for the next event is the model's
+        # the record `apply.py` stores for the next event is the model's
         after = after_refund(before_record, refund_event)
         assert {k: v for k, v in after.refunded.items() if v} == {
             k: v for k, v in refunded.items() if v
@@ -1226,7 +1225,7 @@ def test_refund_sequences_take_back_exactly_what_is_not_kept(s: Scenario) -> Non
         cancel_event = OrderCancelled(
             event_id="c1", member_id="m1", occurred_at=DURING + timedelta(days=2), order_id="o1"
         )
-        out = evaluate(cancel_event, MemberState("m1", order=before_record), s.program)
+        out = decide_refund(cancel_event, before_record).intents
         left = earned - sum(taken.values())  # what is kept of the items, and shipping and tax
         assert out == [
             *(
@@ -1257,11 +1256,10 @@ def test_refund_sequences_take_back_exactly_what_is_not_kept(s: Scenario) -> Non
         after = after_refund(before_record, cancel_event)
         assert (after.cancelled, after.bonuses_returned) == (True, True)
         # (c): after a cancellation, further refunds and cancellations take back nothing
-        later = MemberState("m1", order=after)
         cancel_again = OrderCancelled(
             event_id="c2", member_id="m1", occurred_at=DURING + timedelta(days=3), order_id="o1"
         )
-        assert evaluate(cancel_again, later, s.program) == []
+        assert decide_refund(cancel_again, after).intents == []
         for line_id in [*items, "shipping", "tax"]:
             refund_event = OrderRefunded(
                 event_id=f"late-{line_id}",
@@ -1270,7 +1268,7 @@ def test_refund_sequences_take_back_exactly_what_is_not_kept(s: Scenario) -> Non
                 order_id="o1",
                 lines=[RefundedLine(line_id=line_id, quantity=9)],
             )
-            assert evaluate(refund_event, later, s.program) == []
+            assert decide_refund(refund_event, after).intents == []
         return
 
     for line_id, lp in items.items():
