@@ -3,9 +3,11 @@
 Usage: python bench/program.py [--seconds N]
 
 The program is docs/examples/program.toml (6 actions, 6 rewards, 5 challenges, referrals,
-4 tiers) with its 3 promotions moved so that all are live; each evaluation is one 10-line
-`order.paid` for a Gold member who has used part of a promotion's cap. As the baseline, the
-same run times a bare loop that only builds the orders, so the figure is the rules' own cost.
+4 tiers) with its 3 promotions moved so that all are live; each evaluation is the decision on
+one 10-line `order.paid` (`orders.rules.decide_paid_order`: points, intents, qualifying spend,
+what the order teaches of its buyer) for a Gold member who has used part of a promotion's cap.
+As the baseline, the same run times a bare loop that only builds the orders, so the figure is
+the rules' own cost.
 Prints a table, then one JSON object as the last line.
 """
 
@@ -23,7 +25,7 @@ from pathlib import Path
 from pointguard.program.document.validate import parse_program
 from pointguard.program.events import OrderLine, OrderPaid
 from pointguard.program.orders.earning import Buyer
-from pointguard.program.rules import MemberState, evaluate
+from pointguard.program.orders.rules import decide_paid_order
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "program.toml"
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
@@ -75,18 +77,15 @@ def timed(seconds: float, step) -> tuple[int, float]:  # type: ignore[no-untyped
 
 def main(seconds: float) -> dict[str, float]:
     program = realistic_program()
-    state = MemberState(
-        "c1",
-        buyer=Buyer(
-            tier="Gold",
-            categories_bought=frozenset({"shoes", "socks"}),
-            promotion_points={"black-friday": 1500},
-        ),
+    buyer = Buyer(
+        tier="Gold",
+        categories_bought=frozenset({"shoes", "socks"}),
+        promotion_points={"black-friday": 1500},
     )
-    intents = evaluate(make_order(0, random.Random(1)), state, program)
-    assert intents, "the benchmark order must earn points"
+    decision = decide_paid_order(make_order(0, random.Random(1)), program, buyer)
+    assert decision.intents, "the benchmark order must earn points"
     base_count, base_cpu = timed(seconds / 4, lambda order: None)
-    count, cpu = timed(seconds, lambda order: evaluate(order, state, program))
+    count, cpu = timed(seconds, lambda order: decide_paid_order(order, program, buyer))
     per_eval = cpu / count - base_cpu / base_count
     return {
         "evaluations_per_s": round(1 / per_eval),

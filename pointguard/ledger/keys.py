@@ -31,10 +31,18 @@ HASHED_MARK = "#"
 
 def idempotency_key(kind: str, *parts: str | int) -> str:
     """The key of the entry (or program row) of `kind` that `parts` identify; see the module."""
-    if not KIND_PATTERN.fullmatch(kind):
-        raise InvalidEntry(f"key kind {kind!r} must match {KIND_PATTERN.pattern}")
-    texts = [str(part) for part in parts]
-    key = "/".join([kind, *(f"{len(text)}:{text}" for text in texts)])
+    if kind not in _checked_kinds:
+        if not KIND_PATTERN.fullmatch(kind):
+            raise InvalidEntry(f"key kind {kind!r} must match {KIND_PATTERN.pattern}")
+        _checked_kinds.add(kind)
+    key = kind
+    for part in parts:
+        text = str(part)
+        key += f"/{len(text)}:{text}"
     if len(key) <= MAX_IDEMPOTENCY_KEY_CHARS:
         return key
     return f"{kind}/{HASHED_MARK}{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+# Kinds that matched `KIND_PATTERN` once: a few dozen, checked on every key otherwise.
+_checked_kinds: set[str] = set()

@@ -58,6 +58,7 @@ class Bonus(Struct, frozen=True):
 class OrderPoints(Struct, frozen=True):
     lines: tuple[LinePoints, ...]
     bonuses: tuple[Bonus, ...]
+    qualifying: dict[str, int]  # per item line that earns, its eligible amount: for tiers
 
     @property
     def line_total(self) -> int:
@@ -91,7 +92,9 @@ def order_points(program: Program, order: OrderPaid, buyer: Buyer) -> OrderPoint
     order's record knows every unit a refund may name), for shipping and tax lines where the
     program includes them, and the order's bonuses."""
     earning = program.earning
-    items = [(line, _amount(line) if _earns(program, line) else 0, False) for line in order.lines]
+    items = [(line, _amount(line) if _earns(program, line) else -1, False) for line in order.lines]
+    qualifying = {line.line_id: amount for line, amount, _ in items if amount >= 0}
+    items = [(line, max(amount, 0), charge) for line, amount, charge in items]
     charges = [
         (line, _amount(line) if _earns(program, line) else 0, True)
         for line in _charge_lines(program, order)
@@ -120,6 +123,7 @@ def order_points(program: Program, order: OrderPaid, buyer: Buyer) -> OrderPoint
         for p in multiplying
     }
 
+    promotion_of: dict[str, Promotion | None] = {}  # by category
     results = []
     for line, amount, charge in items + charges:
         if not amount:
@@ -127,9 +131,13 @@ def order_points(program: Program, order: OrderPaid, buyer: Buyer) -> OrderPoint
             continue
         base = amount * rate * _product_multiplier(program, line)
         plain = int(base.quantize(ONE, rounding=rounding))
-        promotion = next(
-            (p for p in multiplying if not p.categories or line.category in p.categories), None
-        )
+        if line.category in promotion_of:
+            promotion = promotion_of[line.category]
+        else:
+            promotion = promotion_of[line.category] = next(
+                (p for p in multiplying if not p.categories or line.category in p.categories),
+                None,
+            )
         if promotion is None:
             results.append(LinePoints(line.line_id, line.quantity, plain, charge=charge))
             continue
@@ -160,12 +168,7 @@ def order_points(program: Program, order: OrderPaid, buyer: Buyer) -> OrderPoint
                 earning.cross_sell_description,
             )
         )
-    return OrderPoints(tuple(results), tuple(bonuses))
-
-
-def qualifying_spend(program: Program, order: OrderPaid) -> dict[str, int]:
-    """Per item line that earns, its eligible amount: what counts toward spend-based tiers."""
-    return {line.line_id: _amount(line) for line in order.lines if _earns(program, line)}
+    return OrderPoints(tuple(results), tuple(bonuses), qualifying)
 
 
 def refund_points(line: LinePoints, refunded_before: int, refunded_now: int) -> int:

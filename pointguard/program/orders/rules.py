@@ -22,7 +22,6 @@ from pointguard.program.orders.earning import (
     LinePoints,
     OrderPoints,
     order_points,
-    qualifying_spend,
     refund_points,
 )
 
@@ -100,20 +99,21 @@ def order_bonus_key(order_id: str, bonus_source: str) -> str:
 def decide_paid_order(event: OrderPaid, program: Program, buyer: Buyer) -> PaidOrderDecision:
     """What `event` earns for a buyer who stands as `buyer` before it."""
     points = order_points(program, event, buyer)
+    bonus_keys = [order_bonus_key(event.order_id, bonus.source) for bonus in points.bonuses]
     return PaidOrderDecision(
         event=event,
         points=points,
-        intents=order_intents(event, points, program),
-        qualifying=qualifying_spend(program, event),
-        bonus_keys={
-            order_bonus_key(event.order_id, bonus.source): bonus.points for bonus in points.bonuses
-        },
+        intents=_order_earns(event, points, program, bonus_keys),
+        qualifying=points.qualifying,
+        bonus_keys={key: b.points for key, b in zip(bonus_keys, points.bonuses, strict=True)},
         buyer_update=_buyer_update(event, points, buyer),
     )
 
 
-def order_intents(event: OrderPaid, points: OrderPoints, program: Program) -> list[Intent]:
-    """The earns for a paid order whose points are computed (`earning.order_points`)."""
+def _order_earns(
+    event: OrderPaid, points: OrderPoints, program: Program, bonus_keys: list[str]
+) -> list[Intent]:
+    """The earns for a paid order whose points are computed, its bonuses under `bonus_keys`."""
     release_at = after_return_window(program, event.occurred_at)
     expires_at = lot_expiry(program, release_at)
     promotion_names = {p.id: p.name for p in program.promotions}
@@ -139,14 +139,14 @@ def order_intents(event: OrderPaid, points: OrderPoints, program: Program) -> li
         )
     intents.extend(
         EarnIntent(
-            order_bonus_key(event.order_id, bonus.source),
+            key,
             bonus.points,
             f"{bonus.description} (order #{event.order_id})",
             bonus.source,
             release_at,
             expires_at,
         )
-        for bonus in points.bonuses
+        for key, bonus in zip(bonus_keys, points.bonuses, strict=True)
     )
     return intents
 
