@@ -42,8 +42,9 @@ from pointguard.program.events import (
     RefundedLine,
     order_lines,
 )
+from pointguard.program.members import member_tier
 from pointguard.program.rewards.catalogue import Cart
-from pointguard.program.rewards.redemption import MEMBER_TIER, complete_redemption, redeem
+from pointguard.program.rewards.redemption import complete_redemption, redeem
 from pointguard.upkeep import upkeep_pass
 
 MERCHANT_NAME = "Demo shop"
@@ -110,7 +111,7 @@ async def run_demo(
     liability = await db.run_in_transaction(engine, outstanding_liability, merchant_id)
     await db.run_in_transaction(engine, seal, merchant_id)  # the checkout's entries too
     async with db.connection(engine) as pg:
-        tier = await pg.fetchval(MEMBER_TIER, merchant_id, MEMBER)
+        tier = await member_tier(pg, merchant_id, MEMBER)
         report = await verify_merchant(pg, merchant_id)
 
     echo(f"{program.name} at {MERCHANT_NAME} (merchant {merchant_id}), member {MEMBER}")

@@ -20,13 +20,13 @@ app = typer.Typer(help="Members' points, as the customer sees them.", no_args_is
 
 MAX_PENDING_LISTED = 100
 
-KNOWN_MEMBER = """
+SELECT_MEMBER_EXISTS = """
 SELECT EXISTS (SELECT 1 FROM ledger_accounts WHERE merchant_id = $1 AND member_id = $2)
     OR EXISTS (SELECT 1 FROM program_members WHERE merchant_id = $1 AND member_id = $2)
 """
 
 # Each pending lot is one earn, still waiting for its return window (or a fraud review).
-PENDING_LOTS = """
+SELECT_PENDING_LOTS = """
 SELECT l.pending_points, l.release_at, l.release_held, e.description
 FROM ledger_lots l
 JOIN ledger_entries e ON e.merchant_id = l.merchant_id AND e.entry_id = l.lot_id
@@ -54,18 +54,18 @@ def member_show(
     """Show a member's balances, tier, pending points with the day each is released, and the
     latest entries of their ledger, newest first. Exits 1 for an unknown merchant or member."""
     from pointguard.ledger import member_balances, member_history
-    from pointguard.program.rewards.redemption import MEMBER_TIER
+    from pointguard.program.members import member_tier
 
     async def read(engine: AsyncEngine) -> dict[str, Any] | None:
         async with db.connection(engine) as pg, pg.transaction(isolation="repeatable_read"):
-            if not await pg.fetchval(KNOWN_MEMBER, merchant, customer):
+            if not await pg.fetchval(SELECT_MEMBER_EXISTS, merchant, customer):
                 return None
             balances = await member_balances(pg, merchant, customer)
-            pending = await pg.fetch(PENDING_LOTS, merchant, customer, MAX_PENDING_LISTED)
+            pending = await pg.fetch(SELECT_PENDING_LOTS, merchant, customer, MAX_PENDING_LISTED)
             return {
                 "merchant_id": merchant,
                 "member_id": customer,
-                "tier": await pg.fetchval(MEMBER_TIER, merchant, customer),
+                "tier": await member_tier(pg, merchant, customer),
                 "available_points": balances.available_points,
                 "pending_points": balances.pending_points,
                 "reserved_points": balances.reserved_points,

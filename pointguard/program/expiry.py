@@ -32,7 +32,7 @@ RETURNING member_id, expires_at, days_before
 """
 
 # Members with available points whose last program event is on or before $2.
-INACTIVE = """
+SELECT_INACTIVE_MEMBERS = """
 SELECT m.member_id, m.last_activity_at AS last_activity, a.balance_points
 FROM program_members m
 JOIN ledger_accounts a
@@ -64,8 +64,8 @@ _LEAD = "reminder.days::integer * interval '24 hours'"  # as timedelta(days=...)
 
 
 def _has_inactive_member(cutoff: str, *, also: str = "true") -> str:
-    """SQL: has the merchant a member `INACTIVE` would find for `cutoff`, for whom `also`
-    holds?"""
+    """SQL: has the merchant a member `SELECT_INACTIVE_MEMBERS` would find for `cutoff`, for
+    whom `also` holds?"""
     return f"""EXISTS (
         SELECT 1 FROM program_members pm
         JOIN ledger_accounts a ON a.merchant_id = pm.merchant_id
@@ -84,7 +84,7 @@ def _reminded(member_id: str, expires_at: str) -> str:
 
 # A lot reminder names the member's first expiry within the lead (`EXPIRING`), so a lot with
 # an earlier one is not due a reminder of its own.
-_FIRST_EXPIRY_UNREMINDED = f"""EXISTS (
+HAS_EXPIRY_UNREMINDED = f"""EXISTS (
     SELECT 1 FROM ledger_lots l
     WHERE l.merchant_id = upkeep.merchant_id AND l.available_points > 0
       AND l.expires_at <= upkeep.now + {_LEAD}
@@ -94,7 +94,7 @@ _FIRST_EXPIRY_UNREMINDED = f"""EXISTS (
             AND f.available_points > 0 AND f.expires_at < l.expires_at)
       AND NOT {_reminded("l.member_id", "l.expires_at")})"""
 
-_INACTIVITY_UNREMINDED = _has_inactive_member(
+HAS_INACTIVITY_UNREMINDED = _has_inactive_member(
     _add_months(f"upkeep.now + {_LEAD}", f"-{_MONTHS}"),
     also=f"NOT {_reminded('pm.member_id', _add_months('pm.last_activity_at', _MONTHS))}",
 )
@@ -103,8 +103,8 @@ HAS_DUE_REMINDERS = f"""EXISTS (
     SELECT 1 FROM ({SELECT_EXPIRY_IN_FORCE}) p,
         jsonb_array_elements_text(p.expiry->'reminder_days') AS reminder(days)
     WHERE CASE p.expiry->>'mode'
-        WHEN 'lot' THEN {_FIRST_EXPIRY_UNREMINDED}
-        WHEN 'inactivity' THEN {_INACTIVITY_UNREMINDED}
+        WHEN 'lot' THEN {HAS_EXPIRY_UNREMINDED}
+        WHEN 'inactivity' THEN {HAS_INACTIVITY_UNREMINDED}
         ELSE false END)"""
 
 HAS_DUE_INACTIVITY_EXPIRY = f"""EXISTS (
@@ -124,7 +124,9 @@ async def send_expiry_reminders(pg: PgConnection, merchant_id: str, *, now: date
                 due.append((soon.member_id, soon.points, soon.first_expires_at, days))
         elif expiry.mode == "inactivity":
             cutoff = add_months(now + timedelta(days=days), -expiry.months)
-            for row in await pg.fetch(INACTIVE, merchant_id, cutoff, MAX_MEMBERS_PER_PASS):
+            for row in await pg.fetch(
+                SELECT_INACTIVE_MEMBERS, merchant_id, cutoff, MAX_MEMBERS_PER_PASS
+            ):
                 expires_at = add_months(row["last_activity"], expiry.months)
                 due.append((row["member_id"], row["balance_points"], expires_at, days))
     if not due:
@@ -166,7 +168,7 @@ async def expire_inactive(pg: PgConnection, merchant_id: str, *, now: datetime) 
         return 0
     cutoff = add_months(now, -program.expiry.months)
     expired = 0
-    for row in await pg.fetch(INACTIVE, merchant_id, cutoff, MAX_MEMBERS_PER_PASS):
+    for row in await pg.fetch(SELECT_INACTIVE_MEMBERS, merchant_id, cutoff, MAX_MEMBERS_PER_PASS):
         entry = await ops.expire_member(
             pg,
             merchant_id,

@@ -26,6 +26,8 @@ RETURNING member_id, tier, tier_review_at, birthday, categories_bought,
           promotion_points::text AS promotion_points
 """
 
+SELECT_MEMBER_TIER = "SELECT tier FROM program_members WHERE merchant_id = $1 AND member_id = $2"
+
 
 @dataclass(frozen=True)
 class MemberRecord:
@@ -63,3 +65,9 @@ async def lock_members(
         )
         for row in rows
     }
+
+
+async def member_tier(pg: PgConnection, merchant_id: str, member_id: str) -> str | None:
+    """The tier the member holds (None: no tier, or not a member of the program yet)."""
+    tier = await pg.fetchval(SELECT_MEMBER_TIER, merchant_id, member_id)
+    return None if tier is None else str(tier)

@@ -75,7 +75,7 @@ ON CONFLICT (merchant_id, draw_id) DO NOTHING
 RETURNING {DRAW_COLUMNS}
 """
 
-RECORD_DRAW = f"""
+UPDATE_DRAW_RESULT = f"""
 UPDATE program_lottery_draws
 SET drawn_at = $3, ticket_count = $4, tickets_sha256 = $5, winners = $6::jsonb
 WHERE merchant_id = $1 AND draw_id = $2
@@ -86,8 +86,8 @@ SELECT_ENTRY = """
 SELECT entry_id, draw_id, idempotency_key, member_id, entries, points, created_at
 FROM program_lottery_entries
 """
-ENTRY_BY_KEY = SELECT_ENTRY + "WHERE merchant_id = $1 AND idempotency_key = $2"
-ENTRY_BY_ID = SELECT_ENTRY + "WHERE merchant_id = $1 AND entry_id = $2"
+SELECT_DRAW_ENTRY_BY_KEY = SELECT_ENTRY + "WHERE merchant_id = $1 AND idempotency_key = $2"
+SELECT_DRAW_ENTRY_BY_ID = SELECT_ENTRY + "WHERE merchant_id = $1 AND entry_id = $2"
 
 INSERT_ENTRY = """
 INSERT INTO program_lottery_entries (merchant_id, entry_id, draw_id, idempotency_key, member_id,
@@ -95,7 +95,7 @@ INSERT INTO program_lottery_entries (merchant_id, entry_id, draw_id, idempotency
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 """
 
-ENTRIES_OF_DRAW = """
+SELECT_DRAW_ENTRIES = """
 SELECT member_id, entries FROM program_lottery_entries
 WHERE merchant_id = $1 AND draw_id = $2 ORDER BY entry_id
 """
@@ -300,7 +300,7 @@ async def enter_draw(
         await pg.execute(
             INSERT_ENTRY, merchant_id, hold.entry_id, draw_id, key, member_id, entries, points, now
         )
-    row = await pg.fetchrow(ENTRY_BY_ID, merchant_id, hold.entry_id)
+    row = await pg.fetchrow(SELECT_DRAW_ENTRY_BY_ID, merchant_id, hold.entry_id)
     if row is None:  # the ledger key was used outside lottery entries
         raise key_reused(draw_id, key)
     return from_row(DrawEntry, row)
@@ -338,7 +338,7 @@ async def run_draw(pg: PgConnection, merchant_id: str, draw_id: str, now: dateti
         for i, ((m, p), e) in enumerate(zip(picked, posted, strict=True))
     ]
     row = await pg.fetchrow(
-        RECORD_DRAW,
+        UPDATE_DRAW_RESULT,
         merchant_id,
         draw_id,
         now,
@@ -354,7 +354,7 @@ async def run_draw(pg: PgConnection, merchant_id: str, draw_id: str, now: dateti
 
 async def draw_tickets(pg: PgConnection, merchant_id: str, draw_id: str) -> list[Ticket]:
     """The draw's tickets, numbered as `run_draw` numbers them: what `verify_draw` needs."""
-    rows = await pg.fetch(ENTRIES_OF_DRAW, merchant_id, draw_id)
+    rows = await pg.fetch(SELECT_DRAW_ENTRIES, merchant_id, draw_id)
     return number_tickets((r["member_id"], r["entries"]) for r in rows)
 
 
@@ -365,7 +365,7 @@ async def _entry_by_key(
     pg: PgConnection, merchant_id: str, member_id: str, draw_id: str, key: str
 ) -> DrawEntry | None:
     row = await row_by_key(
-        pg, ENTRY_BY_KEY, merchant_id, key, member_id, "draw_id", draw_id, key_reused
+        pg, SELECT_DRAW_ENTRY_BY_KEY, merchant_id, key, member_id, "draw_id", draw_id, key_reused
     )
     return None if row is None else from_row(DrawEntry, row)
 

@@ -41,7 +41,7 @@ SELECT card_id, idempotency_key, campaign_id, member_id, prize_points, paid_poin
        ledger_entry_id, created_at
 FROM program_scratch_cards
 """
-CARD_BY_KEY = SELECT_CARD + "WHERE merchant_id = $1 AND idempotency_key = $2"
+SELECT_CARD_BY_KEY = SELECT_CARD + "WHERE merchant_id = $1 AND idempotency_key = $2"
 
 INSERT_CARD = """
 INSERT INTO program_scratch_cards (merchant_id, idempotency_key, campaign_id, member_id,
@@ -166,6 +166,6 @@ async def _card_by_key(
     pg: PgConnection, merchant_id: str, member_id: str, campaign_id: str, key: str
 ) -> ScratchCard | None:
     row = await row_by_key(
-        pg, CARD_BY_KEY, merchant_id, key, member_id, "campaign_id", campaign_id, key_reused
+        pg, SELECT_CARD_BY_KEY, merchant_id, key, member_id, "campaign_id", campaign_id, key_reused
     )
     return None if row is None else from_row(ScratchCard, row)

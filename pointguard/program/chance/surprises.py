@@ -40,7 +40,7 @@ SURPRISE_RUN_COLUMNS = (
     "surprise_id, run_key, seed, eligible_count, points, winners, paid_points, created_at"
 )
 
-SURPRISE_RUN = f"""
+SELECT_SURPRISE_RUN = f"""
 SELECT {SURPRISE_RUN_COLUMNS}
 FROM program_surprise_runs WHERE merchant_id = $1 AND surprise_id = $2 AND run_key = $3
 """
@@ -90,13 +90,13 @@ async def run_surprise(
             f"at most {MAX_SURPRISE_ELIGIBLE} eligible members, got {len(eligible_members)}"
         )
     run_key = key if key is not None else now.astimezone(UTC).date().isoformat()
-    earlier = await pg.fetchrow(SURPRISE_RUN, merchant_id, surprise_id, run_key)
+    earlier = await pg.fetchrow(SELECT_SURPRISE_RUN, merchant_id, surprise_id, run_key)
     if earlier is not None:
         return _surprise(earlier)
     program = (await program_in_force(pg, merchant_id, now)).program
     surprise = find_chance(program.chance.surprises, surprise_id, "surprise bonus")
     paid_so_far = await lock_budget(pg, merchant_id, BUDGET_KIND, surprise.id)
-    earlier = await pg.fetchrow(SURPRISE_RUN, merchant_id, surprise_id, run_key)
+    earlier = await pg.fetchrow(SELECT_SURPRISE_RUN, merchant_id, surprise_id, run_key)
     if earlier is not None:  # a racing run of this key committed while we waited
         return _surprise(earlier)
 

@@ -31,7 +31,7 @@ FROM program_versions WHERE merchant_id = $1
 RETURNING version
 """
 
-IN_FORCE_AT = """
+SELECT_VERSIONS_IN_FORCE_AT = """
 SELECT v.version, v.effective_from, v.created_at
 FROM unnest($2::timestamptz[]) WITH ORDINALITY AS t(at, n)
 LEFT JOIN LATERAL (
@@ -42,7 +42,7 @@ LEFT JOIN LATERAL (
 ORDER BY t.n
 """
 
-IN_FORCE_NOW = """
+SELECT_VERSION_IN_FORCE_NOW = """
 SELECT version, effective_from,
        EXISTS (SELECT 1 FROM program_versions WHERE merchant_id = $1 AND effective_from <= $2)
            AS governed
@@ -51,14 +51,14 @@ WHERE merchant_id = $1 AND effective_from <= now()
 ORDER BY effective_from DESC, version DESC LIMIT 1
 """
 
-DOCUMENTS = """
+SELECT_PROGRAM_DOCUMENTS = """
 SELECT version, created_at, document::text AS document FROM program_versions
 WHERE merchant_id = $1 AND version = ANY($2::int[])
 """
 
 CACHED_DOCUMENTS = 256
 
-VERSIONS = """
+SELECT_PROGRAM_VERSIONS = """
 SELECT version, effective_from, created_at FROM program_versions
 WHERE merchant_id = $1 ORDER BY version
 """
@@ -78,7 +78,7 @@ async def save_program(
     """Store `program` (already validated: `parse_program`) as the merchant's next version;
     `ProgramInvalid` if it would take over a past that another version governed."""
     await pg.execute("SELECT pg_advisory_xact_lock(hashtext('program:' || $1))", merchant_id)
-    in_force = await pg.fetchrow(IN_FORCE_NOW, merchant_id, effective_from)
+    in_force = await pg.fetchrow(SELECT_VERSION_IN_FORCE_NOW, merchant_id, effective_from)
     if (
         in_force is not None
         and in_force["governed"]
@@ -108,7 +108,7 @@ async def programs_in_force(
 ) -> list[ProgramVersion]:
     """The version in force at each of `times`, in their order: one query, plus one more only
     for documents this process has not parsed yet."""
-    rows = await pg.fetch(IN_FORCE_AT, merchant_id, list(times))
+    rows = await pg.fetch(SELECT_VERSIONS_IN_FORCE_AT, merchant_id, list(times))
     for at, row in zip(times, rows, strict=True):
         if row["version"] is None:
             raise ProgramNotFound(
@@ -118,7 +118,7 @@ async def programs_in_force(
     programs = {version: _parsed[key] for version, key in keys.items() if key in _parsed}
     missing = sorted(keys.keys() - programs.keys())
     if missing:
-        for doc in await pg.fetch(DOCUMENTS, merchant_id, missing):
+        for doc in await pg.fetch(SELECT_PROGRAM_DOCUMENTS, merchant_id, missing):
             programs[doc["version"]] = program = parse_program(msgspec.json.decode(doc["document"]))
             if len(_parsed) >= CACHED_DOCUMENTS:
                 _parsed.pop(next(iter(_parsed)))  # the oldest parsed
@@ -130,7 +130,10 @@ async def programs_in_force(
 
 
 async def program_history(pg: PgConnection, merchant_id: str) -> list[tuple[int, datetime]]:
-    return [(r["version"], r["effective_from"]) for r in await pg.fetch(VERSIONS, merchant_id)]
+    return [
+        (r["version"], r["effective_from"])
+        for r in await pg.fetch(SELECT_PROGRAM_VERSIONS, merchant_id)
+    ]
 
 
 # (merchant, version, created_at) -> the parsed document, oldest first.

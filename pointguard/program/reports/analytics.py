@@ -71,7 +71,7 @@ from pointguard.program.document.versions import program_in_force
 RATE_PLACES = Decimal("0.0001")
 
 # $1 merchant, $2 start, $3 end. Every subquery names the merchant.
-PROGRAM_METRICS = """
+SELECT_PROGRAM_METRICS = """
 WITH orders AS (
     SELECT o.member_id, o.paid_at, (
         SELECT coalesce(sum(
@@ -137,7 +137,7 @@ SELECT
 FROM buyers b
 """
 
-LEDGER_METRICS = """
+SELECT_LEDGER_METRICS = """
 SELECT
     coalesce(-sum(p.amount_points) FILTER (
         WHERE p.account_id = $4 AND p.amount_points < 0 AND e.created_at >= $2), 0
@@ -157,7 +157,7 @@ JOIN ledger_postings p ON p.merchant_id = e.merchant_id AND p.entry_id = e.entry
 WHERE e.merchant_id = $1 AND e.created_at < $3
 """
 
-TIERS = """
+COUNT_MEMBERS_BY_TIER = """
 SELECT tier, count(*) AS members FROM program_members WHERE merchant_id = $1
 GROUP BY tier ORDER BY tier NULLS LAST
 """
@@ -209,10 +209,10 @@ async def program_analytics(
     if start >= end:
         raise InvalidPeriod(f"the period must start before it ends, got {start} .. {end}")
     program = (await program_in_force(pg, merchant_id, end)).program
-    p = await pg.fetchrow(PROGRAM_METRICS, merchant_id, start, end)
+    p = await pg.fetchrow(SELECT_PROGRAM_METRICS, merchant_id, start, end)
     ids = SYSTEM_ACCOUNT_IDS
     ledger = await pg.fetchrow(
-        LEDGER_METRICS,
+        SELECT_LEDGER_METRICS,
         merchant_id,
         start,
         end,
@@ -221,7 +221,7 @@ async def program_analytics(
         ids[AccountKind.EXPIRED],
         ids[AccountKind.FORFEITED],
     )
-    tiers = {r["tier"]: r["members"] for r in await pg.fetch(TIERS, merchant_id)}
+    tiers = {r["tier"]: r["members"] for r in await pg.fetch(COUNT_MEMBERS_BY_TIER, merchant_id)}
     liability_minor = (ledger["liability"] * program.point_value_minor).quantize(
         Decimal(1), rounding=ROUND_HALF_UP
     )

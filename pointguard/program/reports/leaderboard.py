@@ -20,18 +20,18 @@ from pointguard.program.document.versions import program_in_force
 ALIAS_WORDS = ("Otter", "Falcon", "Maple", "Comet", "Harbor", "Juniper", "Lynx", "Pebble")
 MAX_ROWS = 100
 
-OPT_IN = """
+UPSERT_LEADERBOARD_ALIAS = """
 INSERT INTO program_members AS m (merchant_id, member_id, leaderboard_alias) VALUES ($1, $2, $3)
 ON CONFLICT (merchant_id, member_id)
 DO UPDATE SET leaderboard_alias = coalesce(m.leaderboard_alias, EXCLUDED.leaderboard_alias)
 RETURNING leaderboard_alias
 """
 
-OPT_OUT = """
+UPDATE_LEADERBOARD_OPT_OUT = """
 UPDATE program_members SET leaderboard_alias = NULL WHERE merchant_id = $1 AND member_id = $2
 """
 
-RANKING = """
+SELECT_LEADERBOARD_RANKING = """
 SELECT m.leaderboard_alias AS alias, sum(p.amount_points)::bigint AS points
 FROM program_members m
 JOIN ledger_accounts a ON a.merchant_id = m.merchant_id AND a.member_id = m.member_id
@@ -60,16 +60,18 @@ async def join_leaderboard(
     if not program.leaderboard.enabled:
         raise LeaderboardDisabled(f"merchant {merchant_id!r} has no leaderboard")
     alias = f"{secrets.choice(ALIAS_WORDS)}-{secrets.token_hex(3)}"
-    return str(await pg.fetchval(OPT_IN, merchant_id, member_id, alias))
+    return str(await pg.fetchval(UPSERT_LEADERBOARD_ALIAS, merchant_id, member_id, alias))
 
 
 async def leave_leaderboard(pg: PgConnection, merchant_id: str, member_id: str) -> None:
-    await pg.execute(OPT_OUT, merchant_id, member_id)
+    await pg.execute(UPDATE_LEADERBOARD_OPT_OUT, merchant_id, member_id)
 
 
 async def monthly_leaderboard(
     pg: PgConnection, merchant_id: str, month: datetime, *, limit: int = 10
 ) -> list[LeaderboardRow]:
     start = datetime(month.year, month.month, 1, tzinfo=UTC)
-    rows = await pg.fetch(RANKING, merchant_id, start, add_months(start, 1), min(limit, MAX_ROWS))
+    rows = await pg.fetch(
+        SELECT_LEADERBOARD_RANKING, merchant_id, start, add_months(start, 1), min(limit, MAX_ROWS)
+    )
     return [LeaderboardRow(i + 1, r["alias"], r["points"]) for i, r in enumerate(rows)]

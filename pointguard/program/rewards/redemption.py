@@ -36,6 +36,7 @@ from pointguard.ledger.keys import idempotency_key
 from pointguard.program.document.schema import Reward
 from pointguard.program.document.versions import program_in_force
 from pointguard.program.keyed_rows import from_row, row_by_key
+from pointguard.program.members import member_tier
 from pointguard.program.outbox import write_events
 from pointguard.program.rewards.catalogue import (
     Cart,
@@ -59,9 +60,9 @@ FROM program_redemptions r
 JOIN ledger_holds h ON h.merchant_id = r.merchant_id AND h.hold_id = r.redemption_id
 """
 
-REDEMPTION_BY_KEY = SELECT_REDEMPTION + "WHERE r.merchant_id = $1 AND r.idempotency_key = $2"
+SELECT_REDEMPTION_BY_KEY = SELECT_REDEMPTION + "WHERE r.merchant_id = $1 AND r.idempotency_key = $2"
 
-REDEMPTION_BY_ID = SELECT_REDEMPTION + "WHERE r.merchant_id = $1 AND r.redemption_id = $2"
+SELECT_REDEMPTION_BY_ID = SELECT_REDEMPTION + "WHERE r.merchant_id = $1 AND r.redemption_id = $2"
 
 INSERT_REDEMPTION = """
 INSERT INTO program_redemptions (merchant_id, redemption_id, idempotency_key, member_id,
@@ -74,9 +75,7 @@ INSERT INTO program_reward_locks AS l (merchant_id, reward_id) VALUES ($1, $2)
 ON CONFLICT (merchant_id, reward_id) DO UPDATE SET reward_id = l.reward_id
 """
 
-MEMBER_TIER = "SELECT tier FROM program_members WHERE merchant_id = $1 AND member_id = $2"
-
-LIVE_BY_MEMBER = """
+COUNT_LIVE_REDEMPTIONS_BY_MEMBER = """
 SELECT r.reward_id, count(*) AS redemptions
 FROM program_redemptions r
 JOIN ledger_holds h ON h.merchant_id = r.merchant_id AND h.hold_id = r.redemption_id
@@ -85,7 +84,7 @@ WHERE r.merchant_id = $1 AND r.member_id = $2 AND r.reward_id = ANY($3::text[])
 GROUP BY r.reward_id
 """
 
-LIVE_BY_REWARD = """
+COUNT_LIVE_REDEMPTIONS_BY_REWARD = """
 SELECT r.reward_id, count(*) AS redemptions
 FROM program_redemptions r
 JOIN ledger_holds h ON h.merchant_id = r.merchant_id AND h.hold_id = r.redemption_id
@@ -237,12 +236,20 @@ async def _context(
     balances = await member_balances(pg, merchant_id, member_id)
     limited = [r.id for r in rewards if r.per_member_limit is not None]
     stocked = {r.id: r.stock for r in rewards if r.stock is not None}
-    mine = await pg.fetch(LIVE_BY_MEMBER, merchant_id, member_id, limited) if limited else []
-    used = await pg.fetch(LIVE_BY_REWARD, merchant_id, list(stocked)) if stocked else []
+    mine = (
+        await pg.fetch(COUNT_LIVE_REDEMPTIONS_BY_MEMBER, merchant_id, member_id, limited)
+        if limited
+        else []
+    )
+    used = (
+        await pg.fetch(COUNT_LIVE_REDEMPTIONS_BY_REWARD, merchant_id, list(stocked))
+        if stocked
+        else []
+    )
     used_by_reward = {r["reward_id"]: r["redemptions"] for r in used}
     return RewardContext(
         available_points=balances.available_points,
-        tier=await pg.fetchval(MEMBER_TIER, merchant_id, member_id),
+        tier=await member_tier(pg, merchant_id, member_id),
         redeemed_by_reward={r["reward_id"]: r["redemptions"] for r in mine},
         stock_left={
             reward_id: max(0, stock - used_by_reward.get(reward_id, 0))
@@ -276,13 +283,20 @@ async def _by_key(
     pg: PgConnection, merchant_id: str, member_id: str, reward_id: str, key: str
 ) -> Redemption | None:
     row = await row_by_key(
-        pg, REDEMPTION_BY_KEY, merchant_id, key, member_id, "reward_id", reward_id, _key_reused
+        pg,
+        SELECT_REDEMPTION_BY_KEY,
+        merchant_id,
+        key,
+        member_id,
+        "reward_id",
+        reward_id,
+        _key_reused,
     )
     return None if row is None else from_row(Redemption, row)
 
 
 async def _by_id(pg: PgConnection, merchant_id: str, redemption_id: int) -> Redemption | None:
-    row = await pg.fetchrow(REDEMPTION_BY_ID, merchant_id, redemption_id)
+    row = await pg.fetchrow(SELECT_REDEMPTION_BY_ID, merchant_id, redemption_id)
     return None if row is None else from_row(Redemption, row)
 
 

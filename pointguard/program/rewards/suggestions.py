@@ -20,7 +20,7 @@ from pointguard.program.rewards.catalogue import admits_tier
 
 NEARLY_SHORT_DIVISOR = 5  # short by at most cost / 5
 
-MEMBER = """
+SELECT_MEMBER_TASTES = """
 SELECT tier, categories_bought FROM program_members WHERE merchant_id = $1 AND member_id = $2
 """
 
@@ -58,7 +58,7 @@ async def member_suggestions(
     pg: PgConnection, merchant_id: str, member_id: str, now: datetime
 ) -> list[Suggestion]:
     program = (await program_in_force(pg, merchant_id, now)).program
-    member = await pg.fetchrow(MEMBER, merchant_id, member_id)
+    member = await pg.fetchrow(SELECT_MEMBER_TASTES, merchant_id, member_id)
     balances = await member_balances(pg, merchant_id, member_id)
     return suggest_rewards(
         program,
