@@ -32,7 +32,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -88,6 +88,45 @@ FROM program_lottery_entries
 """
 SELECT_DRAW_ENTRY_BY_KEY = SELECT_ENTRY + "WHERE merchant_id = $1 AND idempotency_key = $2"
 SELECT_DRAW_ENTRY_BY_ID = SELECT_ENTRY + "WHERE merchant_id = $1 AND entry_id = $2"
+
+
+class NewDraw(NamedTuple):
+    """`INSERT_DRAW`'s parameters, in `$n` order."""
+
+    merchant_id: str
+    draw_id: str
+    name: str
+    entry_cost_points: int
+    entries_close_at: datetime
+    prizes_points: list[int]
+    seed: bytes
+    seed_hash: bytes
+    opened_at: datetime
+
+
+class DrawOutcome(NamedTuple):
+    """`UPDATE_DRAW_RESULT`'s parameters, in `$n` order."""
+
+    merchant_id: str
+    draw_id: str
+    drawn_at: datetime
+    ticket_count: int
+    tickets_sha256: bytes
+    winners: str  # JSON
+
+
+class NewEntry(NamedTuple):
+    """`INSERT_ENTRY`'s parameters, in `$n` order."""
+
+    merchant_id: str
+    entry_id: int
+    draw_id: str
+    idempotency_key: str
+    member_id: str
+    entries: int
+    points: int
+    created_at: datetime
+
 
 INSERT_ENTRY = """
 INSERT INTO program_lottery_entries (merchant_id, entry_id, draw_id, idempotency_key, member_id,
@@ -233,18 +272,18 @@ async def open_draw(pg: PgConnection, merchant_id: str, draw_id: str, now: datet
             reason=Reason.CLOSED,
         )
     seed = secrets.token_bytes(SEED_BYTES)
-    row = await pg.fetchrow(
-        INSERT_DRAW,
-        merchant_id,
-        draw_id,
-        terms.name,
-        terms.entry_cost_points,
-        terms.entries_close_at,
-        terms.prizes_points,
-        seed,
-        seed_hash(seed),
-        now,
+    new_draw = NewDraw(
+        merchant_id=merchant_id,
+        draw_id=draw_id,
+        name=terms.name,
+        entry_cost_points=terms.entry_cost_points,
+        entries_close_at=terms.entries_close_at,
+        prizes_points=terms.prizes_points,
+        seed=seed,
+        seed_hash=seed_hash(seed),
+        opened_at=now,
     )
+    row = await pg.fetchrow(INSERT_DRAW, *new_draw)
     if row is None:  # opened by a racing call, whose seed stands
         return _opened(await pg.fetchrow(SELECT_DRAW, merchant_id, draw_id))
     opened = _opened(row)
@@ -297,9 +336,17 @@ async def enter_draw(
     )
     await ops.capture(pg, merchant_id, hold.entry_id, description=f"Entered: {description}")
     if not hold.replayed:
-        await pg.execute(
-            INSERT_ENTRY, merchant_id, hold.entry_id, draw_id, key, member_id, entries, points, now
+        entry = NewEntry(
+            merchant_id=merchant_id,
+            entry_id=hold.entry_id,
+            draw_id=draw_id,
+            idempotency_key=key,
+            member_id=member_id,
+            entries=entries,
+            points=points,
+            created_at=now,
         )
+        await pg.execute(INSERT_ENTRY, *entry)
     row = await pg.fetchrow(SELECT_DRAW_ENTRY_BY_ID, merchant_id, hold.entry_id)
     if row is None:  # the ledger key was used outside lottery entries
         raise key_reused(draw_id, key)
@@ -337,15 +384,15 @@ async def run_draw(pg: PgConnection, merchant_id: str, draw_id: str, now: dateti
         {"prize_index": i, "member_id": m, "points": p, "ledger_entry_id": e.entry_id}
         for i, ((m, p), e) in enumerate(zip(picked, posted, strict=True))
     ]
-    row = await pg.fetchrow(
-        UPDATE_DRAW_RESULT,
-        merchant_id,
-        draw_id,
-        now,
-        len(tickets),
-        tickets_digest(tickets),
-        msgspec.json.encode(winners).decode(),
+    outcome = DrawOutcome(
+        merchant_id=merchant_id,
+        draw_id=draw_id,
+        drawn_at=now,
+        ticket_count=len(tickets),
+        tickets_sha256=tickets_digest(tickets),
+        winners=msgspec.json.encode(winners).decode(),
     )
+    row = await pg.fetchrow(UPDATE_DRAW_RESULT, *outcome)
     result = _result(row)
     await write_events(pg, merchant_id, [("lottery.drawn", {**asdict(result), "at": now})])
     await write_entry_events(pg, merchant_id, posted)

@@ -16,6 +16,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from pointguard.db import PgConnection
 from pointguard.ledger import PostedEntry
@@ -50,6 +51,19 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (merchant_id, idempotency_key) DO NOTHING
 RETURNING card_id
 """
+
+
+class NewCard(NamedTuple):
+    """`INSERT_CARD`'s parameters, in `$n` order."""
+
+    merchant_id: str
+    idempotency_key: str
+    campaign_id: str
+    member_id: str
+    prize_points: int
+    paid_points: int
+    created_at: datetime
+
 
 SET_CARD_ENTRY = """
 UPDATE program_scratch_cards SET ledger_entry_id = $3 WHERE merchant_id = $1 AND card_id = $2
@@ -131,9 +145,16 @@ async def draw_scratch_card(
     prize_points = pick_prize(campaign.prizes, secrets.randbelow(total_weight))
     fits = paid_so_far + prize_points <= campaign.budget_points
     paid_points = prize_points if fits else 0
-    card_id = await pg.fetchval(
-        INSERT_CARD, merchant_id, key, campaign.id, member_id, prize_points, paid_points, now
+    new_card = NewCard(
+        merchant_id=merchant_id,
+        idempotency_key=key,
+        campaign_id=campaign.id,
+        member_id=member_id,
+        prize_points=prize_points,
+        paid_points=paid_points,
+        created_at=now,
     )
+    card_id = await pg.fetchval(INSERT_CARD, *new_card)
     if card_id is None:  # the key granted a card of another campaign, racing us
         raise key_reused(campaign_id, key)
     posted: list[PostedEntry] = []

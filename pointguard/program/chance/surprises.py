@@ -18,7 +18,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pointguard.db import PgConnection
 from pointguard.errors import InvalidAmount
@@ -50,6 +50,20 @@ INSERT INTO program_surprise_runs (merchant_id, {SURPRISE_RUN_COLUMNS})
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 RETURNING {SURPRISE_RUN_COLUMNS}
 """
+
+
+class NewSurpriseRun(NamedTuple):
+    """`INSERT_SURPRISE_RUN`'s parameters, in `$n` order."""
+
+    merchant_id: str
+    surprise_id: str
+    run_key: str
+    seed: bytes
+    eligible_count: int
+    points: int
+    winners: list[str]
+    paid_points: int
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -117,18 +131,18 @@ async def run_surprise(
     paid_points = surprise.points * len(winners)
     if paid_points:
         await add_to_budget(pg, merchant_id, BUDGET_KIND, surprise.id, paid_points)
-    row = await pg.fetchrow(
-        INSERT_SURPRISE_RUN,
-        merchant_id,
-        surprise.id,
-        run_key,
-        run_seed,
-        len(set(eligible_members)),
-        surprise.points,
-        winners,
-        paid_points,
-        now,
+    run = NewSurpriseRun(
+        merchant_id=merchant_id,
+        surprise_id=surprise.id,
+        run_key=run_key,
+        seed=run_seed,
+        eligible_count=len(set(eligible_members)),
+        points=surprise.points,
+        winners=winners,
+        paid_points=paid_points,
+        created_at=now,
     )
+    row = await pg.fetchrow(INSERT_SURPRISE_RUN, *run)
     await write_entry_events(pg, merchant_id, posted)
     return _surprise(row)
 

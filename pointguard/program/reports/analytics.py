@@ -62,6 +62,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
+from typing import NamedTuple
 
 from pointguard.db import PgConnection
 from pointguard.errors import InvalidPeriod
@@ -157,6 +158,19 @@ JOIN ledger_postings p ON p.merchant_id = e.merchant_id AND p.entry_id = e.entry
 WHERE e.merchant_id = $1 AND e.created_at < $3
 """
 
+
+class LedgerMetricsPeriod(NamedTuple):
+    """`SELECT_LEDGER_METRICS`'s parameters, in `$n` order."""
+
+    merchant_id: str
+    start: datetime
+    end: datetime
+    issued_account: int
+    redeemed_account: int
+    expired_account: int
+    forfeited_account: int
+
+
 COUNT_MEMBERS_BY_TIER = """
 SELECT tier, count(*) AS members FROM program_members WHERE merchant_id = $1
 GROUP BY tier ORDER BY tier NULLS LAST
@@ -211,16 +225,16 @@ async def program_analytics(
     program = (await program_in_force(pg, merchant_id, end)).program
     p = await pg.fetchrow(SELECT_PROGRAM_METRICS, merchant_id, start, end)
     ids = SYSTEM_ACCOUNT_IDS
-    ledger = await pg.fetchrow(
-        SELECT_LEDGER_METRICS,
-        merchant_id,
-        start,
-        end,
-        ids[AccountKind.ISSUED],
-        ids[AccountKind.REDEEMED],
-        ids[AccountKind.EXPIRED],
-        ids[AccountKind.FORFEITED],
+    period = LedgerMetricsPeriod(
+        merchant_id=merchant_id,
+        start=start,
+        end=end,
+        issued_account=ids[AccountKind.ISSUED],
+        redeemed_account=ids[AccountKind.REDEEMED],
+        expired_account=ids[AccountKind.EXPIRED],
+        forfeited_account=ids[AccountKind.FORFEITED],
     )
+    ledger = await pg.fetchrow(SELECT_LEDGER_METRICS, *period)
     tiers = {r["tier"]: r["members"] for r in await pg.fetch(COUNT_MEMBERS_BY_TIER, merchant_id)}
     liability_minor = (ledger["liability"] * program.point_value_minor).quantize(
         Decimal(1), rounding=ROUND_HALF_UP

@@ -27,6 +27,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from pointguard.db import PgConnection
 from pointguard.errors import InsufficientPoints, InvalidReference, RewardUnavailable
@@ -69,6 +70,24 @@ INSERT INTO program_redemptions (merchant_id, redemption_id, idempotency_key, me
     reward_id, code, points, discount_minor, free_shipping, free_sku, description, created_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 """
+
+
+class NewRedemption(NamedTuple):
+    """`INSERT_REDEMPTION`'s parameters, in `$n` order."""
+
+    merchant_id: str
+    redemption_id: int
+    idempotency_key: str
+    member_id: str
+    reward_id: str
+    code: str
+    points: int
+    discount_minor: int
+    free_shipping: bool
+    free_sku: str | None
+    description: str
+    created_at: datetime
+
 
 LOCK_REWARD = """
 INSERT INTO program_reward_locks AS l (merchant_id, reward_id) VALUES ($1, $2)
@@ -169,21 +188,21 @@ async def redeem(
         timeout_s=timeout_s,
     )
     if not hold.replayed:
-        await pg.execute(
-            INSERT_REDEMPTION,
-            merchant_id,
-            hold.entry_id,
-            key,
-            member_id,
-            reward.id,
-            _new_code(),
-            option.points,
-            option.discount_minor,
-            option.free_shipping,
-            option.free_sku,
-            description,
-            now,
+        redemption = NewRedemption(
+            merchant_id=merchant_id,
+            redemption_id=hold.entry_id,
+            idempotency_key=key,
+            member_id=member_id,
+            reward_id=reward.id,
+            code=_new_code(),
+            points=option.points,
+            discount_minor=option.discount_minor,
+            free_shipping=option.free_shipping,
+            free_sku=option.free_sku,
+            description=description,
+            created_at=now,
         )
+        await pg.execute(INSERT_REDEMPTION, *redemption)
     found = await _by_id(pg, merchant_id, hold.entry_id)
     if found is None:  # the ledger key was used outside redemptions
         raise _key_reused(reward_id, key)
