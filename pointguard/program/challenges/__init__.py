@@ -1,1 +1,1 @@
-
+"""Challenges and badges: progress, completion, revocation after returns."""

@@ -1,1 +1,1 @@
-
+"""The program document: its types, its validation, and its versions in force."""

@@ -1,1 +1,1 @@
-
+"""Reports: program analytics and the leaderboard."""

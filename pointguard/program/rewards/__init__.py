@@ -1,1 +1,1 @@
-
+"""Rewards: the catalogue at checkout, redemption on the ledger, suggestions."""
