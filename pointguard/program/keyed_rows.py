@@ -11,10 +11,10 @@ from pointguard.db import PgConnection
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-R = TypeVar("R", bound="DataclassInstance")
+RowT = TypeVar("RowT", bound="DataclassInstance")
 
 
-def from_row(cls: type[R], row: Any) -> R:
+def from_row(cls: type[RowT], row: Any) -> RowT:
     """A dataclass from the row's columns of the same names."""
     return cls(**{f.name: row[f.name] for f in fields(cls)})
 

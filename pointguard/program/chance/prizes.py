@@ -31,7 +31,7 @@ from pointguard.program.document.schema import LotteryDraw, Program, ScratchCard
 
 SEED_BYTES = 32
 
-C = TypeVar("C", LotteryDraw, ScratchCards, SurpriseBonus)
+ChanceT = TypeVar("ChanceT", LotteryDraw, ScratchCards, SurpriseBonus)
 
 # (member id, points, ledger idempotency key, description)
 Prize = tuple[str, int, str, str]
@@ -63,7 +63,7 @@ class Reason(StrEnum):
     KEY_REUSED = "idempotency_key_reused"  # the key already did something else
 
 
-def find_chance(items: Sequence[C], chance_id: str, what: str) -> C:
+def find_chance(items: Sequence[ChanceT], chance_id: str, what: str) -> ChanceT:
     """The program's lottery, campaign or surprise `chance_id`, or `Reason.UNKNOWN`."""
     for item in items:
         if item.id == chance_id:
