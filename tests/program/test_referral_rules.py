@@ -118,28 +118,30 @@ def referee_welcome(release_at: datetime | None, earned_at: datetime) -> EarnInt
     )
 
 
-def referrer_reward(at: datetime = T0) -> EarnIntent:
+def referrer_earn(key: str, points: int, description: str, source: str) -> EarnIntent:
+    """An earn of the referrer's, won by bob's first order at T0: pending its return window."""
+    release_at = T0 + RETURN_WINDOW
     return EarnIntent(
+        key, points, description, source, release_at, add_months(release_at, 12), member_id="ann"
+    )
+
+
+def referrer_reward() -> EarnIntent:
+    return referrer_earn(
         referrer_key("bob"),
         REFERRER_POINTS,
         f"{REFERRER_POINTS} points for referring a friend",
         "referral:referrer",
-        at + RETURN_WINDOW,
-        add_months(at + RETURN_WINDOW, 12),
-        member_id="ann",
     )
 
 
-def ladder_bonus(step: int, points: int, at: datetime = T0) -> EarnIntent:
-    ordinals = {3: "3rd", 5: "5th"}
-    return EarnIntent(
+def ladder_bonus(step: int, points: int) -> EarnIntent:
+    nth = {3: "3rd", 5: "5th"}[step]
+    return referrer_earn(
         idempotency_key("referral-ladder", "ann", step),
         points,
-        f"{points} bonus points for your {ordinals[step]} successful referral",
+        f"{points} bonus points for your {nth} successful referral",
         "referral:ladder",
-        at + RETURN_WINDOW,
-        add_months(at + RETURN_WINDOW, 12),
-        member_id="ann",
     )
 
 
@@ -451,24 +453,19 @@ RETURNED = after_refund(FIRST_ORDER, refund(2))
 CANCELLED = after_refund(KEPT, CANCEL)
 
 
-def referrer_back() -> TakeBackIntent:
-    return TakeBackIntent(
-        referrer_key("bob"),
-        idempotency_key("referral-reversed", referrer_key("bob")),
-        REFERRER_POINTS,
-        f"{REFERRER_POINTS} referral points back: your friend's first order was returned",
-        "referral:reversed",
-    )
+def taken_back(earn_key: str, points: int, words: str) -> TakeBackIntent:
+    key = idempotency_key("referral-reversed", earn_key)
+    return TakeBackIntent(earn_key, key, points, f"{points} {words}", "referral:reversed")
 
 
-def referee_back() -> TakeBackIntent:
-    return TakeBackIntent(
-        referee_key("bob"),
-        idempotency_key("referral-reversed", referee_key("bob")),
-        REFEREE_POINTS,
-        f"{REFEREE_POINTS} welcome points back: your first order was returned",
-        "referral:reversed",
-    )
+REFERRER_BACK = taken_back(
+    referrer_key("bob"),
+    REFERRER_POINTS,
+    "referral points back: your friend's first order was returned",
+)
+REFEREE_BACK = taken_back(
+    referee_key("bob"), REFEREE_POINTS, "welcome points back: your first order was returned"
+)
 
 
 @pytest.mark.parametrize(
@@ -488,10 +485,10 @@ def test_may_reverse(program_: Program, order: OrderRecord, may: bool) -> None:
 @pytest.mark.parametrize(
     ("fields", "order", "expected"),
     [
-        pytest.param({}, RETURNED, [referrer_back(), referee_back()], id="fully-refunded"),
-        pytest.param({}, CANCELLED, [referrer_back(), referee_back()], id="cancelled"),
-        pytest.param({"referee_reward_on": "signup"}, RETURNED, [referrer_back()], id="on-signup"),
-        pytest.param({"referee_points": 0}, RETURNED, [referrer_back()], id="no-welcome"),
+        pytest.param({}, RETURNED, [REFERRER_BACK, REFEREE_BACK], id="fully-refunded"),
+        pytest.param({}, CANCELLED, [REFERRER_BACK, REFEREE_BACK], id="cancelled"),
+        pytest.param({"referee_reward_on": "signup"}, RETURNED, [REFERRER_BACK], id="on-signup"),
+        pytest.param({"referee_points": 0}, RETURNED, [REFERRER_BACK], id="no-welcome"),
     ],
 )
 def test_reversal_takes_back_the_order_rewards(

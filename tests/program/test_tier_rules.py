@@ -55,6 +55,7 @@ T0 = datetime(2026, 3, 10, 12, tzinfo=UTC)
 REVIEW = datetime(2027, 3, 10, 12, tzinfo=UTC)  # T0 + 12 months
 NEXT_REVIEW = datetime(2028, 3, 10, 12, tzinfo=UTC)
 GRACE_OVER = REVIEW + 30 * DAY
+GRACE_OVER_REVIEW = datetime(2028, 4, 9, 12, tzinfo=UTC)  # 12 months after GRACE_OVER
 NEW_YEAR_2027 = datetime(2027, 1, 1, tzinfo=UTC)
 NEW_YEAR_2028 = datetime(2028, 1, 1, tzinfo=UTC)
 
@@ -108,7 +109,7 @@ def decide(
             PLATINUM,
             0,
             GRACE_OVER - US,
-            TierStatus("Platinum", datetime(2028, 4, 9, 12, tzinfo=UTC) - US),
+            TierStatus("Platinum", GRACE_OVER_REVIEW - US),
             "Gold",
             "upgrade",
             id="upgrade-in-grace",
@@ -191,7 +192,7 @@ def decide(
             SILVER,
             0,
             GRACE_OVER,
-            TierStatus("Silver", datetime(2028, 4, 9, 12, tzinfo=UTC)),
+            TierStatus("Silver", GRACE_OVER_REVIEW),
             "Gold",
             "downgrade",
             id="grace-over-now",
@@ -201,7 +202,7 @@ def decide(
             0,
             SILVER,
             GRACE_OVER,
-            TierStatus("Silver", datetime(2028, 4, 9, 12, tzinfo=UTC)),
+            TierStatus("Silver", GRACE_OVER_REVIEW),
             "Gold",
             "downgrade",
             id="grace-over-period",
@@ -211,7 +212,7 @@ def decide(
             0,
             0,
             GRACE_OVER,
-            TierStatus(None, datetime(2028, 4, 9, 12, tzinfo=UTC)),
+            TierStatus(None, GRACE_OVER_REVIEW),
             "Gold",
             "downgrade",
             id="grace-over-no-tier",
