@@ -526,10 +526,30 @@ def test_reversal_takes_back_the_order_rewards(
                 id=f"status-{status.value}",
             )
             for status in ReferralStatus
-            if status != ReferralStatus.REWARDED
+            if status
+            not in (ReferralStatus.REWARDED, ReferralStatus.CAPPED, ReferralStatus.TOO_SMALL)
         ),
     ],
 )
 def test_no_reversal(program_: Program, referral: Referral, order: OrderRecord) -> None:
     decision = decide_reversal(program_, referral, order)
     assert (decision.referral, decision.intents) == (referral, [])
+
+
+@pytest.mark.parametrize("status", [ReferralStatus.CAPPED, ReferralStatus.TOO_SMALL])
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        pytest.param({}, [REFEREE_BACK], id="welcome-on-first-order"),
+        pytest.param({"referee_reward_on": "signup"}, [], id="welcome-on-signup"),
+    ],
+)
+def test_a_returned_first_order_takes_its_welcome_back_though_the_referrer_earned_nothing(
+    status: ReferralStatus, fields: dict[str, Any], expected: list[TakeBackIntent]
+) -> None:
+    """Buying, collecting the welcome and returning everything must not keep the welcome, when
+    the referrer's reward was capped or the order was too small for it."""
+    referral = Referral("bob", "ann", status, referee_rewarded=True, first_order_id="bob-1")
+    decision = decide_reversal(program(**fields), referral, RETURNED)
+    assert decision.intents == expected
+    assert decision.referral.status == ReferralStatus.REVERSED

@@ -213,25 +213,32 @@ def may_reverse(program: Program, order: OrderRecord) -> bool:
 
 
 def decide_reversal(program: Program, referral: Referral, order: OrderRecord) -> ReferralDecision:
-    """Take the rewards back when the referee's rewarded first order stops keeping anything."""
+    """Take the rewards back when the referee's first order stops keeping anything: the
+    referrer's, if it was rewarded, and the referee's welcome, if the first order won it (also
+    when the referrer's reward was capped or the order too small: otherwise buying, collecting
+    the welcome and returning everything would keep it)."""
     rules = program.referrals
     if (
         rules is None
         or not may_reverse(program, order)
         or referral.first_order_id != order.order_id
-        or referral.status != ReferralStatus.REWARDED
+        or referral.status
+        not in (ReferralStatus.REWARDED, ReferralStatus.CAPPED, ReferralStatus.TOO_SMALL)
     ):
         return ReferralDecision(referral, [])
     referee = referral.referee_id
-    back: list[Intent] = [
-        TakeBackIntent(
-            referrer_key(referee),
-            idempotency_key("referral-reversed", referrer_key(referee)),
-            rules.referrer_points,
-            f"{rules.referrer_points} referral points back: your friend's first order was returned",
-            "referral:reversed",
+    back: list[Intent] = []
+    if referral.status == ReferralStatus.REWARDED:
+        back.append(
+            TakeBackIntent(
+                referrer_key(referee),
+                idempotency_key("referral-reversed", referrer_key(referee)),
+                rules.referrer_points,
+                f"{rules.referrer_points} referral points back: your friend's first order was"
+                " returned",
+                "referral:reversed",
+            )
         )
-    ]
     if rules.referee_reward_on == "first_order" and rules.referee_points:
         back.append(
             TakeBackIntent(
