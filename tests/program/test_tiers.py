@@ -110,7 +110,7 @@ DAY = timedelta(days=1)
             TierStatus("Gold", REVIEW),
             60000,
             60000,
-            REVIEW + 30 * DAY - timedelta(1),
+            REVIEW + 30 * DAY - timedelta(microseconds=1),
             TierStatus("Gold", REVIEW),
             "grace",
             id="last-moment-of-grace",
