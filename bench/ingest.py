@@ -396,7 +396,7 @@ async def run_load(
     return dict(json.loads(out.decode().strip().splitlines()[-1]))
 
 
-INBOX_STATE = """
+SELECT_INBOX_STATE = """
 SELECT count(*) FILTER (WHERE status = 'applied') AS applied,
        count(*) FILTER (WHERE status = 'pending') AS pending,
        count(*) FILTER (WHERE status NOT IN ('applied', 'pending')) AS other,
@@ -410,7 +410,7 @@ async def drain(engine: Any, merchants: list[str], tag: str, seconds: int) -> di
     deadline = time.monotonic() + DRAIN_TIMEOUT_S + DRAIN_S_PER_LOAD_S * seconds
     async with db.connection(engine) as pg:
         while True:
-            row = dict(await pg.fetchrow(INBOX_STATE, merchants, f"{tag}-%"))
+            row = dict(await pg.fetchrow(SELECT_INBOX_STATE, merchants, f"{tag}-%"))
             if row["pending"] == 0 or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.2)

@@ -161,7 +161,7 @@ def count_circuit_opened() -> None:
 # One statement for every gauge. Each count runs on a partial index of its status, so a
 # scrape costs in proportion to what is pending or dead, not to the tables' history. Events
 # no dispatcher has taken yet count too, so a stopped dispatcher shows as a growing backlog.
-DATABASE_GAUGES = """
+SELECT_DATABASE_GAUGES = """
 SELECT
     pending.inbox_pending,
     pending.inbox_lag_s,
@@ -228,7 +228,7 @@ class DatabaseGauges:
         )
         try:
             async with db.connection(self._engine) as pg:
-                row = await pg.fetchrow(DATABASE_GAUGES, timeout=DATABASE_TIMEOUT_S)
+                row = await pg.fetchrow(SELECT_DATABASE_GAUGES, timeout=DATABASE_TIMEOUT_S)
         except GAUGE_READ_ERRORS as error:
             log.warning("metrics database gauges unavailable", extra={"error": repr(error)})
             ok.add_metric([], 0)

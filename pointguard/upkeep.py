@@ -27,7 +27,7 @@ from pointguard.config import Settings, load_settings
 from pointguard.db import PgConnection
 from pointguard.ledger import operations as ops
 from pointguard.ledger.maintenance import HAS_UNSEALED_ENTRIES, logged_job, maintain_merchant
-from pointguard.ledger.reading import MERCHANTS as LEDGER_MERCHANTS
+from pointguard.ledger.reading import SELECT_LEDGER_MERCHANTS
 from pointguard.plugin.retention import (
     HAS_OLD_INBOX_ROWS,
     HAS_OLD_OUTBOX_EVENTS,
@@ -64,8 +64,8 @@ DUE_PROBES = {
     "retention": (HAS_OLD_INBOX_ROWS, HAS_OLD_OUTBOX_EVENTS),
 }
 # A session lock, held on its own connection for the pass.
-TRY_UPKEEP_LOCK = "SELECT pg_try_advisory_lock(hashtext('pointguard:upkeep'))"
-UPKEEP_UNLOCK = "SELECT pg_advisory_unlock(hashtext('pointguard:upkeep'))"
+TRY_LOCK_UPKEEP = "SELECT pg_try_advisory_lock(hashtext('pointguard:upkeep'))"
+UNLOCK_UPKEEP = "SELECT pg_advisory_unlock(hashtext('pointguard:upkeep'))"
 
 
 def _select_due(merchants: str) -> str:
@@ -91,7 +91,7 @@ SELECT * FROM due WHERE {" OR ".join(DUE_PROBES)} ORDER BY merchant_id
 # Every merchant the ledger, the program versions or the webhook plugin know (the program's
 # alone still fill the outbox).
 SELECT_DUE_MERCHANTS = _select_due(f"""
-{LEDGER_MERCHANTS}
+{SELECT_LEDGER_MERCHANTS}
 UNION SELECT merchant_id FROM program_versions
 UNION SELECT merchant_id FROM merchants""")
 SELECT_DUE_MERCHANT = _select_due("SELECT $4::text AS merchant_id")
@@ -163,12 +163,12 @@ async def exclusive_upkeep_pass(
     the upkeep loop: without the lock, N processes would do N times the same work, every job
     safe to repeat but none useful twice."""
     async with db.connection(engine) as pg:
-        if not await pg.fetchval(TRY_UPKEEP_LOCK):
+        if not await pg.fetchval(TRY_LOCK_UPKEEP):
             return None
         try:
             return await upkeep_pass(engine, settings.clock(), settings=settings)
         finally:
-            await pg.execute(UPKEEP_UNLOCK)
+            await pg.execute(UNLOCK_UPKEEP)
 
 
 async def _counted(table: str, purge: Awaitable[int]) -> int:

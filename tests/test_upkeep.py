@@ -18,8 +18,8 @@ from pointguard.program.document.versions import save_program
 from pointguard.program.events import OrderLine, OrderPaid
 from pointguard.program.expiry import send_expiry_reminders
 from pointguard.upkeep import (
-    TRY_UPKEEP_LOCK,
-    UPKEEP_UNLOCK,
+    TRY_LOCK_UPKEEP,
+    UNLOCK_UPKEEP,
     exclusive_upkeep_pass,
     merchants_due,
     upkeep_pass,
@@ -92,17 +92,17 @@ async def test_upkeep_releases_seals_and_reviews_tiers(engine, run, merchant):
 
 async def test_one_process_at_a_time_runs_the_upkeep(engine):
     async with db.connection(engine) as other_process:
-        assert await other_process.fetchval(TRY_UPKEEP_LOCK)
+        assert await other_process.fetchval(TRY_LOCK_UPKEEP)
         try:
             assert (
                 await exclusive_upkeep_pass(engine, settings=SETTINGS) is None
             )  # busy elsewhere: skipped
         finally:
-            await other_process.execute(UPKEEP_UNLOCK)
+            await other_process.execute(UNLOCK_UPKEEP)
     assert await exclusive_upkeep_pass(engine, settings=SETTINGS) is not None
     async with db.connection(engine) as pg:  # and the lock was let go after the pass
-        assert await pg.fetchval(TRY_UPKEEP_LOCK)
-        await pg.execute(UPKEEP_UNLOCK)
+        assert await pg.fetchval(TRY_LOCK_UPKEEP)
+        await pg.execute(UNLOCK_UPKEEP)
 
 
 async def test_a_pass_for_one_merchant_leaves_the_others_alone(engine, run, merchant):

@@ -50,7 +50,7 @@ OPERATOR_ERRORS: tuple[type[Exception], ...] = (
 # A merchant is one registered with `merchant create`, or one that the Python API gave a
 # program or ledger entries without registering it (as embedders and older demos did). Each
 # test is one index probe.
-KNOWN_MERCHANT = """
+SELECT_MERCHANT_EXISTS = """
 SELECT EXISTS (SELECT 1 FROM merchants WHERE merchant_id = $1)
     OR EXISTS (SELECT 1 FROM program_versions WHERE merchant_id = $1)
     OR EXISTS (SELECT 1 FROM ledger_entries WHERE merchant_id = $1)
@@ -101,7 +101,7 @@ def in_transaction(
 async def require_merchant(pg: PgConnection, merchant_id: str) -> None:
     """Raise `UnknownMerchant` unless `merchant_id` is a merchant's id: a typo or a display
     name must not read as an empty merchant, nor be written to as a new one."""
-    if not await pg.fetchval(KNOWN_MERCHANT, merchant_id):
+    if not await pg.fetchval(SELECT_MERCHANT_EXISTS, merchant_id):
         raise UnknownMerchant(f"no merchant {merchant_id!r}")
 
 

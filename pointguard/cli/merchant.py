@@ -46,19 +46,21 @@ CREATED_FIELDS = {
     "endpoint_url": "delivery endpoint",
 }
 
-MERCHANTS = """
+SELECT_MERCHANTS_OLDEST_FIRST = """
 SELECT merchant_id, name, endpoint_url, created_at FROM merchants
 ORDER BY created_at, merchant_id LIMIT $1
 """
 
-MERCHANT = "SELECT name, endpoint_url, jwks_url, created_at FROM merchants WHERE merchant_id = $1"
+SELECT_MERCHANT_DETAILS = (
+    "SELECT name, endpoint_url, jwks_url, created_at FROM merchants WHERE merchant_id = $1"
+)
 
-ACTIVE_CREDENTIAL_KINDS = """
+COUNT_ACTIVE_CREDENTIALS_BY_KIND = """
 SELECT kind, count(*) AS active FROM merchant_credentials
 WHERE merchant_id = $1 AND retired_at IS NULL GROUP BY kind ORDER BY kind
 """
 
-MEMBER_COUNT = "SELECT count(DISTINCT member_id) FROM ledger_accounts WHERE merchant_id = $1"
+COUNT_MEMBERS = "SELECT count(DISTINCT member_id) FROM ledger_accounts WHERE merchant_id = $1"
 
 
 @app.command("create")
@@ -97,7 +99,10 @@ def merchant_list(
 
     async def find(engine: AsyncEngine) -> list[dict[str, Any]]:
         async with db.connection(engine) as pg:
-            return [_jsonable(dict(row)) for row in await pg.fetch(MERCHANTS, MAX_LISTED)]
+            return [
+                _jsonable(dict(row))
+                for row in await pg.fetch(SELECT_MERCHANTS_OLDEST_FIRST, MAX_LISTED)
+            ]
 
     merchants = with_engine(find)
     if as_json:
@@ -128,8 +133,8 @@ def merchant_show(
         )
 
         async with db.connection(engine) as pg:
-            row = await pg.fetchrow(MERCHANT, merchant)
-            credentials = await pg.fetch(ACTIVE_CREDENTIAL_KINDS, merchant)
+            row = await pg.fetchrow(SELECT_MERCHANT_DETAILS, merchant)
+            credentials = await pg.fetch(COUNT_ACTIVE_CREDENTIALS_BY_KIND, merchant)
             in_force: ProgramVersion | None
             try:
                 in_force = await program_in_force(pg, merchant, load_settings().clock())
@@ -144,7 +149,7 @@ def merchant_show(
                     "program": in_force
                     and {"name": in_force.program.name, "version": in_force.version},
                     "program_versions": len(await program_history(pg, merchant)),
-                    "members": await pg.fetchval(MEMBER_COUNT, merchant),
+                    "members": await pg.fetchval(COUNT_MEMBERS, merchant),
                     "outstanding_points": await outstanding_liability(pg, merchant),
                 }
             )

@@ -12,11 +12,11 @@ from datetime import datetime, timedelta
 from pointguard.db import PgConnection
 from pointguard.ledger.accounts import SYSTEM_ACCOUNT_IDS, SYSTEM_KIND_BY_ID, AccountKind
 
-MEMBER_BALANCES = """
+SELECT_MEMBER_BALANCES = """
 SELECT kind, balance_points FROM ledger_accounts WHERE merchant_id = $1 AND member_id = $2
 """
 
-SYSTEM_BALANCES = """
+SELECT_SYSTEM_BALANCES = """
 SELECT account_id, sum(points)::bigint AS balance FROM (
     SELECT account_id, sealed_balance_points AS points
     FROM ledger_system_balances WHERE merchant_id = $1
@@ -28,11 +28,11 @@ SELECT account_id, sum(points)::bigint AS balance FROM (
 ) s GROUP BY account_id
 """
 
-LIABILITY = """
+SELECT_LIABILITY = """
 SELECT coalesce(sum(balance_points), 0)::bigint FROM ledger_accounts WHERE merchant_id = $1
 """
 
-EXPIRING = """
+SELECT_EXPIRING_POINTS = """
 SELECT member_id, sum(available_points)::bigint AS points, min(expires_at) AS first_expires_at
 FROM ledger_lots
 WHERE merchant_id = $1 AND available_points > 0 AND expires_at IS NOT NULL
@@ -62,7 +62,7 @@ class ExpiringPoints:
 async def member_balances(pg: PgConnection, merchant_id: str, member_id: str) -> MemberBalances:
     by_kind = {
         r["kind"]: r["balance_points"]
-        for r in await pg.fetch(MEMBER_BALANCES, merchant_id, member_id)
+        for r in await pg.fetch(SELECT_MEMBER_BALANCES, merchant_id, member_id)
     }
     return MemberBalances(
         available_points=by_kind.get(AccountKind.AVAILABLE.value, 0),
@@ -74,19 +74,21 @@ async def member_balances(pg: PgConnection, merchant_id: str, member_id: str) ->
 async def system_balances(pg: PgConnection, merchant_id: str) -> dict[AccountKind, int]:
     found = {
         SYSTEM_KIND_BY_ID[r["account_id"]]: r["balance"]
-        for r in await pg.fetch(SYSTEM_BALANCES, merchant_id)
+        for r in await pg.fetch(SELECT_SYSTEM_BALANCES, merchant_id)
     }
     return {kind: found.get(kind, 0) for kind in SYSTEM_ACCOUNT_IDS}
 
 
 async def outstanding_liability(pg: PgConnection, merchant_id: str) -> int:
     """Points the merchant owes its members: available + pending + reserved, all members."""
-    return int(await pg.fetchval(LIABILITY, merchant_id))
+    return int(await pg.fetchval(SELECT_LIABILITY, merchant_id))
 
 
 async def expiring_within(
     pg: PgConnection, merchant_id: str, *, now: datetime, days: int, member_id: str | None = None
 ) -> list[ExpiringPoints]:
     """Available points that expire within `days` of `now`, per member (for reminders)."""
-    rows = await pg.fetch(EXPIRING, merchant_id, now + timedelta(days=days), member_id)
+    rows = await pg.fetch(
+        SELECT_EXPIRING_POINTS, merchant_id, now + timedelta(days=days), member_id
+    )
     return [ExpiringPoints(r["member_id"], r["points"], r["first_expires_at"]) for r in rows]

@@ -26,14 +26,14 @@ SELECT $1, * FROM unnest(
     $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::timestamptz[], $7::timestamptz[])
 """
 
-MOVE_PENDING = """
+MOVE_PENDING_POINTS = """
 UPDATE ledger_lots
 SET pending_points = pending_points - $4, available_points = available_points + $5
 WHERE merchant_id = $1 AND lot_id = $2 AND member_id = $3 AND pending_points >= $4
 RETURNING lot_id
 """
 
-CONSUME_LOTS = """
+TAKE_FROM_LOTS = """
 WITH ranked AS (
     SELECT lot_id, available_points,
            sum(available_points) OVER (ORDER BY expires_at NULLS LAST, lot_id)
@@ -48,7 +48,7 @@ FROM taken WHERE l.merchant_id = $1 AND l.lot_id = taken.lot_id
 RETURNING l.lot_id, taken.points
 """
 
-OPEN_HOLD = """
+INSERT_HOLD = """
 WITH hold AS (
     INSERT INTO ledger_holds (merchant_id, hold_id, member_id, amount_points, expires_at)
     VALUES ($1, $2, $3, $4, $5)
@@ -57,21 +57,21 @@ INSERT INTO ledger_hold_lots (merchant_id, hold_id, lot_id, points)
 SELECT $1, $2, * FROM unnest($6::bigint[], $7::bigint[])
 """
 
-CLOSE_HOLD = """
+MARK_HOLD_CLOSED = """
 UPDATE ledger_holds SET status = $5, closed_by = $6
 WHERE merchant_id = $1 AND hold_id = $2 AND member_id = $3 AND amount_points = $4
   AND status = 'open'
 RETURNING hold_id
 """
 
-HOLD_LOTS = """
+SELECT_HOLD_LOTS = """
 SELECT h.lot_id, h.points FROM ledger_hold_lots h
 JOIN ledger_lots l ON l.merchant_id = h.merchant_id AND l.lot_id = h.lot_id
 WHERE h.merchant_id = $1 AND h.hold_id = $2
 ORDER BY l.expires_at NULLS LAST, l.lot_id
 """
 
-RESTORE_LOTS = """
+ADD_BACK_TO_LOTS = """
 UPDATE ledger_lots l SET available_points = l.available_points + r.points
 FROM unnest($2::bigint[], $3::bigint[]) AS r(lot_id, points)
 WHERE l.merchant_id = $1 AND l.lot_id = r.lot_id
@@ -114,7 +114,7 @@ async def _move_pending(
     points = -entry.member_delta(AccountKind.PENDING)
     to_available = max(0, points - debt) if entry.kind == EntryKind.RELEASE else 0
     lot = await pg.fetchval(
-        MOVE_PENDING, merchant_id, entry.target, entry.member_id, points, to_available
+        MOVE_PENDING_POINTS, merchant_id, entry.target, entry.member_id, points, to_available
     )
     if lot is None:
         raise InvalidReference(
@@ -127,7 +127,7 @@ async def consume_lots(
     pg: PgConnection, merchant_id: str, member_id: str, points: int
 ) -> list[tuple[int, int]]:
     """Take up to `points` from the member's lots, earliest-expiring first."""
-    rows = await pg.fetch(CONSUME_LOTS, merchant_id, member_id, points)
+    rows = await pg.fetch(TAKE_FROM_LOTS, merchant_id, member_id, points)
     return [(row["lot_id"], row["points"]) for row in rows]
 
 
@@ -144,7 +144,7 @@ async def _open_hold(
     points = entry.member_delta(AccountKind.RESERVED)
     taken = await consume_lots(pg, merchant_id, entry.member_id, points)
     await pg.execute(
-        OPEN_HOLD,
+        INSERT_HOLD,
         merchant_id,
         entry_id,
         entry.member_id,
@@ -162,7 +162,7 @@ async def _close_hold(
     points = -entry.member_delta(AccountKind.RESERVED)
     status = "captured" if entry.kind == EntryKind.CAPTURE else "voided"
     closed = await pg.fetchval(
-        CLOSE_HOLD, merchant_id, entry.target, entry.member_id, points, status, entry_id
+        MARK_HOLD_CLOSED, merchant_id, entry.target, entry.member_id, points, status, entry_id
     )
     if closed is None:
         raise InvalidReference(
@@ -176,14 +176,14 @@ async def _close_hold(
 async def _restore_lots(pg: PgConnection, merchant_id: str, hold_id: int | None, debt: int) -> None:
     lots: list[int] = []
     points: list[int] = []
-    for row in await pg.fetch(HOLD_LOTS, merchant_id, hold_id):
+    for row in await pg.fetch(SELECT_HOLD_LOTS, merchant_id, hold_id):
         settled = min(debt, row["points"])
         debt -= settled
         if row["points"] > settled:
             lots.append(row["lot_id"])
             points.append(row["points"] - settled)
     if lots:
-        await pg.execute(RESTORE_LOTS, merchant_id, lots, points)
+        await pg.execute(ADD_BACK_TO_LOTS, merchant_id, lots, points)
 
 
 HANDLERS: dict[EntryKind, Handler] = {

@@ -40,21 +40,21 @@ MAX_HOLD_TIMEOUT_S = 7 * 24 * 3600
 # there, else raises `ReservationLapsed` (see `capture`).
 CAPTURE_GRACE_S = 600
 
-LOCK_MEMBERS = """
+LOCK_LEDGER_MEMBERS = """
 SELECT account_id FROM ledger_accounts
 WHERE merchant_id = $1 AND member_id = ANY($2::text[])
 ORDER BY member_id, kind
 FOR UPDATE
 """
 
-LOT = """
+SELECT_LOT = """
 SELECT l.member_id, l.pending_points, l.available_points, e.description
 FROM ledger_lots l
 JOIN ledger_entries e ON e.merchant_id = l.merchant_id AND e.entry_id = l.lot_id
 WHERE l.merchant_id = $1 AND l.lot_id = $2
 """
 
-HOLD = """
+SELECT_HOLD = """
 SELECT member_id, amount_points, status, expires_at FROM ledger_holds
 WHERE merchant_id = $1 AND hold_id = $2
 """
@@ -66,7 +66,7 @@ UPDATE ledger_holds SET status = 'captured', closed_by = $3
 WHERE merchant_id = $1 AND hold_id = $2 AND status = 'voided'
 """
 
-DUE_RELEASES = """
+SELECT_DUE_RELEASES = """
 SELECT l.lot_id, l.member_id, l.pending_points, e.description
 FROM ledger_lots l
 JOIN ledger_entries e ON e.merchant_id = l.merchant_id AND e.entry_id = l.lot_id
@@ -84,23 +84,23 @@ HAS_DUE_RELEASES = """EXISTS (
 
 # `last_entry_id`, the newest entry on the member's `available`, versions the state an expiry
 # acts on: it keys the expiry entry, so a retry replays and a later change expires anew.
-NEWEST_AVAILABLE_ENTRY = """
+SELECT_NEWEST_AVAILABLE_ENTRY = """
 SELECT max(p.entry_id) FROM ledger_postings p
 WHERE p.merchant_id = $1 AND p.account_id > 0 AND p.account_id = (
     SELECT account_id FROM ledger_accounts
     WHERE merchant_id = $1 AND member_id = {member} AND kind = 'available')
 """
 
-DUE_EXPIRIES = f"""
+SELECT_DUE_EXPIRIES = f"""
 SELECT l.member_id, sum(l.available_points)::bigint AS points,
-       ({NEWEST_AVAILABLE_ENTRY.format(member="l.member_id")}) AS last_entry_id
+       ({SELECT_NEWEST_AVAILABLE_ENTRY.format(member="l.member_id")}) AS last_entry_id
 FROM ledger_lots l
 WHERE l.merchant_id = $1 AND l.available_points > 0 AND l.expires_at <= $2
   AND l.member_id = ANY($3::text[])
 GROUP BY l.member_id ORDER BY l.member_id
 """
 
-EXPIRED_MEMBERS = """
+SELECT_EXPIRED_MEMBERS = """
 SELECT DISTINCT member_id FROM ledger_lots
 WHERE merchant_id = $1 AND available_points > 0 AND expires_at <= $2
 ORDER BY member_id LIMIT $3
@@ -111,7 +111,7 @@ HAS_DUE_EXPIRIES = """EXISTS (
     WHERE l.merchant_id = upkeep.merchant_id AND l.available_points > 0
       AND l.expires_at <= upkeep.now)"""
 
-TIMED_OUT_HOLDS = """
+SELECT_TIMED_OUT_HOLDS = """
 SELECT hold_id, member_id FROM ledger_holds
 WHERE merchant_id = $1 AND status = 'open' AND expires_at <= $2
 ORDER BY expires_at, hold_id LIMIT $3
@@ -219,13 +219,13 @@ async def earn(
 
 
 async def lock_members(pg: PgConnection, merchant_id: str, member_ids: Sequence[str]) -> None:
-    await pg.fetch(LOCK_MEMBERS, merchant_id, sorted(set(member_ids)))
+    await pg.fetch(LOCK_LEDGER_MEMBERS, merchant_id, sorted(set(member_ids)))
 
 
 async def _locked_lot(pg: PgConnection, merchant_id: str, earn_entry_id: int) -> Any:
     return await _locked_row(
         pg,
-        LOT,
+        SELECT_LOT,
         merchant_id,
         earn_entry_id,
         f"entry {earn_entry_id} of merchant {merchant_id!r} earned no points",
@@ -381,7 +381,7 @@ async def _close_hold(
 ) -> list[PostedEntry]:
     entries = []
     for hold_id in hold_ids:
-        hold = await pg.fetchrow(HOLD, merchant_id, hold_id)
+        hold = await pg.fetchrow(SELECT_HOLD, merchant_id, hold_id)
         if hold is None:
             raise InvalidReference(_no_hold(merchant_id, hold_id))
         entries.append(_closing_entry(kind, merchant_id, hold_id, hold, description))
@@ -427,7 +427,7 @@ async def capture(
     long). A hold voided since (cancelled, or timed out past the grace) is reserved again and
     spent, when the member's available points cover it; else `ReservationLapsed`, and nothing
     changes: the storefront must not let the checkout go through as paid in points."""
-    hold = await _locked_row(pg, HOLD, merchant_id, hold_id, _no_hold(merchant_id, hold_id))
+    hold = await _locked_row(pg, SELECT_HOLD, merchant_id, hold_id, _no_hold(merchant_id, hold_id))
     if hold["status"] != "voided":
         closing = _closing_entry(EntryKind.CAPTURE, merchant_id, hold_id, hold, description)
         return (await post_entries(pg, [closing]))[0]
@@ -478,12 +478,13 @@ async def void_timed_out(pg: PgConnection, merchant_id: str, *, now: datetime) -
     """Void reservations past their timeout and the capture grace; returns how many. Run it
     periodically."""
     cutoff = now - timedelta(seconds=CAPTURE_GRACE_S)
-    holds = await pg.fetch(TIMED_OUT_HOLDS, merchant_id, cutoff, MAX_JOB_BATCH)
+    holds = await pg.fetch(SELECT_TIMED_OUT_HOLDS, merchant_id, cutoff, MAX_JOB_BATCH)
     if not holds:
         return 0
     await lock_members(pg, merchant_id, [h["member_id"] for h in holds])
     still_open = [
-        h["hold_id"] for h in await pg.fetch(TIMED_OUT_HOLDS, merchant_id, cutoff, MAX_JOB_BATCH)
+        h["hold_id"]
+        for h in await pg.fetch(SELECT_TIMED_OUT_HOLDS, merchant_id, cutoff, MAX_JOB_BATCH)
     ]
     if still_open:
         await _close_hold(pg, merchant_id, still_open, EntryKind.VOID, "Reservation timed out")
@@ -493,13 +494,13 @@ async def void_timed_out(pg: PgConnection, merchant_id: str, *, now: datetime) -
 async def release_due(pg: PgConnection, merchant_id: str, *, now: datetime) -> list[PostedEntry]:
     """Release pending earns whose `release_at` has passed and that no one holds; returns the
     release entries posted."""
-    due = await pg.fetch(DUE_RELEASES, merchant_id, now, MAX_JOB_BATCH)
+    due = await pg.fetch(SELECT_DUE_RELEASES, merchant_id, now, MAX_JOB_BATCH)
     if not due:
         return []
     await lock_members(pg, merchant_id, [d["member_id"] for d in due])
     entries = [
         _release_entry(merchant_id, lot["lot_id"], lot)
-        for lot in await pg.fetch(DUE_RELEASES, merchant_id, now, MAX_JOB_BATCH)
+        for lot in await pg.fetch(SELECT_DUE_RELEASES, merchant_id, now, MAX_JOB_BATCH)
     ]
     return await post_entries(pg, entries) if entries else []
 
@@ -522,7 +523,9 @@ async def expire_member(
     available = (await member_balances(pg, merchant_id, member_id)).available_points
     if available <= 0:
         return None
-    newest = await pg.fetchval(NEWEST_AVAILABLE_ENTRY.format(member="$2"), merchant_id, member_id)
+    newest = await pg.fetchval(
+        SELECT_NEWEST_AVAILABLE_ENTRY.format(member="$2"), merchant_id, member_id
+    )
     entry = movement(
         EntryKind.EXPIRE,
         merchant_id,
@@ -538,12 +541,13 @@ async def expire_member(
 async def expire_due(pg: PgConnection, merchant_id: str, *, now: datetime) -> int:
     """Post what is left of lots past their expiry to `expired`; returns points expired."""
     members = [
-        r["member_id"] for r in await pg.fetch(EXPIRED_MEMBERS, merchant_id, now, MAX_JOB_BATCH)
+        r["member_id"]
+        for r in await pg.fetch(SELECT_EXPIRED_MEMBERS, merchant_id, now, MAX_JOB_BATCH)
     ]
     if not members:
         return 0
     await lock_members(pg, merchant_id, members)
-    rows = await pg.fetch(DUE_EXPIRIES, merchant_id, now, members)
+    rows = await pg.fetch(SELECT_DUE_EXPIRIES, merchant_id, now, members)
     entries = [
         movement(
             EntryKind.EXPIRE,

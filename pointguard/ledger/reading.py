@@ -14,13 +14,13 @@ from pointguard.ledger.entries import EntryKind, PostedEntry, Posting
 
 MAX_HISTORY_PAGE = 200
 
-ENTRY_COLUMNS = """
+SELECT_ENTRIES = """
 SELECT entry_id, idempotency_key, kind, description, source, metadata::text AS metadata,
        reverses, settles, created_at
 FROM ledger_entries
 """
 
-POSTINGS_OF = """
+SELECT_POSTINGS_OF_ENTRIES = """
 SELECT p.entry_id, p.account_id, p.amount_points, a.member_id, a.kind
 FROM ledger_postings p
 LEFT JOIN ledger_accounts a ON a.merchant_id = p.merchant_id AND a.account_id = p.account_id
@@ -28,7 +28,7 @@ WHERE p.merchant_id = $1 AND p.entry_id = ANY($2::bigint[])
 ORDER BY p.entry_id, p.account_id
 """
 
-MEMBER_ENTRY_IDS = """
+SELECT_MEMBER_ENTRY_IDS = """
 SELECT DISTINCT entry_id FROM ledger_postings
 WHERE merchant_id = $1 AND account_id > 0
   AND account_id IN (
@@ -41,7 +41,7 @@ LIMIT $4
 
 # Accounts only come with entries, so the entries' merchants are all of them. A recursive
 # skip over the primary key costs one index probe per merchant, not a scan of every entry.
-MERCHANTS = """
+SELECT_LEDGER_MERCHANTS = """
 WITH RECURSIVE m AS (
     (SELECT merchant_id FROM ledger_entries ORDER BY merchant_id LIMIT 1)
     UNION ALL
@@ -61,14 +61,14 @@ class HistoryPage:
 
 async def ledger_merchants(pg: PgConnection) -> list[str]:
     """Every merchant the ledger has seen."""
-    return [r["merchant_id"] for r in await pg.fetch(MERCHANTS)]
+    return [r["merchant_id"] for r in await pg.fetch(SELECT_LEDGER_MERCHANTS)]
 
 
 async def load_entries_by_key(
     pg: PgConnection, merchant_id: str, keys: Sequence[str]
 ) -> dict[str, PostedEntry]:
     rows = await pg.fetch(
-        ENTRY_COLUMNS + "WHERE merchant_id = $1 AND idempotency_key = ANY($2::text[])",
+        SELECT_ENTRIES + "WHERE merchant_id = $1 AND idempotency_key = ANY($2::text[])",
         merchant_id,
         list(keys),
     )
@@ -78,7 +78,7 @@ async def load_entries_by_key(
 
 async def load_entry(pg: PgConnection, merchant_id: str, entry_id: int) -> PostedEntry | None:
     rows = await pg.fetch(
-        ENTRY_COLUMNS + "WHERE merchant_id = $1 AND entry_id = $2", merchant_id, entry_id
+        SELECT_ENTRIES + "WHERE merchant_id = $1 AND entry_id = $2", merchant_id, entry_id
     )
     entries = await _with_postings(pg, merchant_id, rows)
     return entries[0] if entries else None
@@ -96,10 +96,10 @@ async def member_history(
     limit = max(1, min(limit, MAX_HISTORY_PAGE))
     ids = [
         r["entry_id"]
-        for r in await pg.fetch(MEMBER_ENTRY_IDS, merchant_id, member_id, before, limit + 1)
+        for r in await pg.fetch(SELECT_MEMBER_ENTRY_IDS, merchant_id, member_id, before, limit + 1)
     ]
     rows = await pg.fetch(
-        ENTRY_COLUMNS + "WHERE merchant_id = $1 AND entry_id = ANY($2::bigint[])"
+        SELECT_ENTRIES + "WHERE merchant_id = $1 AND entry_id = ANY($2::bigint[])"
         " ORDER BY entry_id DESC",
         merchant_id,
         ids[:limit],
@@ -112,7 +112,7 @@ async def _with_postings(
     pg: PgConnection, merchant_id: str, rows: Sequence[Any], *, replayed: bool = False
 ) -> list[PostedEntry]:
     postings: dict[int, list[Posting]] = {}
-    for p in await pg.fetch(POSTINGS_OF, merchant_id, [r["entry_id"] for r in rows]):
+    for p in await pg.fetch(SELECT_POSTINGS_OF_ENTRIES, merchant_id, [r["entry_id"] for r in rows]):
         postings.setdefault(p["entry_id"], []).append(
             Posting(_account(merchant_id, p), p["amount_points"])
         )

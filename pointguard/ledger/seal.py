@@ -20,7 +20,7 @@ GENESIS_HASH = bytes(32)
 MAX_SEAL_BATCH = 5000
 
 # `{page}` picks a page of entries by index first; only that page is joined to its postings.
-CANONICAL_ENTRIES = """
+SELECT_CANONICAL_ENTRIES = """
 SELECT e.entry_id, e.seal_seq, e.seal_hash, e.idempotency_key, e.kind, e.description, e.source,
        e.metadata, e.reverses, e.settles, e.created_at,
        array_agg(p.account_id ORDER BY p.account_id) AS account_ids,
@@ -35,29 +35,29 @@ GROUP BY e.entry_id, e.seal_seq, e.seal_hash, e.idempotency_key, e.kind, e.descr
          e.metadata, e.reverses, e.settles, e.created_at
 """
 
-UNSEALED = (
-    CANONICAL_ENTRIES.format(page="seal_seq IS NULL ORDER BY entry_id LIMIT $2")
+SELECT_UNSEALED_ENTRIES = (
+    SELECT_CANONICAL_ENTRIES.format(page="seal_seq IS NULL ORDER BY entry_id LIMIT $2")
     + "ORDER BY e.entry_id"
 )
 
-SEALED_AFTER = (
-    CANONICAL_ENTRIES.format(page="seal_seq > $2 ORDER BY seal_seq LIMIT $3")
+SELECT_ENTRIES_SEALED_AFTER = (
+    SELECT_CANONICAL_ENTRIES.format(page="seal_seq > $2 ORDER BY seal_seq LIMIT $3")
     + "ORDER BY e.seal_seq"
 )
 
-LOCK_HEAD = """
+LOCK_SEAL_HEAD = """
 INSERT INTO ledger_seal_heads AS h (merchant_id, last_seq, last_hash) VALUES ($1, 0, $2)
 ON CONFLICT (merchant_id) DO UPDATE SET last_seq = h.last_seq
 RETURNING last_seq, last_hash
 """
 
-STAMP = """
+SET_ENTRY_SEALS = """
 UPDATE ledger_entries e SET seal_seq = s.seq, seal_hash = s.hash
 FROM unnest($2::bigint[], $3::bigint[], $4::bytea[]) AS s(entry_id, seq, hash)
 WHERE e.merchant_id = $1 AND e.entry_id = s.entry_id
 """
 
-FOLD_SYSTEM_BALANCES = """
+ADD_TO_SYSTEM_BALANCES = """
 INSERT INTO ledger_system_balances AS b (merchant_id, account_id, sealed_balance_points)
 SELECT $1, account_id, sum(points) FROM unnest($2::bigint[], $3::bigint[]) AS t(account_id, points)
 GROUP BY account_id
@@ -65,7 +65,7 @@ ON CONFLICT (merchant_id, account_id)
 DO UPDATE SET sealed_balance_points = b.sealed_balance_points + EXCLUDED.sealed_balance_points
 """
 
-MOVE_HEAD = "UPDATE ledger_seal_heads SET last_seq = $2, last_hash = $3 WHERE merchant_id = $1"
+MOVE_SEAL_HEAD = "UPDATE ledger_seal_heads SET last_seq = $2, last_hash = $3 WHERE merchant_id = $1"
 
 
 def chain_hash(previous: bytes, merchant_id: str, row: Any) -> bytes:
@@ -92,8 +92,8 @@ def chain_hash(previous: bytes, merchant_id: str, row: Any) -> bytes:
 async def seal(pg: PgConnection, merchant_id: str, *, limit: int = MAX_SEAL_BATCH) -> int:
     """Seal up to `limit` committed entries of one merchant; returns how many. Call it in a
     transaction; two sealers of one merchant take turns on its chain head."""
-    head = await pg.fetchrow(LOCK_HEAD, merchant_id, GENESIS_HASH)
-    rows = await pg.fetch(UNSEALED, merchant_id, limit)
+    head = await pg.fetchrow(LOCK_SEAL_HEAD, merchant_id, GENESIS_HASH)
+    rows = await pg.fetch(SELECT_UNSEALED_ENTRIES, merchant_id, limit)
     if not rows:
         return 0
     seq, digest = head["last_seq"], bytes(head["last_hash"])
@@ -108,8 +108,8 @@ async def seal(pg: PgConnection, merchant_id: str, *, limit: int = MAX_SEAL_BATC
             if account_id < 0:
                 system_ids.append(account_id)
                 system_points.append(amount)
-    await pg.execute(STAMP, merchant_id, ids, seqs, hashes)
+    await pg.execute(SET_ENTRY_SEALS, merchant_id, ids, seqs, hashes)
     if system_ids:
-        await pg.execute(FOLD_SYSTEM_BALANCES, merchant_id, system_ids, system_points)
-    await pg.execute(MOVE_HEAD, merchant_id, seq, digest)
+        await pg.execute(ADD_TO_SYSTEM_BALANCES, merchant_id, system_ids, system_points)
+    await pg.execute(MOVE_SEAL_HEAD, merchant_id, seq, digest)
     return len(rows)

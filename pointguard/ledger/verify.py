@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pointguard.db import PgConnection
-from pointguard.ledger.seal import GENESIS_HASH, SEALED_AFTER, chain_hash
+from pointguard.ledger.seal import GENESIS_HASH, SELECT_ENTRIES_SEALED_AFTER, chain_hash
 
 MAX_REPORTED_PER_CHECK = 20
 CHAIN_PAGE = 5000
@@ -94,7 +94,7 @@ CHECKS: dict[str, str] = {
         LIMIT $2""",
 }
 
-HEAD = "SELECT last_seq, last_hash FROM ledger_seal_heads WHERE merchant_id = $1"
+SELECT_SEAL_HEAD = "SELECT last_seq, last_hash FROM ledger_seal_heads WHERE merchant_id = $1"
 
 
 @dataclass
@@ -123,7 +123,7 @@ async def _verify_chain(pg: PgConnection, report: VerifyReport) -> None:
     merchant_id = report.merchant_id
     seq, digest = 0, GENESIS_HASH
     while True:
-        rows = await pg.fetch(SEALED_AFTER, merchant_id, seq, CHAIN_PAGE)
+        rows = await pg.fetch(SELECT_ENTRIES_SEALED_AFTER, merchant_id, seq, CHAIN_PAGE)
         for row in rows:
             if row["seal_seq"] != seq + 1:
                 report.problems.append(f"hash chain: after seal {seq} comes seal {row['seal_seq']}")
@@ -138,7 +138,7 @@ async def _verify_chain(pg: PgConnection, report: VerifyReport) -> None:
         if len(rows) < CHAIN_PAGE:
             break
     report.entries_sealed = seq
-    head = await pg.fetchrow(HEAD, merchant_id)
+    head = await pg.fetchrow(SELECT_SEAL_HEAD, merchant_id)
     if head is not None and (head["last_seq"], bytes(head["last_hash"])) != (seq, digest):
         report.problems.append(
             f"hash chain: head says seal {head['last_seq']}, entries end at seal {seq}"

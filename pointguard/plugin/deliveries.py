@@ -23,7 +23,7 @@ from pointguard.plugin.dispatcher import webhook_id
 MAX_LISTED = 1000
 MAX_OUTBOX_ID = 2**63 - 1  # bigint
 
-DEAD = """
+SELECT_DEAD_DELIVERIES = """
 SELECT d.merchant_id, d.outbox_id, o.event_type, d.attempts, d.last_status, d.last_error,
        o.created_at
 FROM outbox_deliveries d
@@ -34,7 +34,7 @@ LIMIT $2
 """
 
 # $2 NULL: every dead delivery of the merchant.
-REPLAY = """
+REPLAY_DEAD_DELIVERIES = """
 WITH replayed AS (
     UPDATE outbox_deliveries
     SET status = 'pending', attempts = 0, last_error = NULL, last_status = NULL,
@@ -89,7 +89,7 @@ async def dead_deliveries(
             last_error=r["last_error"],
             created_at=r["created_at"],
         )
-        for r in await pg.fetch(DEAD, merchant_id, limit)
+        for r in await pg.fetch(SELECT_DEAD_DELIVERIES, merchant_id, limit)
     ]
 
 
@@ -117,4 +117,6 @@ async def replay_dead_deliveries(
 async def _replay(
     pg: PgConnection, merchant_id: str, outbox_id: int | None, now: datetime | None
 ) -> int:
-    return int(await pg.fetchval(REPLAY, merchant_id, outbox_id, now or wall_clock()))
+    return int(
+        await pg.fetchval(REPLAY_DEAD_DELIVERIES, merchant_id, outbox_id, now or wall_clock())
+    )

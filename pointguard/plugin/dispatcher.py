@@ -103,7 +103,7 @@ Send = Callable[[str, bytes, Mapping[str, str]], Awaitable[int]]
 # Merchants with an endpoint and something to do: events no dispatcher has taken, or
 # deliveries due. A probe of two partial indexes per merchant, in one statement, so an idle
 # pass costs one query however many merchants there are (not four statements for each).
-MERCHANTS_WITH_WORK = """
+SELECT_MERCHANTS_WITH_DELIVERIES = """
 SELECT m.merchant_id FROM merchants m
 WHERE m.endpoint_url IS NOT NULL AND (
     EXISTS (SELECT 1 FROM outbox o WHERE o.merchant_id = m.merchant_id AND NOT o.dispatched)
@@ -117,7 +117,7 @@ ORDER BY m.merchant_id
 # a late commit: each event says instead whether a dispatcher has taken it, and the events not
 # yet taken are in a partial index, so a pass reads only what is new (migration 0011). SKIP
 # LOCKED: racing dispatchers take different events; the delivery's key makes a repeat harmless.
-MATERIALISE = """
+INSERT_DELIVERIES_OF_NEW_EVENTS = """
 WITH taken AS (
     SELECT outbox_id FROM outbox
     WHERE merchant_id = $1 AND NOT dispatched
@@ -134,7 +134,7 @@ SELECT $1, outbox_id, $2 FROM marked
 ON CONFLICT DO NOTHING
 """
 
-ENSURE_CIRCUIT = """
+INSERT_CIRCUIT = """
 INSERT INTO outbox_circuits (merchant_id) VALUES ($1) ON CONFLICT (merchant_id) DO NOTHING
 """
 
@@ -143,9 +143,9 @@ LOCK_CIRCUIT = """
 SELECT open_until FROM outbox_circuits WHERE merchant_id = $1 FOR UPDATE SKIP LOCKED
 """
 
-SET_OPEN_UNTIL = "UPDATE outbox_circuits SET open_until = $2 WHERE merchant_id = $1"
+SET_CIRCUIT_OPEN_UNTIL = "UPDATE outbox_circuits SET open_until = $2 WHERE merchant_id = $1"
 
-CLAIM = """
+CLAIM_DUE_DELIVERIES = """
 SELECT d.outbox_id, d.attempts, o.event_type, o.payload::text AS payload, o.created_at
 FROM outbox_deliveries d
 JOIN outbox o ON o.merchant_id = d.merchant_id AND o.outbox_id = d.outbox_id
@@ -155,33 +155,33 @@ LIMIT $3
 FOR UPDATE OF d SKIP LOCKED
 """
 
-SET_NEXT_ATTEMPT = """
+SET_DELIVERIES_NEXT_ATTEMPT = """
 UPDATE outbox_deliveries SET next_attempt_at = $3
 WHERE merchant_id = $1 AND outbox_id = ANY($2::bigint[]) AND status = 'pending'
 """
 
-RECORD_DELIVERED = """
+MARK_DELIVERED = """
 UPDATE outbox_deliveries
 SET status = 'delivered', attempts = attempts + 1, last_status = $3, last_error = NULL,
     delivered_at = $4
 WHERE merchant_id = $1 AND outbox_id = $2
 """
 
-RECORD_FAILED = """
+MARK_DELIVERY_FAILED = """
 UPDATE outbox_deliveries
 SET status = $3, attempts = attempts + 1, last_status = $4, last_error = $5, next_attempt_at = $6
 WHERE merchant_id = $1 AND outbox_id = $2
 """
 
 # Only a circuit that is not closed already is written: most deliveries succeed on a closed one.
-CLOSE_CIRCUIT = """
+MARK_CIRCUIT_CLOSED = """
 UPDATE outbox_circuits SET consecutive_failures = 0, open_until = NULL
 WHERE merchant_id = $1 AND (consecutive_failures <> 0 OR open_until IS NOT NULL)
 """
 
 # Returns whether the circuit is open now: this failure reached the threshold (or was the
 # half-open trial, which is already past it).
-COUNT_FAILURE = """
+COUNT_CIRCUIT_FAILURE = """
 UPDATE outbox_circuits
 SET consecutive_failures = consecutive_failures + 1,
     open_until = CASE WHEN consecutive_failures + 1 >= $2 THEN $3 ELSE open_until END
@@ -350,7 +350,7 @@ def _report_failure(task: asyncio.Task[None]) -> None:
 
 async def _merchants_with_work(engine: AsyncEngine, now: datetime | None) -> list[str]:
     async with db.connection(engine) as pg:
-        rows = await pg.fetch(MERCHANTS_WITH_WORK, now or wall_clock())
+        rows = await pg.fetch(SELECT_MERCHANTS_WITH_DELIVERIES, now or wall_clock())
     return [r["merchant_id"] for r in rows]
 
 
@@ -463,8 +463,8 @@ async def _count_attempt(
 
 
 async def _claim(pg: PgConnection, merchant_id: str, now: datetime, limit: int) -> _Claim | None:
-    await pg.execute(MATERIALISE, merchant_id, now, limit)
-    await pg.execute(ENSURE_CIRCUIT, merchant_id)
+    await pg.execute(INSERT_DELIVERIES_OF_NEW_EVENTS, merchant_id, now, limit)
+    await pg.execute(INSERT_CIRCUIT, merchant_id)
     circuit = await pg.fetchrow(LOCK_CIRCUIT, merchant_id)
     if circuit is None:
         return None
@@ -472,13 +472,13 @@ async def _claim(pg: PgConnection, merchant_id: str, now: datetime, limit: int) 
     half_open = open_until is not None
     if half_open and open_until > now:
         return _Claim((), circuit_open=True)
-    rows = await pg.fetch(CLAIM, merchant_id, now, 1 if half_open else limit)
+    rows = await pg.fetch(CLAIM_DUE_DELIVERIES, merchant_id, now, 1 if half_open else limit)
     if rows:
         lease_end = now + timedelta(seconds=LEASE_S)
         ids = [r["outbox_id"] for r in rows]
-        await pg.execute(SET_NEXT_ATTEMPT, merchant_id, ids, lease_end)
+        await pg.execute(SET_DELIVERIES_NEXT_ATTEMPT, merchant_id, ids, lease_end)
         if half_open:  # the trial is in flight: others keep away until it is recorded
-            await pg.execute(SET_OPEN_UNTIL, merchant_id, lease_end)
+            await pg.execute(SET_CIRCUIT_OPEN_UNTIL, merchant_id, lease_end)
     return _Claim(rows)
 
 
@@ -516,13 +516,13 @@ async def _record(
 ) -> tuple[str, bool]:
     """Store one attempt's outcome and update the circuit: (result field, circuit open now)."""
     if error is None:
-        await pg.execute(RECORD_DELIVERED, merchant_id, outbox_id, status, now)
-        await pg.execute(CLOSE_CIRCUIT, merchant_id)
+        await pg.execute(MARK_DELIVERED, merchant_id, outbox_id, status, now)
+        await pg.execute(MARK_CIRCUIT_CLOSED, merchant_id)
         return DELIVERED, False
     dead = attempts >= MAX_ATTEMPTS
     next_at = RETRY_POLICY.next_attempt_at(now, attempts)
     await pg.execute(
-        RECORD_FAILED,
+        MARK_DELIVERY_FAILED,
         merchant_id,
         outbox_id,
         DEAD if dead else PENDING,
@@ -531,7 +531,7 @@ async def _record(
         next_at,
     )
     opened = await pg.fetchval(
-        COUNT_FAILURE, merchant_id, CIRCUIT_THRESHOLD, now + timedelta(seconds=COOL_DOWN_S)
+        COUNT_CIRCUIT_FAILURE, merchant_id, CIRCUIT_THRESHOLD, now + timedelta(seconds=COOL_DOWN_S)
     )
     return (DEAD if dead else PENDING), bool(opened)
 
@@ -540,4 +540,4 @@ async def _release(
     pg: PgConnection, merchant_id: str, outbox_ids: list[int], now: datetime
 ) -> None:
     """Hand claimed rows back untried (the circuit opened before their turn)."""
-    await pg.execute(SET_NEXT_ATTEMPT, merchant_id, outbox_ids, now)
+    await pg.execute(SET_DELIVERIES_NEXT_ATTEMPT, merchant_id, outbox_ids, now)

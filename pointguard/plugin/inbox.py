@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from pointguard import db
 from pointguard.db import PgConnection
 
-RECORD = """
+INSERT_INBOX_ROWS = """
 INSERT INTO inbox (merchant_id, webhook_id, event_type, payload, status)
 SELECT merchant_id, webhook_id, event_type, payload::jsonb, status
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
@@ -35,7 +35,7 @@ ON CONFLICT (merchant_id, webhook_id) DO NOTHING
 RETURNING merchant_id, webhook_id, status
 """
 
-EXISTING = """
+SELECT_INBOX_STATUSES = """
 SELECT i.merchant_id, i.webhook_id, i.status
 FROM inbox i JOIN unnest($1::text[], $2::text[]) AS k(merchant_id, webhook_id)
     USING (merchant_id, webhook_id)
@@ -134,7 +134,7 @@ async def _record_rows(pg: PgConnection, rows: Sequence[InboxRow]) -> list[Recor
     inserted = {
         (r["merchant_id"], r["webhook_id"]): r["status"]
         for r in await pg.fetch(
-            RECORD,
+            INSERT_INBOX_ROWS,
             [r.merchant_id for r in rows],
             [r.webhook_id for r in rows],
             [r.event_type for r in rows],
@@ -147,7 +147,9 @@ async def _record_rows(pg: PgConnection, rows: Sequence[InboxRow]) -> list[Recor
         {
             (r["merchant_id"], r["webhook_id"]): r["status"]
             for r in await pg.fetch(
-                EXISTING, [r.merchant_id for r in replays], [r.webhook_id for r in replays]
+                SELECT_INBOX_STATUSES,
+                [r.merchant_id for r in replays],
+                [r.webhook_id for r in replays],
             )
         }
         if replays

@@ -111,13 +111,13 @@ SELECT $1, kind, value, key_id
 FROM unnest($2::text[], $3::bytea[], $4::text[]) AS c (kind, value, key_id)
 """
 
-ACTIVE_CREDENTIALS = """
+SELECT_ACTIVE_CREDENTIALS = """
 SELECT kind, value, key_id FROM merchant_credentials
 WHERE merchant_id = $1 AND retired_at IS NULL AND kind <> 'api_key'
 ORDER BY credential_id DESC
 """
 
-ACTIVE_OF_KIND = """
+SELECT_ACTIVE_VALUES_OF_KIND = """
 SELECT value FROM merchant_credentials
 WHERE merchant_id = $1 AND kind = $2 AND retired_at IS NULL
 """
@@ -140,7 +140,7 @@ NEEDS_SEALING = """
 c.kind <> 'api_key' AND (c.key_id IS NULL OR ($2::text IS NOT NULL AND c.key_id <> $2::text))
 """
 
-VALUES_NOT_UNDER = """
+COUNT_VALUES_NOT_UNDER = """
 SELECT count(*) FROM merchant_credentials WHERE kind <> 'api_key' AND key_id IS DISTINCT FROM $1
 """
 
@@ -151,7 +151,7 @@ UNBOUND_URL = """
     WHERE u.merchant_id = m.merchant_id AND u.kind = '{kind}' AND u.retired_at IS NULL))
 """
 
-MERCHANTS_TO_SEAL = f"""
+SELECT_MERCHANTS_TO_SEAL = f"""
 SELECT m.merchant_id FROM merchants m
 WHERE m.merchant_id > $1 AND (
     EXISTS (SELECT 1 FROM merchant_credentials c
@@ -169,14 +169,14 @@ FROM merchants m WHERE m.merchant_id = $1
 FOR UPDATE
 """
 
-VALUES_TO_SEAL = f"""
+SELECT_VALUES_TO_SEAL = f"""
 SELECT c.credential_id, c.kind, c.value, c.key_id FROM merchant_credentials c
 WHERE c.merchant_id = $1 AND {NEEDS_SEALING} AND c.credential_id > $3
 ORDER BY c.credential_id
 LIMIT $4
 """
 
-RESEAL = """
+UPDATE_SEALED_VALUE = """
 UPDATE merchant_credentials SET value = $3, key_id = $4
 WHERE merchant_id = $1 AND credential_id = $2
 """
@@ -361,7 +361,7 @@ async def merchant_credentials(
     if merchant is None:
         return None
     by_kind: dict[str, list[bytes]] = {}
-    for row in await pg.fetch(ACTIVE_CREDENTIALS, merchant_id):
+    for row in await pg.fetch(SELECT_ACTIVE_CREDENTIALS, merchant_id):
         plain = _open(key, merchant_id, row["kind"], bytes(row["value"]), row["key_id"])
         by_kind.setdefault(row["kind"], []).append(plain)
 
@@ -393,7 +393,7 @@ async def merchant_credentials(
 
 async def authenticate_api_key(pg: PgConnection, merchant_id: str, api_key: str) -> bool:
     """True when `api_key` is one of the merchant's active API keys (constant-time compare)."""
-    rows = await pg.fetch(ACTIVE_OF_KIND, merchant_id, API_KEY)
+    rows = await pg.fetch(SELECT_ACTIVE_VALUES_OF_KIND, merchant_id, API_KEY)
     return matches_any(_api_key_hash(api_key), [bytes(row["value"]) for row in rows])
 
 
@@ -425,7 +425,9 @@ async def reseal_all(engine: AsyncEngine, key: Keys, *, moving_to: str | None) -
     done, after = Sealing(), ""
     while True:
         async with db.connection(engine) as pg:
-            batch = await pg.fetch(MERCHANTS_TO_SEAL, after, moving_to, RESEAL_MERCHANTS_PER_QUERY)
+            batch = await pg.fetch(
+                SELECT_MERCHANTS_TO_SEAL, after, moving_to, RESEAL_MERCHANTS_PER_QUERY
+            )
         for row in batch:
             done += await _reseal_merchant(engine, ring, row["merchant_id"], moving_to)
         if len(batch) < RESEAL_MERCHANTS_PER_QUERY:
@@ -463,7 +465,11 @@ async def _reseal_batch(
             await pg.execute(INSERT_CREDENTIAL, merchant_id, kind, sealed.value, sealed.key_id)
             bound += 1
     rows = await pg.fetch(
-        VALUES_TO_SEAL, merchant_id, moving_to, after_credential_id, RESEAL_ROWS_PER_TRANSACTION
+        SELECT_VALUES_TO_SEAL,
+        merchant_id,
+        moving_to,
+        after_credential_id,
+        RESEAL_ROWS_PER_TRANSACTION,
     )
     sealed_count = unreadable = 0
     for row in rows:
@@ -478,7 +484,9 @@ async def _reseal_batch(
             unreadable += 1
             continue
         sealed = seal(key, plain, merchant_id=merchant_id, kind=kind)
-        await pg.execute(RESEAL, merchant_id, row["credential_id"], sealed.value, sealed.key_id)
+        await pg.execute(
+            UPDATE_SEALED_VALUE, merchant_id, row["credential_id"], sealed.value, sealed.key_id
+        )
         sealed_count += 1
     more = len(rows) == RESEAL_ROWS_PER_TRANSACTION
     return Sealing(values=sealed_count, urls=bound, unreadable=unreadable), (
@@ -488,7 +496,7 @@ async def _reseal_batch(
 
 async def values_not_under(pg: PgConnection, key_id: str) -> int:
     """How many stored values are sealed under another key than `key_id`, or before key ids."""
-    return int(await pg.fetchval(VALUES_NOT_UNDER, key_id))
+    return int(await pg.fetchval(COUNT_VALUES_NOT_UNDER, key_id))
 
 
 def _api_key_hash(api_key: str) -> bytes:

@@ -47,7 +47,7 @@ PURGE_BUDGET_S = 1.0  # per merchant, per purge; a purge overruns it by one batc
 # MATERIALIZED: each batch is chosen once. As an `IN (subquery)`, the planner may run it again
 # for every row it joins (a nested-loop semi-join), and each run skips the rows the statement
 # has deleted so far, so a batch had no bound (seen: 7 rows deleted under LIMIT 3).
-PURGE_INBOX = """
+DELETE_OLD_INBOX_ROWS = """
 WITH batch AS MATERIALIZED (
     SELECT webhook_id FROM inbox
     WHERE merchant_id = $1 AND status IN ('applied', 'ignored')
@@ -95,13 +95,15 @@ def _undispatched(merchant_id: str, limit: str) -> str:
     LIMIT {limit}"""
 
 
-PURGE_DELIVERED = _purge_outbox_head(_delivered("$1", "$3"))
+DELETE_OLD_DELIVERED_EVENTS = _purge_outbox_head(_delivered("$1", "$3"))
 
-# For SHARE: `set_endpoint` waits until this batch is committed. No row (a merchant known to
-# the program only) means no endpoint.
-HAS_ENDPOINT = "SELECT endpoint_url IS NOT NULL FROM merchants WHERE merchant_id = $1 FOR SHARE"
+# Whether the merchant has an endpoint. For SHARE: `set_endpoint` waits until this batch is
+# committed. No row (a merchant known to the program only) means no endpoint.
+LOCK_MERCHANT_ENDPOINT = (
+    "SELECT endpoint_url IS NOT NULL FROM merchants WHERE merchant_id = $1 FOR SHARE"
+)
 
-PURGE_UNDELIVERABLE = _purge_outbox_head(_undispatched("$1", "$3"))
+DELETE_OLD_UNDELIVERABLE_EVENTS = _purge_outbox_head(_undispatched("$1", "$3"))
 
 # The due probes of the two purges, for the upkeep (see `ledger.operations.HAS_DUE_RELEASES`),
 # with the retention days on its row `upkeep` too. Like the purges, they count ages on the
@@ -190,16 +192,20 @@ async def _in_batches(
 
 
 async def _delete_inbox(pg: PgConnection, merchant_id: str, days: int, batch_rows: int) -> int:
-    return db.rows_affected(await pg.execute(PURGE_INBOX, merchant_id, days, batch_rows))
+    return db.rows_affected(await pg.execute(DELETE_OLD_INBOX_ROWS, merchant_id, days, batch_rows))
 
 
 async def _delete_delivered(pg: PgConnection, merchant_id: str, days: int, batch_rows: int) -> int:
-    return db.rows_affected(await pg.execute(PURGE_DELIVERED, merchant_id, days, batch_rows))
+    return db.rows_affected(
+        await pg.execute(DELETE_OLD_DELIVERED_EVENTS, merchant_id, days, batch_rows)
+    )
 
 
 async def _delete_undeliverable(
     pg: PgConnection, merchant_id: str, days: int, batch_rows: int
 ) -> int:
-    if await pg.fetchval(HAS_ENDPOINT, merchant_id):
+    if await pg.fetchval(LOCK_MERCHANT_ENDPOINT, merchant_id):
         return 0
-    return db.rows_affected(await pg.execute(PURGE_UNDELIVERABLE, merchant_id, days, batch_rows))
+    return db.rows_affected(
+        await pg.execute(DELETE_OLD_UNDELIVERABLE_EVENTS, merchant_id, days, batch_rows)
+    )

@@ -44,11 +44,11 @@ MAX_RETRY_S = 10 * 60
 RETRY_POLICY = RetryPolicy(first_s=FIRST_RETRY_S, max_s=MAX_RETRY_S)
 IDLE_SLEEP_S = 0.2
 
-MERCHANTS_WITH_WORK = """
+SELECT_MERCHANTS_WITH_DUE_INBOX = """
 SELECT DISTINCT merchant_id FROM inbox WHERE status = 'pending' AND next_attempt_at <= $1
 """
 
-CLAIM = """
+CLAIM_DUE_INBOX_ROWS = """
 SELECT webhook_id, payload::text AS payload, attempts FROM inbox
 WHERE merchant_id = $1 AND status = 'pending' AND next_attempt_at <= $2
 ORDER BY received_at, webhook_id
@@ -56,34 +56,34 @@ LIMIT $3
 FOR UPDATE SKIP LOCKED
 """
 
-FINISH = """
+SET_INBOX_ROW_OUTCOME = """
 UPDATE inbox SET status = $3, attempts = attempts + 1, last_error = $4, applied_at = now()
 WHERE merchant_id = $1 AND webhook_id = $2
 """
 
-FINISH_ALL = """
+MARK_INBOX_ROWS_APPLIED = """
 UPDATE inbox SET status = 'applied', attempts = attempts + 1, applied_at = now()
 WHERE merchant_id = $1 AND webhook_id = ANY($2::text[])
 """
 
-RETRY_LATER = """
+MARK_INBOX_ROW_FOR_RETRY = """
 UPDATE inbox SET attempts = attempts + 1, last_error = $3, next_attempt_at = $4
 WHERE merchant_id = $1 AND webhook_id = $2
 """
 
-DEAD = """
+SELECT_DEAD_INBOX_ROWS = """
 SELECT merchant_id, webhook_id, event_type, attempts, last_error, received_at FROM inbox
 WHERE status = 'dead' AND ($1::text IS NULL OR merchant_id = $1)
 ORDER BY received_at LIMIT $2
 """
 
-REPLAY = """
+REPLAY_DEAD_INBOX_ROW = """
 UPDATE inbox SET status = 'pending', attempts = 0, last_error = NULL, next_attempt_at = now()
 WHERE merchant_id = $1 AND webhook_id = $2 AND status = 'dead'
 RETURNING webhook_id
 """
 
-REPLAY_ALL = """
+REPLAY_DEAD_INBOX_ROWS = """
 UPDATE inbox SET status = 'pending', attempts = 0, last_error = NULL, next_attempt_at = now()
 WHERE merchant_id = $1 AND status = 'dead'
 """
@@ -115,7 +115,7 @@ async def process_merchant(
 async def _apply_batch(
     pg: PgConnection, merchant_id: str, now: datetime, limit: int
 ) -> BatchResult:
-    rows = await pg.fetch(CLAIM, merchant_id, now, limit)
+    rows = await pg.fetch(CLAIM_DUE_INBOX_ROWS, merchant_id, now, limit)
     if not rows:
         return BatchResult()
     claimed = [(row, _decode(row)) for row in rows]
@@ -125,7 +125,9 @@ async def _apply_batch(
         # savepoint (members locked in one global order), and one update marks the rows.
         async with pg.transaction():
             await apply_events(pg, merchant_id, events)
-            await pg.execute(FINISH_ALL, merchant_id, [row["webhook_id"] for row in rows])
+            await pg.execute(
+                MARK_INBOX_ROWS_APPLIED, merchant_id, [row["webhook_id"] for row in rows]
+            )
         return BatchResult(applied=len(rows))
     except asyncpg.PostgresError as error:
         if error.sqlstate in RETRYABLE_SQLSTATES:
@@ -143,7 +145,7 @@ async def _apply_batch(
                 await _apply_row(pg, merchant_id, decoded)
         except PointGuardError as error:
             reason = _dead_letter_reason(merchant_id, error)
-            await pg.execute(FINISH, merchant_id, webhook_id, "dead", reason)
+            await pg.execute(SET_INBOX_ROW_OUTCOME, merchant_id, webhook_id, "dead", reason)
             result.dead += 1
             log.warning(
                 "webhook dead-lettered",
@@ -154,14 +156,18 @@ async def _apply_batch(
                 raise
             attempts = row["attempts"] + 1
             if attempts >= MAX_ATTEMPTS:
-                await pg.execute(FINISH, merchant_id, webhook_id, "dead", repr(error))
+                await pg.execute(
+                    SET_INBOX_ROW_OUTCOME, merchant_id, webhook_id, "dead", repr(error)
+                )
                 result.dead += 1
             else:
                 retry_at = RETRY_POLICY.next_attempt_at(now, attempts)
-                await pg.execute(RETRY_LATER, merchant_id, webhook_id, repr(error), retry_at)
+                await pg.execute(
+                    MARK_INBOX_ROW_FOR_RETRY, merchant_id, webhook_id, repr(error), retry_at
+                )
                 result.retried += 1
         else:
-            await pg.execute(FINISH, merchant_id, webhook_id, "applied", None)
+            await pg.execute(SET_INBOX_ROW_OUTCOME, merchant_id, webhook_id, "applied", None)
             result.applied += 1
     return result
 
@@ -206,7 +212,7 @@ async def process_due(engine: AsyncEngine, *, now: datetime | None = None) -> Ba
     """One batch for every merchant with due work."""
     now = now or wall_clock()
     async with db.connection(engine) as pg:
-        merchants = [r["merchant_id"] for r in await pg.fetch(MERCHANTS_WITH_WORK, now)]
+        merchants = [r["merchant_id"] for r in await pg.fetch(SELECT_MERCHANTS_WITH_DUE_INBOX, now)]
     total = BatchResult()
     for merchant_id in merchants:
         done = await process_merchant(engine, merchant_id, now=now)
@@ -231,14 +237,14 @@ async def work_forever(engine: AsyncEngine) -> None:
 async def dead_letters(
     pg: PgConnection, merchant_id: str | None = None, limit: int = 100
 ) -> list[dict[str, object]]:
-    return [dict(r) for r in await pg.fetch(DEAD, merchant_id, limit)]
+    return [dict(r) for r in await pg.fetch(SELECT_DEAD_INBOX_ROWS, merchant_id, limit)]
 
 
 async def replay_dead_letter(pg: PgConnection, merchant_id: str, webhook_id: str) -> bool:
     """Put a dead-lettered webhook back in the queue; False if there is no such dead letter."""
-    return await pg.fetchval(REPLAY, merchant_id, webhook_id) is not None
+    return await pg.fetchval(REPLAY_DEAD_INBOX_ROW, merchant_id, webhook_id) is not None
 
 
 async def replay_dead_letters(pg: PgConnection, merchant_id: str) -> int:
     """Put every dead-lettered webhook of the merchant back in the queue; how many."""
-    return db.rows_affected(await pg.execute(REPLAY_ALL, merchant_id))
+    return db.rows_affected(await pg.execute(REPLAY_DEAD_INBOX_ROWS, merchant_id))
