@@ -13,7 +13,8 @@ A credit to a member whose `available` is negative settles that debt before it f
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -64,6 +65,22 @@ SELECT idempotency_key, entry_id, created_at FROM inserted
 """
 
 
+class PlainEarns(NamedTuple):
+    """What `POST_EARNS` takes, in `$1..$11` order: a column per field of the earns."""
+
+    merchant_id: str
+    idempotency_keys: list[str]
+    descriptions: list[str]
+    sources: list[str]
+    metadata: list[str]  # JSON text
+    member_ids: list[str]
+    kinds: list[str]  # the member account credited: pending or available
+    points: list[int]
+    release_ats: list[datetime | None]
+    expires_ats: list[datetime | None]
+    issued_account_id: int
+
+
 def is_plain_earn(entry: NewEntry) -> bool:
     """An earn of two postings: issued → one member account."""
     return entry.kind == EntryKind.EARN and len(entry.postings) == 2
@@ -74,18 +91,18 @@ async def post_plain_earns(
 ) -> dict[str, Any]:
     """Post validated plain earns; returns the rows of those not posted before, by key."""
     credits = [next(p for p in e.postings if p.account.is_member) for e in entries]
-    rows = await pg.fetch(
-        POST_EARNS,
-        merchant_id,
-        [e.idempotency_key for e in entries],
-        [e.description for e in entries],
-        [e.source for e in entries],
-        [msgspec.json.encode(dict(e.metadata)).decode() for e in entries],
-        [c.account.member_id for c in credits],
-        [c.account.kind.value for c in credits],
-        [c.amount_points for c in credits],
-        [e.release_at for e in entries],
-        [e.lot_expires_at for e in entries],
-        issued_account_id,
+    earns = PlainEarns(
+        merchant_id=merchant_id,
+        idempotency_keys=[e.idempotency_key for e in entries],
+        descriptions=[e.description for e in entries],
+        sources=[e.source for e in entries],
+        metadata=[msgspec.json.encode(dict(e.metadata)).decode() for e in entries],
+        member_ids=[c.account.member_id for c in credits],
+        kinds=[c.account.kind.value for c in credits],
+        points=[c.amount_points for c in credits],
+        release_ats=[e.release_at for e in entries],
+        expires_ats=[e.lot_expires_at for e in entries],
+        issued_account_id=issued_account_id,
     )
+    rows = await pg.fetch(POST_EARNS, *earns)
     return {row["idempotency_key"]: row for row in rows}

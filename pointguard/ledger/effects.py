@@ -12,7 +12,8 @@ lots they came from, so a reservation cannot extend the life of expiring points.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from datetime import datetime
+from typing import NamedTuple
 
 from pointguard.db import PgConnection
 from pointguard.errors import InvalidReference
@@ -77,6 +78,55 @@ FROM unnest($2::bigint[], $3::bigint[]) AS r(lot_id, points)
 WHERE l.merchant_id = $1 AND l.lot_id = r.lot_id
 """
 
+
+class Lot(NamedTuple):
+    """A new lot: an earn's points, pending or available."""
+
+    lot_id: int
+    member_id: str
+    pending_points: int
+    available_points: int
+    release_at: datetime | None
+    expires_at: datetime | None
+
+
+class NewLots(NamedTuple):
+    """What `INSERT_LOTS` takes, in `$1..$7` order: a column per field of the lots."""
+
+    merchant_id: str
+    lot_ids: list[int]
+    member_ids: list[str]
+    pending_points: list[int]
+    available_points: list[int]
+    release_ats: list[datetime | None]
+    expires_ats: list[datetime | None]
+
+
+class NewHold(NamedTuple):
+    """What `INSERT_HOLD` takes, in `$1..$7` order: the hold and the points it took from each
+    lot."""
+
+    merchant_id: str
+    hold_id: int
+    member_id: str
+    amount_points: int
+    expires_at: datetime | None
+    lot_ids: list[int]
+    lot_points: list[int]
+
+
+class HoldClosing(NamedTuple):
+    """What `MARK_HOLD_CLOSED` takes, in `$1..$6` order: the open hold it must find, and how
+    it closes."""
+
+    merchant_id: str
+    hold_id: int | None
+    member_id: str
+    amount_points: int
+    status: str  # captured or voided
+    closed_by: int  # the capture or void entry
+
+
 Handler = Callable[[PgConnection, str, int, NewEntry, int], Awaitable[None]]
 
 
@@ -85,7 +135,7 @@ async def apply_effects(
 ) -> None:
     """Apply lot and hold effects in entry order. New lots from consecutive earns go in one
     statement; they are written before any later entry that could consume them."""
-    new_lots: list[tuple[Any, ...]] = []
+    new_lots: list[Lot] = []
     for (entry_id, entry), debt in zip(fresh, debts, strict=True):
         if entry.kind == EntryKind.EARN:
             new_lots.append(_new_lot(entry_id, entry, debt))
@@ -96,15 +146,29 @@ async def apply_effects(
     await _flush_lots(pg, merchant_id, new_lots)
 
 
-def _new_lot(entry_id: int, entry: NewEntry, debt: int) -> tuple[Any, ...]:
-    available = max(0, entry.member_delta(AccountKind.AVAILABLE) - debt)
-    pending = entry.member_delta(AccountKind.PENDING)
-    return (entry_id, entry.member_id, pending, available, entry.release_at, entry.lot_expires_at)
+def _new_lot(entry_id: int, entry: NewEntry, debt: int) -> Lot:
+    return Lot(
+        lot_id=entry_id,
+        member_id=entry.member_id,
+        pending_points=entry.member_delta(AccountKind.PENDING),
+        available_points=max(0, entry.member_delta(AccountKind.AVAILABLE) - debt),
+        release_at=entry.release_at,
+        expires_at=entry.lot_expires_at,
+    )
 
 
-async def _flush_lots(pg: PgConnection, merchant_id: str, lots: list[tuple[Any, ...]]) -> None:
+async def _flush_lots(pg: PgConnection, merchant_id: str, lots: list[Lot]) -> None:
     if lots:
-        await pg.execute(INSERT_LOTS, merchant_id, *map(list, zip(*lots, strict=True)))
+        new_lots = NewLots(
+            merchant_id=merchant_id,
+            lot_ids=[lot.lot_id for lot in lots],
+            member_ids=[lot.member_id for lot in lots],
+            pending_points=[lot.pending_points for lot in lots],
+            available_points=[lot.available_points for lot in lots],
+            release_ats=[lot.release_at for lot in lots],
+            expires_ats=[lot.expires_at for lot in lots],
+        )
+        await pg.execute(INSERT_LOTS, *new_lots)
 
 
 async def _move_pending(
@@ -143,16 +207,16 @@ async def _open_hold(
 ) -> None:
     points = entry.member_delta(AccountKind.RESERVED)
     taken = await consume_lots(pg, merchant_id, entry.member_id, points)
-    await pg.execute(
-        INSERT_HOLD,
-        merchant_id,
-        entry_id,
-        entry.member_id,
-        points,
-        entry.hold_expires_at,
-        [lot for lot, _ in taken],
-        [p for _, p in taken],
+    hold = NewHold(
+        merchant_id=merchant_id,
+        hold_id=entry_id,
+        member_id=entry.member_id,
+        amount_points=points,
+        expires_at=entry.hold_expires_at,
+        lot_ids=[lot for lot, _ in taken],
+        lot_points=[p for _, p in taken],
     )
+    await pg.execute(INSERT_HOLD, *hold)
 
 
 async def _close_hold(
@@ -161,9 +225,15 @@ async def _close_hold(
     """Capture or void a whole reservation; a void puts its points back into their lots."""
     points = -entry.member_delta(AccountKind.RESERVED)
     status = "captured" if entry.kind == EntryKind.CAPTURE else "voided"
-    closed = await pg.fetchval(
-        MARK_HOLD_CLOSED, merchant_id, entry.target, entry.member_id, points, status, entry_id
+    closing = HoldClosing(
+        merchant_id=merchant_id,
+        hold_id=entry.target,
+        member_id=entry.member_id,
+        amount_points=points,
+        status=status,
+        closed_by=entry_id,
     )
+    closed = await pg.fetchval(MARK_HOLD_CLOSED, *closing)
     if closed is None:
         raise InvalidReference(
             f"entry {entry.idempotency_key!r}: no open reservation {entry.target} of {points}"

@@ -17,7 +17,7 @@ take a one-statement path (`earning.py`) that does all of this at once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -78,6 +78,38 @@ LEFT JOIN acc ON acc.member_id = p.member_id AND acc.kind = p.kind
 BalanceKey = tuple[str, str]  # (member_id, account kind)
 
 
+class NewEntries(NamedTuple):
+    """What `INSERT_ENTRIES` takes, in `$1..$8` order: a column per field of the entries."""
+
+    merchant_id: str
+    idempotency_keys: list[str]
+    kinds: list[str]
+    descriptions: list[str]
+    sources: list[str]
+    metadata: list[str]  # JSON text
+    reverses: list[int | None]
+    settles: list[int | None]
+
+
+class BalancesAndPostings(NamedTuple):
+    """What `WRITE_BALANCES_AND_POSTINGS` takes, in `$1..$12` order: the deltas of the accounts
+    that exist (locked), the balances of those to create, and the postings, a column per
+    field of each."""
+
+    merchant_id: str
+    updated_member_ids: list[str]
+    updated_kinds: list[str]
+    updated_deltas: list[int]
+    created_member_ids: list[str]
+    created_kinds: list[str]
+    created_balances: list[int]
+    posting_entry_ids: list[int]
+    posting_member_ids: list[str]
+    posting_kinds: list[str]
+    posting_system_account_ids: list[int | None]  # None for a member's account
+    posting_amounts: list[int]
+
+
 async def post_entries(pg: PgConnection, entries: Sequence[NewEntry]) -> list[PostedEntry]:
     """Post `entries` atomically and return them in order, inside the caller's transaction if
     there is one. On error nothing of the batch remains, even if the caller goes on.
@@ -127,10 +159,17 @@ async def _replayed(
 async def _post_general(
     pg: PgConnection, merchant_id: str, entries: Sequence[NewEntry]
 ) -> dict[str, Any]:
-    inserted = {
-        row["idempotency_key"]: row
-        for row in await pg.fetch(INSERT_ENTRIES, merchant_id, *_entry_columns(entries))
-    }
+    new_entries = NewEntries(
+        merchant_id=merchant_id,
+        idempotency_keys=[e.idempotency_key for e in entries],
+        kinds=[e.kind.value for e in entries],
+        descriptions=[e.description for e in entries],
+        sources=[e.source for e in entries],
+        metadata=[msgspec.json.encode(dict(e.metadata)).decode() for e in entries],
+        reverses=[e.reverses for e in entries],
+        settles=[e.settles for e in entries],
+    )
+    inserted = {row["idempotency_key"]: row for row in await pg.fetch(INSERT_ENTRIES, *new_entries)}
     fresh = [
         (inserted[e.idempotency_key]["entry_id"], e)
         for e in entries
@@ -140,18 +179,6 @@ async def _post_general(
         debts = await _write_balances(pg, merchant_id, fresh)
         await apply_effects(pg, merchant_id, fresh, debts)
     return inserted
-
-
-def _entry_columns(entries: Sequence[NewEntry]) -> list[list[Any]]:
-    return [
-        [e.idempotency_key for e in entries],
-        [e.kind.value for e in entries],
-        [e.description for e in entries],
-        [e.source for e in entries],
-        [msgspec.json.encode(dict(e.metadata)).decode() for e in entries],
-        [e.reverses for e in entries],
-        [e.settles for e in entries],
-    ]
 
 
 async def _write_balances(
@@ -177,37 +204,25 @@ async def _write_balances(
     balance = dict(start)
     debts = [_apply_in_memory(entry, balance) for _, entry in fresh]
 
-    posting_rows = [
-        (
-            entry_id,
-            p.account.member_id,
-            p.account.kind.value,
-            SYSTEM_ACCOUNT_IDS.get(p.account.kind),
-            p.amount_points,
-        )
-        for entry_id, e in fresh
-        for p in e.postings
-    ]
+    postings = [(entry_id, p) for entry_id, e in fresh for p in e.postings]
     existing = [k for k in keys if k in start]
     created = [k for k in keys if k not in start]
-    await pg.execute(
-        WRITE_BALANCES_AND_POSTINGS,
-        merchant_id,
-        *_account_columns(existing, balance, start),
-        *_account_columns(created, balance, start),
-        *map(list, zip(*posting_rows, strict=True)),
+    writes = BalancesAndPostings(
+        merchant_id=merchant_id,
+        updated_member_ids=[member_id for member_id, _ in existing],
+        updated_kinds=[kind for _, kind in existing],
+        updated_deltas=[balance[k] - start[k] for k in existing],
+        created_member_ids=[member_id for member_id, _ in created],
+        created_kinds=[kind for _, kind in created],
+        created_balances=[balance[k] for k in created],
+        posting_entry_ids=[entry_id for entry_id, _ in postings],
+        posting_member_ids=[p.account.member_id for _, p in postings],
+        posting_kinds=[p.account.kind.value for _, p in postings],
+        posting_system_account_ids=[SYSTEM_ACCOUNT_IDS.get(p.account.kind) for _, p in postings],
+        posting_amounts=[p.amount_points for _, p in postings],
     )
+    await pg.execute(WRITE_BALANCES_AND_POSTINGS, *writes)
     return debts
-
-
-def _account_columns(
-    keys: list[BalanceKey], balance: dict[BalanceKey, int], start: dict[BalanceKey, int]
-) -> list[list[Any]]:
-    return [
-        [k[0] for k in keys],
-        [k[1] for k in keys],
-        [balance[k] - start.get(k, 0) for k in keys],
-    ]
 
 
 def _apply_in_memory(entry: NewEntry, balance: dict[BalanceKey, int]) -> int:

@@ -50,7 +50,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -188,6 +188,17 @@ SET consecutive_failures = consecutive_failures + 1,
 WHERE merchant_id = $1
 RETURNING consecutive_failures >= $2 AS open
 """
+
+
+class DeliveryFailure(NamedTuple):
+    """What `MARK_DELIVERY_FAILED` takes, in `$1..$6` order."""
+
+    merchant_id: str
+    outbox_id: int
+    status: str  # pending (to be retried) or dead
+    last_status: int | None  # the endpoint's HTTP answer; None when none came
+    last_error: str
+    next_attempt_at: datetime
 
 
 @dataclass
@@ -521,15 +532,15 @@ async def _record(
         return DELIVERED, False
     dead = attempts >= MAX_ATTEMPTS
     next_at = RETRY_POLICY.next_attempt_at(now, attempts)
-    await pg.execute(
-        MARK_DELIVERY_FAILED,
-        merchant_id,
-        outbox_id,
-        DEAD if dead else PENDING,
-        status,
-        error,
-        next_at,
+    failure = DeliveryFailure(
+        merchant_id=merchant_id,
+        outbox_id=outbox_id,
+        status=DEAD if dead else PENDING,
+        last_status=status,
+        last_error=error,
+        next_attempt_at=next_at,
     )
+    await pg.execute(MARK_DELIVERY_FAILED, *failure)
     opened = await pg.fetchval(
         COUNT_CIRCUIT_FAILURE, merchant_id, CIRCUIT_THRESHOLD, now + timedelta(seconds=COOL_DOWN_S)
     )
