@@ -10,10 +10,16 @@ Bounds at the door (docs/webhooks.md#limits): every body is a JSON document Post
 store (`json_document`), and every value the program reads has a maximum below what its
 arithmetic and columns hold, so that an extreme value is a 422 naming its field, never a ledger
 row, a dead letter, or a 500.
+
+Any event's data may also carry what the storefront knows of who is behind it (device, IP, user
+agent; for signups, profile changes and paid orders the person's email, phone and shipping
+address; for a paid order the card's fingerprint): checked like the rest, and handed to the
+program as the event's `Signals`, which only the fraud guard reads.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
@@ -23,12 +29,14 @@ from msgspec import Meta, Struct
 from pointguard.errors import InvalidPayload
 from pointguard.program.events import (
     ActionPerformed,
+    Address,
     Event,
     OrderCancelled,
     OrderLine,
     OrderPaid,
     OrderRefunded,
     RefundedLine,
+    Signals,
 )
 
 # Any amount, and an order's lines, shipping and tax together: 10^12 minor units (ten billion
@@ -38,6 +46,9 @@ MAX_AMOUNT_MINOR = 10**12
 MAX_QUANTITY = 1_000_000  # units of one line
 MAX_LINES = 500  # lines of an order or a refund
 MAX_TEXT_CHARS = 200  # ids, SKUs, categories, codes, topics: each is a key or a label
+MAX_EMAIL_CHARS = 254  # the longest address SMTP can deliver to (RFC 5321's path, less <>)
+# Browsers send 100 to 300 characters; in-app browsers append their own tokens.
+MAX_USER_AGENT_CHARS = 1000
 MAX_JSON_DEPTH = 32  # storefronts' payloads nest under 10 levels
 # Whole numbers anywhere in a body: what a bigint holds, and what every storefront's ids fit in.
 MAX_JSON_INT = 2**63 - 1
@@ -50,12 +61,46 @@ Id = Annotated[str, Meta(min_length=1, max_length=MAX_TEXT_CHARS)]
 Text = Annotated[str, Meta(max_length=MAX_TEXT_CHARS)]
 Minor = Annotated[int, Meta(ge=0, le=MAX_AMOUNT_MINOR)]
 Units = Annotated[int, Meta(ge=1, le=MAX_QUANTITY)]
+Email = Annotated[str, Meta(max_length=MAX_EMAIL_CHARS)]
+UserAgent = Annotated[str, Meta(max_length=MAX_USER_AGENT_CHARS)]
+Rating = Annotated[int, Meta(ge=1, le=5)]  # stars
 
 
 class Envelope(Struct, frozen=True):
     type: Annotated[str, Meta(min_length=1, max_length=100)]
     timestamp: Annotated[datetime, Meta(tz=True)]
     data: dict[str, Any]
+
+
+class AddressData(Struct, frozen=True):
+    line1: Text | None = None
+    line2: Text | None = None
+    city: Text | None = None
+    postal_code: Text | None = None
+    region: Text | None = None
+    country: Text | None = None
+
+
+class DeviceData(Struct, frozen=True, kw_only=True):
+    """The signals any event's data may carry: the device and network behind it."""
+
+    device_id: Text | None = None
+    ip: Text | None = None  # an IPv4 or IPv6 address (`check_ip`)
+    user_agent: UserAgent | None = None
+
+
+class PersonData(DeviceData, frozen=True, kw_only=True):
+    """The signals of a customer's events and a paid order: the person too."""
+
+    email: Email | None = None  # `check_email`
+    phone: Text | None = None
+    shipping_address: AddressData | None = None
+
+
+class BuyerData(PersonData, frozen=True, kw_only=True):
+    """The signals of a paid order: the person, and the card they paid with."""
+
+    payment_fingerprint: Text | None = None
 
 
 class Line(Struct, frozen=True):
@@ -67,7 +112,7 @@ class Line(Struct, frozen=True):
     discount_minor: Minor = 0
 
 
-class OrderPaidData(Struct, frozen=True):
+class OrderPaidData(BuyerData, frozen=True, kw_only=True):
     order_id: Id
     customer_id: Id
     currency: Annotated[str, Meta(min_length=3, max_length=3)]
@@ -82,27 +127,33 @@ class RefundLine(Struct, frozen=True):
     quantity: Units
 
 
-class OrderRefundedData(Struct, frozen=True):
+class OrderRefundedData(DeviceData, frozen=True, kw_only=True):
     order_id: Id
     customer_id: Id
     lines: Annotated[list[RefundLine], Meta(min_length=1, max_length=MAX_LINES)]
 
 
-class OrderCancelledData(Struct, frozen=True):
+class OrderCancelledData(DeviceData, frozen=True, kw_only=True):
     order_id: Id
     customer_id: Id
 
 
-class CustomerData(Struct, frozen=True):
+class CustomerData(PersonData, frozen=True, kw_only=True):
     customer_id: Id
     referral_code: Text | None = None
+    own_referral_code: Text | None = None  # for customer.created: the storefront's own code
     birthday: date | None = None
     profile_completed: bool = False
 
 
-class ActionData(Struct, frozen=True):
+class ActionData(DeviceData, frozen=True, kw_only=True):
     customer_id: Id
     action: Id | None = None  # for action.performed: the merchant's own action name
+
+
+class ReviewData(ActionData, frozen=True, kw_only=True):
+    sku: Text | None = None
+    rating: Rating | None = None
 
 
 def json_document(body: bytes) -> Any:
@@ -165,6 +216,24 @@ def check_storable_text(value: str, field: str) -> str:
     return value
 
 
+def check_ip(value: str, field: str) -> str:
+    """`value`, if it is an IPv4 or IPv6 address; else InvalidPayload naming `field`."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError as error:
+        raise InvalidPayload(f"{field} is not an IP address", field=field) from error
+    return value
+
+
+def check_email(value: str, field: str) -> str:
+    """`value`, if it looks like an email address: one `@` with something on either side (the
+    guard normalises it; whether it delivers is the storefront's business)."""
+    local, _, domain = value.partition("@")
+    if not local or not domain or "@" in domain:
+        raise InvalidPayload(f"{field} is not an email address", field=field)
+    return value
+
+
 def _check_storable(value: Any, where: str, depth: int) -> None:
     if depth > MAX_JSON_DEPTH:
         raise InvalidPayload(f"{where} is nested deeper than {MAX_JSON_DEPTH} levels", field=where)
@@ -205,6 +274,34 @@ def _invalid(
     return InvalidPayload(f"{message} at {field}" if path else message, field=field, code=code)
 
 
+def _signals(data: DeviceData) -> Signals | None:
+    """The `Signals` among the fields of an event's data, or None if it has none. A blank
+    value is no value: an empty device id would link every member who sent one."""
+    found: dict[str, Any] = {}
+    for name in Signals.__struct_fields__:
+        value = getattr(data, name, None)  # each event type's data holds some of them
+        if isinstance(value, AddressData):
+            value = _address(value)
+        elif isinstance(value, str) and not value.strip():
+            value = None
+        if value is not None:
+            found[name] = value
+    if "ip" in found:
+        check_ip(found["ip"], "$.data.ip")
+    if "email" in found:
+        check_email(found["email"], "$.data.email")
+    return Signals(**found) if found else None
+
+
+def _address(data: AddressData) -> Address | None:
+    lines = {
+        name: value
+        for name in AddressData.__struct_fields__
+        if (value := getattr(data, name)) is not None and value.strip()
+    }
+    return Address(**lines) if lines else None
+
+
 def _order_paid(webhook_id: str, envelope: Envelope) -> Event:
     data: OrderPaidData = _data(envelope, OrderPaidData)
     total_minor = data.shipping_minor + data.tax_minor
@@ -224,6 +321,7 @@ def _order_paid(webhook_id: str, envelope: Envelope) -> Event:
         shipping_minor=data.shipping_minor,
         tax_minor=data.tax_minor,
         referral_code=data.referral_code,
+        signals=_signals(data),
         lines=[
             OrderLine(
                 line_id=x.line_id,
@@ -246,6 +344,7 @@ def _order_refunded(webhook_id: str, envelope: Envelope) -> Event:
         occurred_at=envelope.timestamp,
         order_id=data.order_id,
         lines=[RefundedLine(line_id=x.line_id, quantity=x.quantity) for x in data.lines],
+        signals=_signals(data),
     )
 
 
@@ -256,6 +355,7 @@ def _order_cancelled(webhook_id: str, envelope: Envelope) -> Event:
         member_id=data.customer_id,
         occurred_at=envelope.timestamp,
         order_id=data.order_id,
+        signals=_signals(data),
     )
 
 
@@ -270,6 +370,8 @@ def _customer(action: str | None) -> Any:
             action=name,
             birthday=data.birthday,
             referral_code=data.referral_code,
+            own_referral_code=data.own_referral_code if action == "signup" else None,
+            signals=_signals(data),
         )
 
     return decode
@@ -286,9 +388,23 @@ def _action(fixed: str | None) -> Any:
             member_id=data.customer_id,
             occurred_at=envelope.timestamp,
             action=name,
+            signals=_signals(data),
         )
 
     return decode
+
+
+def _review(webhook_id: str, envelope: Envelope) -> Event:
+    data: ReviewData = _data(envelope, ReviewData)
+    return ActionPerformed(
+        event_id=webhook_id,
+        member_id=data.customer_id,
+        occurred_at=envelope.timestamp,
+        action="review.published",
+        sku=data.sku,
+        rating=data.rating,
+        signals=_signals(data),
+    )
 
 
 _DECODERS = {
@@ -297,7 +413,7 @@ _DECODERS = {
     "order.cancelled": _order_cancelled,
     "customer.created": _customer("signup"),
     "customer.updated": _customer(None),
-    "review.published": _action("review.published"),
+    "review.published": _review,
     "social.shared": _action("social.shared"),
     "action.performed": _action(None),
 }
