@@ -6,13 +6,16 @@ Every field is read through one of these readers, never with `payload[...]`, `st
 the limits of `payloads.py` raises `InvalidPayload` naming its path in the sender's payload
 (`$.line_items[0].quantity`), so that no payload can make a webhook fail with a 500.
 
+The fraud guard's signals (IP, user agent, email, phone, shipping address) are read the same
+way, with `signals` leaving out those the sender did not send.
+
 Prices arrive as decimal amounts in major units; they become minor units with the order's
 currency exponent (2 unless the currency is one of the zero-decimal ones below).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any
@@ -21,9 +24,13 @@ from pointguard.clock import wall_clock
 from pointguard.errors import InvalidPayload, TopicMismatch
 from pointguard.plugin.payloads import (
     MAX_AMOUNT_MINOR,
+    MAX_EMAIL_CHARS,
     MAX_LINES,
     MAX_QUANTITY,
     MAX_TEXT_CHARS,
+    MAX_USER_AGENT_CHARS,
+    check_email,
+    check_ip,
     check_time,
 )
 
@@ -36,6 +43,8 @@ EXACT = Context(prec=MAX_NUMBER_CHARS + 2)
 Canonical = dict[str, Any]
 # What every adapter returns: the dedupe id, and the canonical event (None: record as ignored).
 Adapted = tuple[str, Canonical | None]
+# An optional reader: `(payload, key, where)` to the value, or None if absent.
+Reader = Callable[[Mapping[str, Any], str, str], str | None]
 
 
 def dedupe_id(sender: str, *parts: str) -> str:
@@ -84,10 +93,66 @@ def text(payload: Mapping[str, Any], key: str, where: str = "$") -> str:
     return _text(need(payload, key, where), f"{where}.{key}")
 
 
-def optional_text(payload: Mapping[str, Any], key: str, where: str = "$") -> str | None:
-    """`text`, or None if the field is absent, null or empty."""
+def optional_text(
+    payload: Mapping[str, Any], key: str, where: str = "$", max_chars: int = MAX_TEXT_CHARS
+) -> str | None:
+    """`text` (of at most `max_chars`), or None if the field is absent, null or empty."""
     value = payload.get(key)
-    return None if value is None or value == "" else _text(value, f"{where}.{key}")
+    return None if value is None or value == "" else _text(value, f"{where}.{key}", max_chars)
+
+
+def optional_ip(payload: Mapping[str, Any], key: str, where: str = "$") -> str | None:
+    """An optional IPv4 or IPv6 address (`payloads.check_ip`)."""
+    value = optional_text(payload, key, where)
+    return None if value is None else check_ip(value, f"{where}.{key}")
+
+
+def optional_email(payload: Mapping[str, Any], key: str, where: str = "$") -> str | None:
+    """An optional email address (`payloads.check_email`) of at most `MAX_EMAIL_CHARS`."""
+    value = optional_text(payload, key, where, MAX_EMAIL_CHARS)
+    return None if value is None else check_email(value, f"{where}.{key}")
+
+
+def optional_user_agent(payload: Mapping[str, Any], key: str, where: str = "$") -> str | None:
+    """An optional `User-Agent` string, of at most `MAX_USER_AGENT_CHARS`."""
+    return optional_text(payload, key, where, MAX_USER_AGENT_CHARS)
+
+
+def first(
+    payload: Mapping[str, Any],
+    keys: tuple[str, ...],
+    where: str = "$",
+    read: Reader = optional_text,
+) -> str | None:
+    """The value of the first of `keys` that has one, read with `read`; None if none has. A
+    dotted key reads into nested objects (`client_details.browser_ip`)."""
+    for key in keys:
+        *parents, last = key.split(".")
+        parent, at = payload, where
+        for step in parents:
+            parent = obj(parent.get(step), f"{at}.{step}")
+            at = f"{at}.{step}"
+        value = read(parent, last, at)
+        if value is not None:
+            return value
+    return None
+
+
+def address(
+    payload: Mapping[str, Any], key: str, where: str, names: Mapping[str, tuple[str, ...]]
+) -> Canonical | None:
+    """The canonical address (`line1`, `line2`, `city`, `postal_code`, `region`, `country`) of
+    the sender's address object at `key`: each field from the first of the sender's `names`
+    for it that has a value (`first`). None if the object is absent or has none."""
+    found = obj(payload.get(key), f"{where}.{key}")
+    lines = {field: first(found, keys, f"{where}.{key}") for field, keys in names.items()}
+    return signals(**lines) or None
+
+
+def signals(**found: object) -> Canonical:
+    """The fields of `found` that have a value: what a sender did not send is left out of the
+    canonical event, not sent as null."""
+    return {name: value for name, value in found.items() if value is not None}
 
 
 def quantity(payload: Mapping[str, Any], key: str, where: str) -> int:
@@ -199,11 +264,11 @@ def listed_value(
     return None
 
 
-def _text(value: object, field: str) -> str:
+def _text(value: object, field: str, max_chars: int = MAX_TEXT_CHARS) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)  # within MAX_JSON_INT (payloads.json_document): a few digits
     if not isinstance(value, str):
         raise InvalidPayload(f"{field} is not a string", field=field)
-    if len(value) > MAX_TEXT_CHARS:
-        raise InvalidPayload(f"{field} is longer than {MAX_TEXT_CHARS} characters", field=field)
+    if len(value) > max_chars:
+        raise InvalidPayload(f"{field} is longer than {max_chars} characters", field=field)
     return value

@@ -3,6 +3,12 @@
 `customer_updated`), with a subscription payload: `{"order": {...}}` or `{"user": {...}}`,
 camelCase fields, prices as `TaxedMoney` (`{"net": {"amount", "currency"}, "gross": ...}`).
 The dedupe id is derived from the payload (`saleor_to_canonical` says how and why).
+
+The fraud guard's signals: a paid order's `userEmail` (or `user.email`), `shippingAddress` and
+its `phone`, and the `customerIpAddress` of its newest payment that has one (Saleor records
+the buyer's IP on payments, not on the order); a customer's `email` and
+`defaultShippingAddress` and its `phone`. Saleor sends no device id, user agent or card
+fingerprint.
 """
 
 from __future__ import annotations
@@ -15,17 +21,22 @@ from pointguard.errors import EventMismatch, InvalidPayload
 from pointguard.plugin.adapters.fields import (
     Adapted,
     Canonical,
+    address,
     amount,
     canonical_event,
     currency_code,
     dedupe_id,
+    first,
     listed_value,
     moment,
     need,
     obj,
     objects,
+    optional_email,
+    optional_ip,
     optional_text,
     quantity,
+    signals,
     text,
 )
 
@@ -38,6 +49,15 @@ SALEOR_EVENTS = {
     "customer_updated": "CustomerUpdated",
 }
 SALEOR_REFUND_FULFILLMENTS = frozenset({"REFUNDED", "REFUNDED_AND_RETURNED"})
+# A Saleor `Address`'s fields for each of the canonical address's.
+SALEOR_ADDRESS = {
+    "line1": ("streetAddress1",),
+    "line2": ("streetAddress2",),
+    "city": ("city",),
+    "postal_code": ("postalCode",),
+    "region": ("countryArea",),
+    "country": ("country.code",),
+}
 
 
 def saleor_to_canonical(event: str, payload: Mapping[str, Any], body_digest: str) -> Adapted:
@@ -69,15 +89,17 @@ def saleor_to_canonical(event: str, payload: Mapping[str, Any], body_digest: str
         user = obj(need(payload, "user"), "$.user")
         user_id = text(user, "id", "$.user")
         at = _moment(payload, user, "$.user", ("updatedAt", "dateJoined"))
+        data: Canonical = {"customer_id": user_id} | signals(
+            email=optional_email(user, "email", "$.user"),
+            phone=first(user, ("defaultShippingAddress.phone",), "$.user"),
+            shipping_address=address(user, "defaultShippingAddress", "$.user", SALEOR_ADDRESS),
+        )
         if event == "customer_created":
-            data: Canonical = {
-                "customer_id": user_id,
-                "referral_code": listed_value(user, "metadata", "key", "referral_code", "$.user"),
-            }
+            data["referral_code"] = listed_value(user, "metadata", "key", "referral_code", "$.user")
             webhook_id = dedupe_id("saleor", event, user_id)
             return webhook_id, canonical_event("customer.created", at, data)
         webhook_id = dedupe_id("saleor", event, user_id, body_digest)
-        return webhook_id, canonical_event("customer.updated", at, {"customer_id": user_id})
+        return webhook_id, canonical_event("customer.updated", at, data)
     if expected is None:
         return dedupe_id("saleor", event, body_digest), None
     order = obj(need(payload, "order"), "$.order")
@@ -142,7 +164,21 @@ def _paid(order: Mapping[str, Any], order_id: str, customer_id: str) -> Canonica
         "shipping_minor": _taxed_money(order, "shippingPrice", currency, "$.order") or 0,
         "tax_minor": amount(tax, "amount", currency, "$.order.total.tax"),
         "referral_code": listed_value(order, "metadata", "key", "referral_code", "$.order"),
-    }
+    } | signals(
+        ip=_payment_ip(order),
+        email=first(order, ("userEmail", "user.email"), "$.order", optional_email),
+        phone=first(order, ("shippingAddress.phone",), "$.order"),
+        shipping_address=address(order, "shippingAddress", "$.order", SALEOR_ADDRESS),
+    )
+
+
+def _payment_ip(order: Mapping[str, Any]) -> str | None:
+    """The buyer's IP address as the order's newest payment that recorded one has it."""
+    for where, payment in reversed(objects(order.get("payments"), "$.order.payments")):
+        ip = optional_ip(payment, "customerIpAddress", where)
+        if ip is not None:
+            return ip
+    return None
 
 
 def _refund(order: Mapping[str, Any]) -> tuple[str, list[Canonical]] | None:

@@ -5,6 +5,13 @@
 Only the body is signed: `X-Shopify-Topic` and `X-Shopify-Webhook-Id` are whatever the sender of
 the request wrote. So the body must be what its topic claims (`shopify_to_canonical`), and the
 dedupe id comes from the body, never from `X-Shopify-Webhook-Id`, which is not read.
+
+The fraud guard's signals: a paid order's `browser_ip` (or `client_details.browser_ip`),
+`client_details.user_agent`, `email` (or `customer.email`), `phone` (or `customer.phone`) and
+`shipping_address`; a customer's `email`, `phone` and `default_address`. Shopify sends no
+device id and no card fingerprint: `payment_details` holds a card's BIN and last digits, which
+many cards share, and note attributes are whatever the buyer's browser set, so neither is
+mapped.
 """
 
 from __future__ import annotations
@@ -15,17 +22,23 @@ from typing import Any
 from pointguard.plugin.adapters.fields import (
     Adapted,
     Canonical,
+    address,
     amount,
     canonical_event,
     check_customer,
     currency_code,
     dedupe_id,
+    first,
     listed_value,
     moment,
     obj,
     objects,
+    optional_email,
+    optional_ip,
     optional_text,
+    optional_user_agent,
     quantity,
+    signals,
     text,
     topic_mismatch,
 )
@@ -33,6 +46,15 @@ from pointguard.plugin.adapters.fields import (
 # An order earns when Shopify says it is paid in full: `partially_paid` still owes money, and
 # `authorized` has taken none yet (Shopify sends `orders/paid` once the order is `paid`).
 SHOPIFY_PAID_STATUSES = frozenset({"paid"})
+# A Shopify address's fields for each of the canonical address's.
+SHOPIFY_ADDRESS = {
+    "line1": ("address1",),
+    "line2": ("address2",),
+    "city": ("city",),
+    "postal_code": ("zip",),
+    "region": ("province_code", "province"),
+    "country": ("country_code",),
+}
 
 
 def shopify_to_canonical(
@@ -74,7 +96,7 @@ def shopify_to_canonical(
             }
             for where, item in objects(payload.get("refund_line_items"), "$.refund_line_items")
         ]
-        data = {
+        data: Canonical = {
             "order_id": text(payload, "order_id"),
             "customer_id": customer_of_order,
             "lines": lines,
@@ -93,11 +115,16 @@ def shopify_to_canonical(
         check_customer(topic, payload)
         customer_id = text(payload, "id")
         at = moment(payload, ("updated_at", "created_at"))
+        data = {"customer_id": customer_id} | signals(
+            email=optional_email(payload, "email"),
+            phone=optional_text(payload, "phone"),
+            shipping_address=address(payload, "default_address", "$", SHOPIFY_ADDRESS),
+        )
         if topic == "customers/create":
             webhook_id = dedupe_id("shopify", "customer.created", customer_id)
-            return webhook_id, canonical_event("customer.created", at, {"customer_id": customer_id})
+            return webhook_id, canonical_event("customer.created", at, data)
         webhook_id = dedupe_id("shopify", "customer.updated", customer_id, body_digest)
-        return webhook_id, canonical_event("customer.updated", at, {"customer_id": customer_id})
+        return webhook_id, canonical_event("customer.updated", at, data)
     return dedupe_id("shopify", "ignored", body_digest), None
 
 
@@ -141,8 +168,13 @@ def _paid(payload: Mapping[str, Any]) -> Canonical:
         "shipping_minor": shipping,
         "tax_minor": amount(payload, "total_tax", currency),
         "referral_code": listed_value(payload, "note_attributes", "name", "referral_code"),
-        "ip": optional_text(payload, "browser_ip"),
-    }
+    } | signals(
+        ip=first(payload, ("browser_ip", "client_details.browser_ip"), read=optional_ip),
+        user_agent=first(payload, ("client_details.user_agent",), read=optional_user_agent),
+        email=first(payload, ("email", "customer.email"), read=optional_email),
+        phone=first(payload, ("phone", "customer.phone")),
+        shipping_address=address(payload, "shipping_address", "$", SHOPIFY_ADDRESS),
+    )
     return canonical_event("order.paid", moment(payload, ("processed_at", "updated_at")), data)
 
 

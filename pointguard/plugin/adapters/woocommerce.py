@@ -3,6 +3,10 @@
 `customer.created`). Only the body is signed, and WooCommerce sends no id that is stable across
 deliveries, so the body must be what its topic claims and the dedupe id comes from the body
 (`woocommerce_to_canonical`).
+
+The fraud guard's signals: a paid order's `customer_ip_address`, `customer_user_agent`,
+`billing.email`, `billing.phone` and `shipping` address; a customer's `email`, `billing.phone`
+and `shipping` address. WooCommerce sends no device id and no card fingerprint.
 """
 
 from __future__ import annotations
@@ -14,21 +18,36 @@ from typing import Any
 from pointguard.plugin.adapters.fields import (
     Adapted,
     Canonical,
+    address,
     amount,
     canonical_event,
     check_customer,
     currency_code,
     dedupe_id,
+    first,
     moment,
     objects,
+    optional_email,
+    optional_ip,
     optional_text,
+    optional_user_agent,
     quantity,
+    signals,
     text,
     topic_mismatch,
 )
 
 WOO_PAID_STATUSES = frozenset({"processing", "completed"})
 WOO_ORDER_TOPICS = frozenset({"order.created", "order.updated"})
+# A WooCommerce address's fields for each of the canonical address's.
+WOO_ADDRESS = {
+    "line1": ("address_1",),
+    "line2": ("address_2",),
+    "city": ("city",),
+    "postal_code": ("postcode",),
+    "region": ("state",),
+    "country": ("country",),
+}
 
 
 def woocommerce_to_canonical(
@@ -50,8 +69,13 @@ def woocommerce_to_canonical(
         check_customer(topic, payload)
         customer_id = text(payload, "id")
         at = moment(payload, ("date_created_gmt",))
+        data: Canonical = {"customer_id": customer_id} | signals(
+            email=optional_email(payload, "email"),
+            phone=first(payload, ("billing.phone",)),
+            shipping_address=address(payload, "shipping", "$", WOO_ADDRESS),
+        )
         webhook_id = dedupe_id("woocommerce", "customer.created", customer_id)
-        return webhook_id, canonical_event("customer.created", at, {"customer_id": customer_id})
+        return webhook_id, canonical_event("customer.created", at, data)
     if topic not in WOO_ORDER_TOPICS:
         return ignored
     if not isinstance(payload.get("line_items"), list):
@@ -62,7 +86,7 @@ def woocommerce_to_canonical(
     if status in WOO_PAID_STATUSES:
         event = _paid(payload, order_id, customer_id)
     elif status == "cancelled":
-        data: Canonical = {"order_id": order_id, "customer_id": customer_id}
+        data = {"order_id": order_id, "customer_id": customer_id}
         event = canonical_event("order.cancelled", _modified(payload), data)
     elif status == "refunded":  # a full refund: every line, every unit
         lines = [
@@ -102,7 +126,13 @@ def _paid(payload: Mapping[str, Any], order_id: str, customer_id: str) -> Canoni
         "lines": lines,
         "shipping_minor": amount(payload, "shipping_total", currency),
         "tax_minor": amount(payload, "total_tax", currency),
-    }
+    } | signals(
+        ip=optional_ip(payload, "customer_ip_address"),
+        user_agent=optional_user_agent(payload, "customer_user_agent"),
+        email=first(payload, ("billing.email",), read=optional_email),
+        phone=first(payload, ("billing.phone",)),
+        shipping_address=address(payload, "shipping", "$", WOO_ADDRESS),
+    )
     return canonical_event("order.paid", moment(payload, ("date_paid_gmt",)), data)
 
 
