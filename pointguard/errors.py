@@ -135,6 +135,37 @@ class LeaderboardDisabled(PointGuardError):
     code = "leaderboard_disabled"
 
 
+class FraudError(PointGuardError):
+    code = "fraud_error"
+
+
+class MemberUnderReview(FraudError):
+    """The member has an open review case (or was frozen): points cannot be spent until a
+    reviewer decides it."""
+
+    code = "member_under_review"
+
+    def __init__(self, message: str, *, member_id: str, case_id: int | None) -> None:
+        super().__init__(message)
+        self.member_id = member_id
+        self.case_id = case_id
+
+
+class UnknownCase(FraudError):
+    code = "unknown_case"
+
+
+class CaseAlreadyDecided(FraudError):
+    """A review case decided before (perhaps by another reviewer a moment ago)."""
+
+    code = "case_already_decided"
+
+    def __init__(self, message: str, *, case_id: int, status: str) -> None:
+        super().__init__(message)
+        self.case_id = case_id
+        self.status = status
+
+
 class ChanceUnavailable(PointGuardError):
     """A lottery entry or draw, scratch card or surprise bonus that cannot go ahead now;
     `reason` says why (`program.prizes.Reason` values)."""

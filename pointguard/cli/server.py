@@ -61,10 +61,16 @@ def serve(
 @app.command()
 def worker() -> None:
     """Apply webhooks from the inbox until stopped (any number may run at once)."""
-    _observed(share_metrics=True)
+    settings = _observed(share_metrics=True)
+    from pointguard.plugin.secretbox import load_keyring
     from pointguard.plugin.worker import work_forever
 
-    with_engine(work_forever)
+    keys = load_keyring(settings)  # opens the merchants' identity keys for the fraud guard
+
+    async def run(engine: AsyncEngine) -> None:
+        await work_forever(engine, keys)
+
+    with_engine(run)
 
 
 @app.command()

@@ -1,2 +1,4 @@
-"""The fraud guard: identity links, features, River anomaly models and hard rules that decide
-clear-or-hold before pending points are released, and review cases. Arrives with the fraud issue."""
+"""The fraud guard: identity links, features, hard rules (and, to come, River models) that
+decide clear-or-hold on every reward-bearing intent before its points can be released, and the
+review cases where risk reviewers decide what was held. Below the program: it imports nothing
+of ours but the ledger (read) and `db` (docs/fraud.md)."""

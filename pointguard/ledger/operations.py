@@ -48,7 +48,7 @@ FOR UPDATE
 """
 
 SELECT_LOT = """
-SELECT l.member_id, l.pending_points, l.available_points, e.description
+SELECT l.member_id, l.pending_points, l.available_points, l.release_at, e.description
 FROM ledger_lots l
 JOIN ledger_entries e ON e.merchant_id = l.merchant_id AND e.entry_id = l.lot_id
 WHERE l.merchant_id = $1 AND l.lot_id = $2
@@ -331,9 +331,21 @@ async def forfeit(
     pg: PgConnection, merchant_id: str, earn_entry_id: int, *, description: str, source: str
 ) -> PostedEntry:
     """Forfeit an earn's pending points (fraud confirmed by a reviewer)."""
+    entry = await forfeit_pending(
+        pg, merchant_id, earn_entry_id, description=description, source=source
+    )
+    if entry is None:
+        raise InvalidReference(f"entry {earn_entry_id} has no pending points to forfeit")
+    return entry
+
+
+async def forfeit_pending(
+    pg: PgConnection, merchant_id: str, earn_entry_id: int, *, description: str, source: str
+) -> PostedEntry | None:
+    """Forfeit whatever an earn still has pending; None if nothing is (refunds took it all)."""
     lot = await _locked_lot(pg, merchant_id, earn_entry_id)
     if lot["pending_points"] == 0:
-        raise InvalidReference(f"entry {earn_entry_id} has no pending points to forfeit")
+        return None
     entry = movement(
         EntryKind.FORFEIT,
         merchant_id,
@@ -345,6 +357,18 @@ async def forfeit(
         reverses=earn_entry_id,
     )
     return (await post_entries(pg, [entry]))[0]
+
+
+async def let_go(
+    pg: PgConnection, merchant_id: str, earn_entry_id: int, *, now: datetime
+) -> PostedEntry | None:
+    """Stop holding an earn's release (a reviewer cleared it) and release its pending points
+    at once if they are due by `now`; the upkeep releases the rest when they fall due."""
+    await set_release_held(pg, merchant_id, earn_entry_id, held=False)
+    lot = await _locked_lot(pg, merchant_id, earn_entry_id)
+    if lot["pending_points"] == 0 or lot["release_at"] is None or lot["release_at"] > now:
+        return None
+    return (await post_entries(pg, [_release_entry(merchant_id, earn_entry_id, lot)]))[0]
 
 
 async def reserve(

@@ -67,6 +67,9 @@ SENDER_KEY_CONTEXT = "pointguard sender key v1:"
 # The merchant's URLs, sealed under these kinds and named so in the `merchants` columns too.
 ENDPOINT_URL = "endpoint_url"
 JWKS_URL = "jwks_url"
+# The fraud guard's key for identity digests: random, made on first use, never shown.
+IDENTITY_KEY = "identity_key"
+IDENTITY_KEY_BYTES = 32
 # Stored in the clear before key ids (migration 0013): opened only to seal them.
 PLAIN_BEFORE_KEY_IDS = frozenset({INBOUND_PUBLIC_KEY})
 
@@ -120,6 +123,12 @@ ORDER BY credential_id DESC
 SELECT_ACTIVE_VALUES_OF_KIND = """
 SELECT value FROM merchant_credentials
 WHERE merchant_id = $1 AND kind = $2 AND retired_at IS NULL
+"""
+
+SELECT_ACTIVE_SEALED_OF_KIND = """
+SELECT value, key_id FROM merchant_credentials
+WHERE merchant_id = $1 AND kind = $2 AND retired_at IS NULL
+ORDER BY credential_id DESC
 """
 
 # Retire all active credentials of a kind but the newest `$3` (identity order is insertion
@@ -389,6 +398,25 @@ async def merchant_credentials(
             for secret in opened(kind)[:1]
         ),
     )
+
+
+async def merchant_identity_key(pg: PgConnection, key: Keys, merchant_id: str) -> bytes:
+    """The merchant's key for the fraud guard's identity digests (`fraud/identity.py`), made
+    on first use under the merchant's lock. Sealed like every credential, and moved with them
+    by `keys rotate`: the digests stay comparable across key rotations."""
+    values = await pg.fetch(SELECT_ACTIVE_SEALED_OF_KIND, merchant_id, IDENTITY_KEY)
+    if not values:
+        await _lock_merchant(pg, merchant_id)
+        values = await pg.fetch(SELECT_ACTIVE_SEALED_OF_KIND, merchant_id, IDENTITY_KEY)
+        if not values:
+            made = secrets.token_bytes(IDENTITY_KEY_BYTES)
+            sealed = seal(key, made, merchant_id=merchant_id, kind=IDENTITY_KEY)
+            await pg.execute(
+                INSERT_CREDENTIAL, merchant_id, IDENTITY_KEY, sealed.value, sealed.key_id
+            )
+            return made
+    row = values[0]
+    return _open(key, merchant_id, IDENTITY_KEY, row["value"], row["key_id"])
 
 
 async def authenticate_api_key(pg: PgConnection, merchant_id: str, api_key: str) -> bool:

@@ -29,9 +29,12 @@ from pointguard import db
 from pointguard.clock import wall_clock
 from pointguard.db import RETRYABLE_SQLSTATES, PgConnection
 from pointguard.errors import PointGuardError, ProgramNotFound
+from pointguard.fraud.guard import Guard
 from pointguard.metrics import observe_worker_batch
+from pointguard.plugin.merchants import merchant_identity_key
 from pointguard.plugin.payloads import decode_envelope, to_program_event
 from pointguard.plugin.retry import RetryPolicy
+from pointguard.plugin.secretbox import Keys
 from pointguard.program.apply import apply_event, apply_events
 from pointguard.program.events import Event
 
@@ -102,18 +105,20 @@ async def process_merchant(
     *,
     now: datetime | None = None,
     limit: int = BATCH_SIZE,
+    guard: Guard | None = None,
 ) -> BatchResult:
-    """Claim and apply one batch of one merchant's due rows."""
+    """Claim and apply one batch of one merchant's due rows, through the fraud guard if one is
+    given (the server's loop always gives one)."""
     started_s = time.perf_counter()
     done = await db.in_transaction(
-        engine, lambda pg: _apply_batch(pg, merchant_id, now or wall_clock(), limit)
+        engine, lambda pg: _apply_batch(pg, merchant_id, now or wall_clock(), limit, guard)
     )
     observe_worker_batch(time.perf_counter() - started_s, done.applied, done.dead, done.retried)
     return done
 
 
 async def _apply_batch(
-    pg: PgConnection, merchant_id: str, now: datetime, limit: int
+    pg: PgConnection, merchant_id: str, now: datetime, limit: int, guard: Guard | None
 ) -> BatchResult:
     rows = await pg.fetch(CLAIM_DUE_INBOX_ROWS, merchant_id, now, limit)
     if not rows:
@@ -124,7 +129,7 @@ async def _apply_batch(
         # The common case, all rows good: the program applies the batch set-wise in one
         # savepoint (members locked in one global order), and one update marks the rows.
         async with pg.transaction():
-            await apply_events(pg, merchant_id, events)
+            await apply_events(pg, merchant_id, events, guard=guard)
             await pg.execute(
                 MARK_INBOX_ROWS_APPLIED, merchant_id, [row["webhook_id"] for row in rows]
             )
@@ -142,7 +147,7 @@ async def _apply_batch(
         webhook_id = row["webhook_id"]
         try:
             async with pg.transaction():  # a savepoint: one row's failure undoes only its work
-                await _apply_row(pg, merchant_id, decoded)
+                await _apply_row(pg, merchant_id, decoded, guard)
         except PointGuardError as error:
             reason = _dead_letter_reason(merchant_id, error)
             await pg.execute(SET_INBOX_ROW_OUTCOME, merchant_id, webhook_id, "dead", reason)
@@ -202,36 +207,52 @@ def _event(decoded: Decoded) -> Event | None:
     return event
 
 
-async def _apply_row(pg: PgConnection, merchant_id: str, decoded: Decoded) -> None:
+async def _apply_row(
+    pg: PgConnection, merchant_id: str, decoded: Decoded, guard: Guard | None
+) -> None:
     event = _event(decoded)
     if event is not None:
-        await apply_event(pg, merchant_id, event)
+        await apply_event(pg, merchant_id, event, guard=guard)
 
 
-async def process_due(engine: AsyncEngine, *, now: datetime | None = None) -> BatchResult:
+async def process_due(
+    engine: AsyncEngine, *, now: datetime | None = None, guard: Guard | None = None
+) -> BatchResult:
     """One batch for every merchant with due work."""
     now = now or wall_clock()
     async with db.connection(engine) as pg:
         merchants = [r["merchant_id"] for r in await pg.fetch(SELECT_MERCHANTS_WITH_DUE_INBOX, now)]
     total = BatchResult()
     for merchant_id in merchants:
-        done = await process_merchant(engine, merchant_id, now=now)
+        done = await process_merchant(engine, merchant_id, now=now, guard=guard)
         total.applied += done.applied
         total.dead += done.dead
         total.retried += done.retried
     return total
 
 
-async def work_forever(engine: AsyncEngine) -> None:
-    """The worker loop of `pointguard worker` and of `serve`: drain, then poll."""
+async def work_forever(engine: AsyncEngine, keys: Keys) -> None:
+    """The worker loop of `pointguard worker` and of `serve`: drain, then poll. Every event goes
+    through the fraud guard, with each merchant's identity key opened by `keys`."""
+    guard = fraud_guard(keys)
     while True:
         try:
-            done = await process_due(engine)
+            done = await process_due(engine, guard=guard)
         except db.DATABASE_UNAVAILABLE as error:
             log.error("worker pass failed error=%r", error)
             done = BatchResult()
         if not done.applied and not done.dead and not done.retried:
             await asyncio.sleep(IDLE_SLEEP_S)
+
+
+def fraud_guard(keys: Keys) -> Guard:
+    """The guard the server applies events through: identity keys from the merchants'
+    credentials, opened with the server's keyring."""
+
+    async def identity_key(pg: PgConnection, merchant_id: str) -> bytes:
+        return await merchant_identity_key(pg, keys, merchant_id)
+
+    return Guard(identity_key)
 
 
 async def dead_letters(

@@ -9,7 +9,11 @@ happen exactly once or not at all:
 
     mark applied → program in force → lock members
     → paid orders → refunds and cancellations → actions → referrals → challenges
-    → post to the ledger → tiers → scratch cards → outbox
+    → guard → post to the ledger → tiers → scratch cards → outbox
+
+The guard (`fraud/guard.py`, when the caller passes one: the server's workers always do)
+decides every earn clear or hold; a held earn is posted pending with its release held, whatever
+its return window says, until a reviewer clears it (`review.py`).
 
 Workers hand over whole batches, which go set-wise (a statement per step, not per event) where
 the step is common: paid orders, referrals and the ledger postings. Refunds and actions are
@@ -21,7 +25,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from msgspec import structs
+
 from pointguard.db import PgConnection
+from pointguard.fraud.guard import (
+    Guard,
+    Reward,
+    ScreenedEvent,
+    Verdict,
+    record_verdicts,
+    screen_round,
+)
 from pointguard.ledger import PostedEntry, post_entries
 from pointguard.ledger import operations as ops
 from pointguard.ledger.keys import idempotency_key
@@ -117,15 +131,18 @@ class _Work:
     eligible_total_minor: int = 0  # of a paid order: what referrals compare to their minimum
     activity: ActivityKind | None = None  # what it counts as for challenges, if anything
     rewarded_referrer: str | None = None  # whose referral it rewarded: their challenges move
+    referrer_id: str | None = None  # who referred the event's member, for the guard
 
 
-async def apply_event(pg: PgConnection, merchant_id: str, event: Event) -> Applied:
+async def apply_event(
+    pg: PgConnection, merchant_id: str, event: Event, *, guard: Guard | None = None
+) -> Applied:
     """Apply `event` to its member under the program in force at the event's time."""
-    return (await apply_events(pg, merchant_id, [event]))[0]
+    return (await apply_events(pg, merchant_id, [event], guard=guard))[0]
 
 
 async def apply_events(
-    pg: PgConnection, merchant_id: str, events: Sequence[Event]
+    pg: PgConnection, merchant_id: str, events: Sequence[Event], *, guard: Guard | None = None
 ) -> list[Applied]:
     """Apply `events`, each exactly once, each member's in the order given, and return what
     each did, in that order.
@@ -146,12 +163,12 @@ async def apply_events(
             else:
                 applied[index] = Applied(event.event_id, None, already_applied=True)
         if todo:
-            applied.update(await _apply_round(pg, merchant_id, todo))
+            applied.update(await _apply_round(pg, merchant_id, todo, guard))
     return [applied[index] for index in range(len(events))]
 
 
 async def _apply_round(
-    pg: PgConnection, merchant_id: str, todo: Sequence[tuple[int, Event]]
+    pg: PgConnection, merchant_id: str, todo: Sequence[tuple[int, Event]], guard: Guard | None
 ) -> dict[int, Applied]:
     versions = await programs_in_force(pg, merchant_id, [e.occurred_at for _, e in todo])
     members = await lock_members(pg, merchant_id, [e for _, e in todo])
@@ -168,7 +185,9 @@ async def _apply_round(
             await _action(pg, merchant_id, item, item.event)
     await _referrals(pg, merchant_id, work)
     outbox += await _challenges(pg, merchant_id, work)
+    verdicts = [] if guard is None else await _screen(pg, merchant_id, guard, work)
     posted = await _post(pg, merchant_id, [(w.event.member_id, w.intents) for w in work])
+    outbox += await _hold(pg, merchant_id, verdicts, posted)
     outbox += entry_events([entry for entries in posted for entry in entries])
     applied: dict[int, Applied] = {}
     for item, entries in zip(work, posted, strict=True):
@@ -330,6 +349,8 @@ async def _referrals(pg: PgConnection, merchant_id: str, work: Sequence[_Work]) 
         if decision.referral != referral:
             await store_referral(pg, merchant_id, decision.referral)
         item.intents += decision.intents
+        if referral.status != ReferralStatus.REFUSED_SELF:
+            item.referrer_id = referral.referrer_id
         if decision.referral.status == ReferralStatus.REWARDED != referral.status:
             item.rewarded_referrer = referral.referrer_id
 
@@ -364,6 +385,61 @@ async def _complete(
     await store_challenges(pg, merchant_id, member_id, decision, at)
     item.intents += decision.intents
     return decision.events
+
+
+async def _screen(
+    pg: PgConnection, merchant_id: str, guard: Guard, work: Sequence[_Work]
+) -> list[Verdict]:
+    """The guard's verdict on every earn of the round; a held earn is to be posted pending
+    (from when it was due), so that only a reviewer's clearing can release it."""
+    screened = [
+        ScreenedEvent(
+            event_id=item.event.event_id,
+            member_id=item.event.member_id,
+            occurred_at=item.event.occurred_at,
+            signals=item.event.signals,
+            policy=item.version.program.guard,
+            return_window_days=item.version.program.return_window_days,
+            rewards=[
+                Reward(i.key, i.points, i.source, i.member_id or item.event.member_id, i.release_at)
+                for i in item.intents
+                if isinstance(i, EarnIntent)
+            ],
+            referrer_id=item.referrer_id,
+        )
+        for item in work
+        if item.recorded
+    ]
+    verdicts = await screen_round(pg, merchant_id, guard, screened)
+    held = {v.reward.key: v.release_at for v in verdicts if v.decision.held}
+    for item in work:
+        item.intents = [
+            structs.replace(i, release_at=held[i.key])
+            if isinstance(i, EarnIntent) and i.key in held
+            else i
+            for i in item.intents
+        ]
+    return verdicts
+
+
+async def _hold(
+    pg: PgConnection,
+    merchant_id: str,
+    verdicts: Sequence[Verdict],
+    posted: Sequence[Sequence[PostedEntry]],
+) -> list[OutboxEvent]:
+    """Hold the release of what the guard held, and record its verdicts with their entries."""
+    if not verdicts:
+        return []
+    entries = {entry.idempotency_key: entry for batch in posted for entry in batch}
+    for verdict in verdicts:
+        entry = entries.get(verdict.reward.key)
+        if verdict.decision.held and entry is not None and not entry.replayed:
+            await ops.set_release_held(pg, merchant_id, entry.entry_id, held=True)
+    events = await record_verdicts(
+        pg, merchant_id, verdicts, {key: entry.entry_id for key, entry in entries.items()}
+    )
+    return [OutboxEvent(event_type, payload) for event_type, payload in events]
 
 
 async def _post(

@@ -1,9 +1,9 @@
 """Canonical events, as the program rules see them (the webhook plugin maps each storefront's
 payloads to these). Money is in integer minor units of the order's currency.
 
-Events may carry `Signals`: what the storefront knows of the device, the network and the person
-behind the event. The program's rules ignore them; the fraud guard links members through them
-(as keyed digests: the raw values are never stored)."""
+Events may carry `Signals` (`fraud/signals.py`): what the storefront knows of the device, the
+network and the person behind the event. The program's rules ignore them; the fraud guard links
+members through them."""
 
 from __future__ import annotations
 
@@ -12,33 +12,13 @@ from typing import Annotated
 
 from msgspec import Meta, Struct
 
+from pointguard.fraud.signals import Address as Address  # re-exported: events carry it
+from pointguard.fraud.signals import Signals as Signals  # re-exported: events carry it
+
 # Checked when events are decoded (`msgspec.convert` / `msgspec.json.decode`), as the webhook
 # plugin does: a quantity below one or a negative amount never reaches the rules.
 Units = Annotated[int, Meta(ge=1)]
 Minor = Annotated[int, Meta(ge=0)]
-
-
-class Address(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
-    """A postal address as the storefront has it; the guard normalises it before comparing."""
-
-    line1: str | None = None
-    line2: str | None = None
-    city: str | None = None
-    postal_code: str | None = None
-    region: str | None = None
-    country: str | None = None  # ISO 3166-1 alpha-2 where the sender knows it
-
-
-class Signals(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
-    """Whatever the storefront sends of who is behind an event; every field is optional."""
-
-    device_id: str | None = None  # the storefront's device or browser fingerprint
-    ip: str | None = None  # the customer's IP address (v4 or v6), not the storefront's
-    user_agent: str | None = None
-    email: str | None = None
-    phone: str | None = None
-    shipping_address: Address | None = None
-    payment_fingerprint: str | None = None  # the card's fingerprint from the payment provider
 
 
 class Event(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

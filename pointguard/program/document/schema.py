@@ -15,6 +15,8 @@ from typing import Literal
 
 from msgspec import Struct, field
 
+from pointguard.fraud.policy import GuardPolicy
+
 Rounding = Literal["floor", "half_up", "half_even"]
 
 
@@ -198,3 +200,4 @@ class Program(Doc, kw_only=True, frozen=True):
     leaderboard: Leaderboard = field(default_factory=Leaderboard)
     chance: Chance = field(default_factory=Chance)
     expiry: Expiry = field(default_factory=Expiry)
+    guard: GuardPolicy = field(default_factory=GuardPolicy)

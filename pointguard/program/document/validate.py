@@ -259,4 +259,20 @@ def program_problems(program: Program, *, check_tier_names: bool = True) -> Prob
     positive(program.expiry.months, "$.expiry.months")
     for j, days in enumerate(program.expiry.reminder_days):
         positive(days, f"$.expiry.reminder_days[{j}]")
+
+    guard = program.guard
+    for name in (
+        "max_orders_per_hour",
+        "max_orders_per_day",
+        "min_orders_for_refund_rule",
+        "max_referrals_per_day",
+        "max_members_per_card",
+        "max_members_per_device",
+    ):
+        positive(getattr(guard, name), f"$.guard.{name}")
+    need(
+        0 <= guard.max_refunded_percent <= 100,
+        "$.guard.max_refunded_percent",
+        "must be a percentage, 0 to 100",
+    )
     return problems

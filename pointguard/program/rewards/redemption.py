@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 from pointguard.db import PgConnection
 from pointguard.errors import InsufficientPoints, InvalidReference, RewardUnavailable
+from pointguard.fraud.cases import refuse_if_under_review
 from pointguard.ledger import operations as ops
 from pointguard.ledger.balances import member_balances
 from pointguard.ledger.keys import idempotency_key
@@ -152,7 +153,8 @@ async def redeem(
     points: int | None = None,
 ) -> Redemption:
     """Reserve the reward's points for this checkout and return the redemption to apply.
-    `points` chooses how many points a points-plus-cash reward uses (default: the most)."""
+    `points` chooses how many points a points-plus-cash reward uses (default: the most).
+    A member under review (an open fraud case, or frozen) is refused: `MemberUnderReview`."""
     earlier = await _by_key(pg, merchant_id, member_id, reward_id, key)
     if earlier is not None:
         return earlier
@@ -171,6 +173,7 @@ async def redeem(
     earlier = await _by_key(pg, merchant_id, member_id, reward_id, key)
     if earlier is not None:
         return earlier
+    await refuse_if_under_review(pg, merchant_id, member_id)
 
     context = await _context(pg, merchant_id, member_id, [reward])
     option = quote_reward(program, reward, cart, context, points=points)

@@ -1,0 +1,317 @@
+"""Review cases: a member's held intents open one case (later ones join it), and a risk reviewer
+decides it once: `clear`, `confirm` (optionally freezing the member) or `escalate` (kept open
+for a senior reviewer). Who, when and why are recorded; a decided case cannot be decided again,
+even by two reviewers racing (the decision is one conditional update of the case's row).
+`decide_case` returns the held ledger entries; the program's `review.py` lets them go (clear)
+or forfeits them (confirm) on the ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+import msgspec
+
+from pointguard.db import PgConnection
+from pointguard.errors import CaseAlreadyDecided, MemberUnderReview, UnknownCase
+from pointguard.fraud.links import linked_members
+
+# (event type, payload) for the merchant's storefront, written to the outbox by the caller.
+StorefrontEvent = tuple[str, Mapping[str, Any]]
+
+OPEN_STATUSES = ("open", "escalated")
+
+SELECT_OPEN_CASES = """
+SELECT member_id, case_id FROM fraud_cases
+WHERE merchant_id = $1 AND member_id = ANY($2::text[]) AND status IN ('open', 'escalated')
+"""
+
+SELECT_FROZEN_MEMBERS = """
+SELECT member_id FROM fraud_frozen_members WHERE merchant_id = $1 AND member_id = ANY($2::text[])
+"""
+
+INSERT_CASE = """
+INSERT INTO fraud_cases (merchant_id, member_id, opened_at) VALUES ($1, $2, $3)
+ON CONFLICT (merchant_id, member_id) WHERE status IN ('open', 'escalated') DO NOTHING
+RETURNING case_id
+"""
+
+SELECT_CASE = """
+SELECT case_id, member_id, status, opened_at, decided_at, decided_by, note, froze_member
+FROM fraud_cases WHERE merchant_id = $1 AND case_id = $2
+"""
+
+SELECT_CASE_QUEUE = """
+SELECT case_id, member_id, status, opened_at, decided_at, decided_by, note, froze_member
+FROM fraud_cases WHERE merchant_id = $1 AND status = ANY($2::text[])
+ORDER BY opened_at, case_id LIMIT $3
+"""
+
+# $3: the statuses the case may be in; a decided case matches none of them.
+UPDATE_CASE_DECISION = """
+UPDATE fraud_cases SET status = $4, decided_at = $5, decided_by = $6, note = $7,
+    froze_member = $8
+WHERE merchant_id = $1 AND case_id = $2 AND status = ANY($3::text[])
+RETURNING member_id
+"""
+
+SELECT_HELD_ENTRIES = """
+SELECT ledger_entry_id FROM fraud_decisions
+WHERE merchant_id = $1 AND case_id = $2 AND decision = 'hold' AND ledger_entry_id IS NOT NULL
+ORDER BY ledger_entry_id
+"""
+
+SELECT_CASE_DECISIONS = """
+SELECT intent_key, event_id, member_id, points, source, score, decided_by,
+       reasons::text AS reasons, features::text AS features, ledger_entry_id, decided_at
+FROM fraud_decisions WHERE merchant_id = $1 AND case_id = $2 ORDER BY decided_at, intent_key
+"""
+
+INSERT_FROZEN_MEMBER = """
+INSERT INTO fraud_frozen_members (merchant_id, member_id, case_id, frozen_at)
+VALUES ($1, $2, $3, $4) ON CONFLICT (merchant_id, member_id) DO NOTHING
+"""
+
+
+class CaseStatus(StrEnum):
+    OPEN = "open"
+    ESCALATED = "escalated"
+    CLEARED = "cleared"
+    CONFIRMED = "confirmed"
+
+
+class ReviewAction(StrEnum):
+    CLEAR = "clear"
+    CONFIRM = "confirm"
+    ESCALATE = "escalate"
+
+
+@dataclass(frozen=True)
+class Case:
+    case_id: int
+    member_id: str
+    status: CaseStatus
+    opened_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+    note: str | None
+    froze_member: bool
+
+
+class CaseDecision(NamedTuple):
+    """`UPDATE_CASE_DECISION`'s parameters, in `$n` order."""
+
+    merchant_id: str
+    case_id: int
+    from_statuses: list[str]
+    status: str
+    decided_at: datetime
+    decided_by: str
+    note: str | None
+    froze_member: bool
+
+
+@dataclass(frozen=True)
+class HeldIntent:
+    """A reward the guard held into a case, with why."""
+
+    intent_key: str
+    event_id: str
+    member_id: str
+    points: int
+    source: str
+    score: float
+    decided_by: str
+    reasons: list[str]
+    features: dict[str, Any]
+    ledger_entry_id: int | None
+    decided_at: datetime
+
+
+@dataclass(frozen=True)
+class LinkedMemberStatus:
+    """A member who shares identifiers with the case's member, and where they stand."""
+
+    member_id: str
+    shared: tuple[str, ...]  # kinds of identifier: card, device, address, email, phone, ...
+    open_case_id: int | None
+    frozen: bool
+
+
+@dataclass(frozen=True)
+class CaseDetail:
+    case: Case
+    held: list[HeldIntent]
+    linked: list[LinkedMemberStatus]
+
+
+@dataclass(frozen=True)
+class CaseDecided:
+    case: Case
+    held_entry_ids: list[int]  # the earns the case held, for the ledger to let go or forfeit
+    events: list[StorefrontEvent]
+
+
+async def load_open_cases(
+    pg: PgConnection, merchant_id: str, member_ids: Sequence[str]
+) -> dict[str, int]:
+    """The open (or escalated) case of each member who has one."""
+    rows = await pg.fetch(SELECT_OPEN_CASES, merchant_id, list(member_ids))
+    return {row["member_id"]: row["case_id"] for row in rows}
+
+
+async def load_frozen(pg: PgConnection, merchant_id: str, member_ids: Sequence[str]) -> set[str]:
+    rows = await pg.fetch(SELECT_FROZEN_MEMBERS, merchant_id, list(member_ids))
+    return {row["member_id"] for row in rows}
+
+
+async def refuse_if_under_review(pg: PgConnection, merchant_id: str, member_id: str) -> None:
+    """`MemberUnderReview` for a member with an open case or frozen by a reviewer: their points
+    cannot be spent until the case is decided (checkouts call this before reserving)."""
+    case_id = (await load_open_cases(pg, merchant_id, [member_id])).get(member_id)
+    if case_id is not None:
+        raise MemberUnderReview(
+            f"member {member_id!r} has open review case {case_id}: points cannot be spent"
+            " until a reviewer decides it",
+            member_id=member_id,
+            case_id=case_id,
+        )
+    if await load_frozen(pg, merchant_id, [member_id]):
+        raise MemberUnderReview(
+            f"member {member_id!r} was frozen by a reviewer", member_id=member_id, case_id=None
+        )
+
+
+async def open_cases(
+    pg: PgConnection, merchant_id: str, held: Sequence[tuple[str, datetime]]
+) -> tuple[dict[str, int], list[StorefrontEvent]]:
+    """Each held member's open case, opened now if they had none (`member.flagged`)."""
+    cases = await load_open_cases(pg, merchant_id, [member for member, _ in held])
+    events: list[StorefrontEvent] = []
+    for member_id, at in held:
+        if member_id in cases:
+            continue
+        case_id = await pg.fetchval(INSERT_CASE, merchant_id, member_id, at)
+        if case_id is None:  # opened a moment ago by a concurrent round
+            case_id = (await load_open_cases(pg, merchant_id, [member_id]))[member_id]
+        else:
+            events.append(("member.flagged", _payload(member_id, case_id, at)))
+        cases[member_id] = case_id
+    return cases, events
+
+
+async def load_case(pg: PgConnection, merchant_id: str, case_id: int) -> Case:
+    row = await pg.fetchrow(SELECT_CASE, merchant_id, case_id)
+    if row is None:
+        raise UnknownCase(f"merchant {merchant_id!r} has no review case {case_id}")
+    return _case(row)
+
+
+async def case_detail(pg: PgConnection, merchant_id: str, case_id: int) -> CaseDetail:
+    """What a reviewer sees of a case: its held rewards with reasons and features, and the
+    members linked to its member through shared identifiers, with their status."""
+    case = await load_case(pg, merchant_id, case_id)
+    held = [
+        HeldIntent(
+            **{
+                **dict(row),
+                "reasons": msgspec.json.decode(row["reasons"]),
+                "features": msgspec.json.decode(row["features"]),
+            }
+        )
+        for row in await pg.fetch(SELECT_CASE_DECISIONS, merchant_id, case_id)
+    ]
+    linked = await linked_members(pg, merchant_id, case.member_id)
+    others = [member.member_id for member in linked]
+    open_cases_of = await load_open_cases(pg, merchant_id, others)
+    frozen = await load_frozen(pg, merchant_id, others)
+    return CaseDetail(
+        case,
+        held,
+        [
+            LinkedMemberStatus(
+                m.member_id,
+                tuple(kind.value for kind in m.shared),
+                open_cases_of.get(m.member_id),
+                m.member_id in frozen,
+            )
+            for m in linked
+        ],
+    )
+
+
+async def case_queue(
+    pg: PgConnection,
+    merchant_id: str,
+    statuses: Sequence[CaseStatus] = (CaseStatus.OPEN, CaseStatus.ESCALATED),
+    *,
+    limit: int = 50,
+) -> list[Case]:
+    """The cases in `statuses`, oldest first: the reviewers' queue."""
+    rows = await pg.fetch(SELECT_CASE_QUEUE, merchant_id, [s.value for s in statuses], limit)
+    return [_case(row) for row in rows]
+
+
+async def decide_case(
+    pg: PgConnection,
+    merchant_id: str,
+    case_id: int,
+    action: ReviewAction,
+    *,
+    reviewer: str,
+    note: str | None = None,
+    freeze: bool = False,
+    now: datetime,
+) -> CaseDecided:
+    """Decide an open case (see the module); `CaseAlreadyDecided` if it was decided before."""
+    status = {
+        ReviewAction.CLEAR: CaseStatus.CLEARED,
+        ReviewAction.CONFIRM: CaseStatus.CONFIRMED,
+        ReviewAction.ESCALATE: CaseStatus.ESCALATED,
+    }[action]
+    from_statuses = [CaseStatus.OPEN.value]
+    if action != ReviewAction.ESCALATE:
+        from_statuses.append(CaseStatus.ESCALATED.value)
+    decision = CaseDecision(
+        merchant_id=merchant_id,
+        case_id=case_id,
+        from_statuses=from_statuses,
+        status=status.value,
+        decided_at=now,
+        decided_by=reviewer,
+        note=note,
+        froze_member=freeze and action == ReviewAction.CONFIRM,
+    )
+    member_id = await pg.fetchval(UPDATE_CASE_DECISION, *decision)
+    if member_id is None:
+        case = await load_case(pg, merchant_id, case_id)  # UnknownCase if there is none
+        raise CaseAlreadyDecided(
+            f"review case {case_id} is already {case.status.value}"
+            f" (by {case.decided_by} at {case.decided_at})",
+            case_id=case_id,
+            status=case.status.value,
+        )
+    held = await pg.fetch(SELECT_HELD_ENTRIES, merchant_id, case_id)
+    events: list[StorefrontEvent] = []
+    if action == ReviewAction.CLEAR:
+        events.append(("member.cleared", _payload(member_id, case_id, now)))
+    elif decision.froze_member:
+        await pg.execute(INSERT_FROZEN_MEMBER, merchant_id, member_id, case_id, now)
+        events.append(("member.frozen", _payload(member_id, case_id, now)))
+    return CaseDecided(
+        await load_case(pg, merchant_id, case_id),
+        [row["ledger_entry_id"] for row in held],
+        events,
+    )
+
+
+def _payload(member_id: str, case_id: int, at: datetime) -> Mapping[str, Any]:
+    return {"member_id": member_id, "case_id": case_id, "at": at}
+
+
+def _case(row: object) -> Case:
+    values = dict(row)  # type: ignore[call-overload]
+    return Case(**{**values, "status": CaseStatus(values["status"])})

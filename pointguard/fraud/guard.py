@@ -1,0 +1,225 @@
+"""The guard's step in the program's pipeline: load → decide → store for a round's
+reward-bearing intents, between the program's decisions and the ledger.
+
+`screen_round` records the identity links the round's events carry, loads what the features
+read (set-wise), and decides every reward with the hard rules (`rules.py`). The program's
+`apply.py` then posts the rewards, held ones as pending with their release held, and
+`record_verdicts` stores the decisions with their ledger entries, opens or joins each held
+member's review case and returns the events for the storefront (`member.flagged` for a new
+case). The guard reads the ledger's and the program's records but writes neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+import msgspec
+
+from pointguard.db import PgConnection
+from pointguard.fraud.cases import StorefrontEvent, load_frozen, load_open_cases, open_cases
+from pointguard.fraud.features import FEATURE_SCHEMA, IntentFeatures
+from pointguard.fraud.history import load_histories, load_shared_kinds, load_sharing
+from pointguard.fraud.identity import LinkKind, digest, identifiers
+from pointguard.fraud.links import SeenLink, record_links
+from pointguard.fraud.policy import GuardPolicy
+from pointguard.fraud.rules import GuardDecision, decide_intent
+from pointguard.fraud.signals import Signals
+
+SECONDS_PER_DAY = 86_400
+
+INSERT_DECISIONS = """
+INSERT INTO fraud_decisions (merchant_id, intent_key, event_id, member_id, points, source,
+    decision, score, decided_by, reasons, features, feature_schema, case_id, ledger_entry_id,
+    decided_at)
+SELECT $1, d.* FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
+    $7::text[], $8::float8[], $9::text[], $10::jsonb[], $11::jsonb[], $12::int[], $13::bigint[],
+    $14::bigint[], $15::timestamptz[]) AS d
+ON CONFLICT (merchant_id, intent_key) DO NOTHING
+"""
+
+
+class DecisionColumns(NamedTuple):
+    """`INSERT_DECISIONS`'s parameters, in `$n` order: a column each, a row per intent."""
+
+    merchant_id: str
+    intent_keys: list[str]
+    event_ids: list[str]
+    member_ids: list[str]
+    points: list[int]
+    sources: list[str]
+    decisions: list[str]
+    scores: list[float]
+    decided_by: list[str]
+    reasons: list[str]
+    features: list[str]
+    feature_schemas: list[int]
+    case_ids: list[int | None]
+    ledger_entry_ids: list[int | None]
+    decided_at: list[datetime]
+
+
+IdentityKey = Callable[[PgConnection, str], Awaitable[bytes]]
+
+
+@dataclass
+class Guard:
+    """The guard as the server configures it: where a merchant's identity key comes from (the
+    keyring, through the merchant's credentials; a fixed key in tests)."""
+
+    identity_key: IdentityKey
+    _keys: dict[str, bytes] = field(default_factory=dict)
+
+    async def key_of(self, pg: PgConnection, merchant_id: str) -> bytes:
+        if merchant_id not in self._keys:
+            self._keys[merchant_id] = await self.identity_key(pg, merchant_id)
+        return self._keys[merchant_id]
+
+
+@dataclass(frozen=True)
+class Reward:
+    """A reward-bearing intent of the program, as the guard sees it."""
+
+    key: str  # its ledger idempotency key
+    points: int
+    source: str  # "earning:order", "referral:referrer", "action:review.published", ...
+    earner: str
+    release_at: datetime | None  # when the program would release it (None: at once)
+
+
+@dataclass(frozen=True)
+class ScreenedEvent:
+    """One event of a round, as the guard sees it: what it earns, who is behind it, and for a
+    referee the referrer."""
+
+    event_id: str
+    member_id: str
+    occurred_at: datetime
+    signals: Signals | None
+    policy: GuardPolicy
+    return_window_days: int
+    rewards: Sequence[Reward]
+    referrer_id: str | None = None  # the event member's referrer, if they were referred
+
+
+@dataclass(frozen=True)
+class Verdict:
+    event: ScreenedEvent
+    reward: Reward
+    decision: GuardDecision
+    features: IntentFeatures
+
+    @property
+    def release_at(self) -> datetime:
+        """When a held reward's points are due, should a reviewer clear them: when the program
+        would have released them, or at once."""
+        return self.reward.release_at or self.event.occurred_at
+
+
+async def screen_round(
+    pg: PgConnection, merchant_id: str, guard: Guard, round_: Sequence[ScreenedEvent]
+) -> list[Verdict]:
+    """Decide every reward of the round (see the module)."""
+    key = await guard.key_of(pg, merchant_id)
+    await record_links(
+        pg,
+        merchant_id,
+        [
+            SeenLink(found.kind, digest(key, found), item.member_id, item.occurred_at)
+            for item in round_
+            for found in identifiers(item.signals)
+        ],
+    )
+    wanted = [(item, reward) for item in round_ for reward in item.rewards]
+    if not wanted:
+        return []
+    earners = sorted({reward.earner for _, reward in wanted})
+    histories = await load_histories(
+        pg,
+        merchant_id,
+        sorted(
+            {
+                (
+                    reward.earner,
+                    item.occurred_at,
+                    item.occurred_at - timedelta(days=item.return_window_days),
+                )
+                for item, reward in wanted
+            }
+        ),
+    )
+    sharing = await load_sharing(pg, merchant_id, earners)
+    under_review = await load_open_cases(pg, merchant_id, earners)
+    frozen = await load_frozen(pg, merchant_id, earners)
+    shared_by_pair: dict[tuple[str, str], frozenset[LinkKind]] = {}
+    verdicts = []
+    for item, reward in wanted:
+        referral_shared: frozenset[LinkKind] = frozenset()
+        pair = _referral_pair(item, reward)
+        if pair is not None:
+            if pair not in shared_by_pair:
+                shared_by_pair[pair] = await load_shared_kinds(pg, merchant_id, *pair)
+            referral_shared = shared_by_pair[pair]
+        history = histories[(reward.earner, item.occurred_at)]
+        first_seen = history.first_seen_at or item.occurred_at
+        features = IntentFeatures(
+            source=reward.source,
+            points=reward.points,
+            account_age_days=max(0.0, (item.occurred_at - first_seen).total_seconds())
+            / SECONDS_PER_DAY,
+            history=history,
+            sharing=sharing.get(reward.earner, {}),
+            referral_shared=referral_shared,
+            open_case=reward.earner in under_review,
+            frozen=reward.earner in frozen,
+        )
+        verdicts.append(Verdict(item, reward, decide_intent(item.policy, features), features))
+    return verdicts
+
+
+def _referral_pair(item: ScreenedEvent, reward: Reward) -> tuple[str, str] | None:
+    """(referrer, referee) of a referral reward: the referee is the event's member."""
+    if not reward.source.startswith("referral:"):
+        return None
+    referee = item.member_id
+    referrer = reward.earner if reward.earner != referee else item.referrer_id
+    if referrer is None or referrer == referee:
+        return None
+    return referrer, referee
+
+
+async def record_verdicts(
+    pg: PgConnection,
+    merchant_id: str,
+    verdicts: Sequence[Verdict],
+    entry_ids: Mapping[str, int],
+) -> list[StorefrontEvent]:
+    """Store the decisions with the ledger entries that posted them (`entry_ids` by the
+    rewards' keys), and open or join the held members' cases."""
+    if not verdicts:
+        return []
+    held = [v for v in verdicts if v.decision.held]
+    cases, events = await open_cases(
+        pg, merchant_id, sorted({(v.reward.earner, v.event.occurred_at) for v in held})
+    )
+    columns = DecisionColumns(
+        merchant_id=merchant_id,
+        intent_keys=[v.reward.key for v in verdicts],
+        event_ids=[v.event.event_id for v in verdicts],
+        member_ids=[v.reward.earner for v in verdicts],
+        points=[v.reward.points for v in verdicts],
+        sources=[v.reward.source for v in verdicts],
+        decisions=[v.decision.verdict.value for v in verdicts],
+        scores=[v.decision.score for v in verdicts],
+        decided_by=[v.decision.decided_by for v in verdicts],
+        reasons=[msgspec.json.encode(list(v.decision.reasons)).decode() for v in verdicts],
+        features=[msgspec.json.encode(v.features.to_record()).decode() for v in verdicts],
+        feature_schemas=[FEATURE_SCHEMA] * len(verdicts),
+        case_ids=[cases.get(v.reward.earner) if v.decision.held else None for v in verdicts],
+        ledger_entry_ids=[entry_ids.get(v.reward.key) for v in verdicts],
+        decided_at=[v.event.occurred_at for v in verdicts],
+    )
+    await pg.execute(INSERT_DECISIONS, *columns)
+    return events

@@ -1,0 +1,126 @@
+"""Loading what the guard's features read, set-wise for a round of events: each member's recent
+activity (from the program's record of applied events and referrals), how many other members
+share each of their identifiers, and what a referrer and a referee share. Every read is an
+index range; a busy identifier (a mobile carrier's network) is counted up to a cap, not
+scanned."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from pointguard.db import PgConnection
+from pointguard.fraud.features import MemberHistory
+from pointguard.fraud.identity import LinkKind
+
+SHARING_COUNT_CAP = 100
+
+# $2, $3, $4: each member, the time of the event decided, and where the return window starts.
+SELECT_MEMBER_HISTORIES = """
+SELECT m.member_id, m.at,
+       (SELECT min(e.occurred_at) FROM program_applied_events e
+        WHERE e.merchant_id = $1 AND e.member_id = m.member_id) AS first_seen_at,
+       count(*) FILTER (WHERE a.event_type = 'order.paid'
+                        AND a.occurred_at > m.at - interval '1 hour') AS orders_1h,
+       count(*) FILTER (WHERE a.event_type = 'order.paid'
+                        AND a.occurred_at > m.at - interval '24 hours') AS orders_24h,
+       count(*) FILTER (WHERE a.event_type = 'order.paid') AS orders_30d,
+       count(*) FILTER (WHERE a.event_type IN ('order.refunded', 'order.cancelled')) AS refunds_30d,
+       (SELECT count(*) FROM program_orders o
+        WHERE o.merchant_id = $1 AND o.member_id = m.member_id
+          AND o.paid_at > m.window_start AND o.paid_at <= m.at) AS orders_in_return_window,
+       (SELECT count(*) FROM program_orders o
+        WHERE o.merchant_id = $1 AND o.member_id = m.member_id
+          AND o.paid_at > m.window_start AND o.paid_at <= m.at
+          AND (o.cancelled OR o.refunded <> '{}'::jsonb)) AS refunded_in_return_window,
+       (SELECT count(*) FROM program_referrals r
+        WHERE r.merchant_id = $1 AND r.referrer_id = m.member_id AND r.status = 'rewarded'
+          AND r.rewarded_at > m.at - interval '24 hours' AND r.rewarded_at <= m.at)
+           AS referrals_24h,
+       (SELECT count(*) FROM program_referrals r
+        WHERE r.merchant_id = $1 AND r.referrer_id = m.member_id AND r.status = 'rewarded'
+          AND r.rewarded_at > m.at - interval '7 days' AND r.rewarded_at <= m.at)
+           AS referrals_7d,
+       (SELECT count(*) FROM program_referrals r
+        WHERE r.merchant_id = $1 AND r.referrer_id = m.member_id AND r.status = 'rewarded'
+          AND r.rewarded_at > m.at - interval '30 days' AND r.rewarded_at <= m.at)
+           AS referrals_30d
+FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[]) AS m(member_id, at, window_start)
+LEFT JOIN program_applied_events a
+       ON a.merchant_id = $1 AND a.member_id = m.member_id
+      AND a.occurred_at > m.at - interval '30 days' AND a.occurred_at <= m.at
+GROUP BY m.member_id, m.at, m.window_start
+"""
+
+# For each of the members' identifiers, how many other members have it (up to the cap).
+COUNT_MEMBERS_SHARING = f"""
+SELECT l.member_id, l.kind, max(s.others) AS others
+FROM fraud_identity_links l
+CROSS JOIN LATERAL (
+    SELECT count(*) AS others FROM (
+        SELECT 1 FROM fraud_identity_links o
+        WHERE o.merchant_id = l.merchant_id AND o.kind = l.kind AND o.digest = l.digest
+          AND o.member_id <> l.member_id
+        LIMIT {SHARING_COUNT_CAP}) capped
+) s
+WHERE l.merchant_id = $1 AND l.member_id = ANY($2::text[])
+GROUP BY l.member_id, l.kind
+"""
+
+SELECT_SHARED_KINDS = """
+SELECT DISTINCT a.kind FROM fraud_identity_links a
+JOIN fraud_identity_links b
+  ON b.merchant_id = a.merchant_id AND b.kind = a.kind AND b.digest = a.digest
+ AND b.member_id = $3
+WHERE a.merchant_id = $1 AND a.member_id = $2
+"""
+
+
+async def load_histories(
+    pg: PgConnection,
+    merchant_id: str,
+    wanted: Sequence[tuple[str, datetime, datetime]],
+) -> dict[tuple[str, datetime], MemberHistory]:
+    """Each (member, at, return window start)'s history up to `at`."""
+    if not wanted:
+        return {}
+    rows = await pg.fetch(
+        SELECT_MEMBER_HISTORIES,
+        merchant_id,
+        [member for member, _, _ in wanted],
+        [at for _, at, _ in wanted],
+        [start for _, _, start in wanted],
+    )
+    return {
+        (row["member_id"], row["at"]): MemberHistory(
+            first_seen_at=row["first_seen_at"],
+            orders_1h=row["orders_1h"],
+            orders_24h=row["orders_24h"],
+            orders_30d=row["orders_30d"],
+            refunds_30d=row["refunds_30d"],
+            orders_in_return_window=row["orders_in_return_window"],
+            refunded_in_return_window=row["refunded_in_return_window"],
+            referrals_24h=row["referrals_24h"],
+            referrals_7d=row["referrals_7d"],
+            referrals_30d=row["referrals_30d"],
+        )
+        for row in rows
+    }
+
+
+async def load_sharing(
+    pg: PgConnection, merchant_id: str, member_ids: Sequence[str]
+) -> dict[str, dict[LinkKind, int]]:
+    """For each member, per kind of identifier, the most other members sharing one of theirs."""
+    sharing: dict[str, dict[LinkKind, int]] = {member: {} for member in member_ids}
+    for row in await pg.fetch(COUNT_MEMBERS_SHARING, merchant_id, sorted(set(member_ids))):
+        sharing[row["member_id"]][LinkKind(row["kind"])] = row["others"]
+    return sharing
+
+
+async def load_shared_kinds(
+    pg: PgConnection, merchant_id: str, member_id: str, other_id: str
+) -> frozenset[LinkKind]:
+    """The kinds of identifier two members share."""
+    rows = await pg.fetch(SELECT_SHARED_KINDS, merchant_id, member_id, other_id)
+    return frozenset(LinkKind(row["kind"]) for row in rows)

@@ -1,0 +1,20 @@
+"""The guard's policy, a section of the merchant's program document (`[guard]`): the limits of
+its hard rules (`rules.py`). Held points stay pending until a reviewer clears them."""
+
+from __future__ import annotations
+
+from msgspec import Struct
+
+
+class GuardPolicy(Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """`enabled = false` clears every intent (the decisions and their reasons are still
+    recorded, so a merchant can watch what the guard would do before switching it on)."""
+
+    enabled: bool = True
+    max_orders_per_hour: int = 5
+    max_orders_per_day: int = 15
+    max_refunded_percent: int = 60  # of the orders paid within the return window
+    min_orders_for_refund_rule: int = 3
+    max_referrals_per_day: int = 5  # a referrer's rewarded referrals in 24 hours
+    max_members_per_card: int = 3  # members paying with one card
+    max_members_per_device: int = 4  # members on one device
