@@ -80,6 +80,7 @@ from pointguard.program.referrals.records import (
     load_code_owner,
     lock_referrals,
     lock_referrer_counts,
+    register_own_code,
     store_attachment,
     store_referral,
 )
@@ -316,6 +317,8 @@ async def _referrals(pg: PgConnection, merchant_id: str, work: Sequence[_Work]) 
     for item in items:
         event = item.event
         assert isinstance(event, ActionPerformed | OrderPaid)
+        if isinstance(event, ActionPerformed) and event.own_referral_code is not None:
+            await register_own_code(pg, merchant_id, event.member_id, event.own_referral_code)
         if event.referral_code is None:
             continue
         owner = await load_code_owner(pg, merchant_id, event.referral_code)

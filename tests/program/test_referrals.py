@@ -83,6 +83,31 @@ async def test_codes_are_unguessable_and_stable(run, shop):
     assert len(first) >= 11  # 64 random bits, URL-safe
 
 
+async def test_a_code_the_storefront_gave_before_keeps_working(engine, run, shop):
+    """`customer.created` may bring the member's code from a previous loyalty app: it becomes
+    theirs when unused, so the links already handed out still refer."""
+
+    def signup(member, at, *, own=None, code=None):
+        return ActionPerformed(
+            event_id=f"w-{member}-signup",
+            member_id=member,
+            occurred_at=at,
+            action="signup",
+            own_referral_code=own,
+            referral_code=code,
+        )
+
+    await run(apply_event, shop, signup("ann", T0 - DAY, own="ANN-2019"))
+    assert await run(referral_code, shop, "ann") == "ANN-2019"
+    await run(apply_event, shop, signup("bob", T0, code="ANN-2019"))
+    await run(apply_event, shop, order("bob", 1, T0 + DAY))
+    assert await status(engine, shop, "bob") == "rewarded"
+    assert await points(run, shop, "ann") == (0, 500)
+    # Taken already: another member bringing the same code keeps a code of their own.
+    await run(apply_event, shop, signup("eve", T0, own="ANN-2019"))
+    assert await run(referral_code, shop, "eve") != "ANN-2019"
+
+
 async def test_first_order_rewards_both_sides_after_the_return_window(engine, run, shop):
     code = await run(referral_code, shop, "ann")
     await run(apply_event, shop, order("bob", 1, T0, code=code))

@@ -30,6 +30,15 @@ WHERE merchant_id = $1 AND member_id = $2
 RETURNING referral_code
 """
 
+# A code the storefront already gave the member (say, from a previous loyalty app) becomes
+# theirs if they have none and no other member holds it.
+SET_OWN_REFERRAL_CODE = """
+UPDATE program_members m SET referral_code = $3
+WHERE m.merchant_id = $1 AND m.member_id = $2 AND m.referral_code IS NULL
+  AND NOT EXISTS (SELECT 1 FROM program_members o WHERE o.merchant_id = $1 AND o.referral_code = $3)
+RETURNING m.member_id
+"""
+
 SELECT_MEMBER_BY_REFERRAL_CODE = """
 SELECT member_id FROM program_members WHERE merchant_id = $1 AND referral_code = $2
 """
@@ -86,6 +95,12 @@ async def referral_code(pg: PgConnection, merchant_id: str, member_id: str) -> s
     await pg.execute(INSERT_REFERRAL_MEMBER, merchant_id, member_id)
     code = secrets.token_urlsafe(CODE_BYTES)
     return str(await pg.fetchval(SET_REFERRAL_CODE, merchant_id, member_id, code))
+
+
+async def register_own_code(pg: PgConnection, merchant_id: str, member_id: str, code: str) -> bool:
+    """Make `code` the member's referral code, so that links the storefront handed out before
+    keep working; False if the member has a code already or another member holds this one."""
+    return await pg.fetchval(SET_OWN_REFERRAL_CODE, merchant_id, member_id, code) is not None
 
 
 async def load_code_owner(pg: PgConnection, merchant_id: str, code: str) -> str | None:
