@@ -18,20 +18,50 @@
 8. Sealed entries form a SHA-256 chain per merchant; `verify.py` recomputes 1, 4-8.
 
 `posting.post_entries` is the one way in; `operations` holds the use cases built on it.
+
+The names below are imported on first use, so that importing one pure module of the ledger
+(`keys`, for the program's rules) does not load the database layer with it.
 """
 
-from pointguard.ledger.accounts import AccountKind, AccountRef, member_account, system_account
-from pointguard.ledger.balances import (
-    ExpiringPoints,
-    MemberBalances,
-    expiring_within,
-    member_balances,
-    outstanding_liability,
-    system_balances,
-)
-from pointguard.ledger.entries import EntryKind, NewEntry, PostedEntry, Posting
-from pointguard.ledger.posting import post_entries
-from pointguard.ledger.reading import HistoryPage, load_entry, member_history
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pointguard.ledger.accounts import AccountKind, AccountRef, member_account, system_account
+    from pointguard.ledger.balances import (
+        ExpiringPoints,
+        MemberBalances,
+        expiring_within,
+        member_balances,
+        outstanding_liability,
+        system_balances,
+    )
+    from pointguard.ledger.entries import EntryKind, NewEntry, PostedEntry, Posting
+    from pointguard.ledger.posting import post_entries
+    from pointguard.ledger.reading import HistoryPage, load_entry, member_history
+
+_MODULE_OF = {
+    "AccountKind": "accounts",
+    "AccountRef": "accounts",
+    "EntryKind": "entries",
+    "ExpiringPoints": "balances",
+    "HistoryPage": "reading",
+    "MemberBalances": "balances",
+    "NewEntry": "entries",
+    "PostedEntry": "entries",
+    "Posting": "entries",
+    "expiring_within": "balances",
+    "load_entry": "reading",
+    "member_account": "accounts",
+    "member_balances": "balances",
+    "member_history": "reading",
+    "outstanding_liability": "balances",
+    "post_entries": "posting",
+    "system_account": "accounts",
+    "system_balances": "balances",
+}
 
 __all__ = [
     "AccountKind",
@@ -53,3 +83,12 @@ __all__ = [
     "system_account",
     "system_balances",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pointguard.ledger' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"pointguard.ledger.{module}"), name)
+    globals()[name] = value
+    return value

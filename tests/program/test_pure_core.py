@@ -8,6 +8,8 @@ nothing is imported."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -176,3 +178,21 @@ def test_the_check_names_the_module_and_the_import(source: str, module: str, fla
 )
 def test_the_check_lets_the_pure_imports_pass(source: str) -> None:
     assert violations(source, "pointguard.program.orders.rules") == []
+
+
+def test_importing_the_pure_core_loads_no_database() -> None:
+    """What the statements say holds when the modules run: importing every pure module, in a
+    fresh interpreter, loads neither a database driver nor the ledger's I/O (the ledger's
+    package imports its names on first use, so `ledger.keys` comes alone)."""
+    script = (
+        "import importlib, sys\n"
+        f"for name in {sorted(PURE)!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(sorted(m for m in sys.modules if m in ('asyncpg', 'sqlalchemy', 'pointguard.db')"
+        " or m.startswith('pointguard.ledger.') and m not in ('pointguard.ledger.keys',"
+        " 'pointguard.ledger.entries', 'pointguard.ledger.accounts')))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "[]", f"importing the pure core loaded {loaded}"
