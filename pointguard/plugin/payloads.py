@@ -3,8 +3,8 @@
 Every storefront event arrives as a Standard Webhooks payload:
 `{"type": "order.paid", "timestamp": "<RFC 3339>", "data": {...}}`. Decoding refuses what the
 program could not use (a missing field, a negative price, a quantity below one) naming the
-field, and tolerates fields it does not know (storefronts send more than we read; the fraud
-guard reads the rest from the stored payload).
+field, and tolerates fields it does not know (storefronts send more than we read; the stored
+payload keeps them).
 
 Bounds at the door (docs/webhooks.md#limits): every body is a JSON document PostgreSQL can
 store (`json_document`), and every value the program reads has a maximum below what its
@@ -81,26 +81,22 @@ class AddressData(Struct, frozen=True):
     country: Text | None = None
 
 
-class DeviceData(Struct, frozen=True, kw_only=True):
-    """The signals any event's data may carry: the device and network behind it."""
+class EventData(Struct, frozen=True, kw_only=True):
+    """What every event's data has: the member, and the signals it may carry of the device and
+    network behind the event."""
 
+    customer_id: Id
     device_id: Text | None = None
     ip: Text | None = None  # an IPv4 or IPv6 address (`check_ip`)
     user_agent: UserAgent | None = None
 
 
-class PersonData(DeviceData, frozen=True, kw_only=True):
-    """The signals of a customer's events and a paid order: the person too."""
+class PersonData(EventData, frozen=True, kw_only=True):
+    """The data of a customer's events and a paid order, whose signals include the person."""
 
     email: Email | None = None  # `check_email`
     phone: Text | None = None
     shipping_address: AddressData | None = None
-
-
-class BuyerData(PersonData, frozen=True, kw_only=True):
-    """The signals of a paid order: the person, and the card they paid with."""
-
-    payment_fingerprint: Text | None = None
 
 
 class Line(Struct, frozen=True):
@@ -112,14 +108,14 @@ class Line(Struct, frozen=True):
     discount_minor: Minor = 0
 
 
-class OrderPaidData(BuyerData, frozen=True, kw_only=True):
+class OrderPaidData(PersonData, frozen=True, kw_only=True):
     order_id: Id
-    customer_id: Id
     currency: Annotated[str, Meta(min_length=3, max_length=3)]
     lines: Annotated[list[Line], Meta(min_length=1, max_length=MAX_LINES)]
     shipping_minor: Minor = 0
     tax_minor: Minor = 0
     referral_code: Text | None = None
+    payment_fingerprint: Text | None = None  # a signal: the card's, from the payment provider
 
 
 class RefundLine(Struct, frozen=True):
@@ -127,27 +123,23 @@ class RefundLine(Struct, frozen=True):
     quantity: Units
 
 
-class OrderRefundedData(DeviceData, frozen=True, kw_only=True):
+class OrderRefundedData(EventData, frozen=True, kw_only=True):
     order_id: Id
-    customer_id: Id
     lines: Annotated[list[RefundLine], Meta(min_length=1, max_length=MAX_LINES)]
 
 
-class OrderCancelledData(DeviceData, frozen=True, kw_only=True):
+class OrderCancelledData(EventData, frozen=True, kw_only=True):
     order_id: Id
-    customer_id: Id
 
 
 class CustomerData(PersonData, frozen=True, kw_only=True):
-    customer_id: Id
     referral_code: Text | None = None
     own_referral_code: Text | None = None  # for customer.created: the storefront's own code
     birthday: date | None = None
     profile_completed: bool = False
 
 
-class ActionData(DeviceData, frozen=True, kw_only=True):
-    customer_id: Id
+class ActionData(EventData, frozen=True, kw_only=True):
     action: Id | None = None  # for action.performed: the merchant's own action name
 
 
@@ -274,7 +266,17 @@ def _invalid(
     return InvalidPayload(f"{message} at {field}" if path else message, field=field, code=code)
 
 
-def _signals(data: DeviceData) -> Signals | None:
+def _event(webhook_id: str, envelope: Envelope, data: EventData) -> dict[str, Any]:
+    """The fields every program event has: its id, member, time and signals."""
+    return {
+        "event_id": webhook_id,
+        "member_id": data.customer_id,
+        "occurred_at": envelope.timestamp,
+        "signals": _signals(data),
+    }
+
+
+def _signals(data: EventData) -> Signals | None:
     """The `Signals` among the fields of an event's data, or None if it has none. A blank
     value is no value: an empty device id would link every member who sent one."""
     found: dict[str, Any] = {}
@@ -313,15 +315,12 @@ def _order_paid(webhook_id: str, envelope: Envelope) -> Event:
             field="$.data.lines",
         )
     return OrderPaid(
-        event_id=webhook_id,
-        member_id=data.customer_id,
-        occurred_at=envelope.timestamp,
+        **_event(webhook_id, envelope, data),
         order_id=data.order_id,
         currency=data.currency,
         shipping_minor=data.shipping_minor,
         tax_minor=data.tax_minor,
         referral_code=data.referral_code,
-        signals=_signals(data),
         lines=[
             OrderLine(
                 line_id=x.line_id,
@@ -339,23 +338,17 @@ def _order_paid(webhook_id: str, envelope: Envelope) -> Event:
 def _order_refunded(webhook_id: str, envelope: Envelope) -> Event:
     data: OrderRefundedData = _data(envelope, OrderRefundedData)
     return OrderRefunded(
-        event_id=webhook_id,
-        member_id=data.customer_id,
-        occurred_at=envelope.timestamp,
+        **_event(webhook_id, envelope, data),
         order_id=data.order_id,
         lines=[RefundedLine(line_id=x.line_id, quantity=x.quantity) for x in data.lines],
-        signals=_signals(data),
     )
 
 
 def _order_cancelled(webhook_id: str, envelope: Envelope) -> Event:
     data: OrderCancelledData = _data(envelope, OrderCancelledData)
     return OrderCancelled(
-        event_id=webhook_id,
-        member_id=data.customer_id,
-        occurred_at=envelope.timestamp,
+        **_event(webhook_id, envelope, data),
         order_id=data.order_id,
-        signals=_signals(data),
     )
 
 
@@ -364,14 +357,11 @@ def _customer(action: str | None) -> Any:
         data: CustomerData = _data(envelope, CustomerData)
         name = action or ("profile.completed" if data.profile_completed else "profile.updated")
         return ActionPerformed(
-            event_id=webhook_id,
-            member_id=data.customer_id,
-            occurred_at=envelope.timestamp,
+            **_event(webhook_id, envelope, data),
             action=name,
             birthday=data.birthday,
             referral_code=data.referral_code,
             own_referral_code=data.own_referral_code if action == "signup" else None,
-            signals=_signals(data),
         )
 
     return decode
@@ -384,11 +374,8 @@ def _action(fixed: str | None) -> Any:
         if not name:
             raise InvalidPayload("action.performed needs data.action", field="$.data.action")
         return ActionPerformed(
-            event_id=webhook_id,
-            member_id=data.customer_id,
-            occurred_at=envelope.timestamp,
+            **_event(webhook_id, envelope, data),
             action=name,
-            signals=_signals(data),
         )
 
     return decode
@@ -397,13 +384,10 @@ def _action(fixed: str | None) -> Any:
 def _review(webhook_id: str, envelope: Envelope) -> Event:
     data: ReviewData = _data(envelope, ReviewData)
     return ActionPerformed(
-        event_id=webhook_id,
-        member_id=data.customer_id,
-        occurred_at=envelope.timestamp,
+        **_event(webhook_id, envelope, data),
         action="review.published",
         sku=data.sku,
         rating=data.rating,
-        signals=_signals(data),
     )
 
 
