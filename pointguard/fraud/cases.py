@@ -29,8 +29,14 @@ SELECT member_id, case_id FROM fraud_cases
 WHERE merchant_id = $1 AND member_id = ANY($2::text[]) AND status IN ('open', 'escalated')
 """
 
-SELECT_FROZEN_MEMBERS = """
-SELECT member_id FROM fraud_frozen_members WHERE merchant_id = $1 AND member_id = ANY($2::text[])
+# Each of the members who is under review: their open case (if any) and whether frozen.
+SELECT_REVIEW_STANDINGS = """
+SELECT m.member_id, c.case_id, f.member_id IS NOT NULL AS frozen
+FROM unnest($2::text[]) AS m(member_id)
+LEFT JOIN fraud_cases c ON c.merchant_id = $1 AND c.member_id = m.member_id
+                       AND c.status IN ('open', 'escalated')
+LEFT JOIN fraud_frozen_members f ON f.merchant_id = $1 AND f.member_id = m.member_id
+WHERE c.case_id IS NOT NULL OR f.member_id IS NOT NULL
 """
 
 INSERT_CASE = """
@@ -163,26 +169,39 @@ async def load_open_cases(
     return {row["member_id"]: row["case_id"] for row in rows}
 
 
-async def load_frozen(pg: PgConnection, merchant_id: str, member_ids: Sequence[str]) -> set[str]:
-    rows = await pg.fetch(SELECT_FROZEN_MEMBERS, merchant_id, list(member_ids))
-    return {row["member_id"] for row in rows}
+@dataclass(frozen=True)
+class ReviewStanding:
+    open_case_id: int | None
+    frozen: bool
+
+
+GOOD_STANDING = ReviewStanding(None, False)
+
+
+async def load_review_standings(
+    pg: PgConnection, merchant_id: str, member_ids: Sequence[str]
+) -> dict[str, ReviewStanding]:
+    """The members who have an open case or were frozen (the others are in good standing)."""
+    rows = await pg.fetch(SELECT_REVIEW_STANDINGS, merchant_id, sorted(set(member_ids)))
+    return {row["member_id"]: ReviewStanding(row["case_id"], row["frozen"]) for row in rows}
 
 
 async def refuse_if_under_review(pg: PgConnection, merchant_id: str, member_id: str) -> None:
     """`MemberUnderReview` for a member with an open case or frozen by a reviewer: their points
     cannot be spent until the case is decided (checkouts call this before reserving)."""
-    case_id = (await load_open_cases(pg, merchant_id, [member_id])).get(member_id)
-    if case_id is not None:
+    standing = (await load_review_standings(pg, merchant_id, [member_id])).get(member_id)
+    if standing is None:
+        return
+    if standing.open_case_id is not None:
         raise MemberUnderReview(
-            f"member {member_id!r} has open review case {case_id}: points cannot be spent"
-            " until a reviewer decides it",
+            f"member {member_id!r} has open review case {standing.open_case_id}: points cannot"
+            " be spent until a reviewer decides it",
             member_id=member_id,
-            case_id=case_id,
+            case_id=standing.open_case_id,
         )
-    if await load_frozen(pg, merchant_id, [member_id]):
-        raise MemberUnderReview(
-            f"member {member_id!r} was frozen by a reviewer", member_id=member_id, case_id=None
-        )
+    raise MemberUnderReview(
+        f"member {member_id!r} was frozen by a reviewer", member_id=member_id, case_id=None
+    )
 
 
 async def open_cases(
@@ -226,8 +245,7 @@ async def case_detail(pg: PgConnection, merchant_id: str, case_id: int) -> CaseD
     ]
     linked = await linked_members(pg, merchant_id, case.member_id)
     others = [member.member_id for member in linked]
-    open_cases_of = await load_open_cases(pg, merchant_id, others)
-    frozen = await load_frozen(pg, merchant_id, others)
+    standings = await load_review_standings(pg, merchant_id, others)
     return CaseDetail(
         case,
         held,
@@ -235,8 +253,8 @@ async def case_detail(pg: PgConnection, merchant_id: str, case_id: int) -> CaseD
             LinkedMemberStatus(
                 m.member_id,
                 tuple(kind.value for kind in m.shared),
-                open_cases_of.get(m.member_id),
-                m.member_id in frozen,
+                (standing := standings.get(m.member_id, GOOD_STANDING)).open_case_id,
+                standing.frozen,
             )
             for m in linked
         ],

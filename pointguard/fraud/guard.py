@@ -19,7 +19,7 @@ from typing import NamedTuple
 import msgspec
 
 from pointguard.db import PgConnection
-from pointguard.fraud.cases import StorefrontEvent, load_frozen, load_open_cases, open_cases
+from pointguard.fraud.cases import GOOD_STANDING, StorefrontEvent, load_review_standings, open_cases
 from pointguard.fraud.features import FEATURE_SCHEMA, IntentFeatures
 from pointguard.fraud.history import load_histories, load_shared_kinds, load_sharing
 from pointguard.fraud.identity import LinkKind, digest, identifiers
@@ -151,8 +151,7 @@ async def screen_round(
         ),
     )
     sharing = await load_sharing(pg, merchant_id, earners)
-    under_review = await load_open_cases(pg, merchant_id, earners)
-    frozen = await load_frozen(pg, merchant_id, earners)
+    standings = await load_review_standings(pg, merchant_id, earners)
     shared_by_pair: dict[tuple[str, str], frozenset[LinkKind]] = {}
     verdicts = []
     for item, reward in wanted:
@@ -172,8 +171,8 @@ async def screen_round(
             history=history,
             sharing=sharing.get(reward.earner, {}),
             referral_shared=referral_shared,
-            open_case=reward.earner in under_review,
-            frozen=reward.earner in frozen,
+            open_case=standings.get(reward.earner, GOOD_STANDING).open_case_id is not None,
+            frozen=standings.get(reward.earner, GOOD_STANDING).frozen,
         )
         verdicts.append(Verdict(item, reward, decide_intent(item.policy, features), features))
     return verdicts
