@@ -15,6 +15,7 @@ import typer
 from pointguard.cli import (
     db,
     demo,
+    fraud,
     inbox,
     keys,
     ledger,
@@ -36,6 +37,7 @@ app.add_typer(inbox.app, name="inbox")
 app.add_typer(outbox.app, name="outbox")
 app.add_typer(merchant.app, name="merchant")
 app.add_typer(member.app, name="member")
+app.add_typer(fraud.app, name="fraud")
 app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
 

@@ -17,12 +17,14 @@ from pointguard import db
 from pointguard.config import load_settings
 from pointguard.db import PgConnection
 from pointguard.errors import (
+    CaseAlreadyDecided,
     EmbeddedServerError,
     EmbeddedServerInUse,
     MerchantExists,
     MerchantInvalid,
     ProgramNotFound,
     SecretKeyInvalid,
+    UnknownCase,
     UnknownMerchant,
 )
 
@@ -38,12 +40,14 @@ JsonOutput = Annotated[
 # Errors whose message tells the operator what to fix; anything else is a bug and keeps its
 # traceback.
 OPERATOR_ERRORS: tuple[type[Exception], ...] = (
+    CaseAlreadyDecided,
     EmbeddedServerError,
     EmbeddedServerInUse,
     MerchantExists,
     MerchantInvalid,
     ProgramNotFound,
     SecretKeyInvalid,
+    UnknownCase,
     UnknownMerchant,
 )
 
