@@ -24,6 +24,7 @@ from pointguard.cli import (
     outbox,
     program,
     server,
+    sim,
 )
 
 app = typer.Typer(
@@ -38,6 +39,7 @@ app.add_typer(outbox.app, name="outbox")
 app.add_typer(merchant.app, name="merchant")
 app.add_typer(member.app, name="member")
 app.add_typer(fraud.app, name="fraud")
+app.add_typer(sim.app, name="sim")
 app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
 
