@@ -24,10 +24,14 @@ LAST_NAMES = (
 )  # fmt: skip
 MAIL_DOMAINS = ("gmail.com", "outlook.com", "yahoo.fr", "gmx.de", "orange.fr", "web.de")
 DISPOSABLE_DOMAINS = ("mailinator.com", "yopmail.com", "guerrillamail.com", "10minutemail.com")
-STREETS = (
-    "Rue de la Paix", "Hauptstrasse", "Via Roma", "Kerkstraat", "Calle Mayor", "Rue Victor Hugo",
-    "Bahnhofstrasse", "Via Garibaldi", "Dorpsstraat", "Avenida da Liberdade",
-)  # fmt: skip
+STREETS = {
+    "FR": ("Rue de la Paix", "Rue Victor Hugo", "Avenue Jean Jaures"),
+    "DE": ("Hauptstrasse", "Bahnhofstrasse", "Schillerstrasse"),
+    "IT": ("Via Roma", "Via Garibaldi", "Corso Italia"),
+    "NL": ("Kerkstraat", "Dorpsstraat", "Molenweg"),
+    "ES": ("Calle Mayor", "Calle Real", "Avenida de America"),
+    "PT": ("Avenida da Liberdade", "Rua Augusta", "Rua do Carmo"),
+}
 CITIES = (  # (city, postal code prefix, country, phone prefix)
     ("Paris", "750", "FR", "+33 6"),
     ("Lyon", "690", "FR", "+33 7"),
@@ -134,7 +138,8 @@ class Identities:
         city, postal, country, _ = rng.choice(CITIES)
 
         def make() -> str:
-            return f"{rng.randrange(1, 200)} {rng.choice(STREETS)}|{postal}{rng.randrange(10, 99)}"
+            street = rng.choice(STREETS[country])
+            return f"{rng.randrange(1, 200)} {street}|{postal}{rng.randrange(10, 99)}"
 
         line1, postal_code = self._unique(make).split("|")
         address = {"line1": line1, "city": city, "postal_code": postal_code, "country": country}
