@@ -1,20 +1,21 @@
 """What the guard knows of a reward-bearing intent when it decides: one fixed schema, with a
 version stored beside every decision, so that a decision can be explained and replayed. Pure:
-`history.py` loads the values."""
+`history.py` loads the values. Structs, not dataclasses: a hundred are built and encoded per
+batch, and `msgspec` encodes them as the stored JSON directly."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from datetime import datetime
+
+import msgspec
+from msgspec import Struct
 
 from pointguard.fraud.identity import LinkKind
 
 FEATURE_SCHEMA = 1
 
 
-@dataclass(frozen=True)
-class MemberHistory:
+class MemberHistory(Struct, frozen=True, kw_only=True):
     """A member's recent activity, up to the event being decided (from the program's record of
     applied events)."""
 
@@ -30,15 +31,14 @@ class MemberHistory:
     referrals_30d: int = 0
 
 
-@dataclass(frozen=True)
-class IntentFeatures:
+class IntentFeatures(Struct, frozen=True, kw_only=True):
     """Everything the rules (and, later, the model) read about one intent."""
 
     source: str  # what earns: "earning:order", "referral:referrer", "action:review.published"
     points: int
     account_age_days: float
     history: MemberHistory
-    sharing: Mapping[LinkKind, int] = field(default_factory=dict)  # other members per kind
+    sharing: dict[LinkKind, int] = {}  # other members per kind of identifier
     referral_shared: frozenset[LinkKind] = frozenset()  # referrer and referee share these
     open_case: bool = False
     frozen: bool = False
@@ -51,13 +51,9 @@ class IntentFeatures:
     def is_order(self) -> bool:
         return self.source.startswith(("earning:", "promotion:"))
 
-    def to_record(self) -> dict[str, object]:
-        """The features as stored with the decision (JSON)."""
-        record = asdict(self)
-        record["history"] = {
-            k: v.isoformat() if isinstance(v, datetime) else v
-            for k, v in asdict(self.history).items()
-        }
-        record["sharing"] = {kind.value: n for kind, n in self.sharing.items()}
+    def to_json(self) -> str:
+        """The features as stored with the decision (shared kinds sorted: one spelling)."""
+        stored = msgspec.structs.replace(self, referral_shared=frozenset())
+        record = msgspec.to_builtins(stored)
         record["referral_shared"] = sorted(kind.value for kind in self.referral_shared)
-        return record
+        return msgspec.json.encode(record).decode()

@@ -214,7 +214,7 @@ async def record_verdicts(
         scores=[v.decision.score for v in verdicts],
         decided_by=[v.decision.decided_by for v in verdicts],
         reasons=[msgspec.json.encode(list(v.decision.reasons)).decode() for v in verdicts],
-        features=[msgspec.json.encode(v.features.to_record()).decode() for v in verdicts],
+        features=[v.features.to_json() for v in verdicts],
         feature_schemas=[FEATURE_SCHEMA] * len(verdicts),
         case_ids=[cases.get(v.reward.earner) if v.decision.held else None for v in verdicts],
         ledger_entry_ids=[entry_ids.get(v.reward.key) for v in verdicts],

@@ -1,8 +1,8 @@
 """Loading what the guard's features read, set-wise for a round of events: each member's recent
 activity (from the program's record of applied events and referrals), how many other members
 share each of their identifiers, and what a referrer and a referee share. Every read is an
-index range; a busy identifier (a mobile carrier's network) is counted up to a cap, not
-scanned."""
+index range, and how many members an identifier links is a counter kept as links are added
+(`links.py`), never a count over a busy identifier's links."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from datetime import datetime
 from pointguard.db import PgConnection
 from pointguard.fraud.features import MemberHistory
 from pointguard.fraud.identity import LinkKind
-
-SHARING_COUNT_CAP = 100
 
 # $2, $3, $4: each member, the time of the event decided, and where the return window starts.
 SELECT_MEMBER_HISTORIES = """
@@ -52,19 +50,18 @@ LEFT JOIN program_applied_events a
 GROUP BY m.member_id, m.at, m.window_start
 """
 
-# For each of the members' identifiers, how many other members have it (up to the cap).
-COUNT_MEMBERS_SHARING = f"""
-SELECT l.member_id, l.kind, max(s.others) AS others
-FROM fraud_identity_links l
+# For each member and kind, the most other members any one of their identifiers links: a
+# nested loop of index reads per member, whatever the statistics of young tables say.
+SELECT_MEMBERS_SHARING = """
+SELECT m.member_id, l.kind, max(i.members) - 1 AS others
+FROM unnest($2::text[]) AS m(member_id)
 CROSS JOIN LATERAL (
-    SELECT count(*) AS others FROM (
-        SELECT 1 FROM fraud_identity_links o
-        WHERE o.merchant_id = l.merchant_id AND o.kind = l.kind AND o.digest = l.digest
-          AND o.member_id <> l.member_id
-        LIMIT {SHARING_COUNT_CAP}) capped
-) s
-WHERE l.merchant_id = $1 AND l.member_id = ANY($2::text[])
-GROUP BY l.member_id, l.kind
+    SELECT kind, digest FROM fraud_identity_links
+    WHERE merchant_id = $1 AND member_id = m.member_id) l
+CROSS JOIN LATERAL (
+    SELECT members FROM fraud_identifiers
+    WHERE merchant_id = $1 AND kind = l.kind AND digest = l.digest) i
+GROUP BY m.member_id, l.kind
 """
 
 SELECT_SHARED_KINDS = """
@@ -113,7 +110,7 @@ async def load_sharing(
 ) -> dict[str, dict[LinkKind, int]]:
     """For each member, per kind of identifier, the most other members sharing one of theirs."""
     sharing: dict[str, dict[LinkKind, int]] = {member: {} for member in member_ids}
-    for row in await pg.fetch(COUNT_MEMBERS_SHARING, merchant_id, sorted(set(member_ids))):
+    for row in await pg.fetch(SELECT_MEMBERS_SHARING, merchant_id, sorted(set(member_ids))):
         sharing[row["member_id"]][LinkKind(row["kind"])] = row["others"]
     return sharing
 

@@ -13,7 +13,6 @@ feature.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ipaddress
 import re
@@ -112,6 +111,11 @@ def normalise_phone(phone: str) -> str | None:
 
 def ip_prefix(ip: str) -> str | None:
     """The /24 (IPv4) or /64 (IPv6) network of an address; None if it is not one."""
+    quad = ip.strip().split(".")
+    if len(quad) == 4 and all(part.isdigit() and len(part) <= 3 for part in quad):
+        octets = [int(part) for part in quad]  # the common case, without `ipaddress`'s cost
+        if max(octets) <= 255:
+            return f"{octets[0]}.{octets[1]}.{octets[2]}.0/{IPV4_PREFIX}"
     try:
         address = ipaddress.ip_address(ip.strip())
     except ValueError:
@@ -147,4 +151,4 @@ def digest(key: bytes, identifier: Identifier) -> bytes:
     """The keyed digest stored for an identifier; the kind is part of the message, so a device
     id and an email that happen to be equal strings do not link."""
     message = f"{identifier.kind.value}\x00{identifier.value}".encode()
-    return hmac.new(key, message, hashlib.sha256).digest()
+    return hmac.digest(key, message, "sha256")

@@ -10,15 +10,27 @@ from datetime import datetime
 from pointguard.db import PgConnection
 from pointguard.fraud.identity import LinkKind
 
+# Links seen again keep their first and last sightings (rewritten only when they widen); a link
+# new to its identifier adds one to the identifier's member count (`xmax = 0`: the row was
+# inserted, not updated). Counts are updated in (kind, digest) order, one order for every
+# writer.
 UPSERT_IDENTITY_LINKS = """
-INSERT INTO fraud_identity_links AS l
-    (merchant_id, kind, digest, member_id, first_seen_at, last_seen_at)
-SELECT $1, u.kind, u.digest, u.member_id, u.first_seen_at, u.last_seen_at
-FROM unnest($2::text[], $3::bytea[], $4::text[], $5::timestamptz[], $6::timestamptz[])
-     AS u(kind, digest, member_id, first_seen_at, last_seen_at)
-ON CONFLICT (merchant_id, kind, digest, member_id) DO UPDATE
-SET first_seen_at = least(l.first_seen_at, excluded.first_seen_at),
-    last_seen_at = greatest(l.last_seen_at, excluded.last_seen_at)
+WITH links AS (
+    INSERT INTO fraud_identity_links AS l
+        (merchant_id, kind, digest, member_id, first_seen_at, last_seen_at)
+    SELECT $1, u.kind, u.digest, u.member_id, u.first_seen_at, u.last_seen_at
+    FROM unnest($2::text[], $3::bytea[], $4::text[], $5::timestamptz[], $6::timestamptz[])
+         AS u(kind, digest, member_id, first_seen_at, last_seen_at)
+    ON CONFLICT (merchant_id, kind, digest, member_id) DO UPDATE
+    SET first_seen_at = least(l.first_seen_at, excluded.first_seen_at),
+        last_seen_at = greatest(l.last_seen_at, excluded.last_seen_at)
+    WHERE excluded.first_seen_at < l.first_seen_at OR excluded.last_seen_at > l.last_seen_at
+    RETURNING kind, digest, xmax = 0 AS inserted
+)
+INSERT INTO fraud_identifiers AS i (merchant_id, kind, digest, members)
+SELECT $1, kind, digest, count(*) FROM links WHERE inserted
+GROUP BY kind, digest ORDER BY kind, digest
+ON CONFLICT (merchant_id, kind, digest) DO UPDATE SET members = i.members + excluded.members
 """
 
 SELECT_LINKED_MEMBERS = """

@@ -1,9 +1,8 @@
 """The hard rules from plain values: each fires on a minimal scenario and not on its honest
 twin."""
 
-from dataclasses import replace
-
 import pytest
+from msgspec.structs import replace
 
 from pointguard.fraud.features import IntentFeatures, MemberHistory
 from pointguard.fraud.identity import LinkKind

@@ -6,7 +6,8 @@ decision on each reward-bearing intent, review cases, and members frozen by a re
   with them), so that the digests cannot be tested against guesses from the database alone.
 - `fraud_identity_links`: member M was seen with identifier (kind, digest). The primary key
   answers "which members share this identifier"; `fraud_identity_links_by_member` answers
-  "which identifiers has M", so "how many members share anything with M" is two index reads.
+  "which identifiers has M"; `fraud_identifiers` counts each identifier's members, so "how
+  many members share anything with M" is two index reads.
 - `fraud_decisions`: one row per reward-bearing intent (its ledger key), `clear` or `hold`,
   with the score, the deciding rule, the reasons in words and the features read.
 - `fraud_cases`: held intents of a member open or join the member's one open case; a reviewer
@@ -46,6 +47,15 @@ CREATE TABLE fraud_identity_links (
 );
 CREATE INDEX fraud_identity_links_by_member
     ON fraud_identity_links (merchant_id, member_id, kind, digest);
+-- How many members each identifier links, kept as links are added: "how many share this" is
+-- one row read, never a count over a busy identifier's links.
+CREATE TABLE fraud_identifiers (
+    merchant_id  text    NOT NULL,
+    kind         text    NOT NULL,
+    digest       bytea   NOT NULL,
+    members      integer NOT NULL,
+    PRIMARY KEY (merchant_id, kind, digest)
+);
 
 CREATE TABLE fraud_cases (
     merchant_id  text        NOT NULL,
@@ -97,7 +107,8 @@ CREATE TABLE fraud_frozen_members (
 """
 
 DOWNGRADE = """
-DROP TABLE fraud_frozen_members, fraud_decisions, fraud_cases, fraud_identity_links;
+DROP TABLE fraud_frozen_members, fraud_decisions, fraud_cases, fraud_identifiers,
+    fraud_identity_links;
 DROP INDEX program_applied_events_by_member;
 DELETE FROM merchant_credentials WHERE kind = 'identity_key';
 ALTER TABLE merchant_credentials DROP CONSTRAINT merchant_credentials_kind_check;
