@@ -143,12 +143,15 @@ async def test_escalate_then_confirm_with_freeze_forfeits_and_freezes(
         "--note",
         "one card, two accounts",
         "--freeze",
+        "--void-referrals",
         "--at",
         AT,
     )
     assert confirmed.returncode == 0, confirmed.stderr
+    # Ann's one referral, bob's, was the held one: forfeited already, nothing more to withdraw.
     assert confirmed.stdout == (
-        f"case {case} (ann) confirmed by sue: 500 pending points forfeited; member ann frozen\n"
+        f"case {case} (ann) confirmed by sue: 500 pending points forfeited; member ann frozen;"
+        " 0 referral points withdrawn\n"
     )
     assert await balances(run, merchant, "ann") == (50, 0)
     shown = json.loads(fraud(database_url, "show", merchant, str(held["bob"]), "--json").stdout)

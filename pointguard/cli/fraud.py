@@ -102,7 +102,7 @@ def _decision_command(action: ReviewAction, summary: str) -> None:
         at: At = None,
         as_json: JsonOutput = False,
     ) -> None:
-        _decide(merchant, case_id, action, reviewer, note, False, at, as_json)
+        _decide(merchant, case_id, action, reviewer, note, False, False, at, as_json)
 
     decide.__doc__ = summary
     app.command(action.value)(decide)
@@ -127,11 +127,20 @@ def fraud_confirm(
             "--freeze", help="Freeze the member too: every later earn held, checkouts refused."
         ),
     ] = False,
+    void_referrals: Annotated[
+        bool,
+        typer.Option(
+            "--void-referrals",
+            help="Reverse the member's rewarded referrals too, taking back what they earned.",
+        ),
+    ] = False,
     at: At = None,
     as_json: JsonOutput = False,
 ) -> None:
     """Confirm a case as abuse: its held rewards' pending points are forfeited."""
-    _decide(merchant, case_id, ReviewAction.CONFIRM, reviewer, note, freeze, at, as_json)
+    _decide(
+        merchant, case_id, ReviewAction.CONFIRM, reviewer, note, freeze, void_referrals, at, as_json
+    )
 
 
 _decision_command(
@@ -147,25 +156,42 @@ def _decide(
     reviewer: str,
     note: str | None,
     freeze: bool,
+    void_referrals: bool,
     at: datetime | None,
     as_json: bool,
 ) -> None:
     """Decide the case with `review_case` and say what happened."""
-    from pointguard.ledger import AccountKind
+    from pointguard.ledger import AccountKind, EntryKind
     from pointguard.program.review import review_case
 
     when = given_or_now(at)
 
     async def decide(pg: PgConnection) -> dict[str, Any]:
         reviewed = await review_case(
-            pg, merchant, case_id, action, reviewer=reviewer, note=note, freeze=freeze, now=when
+            pg,
+            merchant,
+            case_id,
+            action,
+            reviewer=reviewer,
+            note=note,
+            freeze=freeze,
+            void_referrals=void_referrals,
+            now=when,
         )
+        # Releases and forfeits take the points from the member's pending account; voided
+        # referral rewards come back from pending or available.
+        voids = [e for e in reviewed.entries if e.kind in (EntryKind.REVERSAL, EntryKind.CLAWBACK)]
         return {
             "merchant_id": merchant,
             "action": action.value,
             "case": _case_fields(reviewed.case),
-            # Releases and forfeits both take the points from the member's pending account.
-            "moved_points": -sum(e.member_delta(AccountKind.PENDING) for e in reviewed.entries),
+            "moved_points": -sum(
+                e.member_delta(AccountKind.PENDING) for e in reviewed.entries if e not in voids
+            ),
+            "voided_referral_points": -sum(
+                e.member_delta(AccountKind.PENDING) + e.member_delta(AccountKind.AVAILABLE)
+                for e in voids
+            ),
             "still_pending_points": await pg.fetchval(SUM_CASE_PENDING_POINTS, merchant, case_id),
             "entry_ids": [entry.entry_id for entry in reviewed.entries],
         }
@@ -184,6 +210,8 @@ def _decide(
         said += f": {done['moved_points']} pending points forfeited"
         if case["froze_member"]:
             said += f"; member {case['member_id']} frozen"
+        if void_referrals:
+            said += f"; {done['voided_referral_points']} referral points withdrawn"
     else:
         said += f": {done['still_pending_points']} points stay held for a senior reviewer"
     typer.echo(said)

@@ -327,6 +327,26 @@ async def take_back(
     return await post_entries(pg, entries)
 
 
+async def take_back_what_is_left(
+    pg: PgConnection,
+    merchant_id: str,
+    earn_entry_id: int,
+    *,
+    key: str,
+    description: str,
+    source: str,
+) -> list[PostedEntry]:
+    """Take back whatever an earn still holds, pending or available (points already spent are
+    gone: nothing is clawed back beyond the earn's own lot); nothing if it holds none."""
+    lot = await _locked_lot(pg, merchant_id, earn_entry_id)
+    left = lot["pending_points"] + lot["available_points"]
+    if left <= 0:
+        return []
+    return await take_back(
+        pg, merchant_id, earn_entry_id, left, key=key, description=description, source=source
+    )
+
+
 async def forfeit(
     pg: PgConnection, merchant_id: str, earn_entry_id: int, *, description: str, source: str
 ) -> PostedEntry:

@@ -1,8 +1,10 @@
 """Reviewing what the fraud guard held: a risk reviewer's decision on a member's case, carried
 to the ledger in the same transaction. `clear` lets the held earns go (those already due are
 released at once, the rest by the upkeep when due); `confirm` forfeits their pending points to
-the `forfeited` account and may freeze the member; `escalate` leaves the points held. The
-storefront hears `member.cleared` or `member.frozen`, and of every entry posted."""
+the `forfeited` account, may freeze the member, and may void what the member's referrals earned
+them (each rewarded referral is reversed and its referrer reward taken back, as far as the
+member has not spent it); `escalate` leaves the points held. The storefront hears
+`member.cleared` or `member.frozen`, and of every entry posted."""
 
 from __future__ import annotations
 
@@ -13,7 +15,11 @@ from pointguard.db import PgConnection
 from pointguard.fraud.cases import Case, ReviewAction, decide_case
 from pointguard.ledger import PostedEntry
 from pointguard.ledger import operations as ops
+from pointguard.ledger.keys import idempotency_key
+from pointguard.ledger.reading import load_entries_by_key
 from pointguard.program.outbox import entry_events, write_events
+from pointguard.program.referrals.records import reverse_referrals_of
+from pointguard.program.referrals.rules import referrer_key
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,7 @@ async def review_case(
     reviewer: str,
     note: str | None = None,
     freeze: bool = False,
+    void_referrals: bool = False,
     now: datetime,
 ) -> Reviewed:
     """Decide the case (`CaseAlreadyDecided` if it was decided before, `UnknownCase` if there
@@ -54,5 +61,28 @@ async def review_case(
             posted = None
         if posted is not None:
             entries.append(posted)
+    if action == ReviewAction.CONFIRM and void_referrals:
+        entries += await _void_referral_rewards(pg, merchant_id, decided.case.member_id, case_id)
     await write_events(pg, merchant_id, [*decided.events, *entry_events(entries)])
     return Reviewed(decided.case, entries)
+
+
+async def _void_referral_rewards(
+    pg: PgConnection, merchant_id: str, referrer_id: str, case_id: int
+) -> list[PostedEntry]:
+    """Reverse the referrer's rewarded referrals and take back what each reward still holds."""
+    referees = await reverse_referrals_of(pg, merchant_id, referrer_id)
+    keys = [referrer_key(referee) for referee in referees]
+    earned = await load_entries_by_key(pg, merchant_id, keys)
+    voided: list[PostedEntry] = []
+    for key in keys:
+        if key in earned:
+            voided += await ops.take_back_what_is_left(
+                pg,
+                merchant_id,
+                earned[key].entry_id,
+                key=idempotency_key("referral-voided", key),
+                description="Referral points withdrawn: a review found the referral abusive",
+                source=f"fraud.case:{case_id}",
+            )
+    return voided

@@ -271,3 +271,46 @@ async def test_two_reviewers_deciding_one_case_at_once_one_wins(engine, run, sho
             balances.pending_points == 50
             and (await run(system_balances, shop))[AccountKind.FORFEITED] == 200
         )
+
+
+async def test_confirming_a_referrer_voids_what_their_referrals_earned(
+    engine, run, shop, assert_ledger_intact
+):
+    await guarded(run, shop, order("ann", 1, T0, signals=Signals(payment_fingerprint="card-ann")))
+    code = await run(referral_code, shop, "ann")
+    for n, friend in enumerate(["bob", "cat"]):  # nothing shared: rewarded and cleared
+        await guarded(run, shop, order(friend, 1, T0 + (n + 1) * DAY, code=code))
+    await run(ops.release_due, shop, now=AFTER_RETURN_WINDOW)  # bob's reward is released
+    assert await available_of(run, shop, "ann") == 50 + 500 + 500
+    later = AFTER_RETURN_WINDOW + DAY
+    await guarded(
+        run,
+        shop,
+        order("dan", 1, later, code=code, signals=Signals(payment_fingerprint="card-ann")),
+    )
+    assert await pending(run, shop, "ann") == 500  # dan's referral: held
+    case_id = (await run(load_open_cases, shop, ["ann"]))["ann"]
+
+    reviewed = await run(
+        review_case,
+        shop,
+        case_id,
+        ReviewAction.CONFIRM,
+        reviewer="rita",
+        void_referrals=True,
+        now=later,
+    )
+    # dan's held reward forfeited; bob's and cat's released rewards taken back, once each.
+    assert sorted(e.kind.value for e in reviewed.entries) == ["clawback", "clawback", "forfeit"]
+    assert (await available_of(run, shop, "ann"), await pending(run, shop, "ann")) == (50, 0)
+    async with db.connection(engine) as pg:
+        statuses = await pg.fetch(
+            "SELECT referee_id, status FROM program_referrals WHERE merchant_id = $1 ORDER BY 1",
+            shop,
+        )
+    assert [tuple(r.values()) for r in statuses] == [
+        ("bob", "reversed"),
+        ("cat", "reversed"),
+        ("dan", "reversed"),
+    ]
+    await assert_ledger_intact()

@@ -68,6 +68,18 @@ SET status = $3, referee_rewarded = $4, first_order_id = $5, rewarded_at = $6
 WHERE merchant_id = $1 AND referee_id = $2
 """
 
+LOCK_REWARDED_REFERRALS_OF = """
+SELECT referee_id FROM program_referrals
+WHERE merchant_id = $1 AND referrer_id = $2 AND status = 'rewarded'
+ORDER BY referee_id
+FOR UPDATE
+"""
+
+UPDATE_REFERRALS_REVERSED = """
+UPDATE program_referrals SET status = 'reversed', rewarded_at = NULL
+WHERE merchant_id = $1 AND referee_id = ANY($2::text[])
+"""
+
 LOCK_REFERRER = """
 SELECT member_id FROM program_members WHERE merchant_id = $1 AND member_id = $2 FOR UPDATE
 """
@@ -169,3 +181,15 @@ async def store_referral(pg: PgConnection, merchant_id: str, referral: Referral)
         rewarded_at=referral.rewarded_at,
     )
     await pg.execute(UPDATE_REFERRAL, *stored)
+
+
+async def reverse_referrals_of(pg: PgConnection, merchant_id: str, referrer_id: str) -> list[str]:
+    """Mark every rewarded referral of the referrer reversed (a reviewer found the referrer
+    abusive); return the referees, whose referrer rewards the caller takes back."""
+    referees = [
+        row["referee_id"]
+        for row in await pg.fetch(LOCK_REWARDED_REFERRALS_OF, merchant_id, referrer_id)
+    ]
+    if referees:
+        await pg.execute(UPDATE_REFERRALS_REVERSED, merchant_id, referees)
+    return referees
