@@ -1,5 +1,6 @@
 """The `pointguard` command: serve, migrate, demo, upkeep; merchants, members, programs, the
-ledger, the inbox and the outbox, and the embedded database (`db`).
+ledger, the inbox and the outbox, fraud review (`fraud`), the storefront simulator (`sim`),
+and the embedded database (`db`).
 
 One module per command group (`server` holds the top-level commands); `common` has what they
 share. Nothing here or at the top of those modules may import prometheus_client, or anything
