@@ -14,41 +14,44 @@ from pointguard.fraud.features import MemberHistory
 from pointguard.fraud.identity import LinkKind
 
 # $2, $3, $4: each member, the time of the event decided, and where the return window starts.
+# One lateral read per source, each an index range of the member's own rows.
 SELECT_MEMBER_HISTORIES = """
-SELECT m.member_id, m.at,
-       (SELECT min(e.occurred_at) FROM program_applied_events e
-        WHERE e.merchant_id = $1 AND e.member_id = m.member_id) AS first_seen_at,
-       count(*) FILTER (WHERE a.event_type = 'order.paid'
-                        AND a.occurred_at > m.at - interval '1 hour') AS orders_1h,
-       count(*) FILTER (WHERE a.event_type = 'order.paid'
-                        AND a.occurred_at > m.at - interval '24 hours') AS orders_24h,
-       count(*) FILTER (WHERE a.event_type = 'order.paid') AS orders_30d,
-       count(*) FILTER (WHERE a.event_type IN ('order.refunded', 'order.cancelled')) AS refunds_30d,
-       (SELECT count(*) FROM program_orders o
-        WHERE o.merchant_id = $1 AND o.member_id = m.member_id
-          AND o.paid_at > m.window_start AND o.paid_at <= m.at) AS orders_in_return_window,
-       (SELECT count(*) FROM program_orders o
-        WHERE o.merchant_id = $1 AND o.member_id = m.member_id
-          AND o.paid_at > m.window_start AND o.paid_at <= m.at
-          AND (o.cancelled OR o.refunded <> '{}'::jsonb)) AS refunded_in_return_window,
-       (SELECT count(*) FROM program_referrals r
-        WHERE r.merchant_id = $1 AND r.referrer_id = m.member_id AND r.status = 'rewarded'
-          AND r.rewarded_at > m.at - interval '24 hours' AND r.rewarded_at <= m.at)
-           AS referrals_24h,
-       (SELECT count(*) FROM program_referrals r
-        WHERE r.merchant_id = $1 AND r.referrer_id = m.member_id AND r.status = 'rewarded'
-          AND r.rewarded_at > m.at - interval '7 days' AND r.rewarded_at <= m.at)
-           AS referrals_7d,
-       (SELECT count(*) FROM program_referrals r
-        WHERE r.merchant_id = $1 AND r.referrer_id = m.member_id AND r.status = 'rewarded'
-          AND r.rewarded_at > m.at - interval '30 days' AND r.rewarded_at <= m.at)
-           AS referrals_30d
+SELECT m.member_id, m.at, e.first_seen_at, e.orders_1h, e.orders_24h, e.orders_30d,
+       e.refunds_30d, o.orders_in_return_window, o.refunded_in_return_window,
+       r.referrals_24h, r.referrals_7d, r.referrals_30d
 FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[]) AS m(member_id, at, window_start)
-LEFT JOIN program_applied_events a
-       ON a.merchant_id = $1 AND a.member_id = m.member_id
+CROSS JOIN LATERAL (
+    SELECT (SELECT min(f.occurred_at) FROM program_applied_events f
+            WHERE f.merchant_id = $1 AND f.member_id = m.member_id) AS first_seen_at,
+           count(*) FILTER (WHERE a.event_type = 'order.paid'
+                            AND a.occurred_at > m.at - interval '1 hour') AS orders_1h,
+           count(*) FILTER (WHERE a.event_type = 'order.paid'
+                            AND a.occurred_at > m.at - interval '24 hours') AS orders_24h,
+           count(*) FILTER (WHERE a.event_type = 'order.paid') AS orders_30d,
+           count(*) FILTER (WHERE a.event_type IN ('order.refunded', 'order.cancelled'))
+               AS refunds_30d
+    FROM program_applied_events a
+    WHERE a.merchant_id = $1 AND a.member_id = m.member_id
       AND a.occurred_at > m.at - interval '30 days' AND a.occurred_at <= m.at
-GROUP BY m.member_id, m.at, m.window_start
+) e
+CROSS JOIN LATERAL (
+    SELECT count(*) AS orders_in_return_window,
+           count(*) FILTER (WHERE o.cancelled OR o.refunded <> '{}'::jsonb)
+               AS refunded_in_return_window
+    FROM program_orders o
+    WHERE o.merchant_id = $1 AND o.member_id = m.member_id
+      AND o.paid_at > m.window_start AND o.paid_at <= m.at
+) o
+CROSS JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE r.rewarded_at > m.at - interval '24 hours') AS referrals_24h,
+           count(*) FILTER (WHERE r.rewarded_at > m.at - interval '7 days') AS referrals_7d,
+           count(*) AS referrals_30d
+    FROM program_referrals r
+    WHERE r.merchant_id = $1 AND r.referrer_id = m.member_id AND r.status = 'rewarded'
+      AND r.rewarded_at > m.at - interval '30 days' AND r.rewarded_at <= m.at
+) r
 """
+
 
 # For each member and kind, the most other members any one of their identifiers links: a
 # nested loop of index reads per member, whatever the statistics of young tables say.

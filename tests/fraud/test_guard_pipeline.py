@@ -17,7 +17,7 @@ from pointguard.ledger import operations as ops
 from pointguard.program.apply import apply_event
 from pointguard.program.document.validate import parse_program
 from pointguard.program.document.versions import save_program
-from pointguard.program.events import ActionPerformed, OrderLine, OrderPaid
+from pointguard.program.events import ActionPerformed, OrderCancelled, OrderLine, OrderPaid
 from pointguard.program.referrals.records import referral_code
 from pointguard.program.review import review_case
 from pointguard.program.rewards.catalogue import Cart
@@ -314,3 +314,30 @@ async def test_confirming_a_referrer_voids_what_their_referrals_earned(
         ("dan", "reversed"),
     ]
     await assert_ledger_intact()
+
+
+async def test_velocity_and_refund_farming_are_read_from_the_members_history(engine, run, shop):
+    """The rules' inputs come from the database: six orders in an hour hold the sixth; a third
+    order after two cancelled ones within the return window is held, and so, the case being
+    open, is the next."""
+    for n in range(6):
+        await guarded(run, shop, order("ivy", n, T0 + n * timedelta(minutes=5)))
+    for n in range(3):
+        await guarded(run, shop, order("joe", n, T0 + n * DAY))
+        await guarded(
+            run,
+            shop,
+            OrderCancelled(
+                event_id=f"w-joe-{n}-cancel",
+                member_id="joe",
+                occurred_at=T0 + n * DAY + timedelta(hours=1),
+                order_id=f"joe-{n}",
+            ),
+        )
+    await guarded(run, shop, order("joe", 9, T0 + 4 * DAY))
+    held = [(d[0], d[3]) for d in await decisions(engine, shop) if d[2] == "hold"]
+    assert held == [
+        ("ivy", "order_velocity"),
+        ("joe", "refund_farming"),
+        ("joe", "member_under_review"),
+    ]
