@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pointguard import db
+from pointguard.config import load_settings
 from pointguard.errors import CaseAlreadyDecided, MemberUnderReview
 from pointguard.fraud.cases import ReviewAction, case_detail, case_queue, load_open_cases
 from pointguard.fraud.guard import Guard
@@ -22,6 +23,7 @@ from pointguard.program.referrals.records import referral_code
 from pointguard.program.review import review_case
 from pointguard.program.rewards.catalogue import Cart
 from pointguard.program.rewards.redemption import redeem
+from pointguard.upkeep import upkeep_pass
 
 pytestmark = pytest.mark.calendar  # .ci/run runs it again under shifted wall clocks
 
@@ -341,3 +343,16 @@ async def test_velocity_and_refund_farming_are_read_from_the_members_history(eng
         ("joe", "refund_farming"),
         ("joe", "member_under_review"),
     ]
+
+
+async def test_the_upkeep_never_releases_a_held_earn_however_late(engine, run, shop):
+    """The server's own upkeep, a year on: what the guard held stays pending, the rest is
+    released, and the ledger verifies."""
+    card = Signals(payment_fingerprint="card-K")
+    await guarded(run, shop, order("kim", 1, T0, signals=card))
+    code = await run(referral_code, shop, "kim")
+    await guarded(run, shop, order("lou", 1, T0 + DAY, signals=card, code=code))
+    a_year_on = T0 + 365 * DAY
+    await upkeep_pass(engine, a_year_on, settings=load_settings({}), merchant_id=shop)
+    assert (await available_of(run, shop, "kim"), await pending(run, shop, "kim")) == (50, 500)
+    assert (await available_of(run, shop, "lou"), await pending(run, shop, "lou")) == (50, 200)
