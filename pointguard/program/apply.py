@@ -314,11 +314,15 @@ async def _referrals(pg: PgConnection, merchant_id: str, work: Sequence[_Work]) 
     statement; a referrer's counts are read under the referrer's lock, one reward at a time,
     so that two referees of one referrer cannot both take the last place under a cap."""
     items = [w for w in work if w.recorded and counts_referrals(w.version.program, w.event)]
+    # Codes the storefront gave before are registered first, so that a referee in the same
+    # round finds their referrer's code whatever the order of the two within it.
+    for item in items:
+        event = item.event
+        if isinstance(event, ActionPerformed) and event.own_referral_code is not None:
+            await register_own_code(pg, merchant_id, event.member_id, event.own_referral_code)
     for item in items:
         event = item.event
         assert isinstance(event, ActionPerformed | OrderPaid)
-        if isinstance(event, ActionPerformed) and event.own_referral_code is not None:
-            await register_own_code(pg, merchant_id, event.member_id, event.own_referral_code)
         if event.referral_code is None:
             continue
         owner = await load_code_owner(pg, merchant_id, event.referral_code)

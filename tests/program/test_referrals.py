@@ -8,7 +8,7 @@ import pytest
 from pointguard import db
 from pointguard.ledger import member_balances
 from pointguard.ledger import operations as ops
-from pointguard.program.apply import apply_event
+from pointguard.program.apply import apply_event, apply_events
 from pointguard.program.document.validate import parse_program
 from pointguard.program.document.versions import save_program
 from pointguard.program.events import (
@@ -106,6 +106,29 @@ async def test_a_code_the_storefront_gave_before_keeps_working(engine, run, shop
     # Taken already: another member bringing the same code keeps a code of their own.
     await run(apply_event, shop, signup("eve", T0, own="ANN-2019"))
     assert await run(referral_code, shop, "eve") != "ANN-2019"
+
+
+@pytest.mark.parametrize("referee", ["amy", "zoe"])  # sorting before and after the referrer
+async def test_a_code_registered_in_the_same_batch_refers(engine, run, shop, referee):
+    """A referee whose signup comes in one batch with the signup that registers the code."""
+    batch = [
+        ActionPerformed(
+            event_id="w-mia-signup",
+            member_id="mia",
+            occurred_at=T0,
+            action="signup",
+            own_referral_code="CODE-MIA",
+        ),
+        ActionPerformed(
+            event_id=f"w-{referee}-signup",
+            member_id=referee,
+            occurred_at=T0 + DAY,
+            action="signup",
+            referral_code="CODE-MIA",
+        ),
+    ]
+    await run(apply_events, shop, batch)
+    assert await status(engine, shop, referee) == "attached"
 
 
 async def test_first_order_rewards_both_sides_after_the_return_window(engine, run, shop):
