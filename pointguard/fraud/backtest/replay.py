@@ -53,7 +53,7 @@ from pointguard.ledger.keys import idempotency_key
 from pointguard.program.apply import apply_events
 from pointguard.program.document.schema import PointsPlusCash, Program
 from pointguard.program.document.versions import save_program
-from pointguard.program.events import ActionPerformed, Event, OrderPaid
+from pointguard.program.events import Event
 from pointguard.program.rewards.catalogue import Cart
 from pointguard.program.rewards.redemption import (
     DEFAULT_TIMEOUT_S,
@@ -142,7 +142,6 @@ async def replay(
         engine, save_program, merchant, program, effective_from=lines[0].at - PROGRAM_LEAD
     )
     batch: list[tuple[Line, Event]] = []
-    codes: set[str] = set()  # the referral codes the batch's signups register
     last_boundary = _boundary(lines[0].at)
     for line in lines:
         boundary = _boundary(line.at)
@@ -150,10 +149,9 @@ async def replay(
             boundary > last_boundary
             or isinstance(line.what, Checkout)
             or len(batch) == MAX_BATCH
-            or _code_used(line.event) in codes
         ):
             await _apply(engine, merchant, guard, batch, done)
-            batch, codes = [], set()
+            batch = []
         if boundary > last_boundary:
             await upkeep_pass(engine, boundary, settings=settings, merchant_id=merchant)
             done.upkeep_passes += 1
@@ -162,21 +160,12 @@ async def replay(
             done.checkouts.append(await _checkout(engine, merchant, program, line, line.what))
         elif line.what is not None:
             batch.append((line, line.what))
-            if isinstance(line.what, ActionPerformed) and line.what.own_referral_code:
-                codes.add(line.what.own_referral_code)
     await _apply(engine, merchant, guard, batch, done)
     async with db.connection(engine) as pg:
         rows = await pg.fetch(SELECT_BACKTEST_DECISIONS, merchant)
     done.decisions = [Decision(**dict(row)) for row in rows]
     done.seconds = time.perf_counter() - began
     return done
-
-
-def _code_used(event: Event | None) -> str | None:
-    """The referral code an event comes with, if any."""
-    if isinstance(event, ActionPerformed | OrderPaid):
-        return event.referral_code
-    return None
 
 
 def _boundary(at: datetime) -> datetime:
