@@ -19,10 +19,7 @@ from a separate load process (this file, `--load`):
              PointGuard take turns, P pairs, alternating who goes first; the figures are
              medians over the pairs: naive_accepted_per_s, accepted_per_s, applied_per_s,
              accepted_over_naive and applied_over_naive (PointGuard's medians over the
-             naive one's). Each pair also saturates a third server, PointGuard with
-             POINTGUARD_FRAUD_GUARD=off: applied_with_guard_over_without is what the fraud
-             guard leaves of the applied rate (the bench's orders carry no signals, so no
-             identity links are written; the guard's other reads and writes all run).
+             naive one's).
   paced      PointGuard alone, open loop at half the naive server's median rate for N s on up
              to C connections; latency is from each request's scheduled send time to its
              answer, so a server that falls behind is charged for the queueing too: p50_ms,
@@ -533,8 +530,6 @@ class Run:
     pointguard_port: int
     pointguard_pid: int
     naive_port: int
-    unguarded_port: int  # PointGuard with POINTGUARD_FRAUD_GUARD=off: what the guard costs
-    unguarded_pid: int
     backend_pid: int
     monitor: Monitor
 
@@ -561,21 +556,18 @@ async def naive_saturate(run: Run, pair: int) -> dict[str, Any]:
     return {"accepted_per_s": sat["counted"] / run.args.seconds, "errors": sat["errors"]}
 
 
-async def pointguard_saturate(run: Run, pair: int, *, guarded: bool = True) -> dict[str, Any]:
-    """PointGuard saturated (through the fraud guard, or the server without it): 202s per
-    second, then (after the drain) rows applied per second, and the CPU each party used."""
-    port, pid = (
-        (run.pointguard_port, run.pointguard_pid)
-        if guarded
-        else (run.unguarded_port, run.unguarded_pid)
-    )
-    servers, pgs = tree(pid), postgres_processes(run.backend_pid)
+async def pointguard_saturate(run: Run, pair: int) -> dict[str, Any]:
+    """PointGuard saturated: 202s per second, then (after the drain) rows applied per second,
+    and the CPU each party used meanwhile."""
+    servers, pgs = tree(run.pointguard_pid), postgres_processes(run.backend_pid)
     before = (cpu_seconds(servers), cpu_seconds(pgs), time.monotonic())
     each_before = [cpu_seconds([p]) for p in servers]
     machine_before = psutil.cpu_times()
-    run.monitor.waits_on = guarded
-    tag = f"{'s' if guarded else 'u'}{run.tag}-{pair}"
-    sat = await run_load("saturate", port, run.merchants_file, [*run.load_options(), "--tag", tag])
+    run.monitor.waits_on = True
+    tag = f"s{run.tag}-{pair}"
+    sat = await run_load(
+        "saturate", run.pointguard_port, run.merchants_file, [*run.load_options(), "--tag", tag]
+    )
     run.monitor.waits_on = False
     # PostgreSQL's processes listed again: the backends the server's pool opened during the
     # phase (more merchants, more at once) count too.
@@ -657,19 +649,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "NAIVE_DATABASE_URL": db.libpq_url(url),
             "NAIVE_MERCHANTS_FILE": str(merchants_file),
         }
-        ports = free_port(), free_port(), free_port()
-        logs = scratch / "pointguard.log", scratch / "naive.log", scratch / "unguarded.log"
-        unguarded_env = {**env, "POINTGUARD_FRAUD_GUARD": "off"}
+        ports = free_port(), free_port()
+        logs = scratch / "pointguard.log", scratch / "naive.log"
         async with (
             server_process(pointguard_command(ports[0], args.workers), env, logs[0]) as server,
             server_process(naive_command(ports[1], args.workers), env, logs[1]) as naive,
-            server_process(
-                pointguard_command(ports[2], args.workers), unguarded_env, logs[2]
-            ) as unguarded,
         ):
             await wait_ready(ports[0], server, logs[0])
             await wait_ready(ports[1], naive, logs[1], path="/")
-            await wait_ready(ports[2], unguarded, logs[2])
             monitor = Monitor(server.pid, engine)
             sampling = asyncio.create_task(monitor.run())
             run = Run(
@@ -681,22 +668,18 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 ports[0],
                 server.pid,
                 ports[1],
-                ports[2],
-                unguarded.pid,
                 backend_pid,
                 monitor,
             )
             try:
-                naive_runs, pointguard_runs, unguarded_runs = [], [], []
+                naive_runs, pointguard_runs = [], []
                 for pair in range(args.pairs):
                     # Alternate who goes first, so a drift of the machine's speed during the
                     # run favours neither.
                     if pair % 2 == 0:
                         naive_runs.append(await naive_saturate(run, pair))
                         pointguard_runs.append(await pointguard_saturate(run, pair))
-                        unguarded_runs.append(await pointguard_saturate(run, pair, guarded=False))
                     else:
-                        unguarded_runs.append(await pointguard_saturate(run, pair, guarded=False))
                         pointguard_runs.append(await pointguard_saturate(run, pair))
                         naive_runs.append(await naive_saturate(run, pair))
                 naive_rate = statistics.median(n["accepted_per_s"] for n in naive_runs)
@@ -707,14 +690,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 with contextlib.suppress(asyncio.CancelledError):
                     await sampling
         await engine.dispose()
-    return figures(args, naive_runs, pointguard_runs, unguarded_runs, pac, paced_rate, monitor)
+    return figures(args, naive_runs, pointguard_runs, pac, paced_rate, monitor)
 
 
 def figures(
     args: argparse.Namespace,
     naive_runs: list[dict[str, Any]],
     pointguard_runs: list[dict[str, Any]],
-    unguarded_runs: list[dict[str, Any]],
     pac: dict[str, Any],
     paced_rate: int,
     monitor: Monitor,
@@ -728,11 +710,8 @@ def figures(
     naive = median(naive_runs, "accepted_per_s")
     accepted = median(pointguard_runs, "accepted_per_s")
     applied = median(pointguard_runs, "applied_per_s")
-    applied_unguarded = median(unguarded_runs, "applied_per_s")
-    unapplied = sum(r["unapplied"] for r in [*pointguard_runs, *unguarded_runs]) + pac["unapplied"]
-    request_errors = (
-        sum(r["errors"] for r in [*pointguard_runs, *unguarded_runs, *naive_runs]) + pac["errors"]
-    )
+    unapplied = sum(r["unapplied"] for r in pointguard_runs) + pac["unapplied"]
+    request_errors = sum(r["errors"] for r in [*pointguard_runs, *naive_runs]) + pac["errors"]
     statuses: Counter[str] = Counter(pac["statuses"])
     for r in pointguard_runs:
         statuses.update(r["statuses"])
@@ -743,14 +722,10 @@ def figures(
     return {
         "accepted_over_naive": round(accepted / naive, 2) if naive else float("nan"),
         "applied_over_naive": round(applied / naive, 2) if naive else float("nan"),
-        "applied_with_guard_over_without": round(applied / applied_unguarded, 2)
-        if applied_unguarded
-        else float("nan"),
         "p99_ms": round(percentile(pac["latencies_ms"], 0.99), 2),
         "naive_accepted_per_s": naive,
         "accepted_per_s": accepted,
         "applied_per_s": applied,
-        "applied_without_guard_per_s": applied_unguarded,
         "pair_ratios_accepted": [
             round(p["accepted_per_s"] / n["accepted_per_s"], 2) if n["accepted_per_s"] else None
             for p, n in zip(pointguard_runs, naive_runs, strict=True)

@@ -60,10 +60,6 @@ class Settings:
     allow_loopback_endpoints: bool = False
     body_read_timeout_s: float = DEFAULT_BODY_READ_TIMEOUT_S  # a request body arrives within
     max_connections: int = DEFAULT_MAX_CONNECTIONS  # per `serve` process (uvicorn's limit)
-    # Whether the workers apply events through the fraud guard (`POINTGUARD_FRAUD_GUARD=off`:
-    # not, for benchmarks that measure what it costs; events applied so are never screened).
-    # A merchant switches its guard's holds off in its program instead (`[guard] enabled`).
-    fraud_guard: bool = True
     # What the server's loops and the CLI take as now (`clock.py`); a simulation passes its own.
     clock: Clock = wall_clock
 
@@ -104,7 +100,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             env, "POINTGUARD_BODY_READ_TIMEOUT_S", DEFAULT_BODY_READ_TIMEOUT_S, float
         ),
         max_connections=_positive(env, "POINTGUARD_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, int),
-        fraud_guard=_one_of(env, "POINTGUARD_FRAUD_GUARD", ("on", "off")) == "on",
     )
 
 

@@ -231,11 +231,10 @@ async def process_due(
     return total
 
 
-async def work_forever(engine: AsyncEngine, keys: Keys, *, guarded: bool = True) -> None:
+async def work_forever(engine: AsyncEngine, keys: Keys) -> None:
     """The worker loop of `pointguard worker` and of `serve`: drain, then poll. Every event goes
-    through the fraud guard (unless `guarded` is off: `POINTGUARD_FRAUD_GUARD`), with each
-    merchant's identity key opened by `keys`."""
-    guard = fraud_guard(keys) if guarded else None
+    through the fraud guard, with each merchant's identity key opened by `keys`."""
+    guard = fraud_guard(keys)
     while True:
         try:
             done = await process_due(engine, guard=guard)
