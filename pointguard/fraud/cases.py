@@ -39,10 +39,11 @@ LEFT JOIN fraud_frozen_members f ON f.merchant_id = $1 AND f.member_id = m.membe
 WHERE c.case_id IS NOT NULL OR f.member_id IS NOT NULL
 """
 
-INSERT_CASE = """
-INSERT INTO fraud_cases (merchant_id, member_id, opened_at) VALUES ($1, $2, $3)
+INSERT_CASES = """
+INSERT INTO fraud_cases (merchant_id, member_id, opened_at)
+SELECT $1, * FROM unnest($2::text[], $3::timestamptz[])
 ON CONFLICT (merchant_id, member_id) WHERE status IN ('open', 'escalated') DO NOTHING
-RETURNING case_id
+RETURNING member_id, case_id, opened_at
 """
 
 SELECT_CASE = """
@@ -207,18 +208,25 @@ async def refuse_if_under_review(pg: PgConnection, merchant_id: str, member_id: 
 async def open_cases(
     pg: PgConnection, merchant_id: str, held: Sequence[tuple[str, datetime]]
 ) -> tuple[dict[str, int], list[StorefrontEvent]]:
-    """Each held member's open case, opened now if they had none (`member.flagged`)."""
+    """Each held member's open case, opened now (at their first hold's time) if they had none:
+    `member.flagged` for each new one. One statement for the round's new cases."""
     cases = await load_open_cases(pg, merchant_id, [member for member, _ in held])
+    first_hold: dict[str, datetime] = {}
+    for member_id, at in sorted(held):
+        if member_id not in cases:
+            first_hold.setdefault(member_id, at)
+    if not first_hold:
+        return cases, []
+    opened = await pg.fetch(INSERT_CASES, merchant_id, list(first_hold), list(first_hold.values()))
     events: list[StorefrontEvent] = []
-    for member_id, at in held:
-        if member_id in cases:
-            continue
-        case_id = await pg.fetchval(INSERT_CASE, merchant_id, member_id, at)
-        if case_id is None:  # opened a moment ago by a concurrent round
-            case_id = (await load_open_cases(pg, merchant_id, [member_id]))[member_id]
-        else:
-            events.append(("member.flagged", _payload(member_id, case_id, at)))
-        cases[member_id] = case_id
+    for row in opened:
+        cases[row["member_id"]] = row["case_id"]
+        events.append(
+            ("member.flagged", _payload(row["member_id"], row["case_id"], row["opened_at"]))
+        )
+    raced = [member for member in first_hold if member not in cases]
+    if raced:  # opened a moment ago by a concurrent round
+        cases.update(await load_open_cases(pg, merchant_id, raced))
     return cases, events
 
 
