@@ -145,11 +145,7 @@ async def replay(
     last_boundary = _boundary(lines[0].at)
     for line in lines:
         boundary = _boundary(line.at)
-        if (
-            boundary > last_boundary
-            or isinstance(line.what, Checkout)
-            or len(batch) == MAX_BATCH
-        ):
+        if boundary > last_boundary or isinstance(line.what, Checkout) or len(batch) == MAX_BATCH:
             await _apply(engine, merchant, guard, batch, done)
             batch = []
         if boundary > last_boundary:
