@@ -756,17 +756,34 @@ class LedgerMachine(RuleBasedStateMachine):
         self.runner.run(self._verify())
 
 
-def test_ledger_state_machine(runner: Runner) -> None:
+# A plain run explores CI_EXAMPLES programs of up to 50 steps (about 40 s); `-m slow` runs the
+# machine at length, SLOW_EXAMPLES of them.
+CI_EXAMPLES = 100
+SLOW_EXAMPLES = 1000
+
+
+def explore(runner: Runner, examples: int) -> None:
     LedgerMachine.runner = runner
     run_state_machine_as_test(
         LedgerMachine,
         settings=settings(
-            max_examples=200,
+            max_examples=examples,
             stateful_step_count=50,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         ),
     )
+
+
+def test_ledger_state_machine(runner: Runner) -> None:
+    explore(runner, CI_EXAMPLES)
+
+
+@pytest.mark.slow
+def test_ledger_state_machine_at_length(runner: Runner, request: pytest.FixtureRequest) -> None:
+    if "slow" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("the long state machine runs with -m slow")
+    explore(runner, SLOW_EXAMPLES)
 
 
 # --- regressions: ledger bugs the machine found, step by step ---------------------------------
