@@ -24,11 +24,6 @@ StorefrontEvent = tuple[str, Mapping[str, Any]]
 
 OPEN_STATUSES = ("open", "escalated")
 
-SELECT_OPEN_CASES = """
-SELECT member_id, case_id FROM fraud_cases
-WHERE merchant_id = $1 AND member_id = ANY($2::text[]) AND status IN ('open', 'escalated')
-"""
-
 # Each of the members who is under review: their open case (if any) and whether frozen.
 SELECT_REVIEW_STANDINGS = """
 SELECT m.member_id, c.case_id, f.member_id IS NOT NULL AS frozen
@@ -46,23 +41,24 @@ ON CONFLICT (merchant_id, member_id) WHERE status IN ('open', 'escalated') DO NO
 RETURNING member_id, case_id, opened_at
 """
 
-SELECT_CASE = """
-SELECT case_id, member_id, status, opened_at, decided_at, decided_by, note, froze_member
-FROM fraud_cases WHERE merchant_id = $1 AND case_id = $2
+CASE_COLUMNS = "case_id, member_id, status, opened_at, decided_at, decided_by, note, froze_member"
+
+SELECT_CASE = f"""
+SELECT {CASE_COLUMNS} FROM fraud_cases WHERE merchant_id = $1 AND case_id = $2
 """
 
-SELECT_CASE_QUEUE = """
-SELECT case_id, member_id, status, opened_at, decided_at, decided_by, note, froze_member
+SELECT_CASE_QUEUE = f"""
+SELECT {CASE_COLUMNS}
 FROM fraud_cases WHERE merchant_id = $1 AND status = ANY($2::text[])
 ORDER BY opened_at, case_id LIMIT $3
 """
 
 # $3: the statuses the case may be in; a decided case matches none of them.
-UPDATE_CASE_DECISION = """
+UPDATE_CASE_DECISION = f"""
 UPDATE fraud_cases SET status = $4, decided_at = $5, decided_by = $6, note = $7,
     froze_member = $8
 WHERE merchant_id = $1 AND case_id = $2 AND status = ANY($3::text[])
-RETURNING member_id
+RETURNING {CASE_COLUMNS}
 """
 
 SELECT_HELD_ENTRIES = """
@@ -162,14 +158,6 @@ class CaseDecided:
     events: list[StorefrontEvent]
 
 
-async def load_open_cases(
-    pg: PgConnection, merchant_id: str, member_ids: Sequence[str]
-) -> dict[str, int]:
-    """The open (or escalated) case of each member who has one."""
-    rows = await pg.fetch(SELECT_OPEN_CASES, merchant_id, list(member_ids))
-    return {row["member_id"]: row["case_id"] for row in rows}
-
-
 @dataclass(frozen=True)
 class ReviewStanding:
     open_case_id: int | None
@@ -185,6 +173,18 @@ async def load_review_standings(
     """The members who have an open case or were frozen (the others are in good standing)."""
     rows = await pg.fetch(SELECT_REVIEW_STANDINGS, merchant_id, sorted(set(member_ids)))
     return {row["member_id"]: ReviewStanding(row["case_id"], row["frozen"]) for row in rows}
+
+
+async def load_open_cases(
+    pg: PgConnection, merchant_id: str, member_ids: Sequence[str]
+) -> dict[str, int]:
+    """The open (or escalated) case of each member who has one."""
+    standings = await load_review_standings(pg, merchant_id, member_ids)
+    return {
+        member_id: standing.open_case_id
+        for member_id, standing in standings.items()
+        if standing.open_case_id is not None
+    }
 
 
 async def refuse_if_under_review(pg: PgConnection, merchant_id: str, member_id: str) -> None:
@@ -311,8 +311,8 @@ async def decide_case(
         note=note,
         froze_member=freeze and action == ReviewAction.CONFIRM,
     )
-    member_id = await pg.fetchval(UPDATE_CASE_DECISION, *decision)
-    if member_id is None:
+    decided = await pg.fetchrow(UPDATE_CASE_DECISION, *decision)
+    if decided is None:
         case = await load_case(pg, merchant_id, case_id)  # UnknownCase if there is none
         raise CaseAlreadyDecided(
             f"review case {case_id} is already {case.status.value}"
@@ -320,6 +320,8 @@ async def decide_case(
             case_id=case_id,
             status=case.status.value,
         )
+    case = _case(decided)
+    member_id = case.member_id
     held = await pg.fetch(SELECT_HELD_ENTRIES, merchant_id, case_id)
     events: list[StorefrontEvent] = []
     if action == ReviewAction.CLEAR:
@@ -327,11 +329,7 @@ async def decide_case(
     elif decision.froze_member:
         await pg.execute(INSERT_FROZEN_MEMBER, merchant_id, member_id, case_id, now)
         events.append(("member.frozen", _payload(member_id, case_id, now)))
-    return CaseDecided(
-        await load_case(pg, merchant_id, case_id),
-        [row["ledger_entry_id"] for row in held],
-        events,
-    )
+    return CaseDecided(case, [row["ledger_entry_id"] for row in held], events)
 
 
 def _payload(member_id: str, case_id: int, at: datetime) -> Mapping[str, Any]:
