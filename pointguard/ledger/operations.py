@@ -303,6 +303,23 @@ async def take_back(
     if points <= 0:
         raise InvalidAmount(f"points to take back must be positive, got {points}")
     lot = await _locked_lot(pg, merchant_id, earn_entry_id)
+    return await _take_back_from(
+        pg, merchant_id, earn_entry_id, lot, points, key=key, description=description, source=source
+    )
+
+
+async def _take_back_from(
+    pg: PgConnection,
+    merchant_id: str,
+    earn_entry_id: int,
+    lot: Any,
+    points: int,
+    *,
+    key: str,
+    description: str,
+    source: str,
+) -> list[PostedEntry]:
+    """`take_back` once the earn's lot is read under its member's lock."""
     kinds = (EntryKind.REVERSAL, EntryKind.CLAWBACK)
     keys = [idempotency_key(kind, key) for kind in kinds]
     earlier = await load_entries_by_key(pg, merchant_id, keys)
@@ -342,8 +359,8 @@ async def take_back_what_is_left(
     left = lot["pending_points"] + lot["available_points"]
     if left <= 0:
         return []
-    return await take_back(
-        pg, merchant_id, earn_entry_id, left, key=key, description=description, source=source
+    return await _take_back_from(
+        pg, merchant_id, earn_entry_id, lot, left, key=key, description=description, source=source
     )
 
 
@@ -384,8 +401,8 @@ async def let_go(
 ) -> PostedEntry | None:
     """Stop holding an earn's release (a reviewer cleared it) and release its pending points
     at once if they are due by `now`; the upkeep releases the rest when they fall due."""
+    lot = await _locked_lot(pg, merchant_id, earn_entry_id)  # the member's lock first
     await set_release_held(pg, merchant_id, earn_entry_id, held=False)
-    lot = await _locked_lot(pg, merchant_id, earn_entry_id)
     if lot["pending_points"] == 0 or lot["release_at"] is None or lot["release_at"] > now:
         return None
     return (await post_entries(pg, [_release_entry(merchant_id, earn_entry_id, lot)]))[0]
