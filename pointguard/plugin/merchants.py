@@ -114,9 +114,11 @@ SELECT $1, kind, value, key_id
 FROM unnest($2::text[], $3::bytea[], $4::text[]) AS c (kind, value, key_id)
 """
 
+# What verifying and signing webhooks opens: API keys are hashes, and the fraud guard's
+# identity key is opened by the guard alone (`merchant_identity_key`).
 SELECT_ACTIVE_CREDENTIALS = """
 SELECT kind, value, key_id FROM merchant_credentials
-WHERE merchant_id = $1 AND retired_at IS NULL AND kind <> 'api_key'
+WHERE merchant_id = $1 AND retired_at IS NULL AND kind NOT IN ('api_key', 'identity_key')
 ORDER BY credential_id DESC
 """
 
