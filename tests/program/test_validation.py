@@ -613,3 +613,21 @@ def test_non_finite_promotion_and_tier_multipliers_are_refused() -> None:
         tiers={"levels": [{"name": "Bronze", "threshold": 0, "multiplier": "Infinity"}]},
     )
     assert sorted(fields_of(doc)) == ["$.promotions[0].multiplier", "$.tiers.levels[0].multiplier"]
+
+
+# --- the fraud guard's section ---------------------------------------------------------------
+
+
+def test_the_guard_section_names_every_bad_limit() -> None:
+    doc = base(
+        guard={"max_orders_per_hour": 0, "max_members_per_card": -2, "max_refunded_percent": 150}
+    )
+    assert sorted(fields_of(doc)) == [
+        "$.guard.max_members_per_card",
+        "$.guard.max_orders_per_hour",
+        "$.guard.max_refunded_percent",
+    ]
+    assert problems_of(base(guard={"max_orders_per_minute": 3})) == [
+        ("$.guard", "Object contains unknown field `max_orders_per_minute`")
+    ]
+    assert parse_program(base(guard={"enabled": False})).guard.enabled is False
