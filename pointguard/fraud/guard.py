@@ -11,8 +11,9 @@ case). The guard reads the ledger's and the program's records but writes neither
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -20,10 +21,29 @@ import msgspec
 
 from pointguard.db import PgConnection
 from pointguard.fraud.cases import GOOD_STANDING, StorefrontEvent, load_review_standings, open_cases
-from pointguard.fraud.features import FEATURE_SCHEMA, IntentFeatures
-from pointguard.fraud.history import load_histories, load_shared_kinds, load_sharing
+from pointguard.fraud.features import (
+    FEATURE_SCHEMA,
+    NEW_ON_OLD_ACCOUNT_KINDS,
+    IntentFeatures,
+    new_on_old_account,
+    points_in_round,
+)
+from pointguard.fraud.history import (
+    RefereeStart,
+    load_component_sizes,
+    load_first_sightings,
+    load_histories,
+    load_points_median,
+    load_referee_starts,
+    load_shared_kinds,
+    load_sharing,
+    record_points_observations,
+)
 from pointguard.fraud.identity import LinkKind, digest, identifiers
 from pointguard.fraud.links import SeenLink, record_links
+from pointguard.fraud.model import GuardModel
+from pointguard.fraud.model_decision import decide_with_model
+from pointguard.fraud.model_store import ModelCache, save_model
 from pointguard.fraud.policy import GuardPolicy
 from pointguard.fraud.rules import GuardDecision, decide_intent
 from pointguard.fraud.signals import Signals
@@ -33,10 +53,10 @@ SECONDS_PER_DAY = 86_400
 INSERT_DECISIONS = """
 INSERT INTO fraud_decisions (merchant_id, intent_key, event_id, member_id, points, source,
     decision, score, decided_by, reasons, features, feature_schema, case_id, ledger_entry_id,
-    decided_at)
+    decided_at, learn_seq)
 SELECT $1, d.* FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
     $7::text[], $8::float8[], $9::text[], $10::jsonb[], $11::jsonb[], $12::int[], $13::bigint[],
-    $14::bigint[], $15::timestamptz[]) AS d
+    $14::bigint[], $15::timestamptz[], $16::bigint[]) AS d
 ON CONFLICT (merchant_id, intent_key) DO NOTHING
 """
 
@@ -59,6 +79,7 @@ class DecisionColumns(NamedTuple):
     case_ids: list[int | None]
     ledger_entry_ids: list[int | None]
     decided_at: list[datetime]
+    learn_seqs: list[int | None]
 
 
 IdentityKey = Callable[[PgConnection, str], Awaitable[bytes]]
@@ -67,9 +88,11 @@ IdentityKey = Callable[[PgConnection, str], Awaitable[bytes]]
 @dataclass
 class Guard:
     """The guard as the server configures it: where a merchant's identity key comes from (the
-    keyring, through the merchant's credentials; a fixed key in tests)."""
+    keyring, through the merchant's credentials; a fixed key in tests), and the process's
+    cache of the merchants' models."""
 
     identity_key: IdentityKey
+    models: ModelCache = field(default_factory=ModelCache)
     _keys: dict[str, bytes] = field(default_factory=dict)
 
     async def key_of(self, pg: PgConnection, merchant_id: str) -> bytes:
@@ -110,6 +133,7 @@ class Verdict:
     reward: Reward
     decision: GuardDecision
     features: IntentFeatures
+    learn_seq: int | None = None  # its place in the model's stream, if the model saw it
 
     @property
     def release_at(self) -> datetime:
@@ -123,15 +147,15 @@ async def screen_round(
 ) -> list[Verdict]:
     """Decide every reward of the round (see the module)."""
     key = await guard.key_of(pg, merchant_id)
-    await record_links(
-        pg,
-        merchant_id,
-        [
-            SeenLink(found.kind, digest(key, found), item.member_id, item.occurred_at)
-            for item in round_
-            for found in identifiers(item.signals)
-        ],
-    )
+    # First the merchant's model, whose lock makes rounds of one merchant take turns: each
+    # round's features then see every earlier round, in the order the model learns them.
+    model = await guard.models.current(pg, merchant_id, key)
+    seen = [
+        SeenLink(found.kind, digest(key, found), item.member_id, item.occurred_at)
+        for item in round_
+        for found in identifiers(item.signals)
+    ]
+    await record_links(pg, merchant_id, seen)
     wanted = [(item, reward) for item in round_ for reward in item.rewards]
     if not wanted:
         return []
@@ -151,6 +175,17 @@ async def screen_round(
         ),
     )
     sharing = await load_sharing(pg, merchant_id, earners)
+    components = await load_component_sizes(pg, merchant_id, earners)
+    referees = await load_referee_starts(
+        pg, merchant_id, sorted({(item.member_id, item.occurred_at) for item, _ in wanted})
+    )
+    sightings = await load_first_sightings(
+        pg, merchant_id, [link for link in seen if link.kind in NEW_ON_OLD_ACCOUNT_KINDS]
+    )
+    earned = points_in_round((r.earner, item.occurred_at, r.points) for item, r in wanted)
+    points_24h = {key: histories[key].decided_points_24h + points for key, points in earned.items()}
+    median = await load_points_median(pg, merchant_id) or statistics.median(points_24h.values())
+    await record_points_observations(pg, merchant_id, median, list(points_24h.values()))
     standings = await load_review_standings(pg, merchant_id, earners)
     shared_by_pair: dict[tuple[str, str], frozenset[LinkKind]] = {}
     verdicts = []
@@ -163,18 +198,51 @@ async def screen_round(
             referral_shared = shared_by_pair[pair]
         history = histories[(reward.earner, item.occurred_at)]
         first_seen = history.first_seen_at or item.occurred_at
+        age_days = max(0.0, (item.occurred_at - first_seen).total_seconds()) / SECONDS_PER_DAY
+        own = reward.earner == item.member_id  # the event's device and address are the earner's
+        referee = referees.get((item.member_id, item.occurred_at), RefereeStart())
+        earned_24h = points_24h[(reward.earner, item.occurred_at)]
         features = IntentFeatures(
             source=reward.source,
             points=reward.points,
-            account_age_days=max(0.0, (item.occurred_at - first_seen).total_seconds())
-            / SECONDS_PER_DAY,
+            account_age_days=age_days,
             history=history,
             sharing=sharing.get(reward.earner, {}),
             referral_shared=referral_shared,
             open_case=standings.get(reward.earner, GOOD_STANDING).open_case_id is not None,
             frozen=standings.get(reward.earner, GOOD_STANDING).frozen,
+            points_24h=earned_24h,
+            points_24h_over_median=earned_24h / median,
+            referee_hours_to_first_order=referee.hours_to_first_order,
+            first_order_over_minimum=referee.first_order_over_minimum,
+            new_device_on_old_account=own
+            and new_on_old_account(
+                sightings.get((item.member_id, LinkKind.DEVICE)), item.occurred_at, age_days
+            ),
+            new_address_on_old_account=own
+            and new_on_old_account(
+                sightings.get((item.member_id, LinkKind.ADDRESS)), item.occurred_at, age_days
+            ),
+            component_members=components.get(reward.earner, 1),
         )
         verdicts.append(Verdict(item, reward, decide_intent(item.policy, features), features))
+    return await _through_model(pg, merchant_id, key, model, verdicts)
+
+
+async def _through_model(
+    pg: PgConnection, merchant_id: str, key: bytes, model: GuardModel, ruled: Sequence[Verdict]
+) -> list[Verdict]:
+    """The model's part in each decision, in the round's order, and the model's progress
+    stored with them (`model_store.py`)."""
+    seen_before = model.seen
+    verdicts = []
+    for verdict in ruled:
+        decision, learn_seq = decide_with_model(
+            verdict.event.policy, verdict.decision, model, verdict.reward.key, verdict.features
+        )
+        verdicts.append(replace(verdict, decision=decision, learn_seq=learn_seq))
+    last_at = max(verdict.event.occurred_at for verdict in ruled)
+    await save_model(pg, merchant_id, key, model, seen_before, last_at)
     return verdicts
 
 
@@ -219,6 +287,7 @@ async def record_verdicts(
         case_ids=[cases.get(v.reward.earner) if v.decision.held else None for v in verdicts],
         ledger_entry_ids=[entry_ids.get(v.reward.key) for v in verdicts],
         decided_at=[v.event.occurred_at for v in verdicts],
+        learn_seqs=[v.learn_seq for v in verdicts],
     )
     await pg.execute(INSERT_DECISIONS, *columns)
     return events

@@ -15,6 +15,9 @@ whatever the return window says, until a reviewer clears them.
   in a day.
 - `refund_farming`: more than `max_refunded_percent` of the orders paid within the return
   window were refunded or cancelled (once there are `min_orders_for_refund_rule` of them).
+- `review_velocity`: a review bonus when the program rewarded the member more than
+  `max_reviews_per_day` reviews in 24 hours (a program's daily cap counts a calendar day: a
+  burst across midnight earns twice it).
 
 Shared IP networks and shipping addresses never hold on their own: households, offices and
 mobile carriers share them honestly. They are features for the model.
@@ -30,6 +33,7 @@ from pointguard.fraud.identity import LinkKind
 from pointguard.fraud.policy import GuardPolicy
 
 HOLD_SCORE = 1.0
+REVIEW_SOURCE = "action:review.published"
 CLEAR_SCORE = 0.0
 
 
@@ -108,6 +112,14 @@ def _fired(guard: GuardPolicy, f: IntentFeatures) -> list[tuple[str, str]]:
                     f" (more than {guard.max_refunded_percent}%)",
                 )
             )
+    if f.source == REVIEW_SOURCE and history.reviews_24h > guard.max_reviews_per_day:
+        fired.append(
+            (
+                "review_velocity",
+                f"{history.reviews_24h} reviews rewarded in 24 hours"
+                f" (more than {guard.max_reviews_per_day})",
+            )
+        )
     return fired
 
 

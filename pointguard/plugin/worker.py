@@ -9,7 +9,10 @@ something in it fails is it redone row by row. A row whose event the program ref
 unknown order, no program) is dead-lettered with the error (and, for a webhook older than the
 first program, the commands that apply it); a row that fails for a passing
 reason (the database) is retried later with backoff, and dead-lettered after `MAX_ATTEMPTS`.
-Two workers whose batches touch the same members can deadlock; the batch PostgreSQL picks as
+Through the fraud guard, a worker first takes the merchant's model lock (skipping a merchant
+another worker holds), so one batch at a time per merchant is scored and learned, in the
+order its rows were claimed (`fraud/model_store.py`). Two workers whose batches touch the same
+members can deadlock; the batch PostgreSQL picks as
 the victim is run again whole by `in_transaction`, never counted against its rows.
 """
 
@@ -30,6 +33,7 @@ from pointguard.clock import wall_clock
 from pointguard.db import RETRYABLE_SQLSTATES, PgConnection
 from pointguard.errors import PointGuardError, ProgramNotFound
 from pointguard.fraud.guard import Guard
+from pointguard.fraud.model_store import claim_model
 from pointguard.metrics import observe_worker_batch
 from pointguard.plugin.merchants import merchant_identity_key
 from pointguard.plugin.payloads import decode_envelope, to_program_event
@@ -120,6 +124,8 @@ async def process_merchant(
 async def _apply_batch(
     pg: PgConnection, merchant_id: str, now: datetime, limit: int, guard: Guard | None
 ) -> BatchResult:
+    if guard is not None and not await claim_model(pg, merchant_id):
+        return BatchResult()  # another worker is applying this merchant's batch: skip it
     rows = await pg.fetch(CLAIM_DUE_INBOX_ROWS, merchant_id, now, limit)
     if not rows:
         return BatchResult()

@@ -152,6 +152,7 @@ async def test_self_referral_through_a_shared_card_is_held_until_reviewed(
     ]
     assert detail.held[0].reasons == ["the referrer and the referee share a payment card"]
     assert detail.held[0].features["referral_shared"] == ["card", "ip_prefix"]
+    assert detail.held[0].features["component_members"] == 2  # ann and bob, by the card
     assert [(m.member_id, m.shared, m.open_case_id) for m in detail.linked] == [
         ("ann", ("card", "ip_prefix"), cases["ann"].case_id)
     ]

@@ -14,6 +14,7 @@ ORDER = IntentFeatures(
     source="earning:order", points=100, account_age_days=30, history=MemberHistory()
 )
 REFERRAL = replace(ORDER, source="referral:referrer")
+REVIEW = replace(ORDER, source="action:review.published", points=25)
 
 
 def shared(*kinds: LinkKind) -> frozenset[LinkKind]:
@@ -90,6 +91,12 @@ CASES = [
         ),
         "refund_farming",
     ),
+    (
+        "reviews-per-day",
+        replace(REVIEW, history=MemberHistory(reviews_24h=POLICY.max_reviews_per_day + 1)),
+        replace(REVIEW, history=MemberHistory(reviews_24h=POLICY.max_reviews_per_day)),
+        "review_velocity",
+    ),
     ("open-case", replace(ORDER, open_case=True), ORDER, "member_under_review"),
     ("frozen", replace(ORDER, frozen=True), ORDER, "member_frozen"),
 ]
@@ -113,6 +120,8 @@ def test_order_rules_do_not_hold_referral_rewards_and_back() -> None:
     assert decide_intent(POLICY, replace(REFERRAL, history=fast)).verdict == Verdict.CLEAR
     card = shared(LinkKind.CARD)
     assert decide_intent(POLICY, replace(ORDER, referral_shared=card)).verdict == Verdict.CLEAR
+    reviews = MemberHistory(reviews_24h=50)
+    assert decide_intent(POLICY, replace(ORDER, history=reviews)).verdict == Verdict.CLEAR
 
 
 def test_reasons_are_words_and_at_most_three() -> None:

@@ -620,12 +620,18 @@ def test_non_finite_promotion_and_tier_multipliers_are_refused() -> None:
 
 def test_the_guard_section_names_every_bad_limit() -> None:
     doc = base(
-        guard={"max_orders_per_hour": 0, "max_members_per_card": -2, "max_refunded_percent": 150}
+        guard={
+            "max_orders_per_hour": 0,
+            "max_members_per_card": -2,
+            "max_refunded_percent": 150,
+            "max_reviews_per_day": 0,
+        }
     )
     assert sorted(fields_of(doc)) == [
         "$.guard.max_members_per_card",
         "$.guard.max_orders_per_hour",
         "$.guard.max_refunded_percent",
+        "$.guard.max_reviews_per_day",
     ]
     assert problems_of(base(guard={"max_orders_per_minute": 3})) == [
         ("$.guard", "Object contains unknown field `max_orders_per_minute`")

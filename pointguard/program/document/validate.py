@@ -268,6 +268,7 @@ def program_problems(program: Program, *, check_tier_names: bool = True) -> Prob
         "max_referrals_per_day",
         "max_members_per_card",
         "max_members_per_device",
+        "max_reviews_per_day",
     ):
         positive(getattr(guard, name), f"$.guard.{name}")
     need(
@@ -275,4 +276,10 @@ def program_problems(program: Program, *, check_tier_names: bool = True) -> Prob
         "$.guard.max_refunded_percent",
         "must be a percentage, 0 to 100",
     )
+    need(
+        0 < guard.model_alert_percent <= 100,
+        "$.guard.model_alert_percent",
+        "must be a percentage above 0, at most 100",
+    )
+    not_negative(guard.model_warmup, "$.guard.model_warmup")
     return problems

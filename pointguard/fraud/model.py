@@ -1,0 +1,119 @@
+"""The guard's online anomaly model for one merchant: the net for what the hard rules do not
+know. Pure (River and the standard library): `model_store.py` keeps it in PostgreSQL.
+
+`MinMaxScaler` then `HalfSpaceTrees` score an intent's vector (`vector.py`) in [0, 1], higher
+being stranger. Why not River's `QuantileFilter` around the trees:
+- The model must never learn from held events that no reviewer has cleared (poisoning), nor
+  let them stretch the scaler, so the scaler and the trees learn only from cleared intents,
+  while the threshold is calibrated on the scores of every intent the model saw. The filter
+  learns all three from the same calls.
+- The threshold is the merchant's alert rate (reviewer capacity), which is part of the
+  program and may change; a histogram of scores answers any rate, where the filter's P²
+  quantile is fixed to one `q` when it is built.
+
+Intents held by a hard rule never reach the model (nor its threshold): a member's first held
+intent opens a review case, and every later intent of theirs is held by `member_under_review`,
+so a flood from one account moves nothing. Until `warmup` intents have been seen, the model
+only learns; the rules alone decide.
+
+Every step is deterministic (a fixed seed), so replaying the same intents in the same order
+rebuilds the same model: `seen` counts them and `chain` is a running SHA-256 over their keys
+and outcomes, which tells a model that saw exactly those intents from one that did not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from river import anomaly, preprocessing
+
+MODEL_SEED = 20261203
+N_TREES = 10
+TREE_HEIGHT = 8
+WINDOW_SIZE = 250
+SCORE_BINS = 1000
+
+
+@dataclass
+class ScoreHistogram:
+    """How often each score was seen, in `SCORE_BINS` bins over [0, 1]."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * SCORE_BINS)
+    total: int = 0
+
+    def add(self, score: float) -> None:
+        self.counts[_bin(score)] += 1
+        self.total += 1
+
+    def threshold(self, alert_rate: float) -> float:
+        """The lowest score whose bin and all above it hold at most `alert_rate` of the scores
+        seen: scores at or above it are alerts."""
+        allowed = alert_rate * self.total
+        above = 0
+        for index in range(SCORE_BINS - 1, -1, -1):
+            above += self.counts[index]
+            if above > allowed:
+                return (index + 1) / SCORE_BINS
+        return 0.0
+
+
+def _bin(score: float) -> int:
+    return min(SCORE_BINS - 1, max(0, math.floor(score * SCORE_BINS)))
+
+
+@dataclass
+class GuardModel:
+    """One merchant's model (see the module)."""
+
+    scaler: preprocessing.MinMaxScaler = field(default_factory=preprocessing.MinMaxScaler)
+    trees: anomaly.HalfSpaceTrees = field(
+        default_factory=lambda: anomaly.HalfSpaceTrees(
+            n_trees=N_TREES, height=TREE_HEIGHT, window_size=WINDOW_SIZE, seed=MODEL_SEED
+        )
+    )
+    scores: ScoreHistogram = field(default_factory=ScoreHistogram)
+    seen: int = 0  # intents observed, in order: the last one's learn_seq
+    learned: int = 0  # of those, the cleared ones the scaler and trees learned
+    chain: bytes = b""
+
+    def score(self, vector: Mapping[str, float]) -> float:
+        """How strange the intent is, in [0, 1]; 0 before the model has learned anything."""
+        if not self.learned:
+            return 0.0
+        return float(self.trees.score_one(self.scaler.transform_one(dict(vector))))
+
+    def is_alert(self, score: float, *, alert_rate: float, warmup: int) -> bool:
+        """Whether the score is among the `alert_rate` strangest, once warm."""
+        return self.seen >= warmup and score >= max(self.scores.threshold(alert_rate), 1e-9)
+
+    def observe(self, key: str, vector: Mapping[str, float], score: float, cleared: bool) -> int:
+        """Count the intent's score, and learn it if it was cleared; its `learn_seq`."""
+        self.scores.add(score)
+        if cleared:
+            x = dict(vector)
+            self.scaler.learn_one(x)
+            self.trees.learn_one(self.scaler.transform_one(x))
+            self.learned += 1
+        self.seen += 1
+        self.chain = next_chain(self.chain, key, cleared)
+        return self.seen
+
+    def strongest(self, vector: Mapping[str, float], count: int) -> list[str]:
+        """The keys whose values lie highest in the range the model has learned: what makes
+        the intent stand out, for a reviewer."""
+        if not self.learned:
+            return []
+        scaled = self.scaler.transform_one(dict(vector))
+        ranked = sorted(
+            (key for key, value in vector.items() if value > 0 and not key.startswith("source.")),
+            key=lambda key: (-scaled.get(key, 0.0), key),
+        )
+        return ranked[:count]
+
+
+def next_chain(chain: bytes, key: str, cleared: bool) -> bytes:
+    """The running digest after one more intent."""
+    return hashlib.sha256(chain + key.encode() + (b"\x01" if cleared else b"\x00")).digest()
