@@ -35,6 +35,7 @@ N_TREES = 10
 TREE_HEIGHT = 8
 WINDOW_SIZE = 250
 SCORE_BINS = 1000
+MIN_SCORES = 200  # scores counted before the threshold means anything
 
 
 @dataclass
@@ -85,13 +86,25 @@ class GuardModel:
             return 0.0
         return float(self.trees.score_one(self.scaler.transform_one(dict(vector))))
 
+    @property
+    def scoring(self) -> bool:
+        """Whether the trees score yet: they score every intent 0 until their first window of
+        learned intents is full, and those zeros would drag the threshold to nothing."""
+        return self.learned >= WINDOW_SIZE
+
     def is_alert(self, score: float, *, alert_rate: float, warmup: int) -> bool:
         """Whether the score is among the `alert_rate` strangest, once warm."""
-        return self.seen >= warmup and score >= max(self.scores.threshold(alert_rate), 1e-9)
+        return (
+            self.seen >= warmup
+            and self.scores.total >= MIN_SCORES
+            and score >= self.scores.threshold(alert_rate)
+        )
 
     def observe(self, key: str, vector: Mapping[str, float], score: float, cleared: bool) -> int:
-        """Count the intent's score, and learn it if it was cleared; its `learn_seq`."""
-        self.scores.add(score)
+        """Count the intent's score (once the trees score), and learn it if it was cleared;
+        its `learn_seq`."""
+        if self.scoring:
+            self.scores.add(score)
         if cleared:
             x = dict(vector)
             self.scaler.learn_one(x)

@@ -6,6 +6,8 @@
 - Otherwise the model scores the intent: among the `model_alert_percent` strangest, once warm,
   it is held (`decided_by = "model"`) with what makes it stand out as the reasons; otherwise
   cleared. Either way the model counts its score, and learns it if it was cleared.
+- A program with `model = false` leaves the rules' decisions as they are (the rules-only
+  baseline of `bench/fraud_quality.py`), and the model neither scores nor learns.
 - A program with the guard disabled clears what the model would hold, keeping the reasons (as
   for the rules): the model then learns everything the rules let through.
 """
@@ -34,6 +36,8 @@ def decide_with_model(
     features: IntentFeatures,
 ) -> tuple[GuardDecision, int | None]:
     """The decision, and the intent's `learn_seq` if the model saw it (see the module)."""
+    if not policy.model:
+        return ruled, None
     if ruled.decided_by != RULES_CLEARED:
         return replace(ruled, score=HOLD_SCORE), None
     vector = feature_vector(features)

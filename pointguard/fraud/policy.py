@@ -21,5 +21,6 @@ class GuardPolicy(Struct, forbid_unknown_fields=True, kw_only=True, frozen=True)
     max_reviews_per_day: int = 5  # reviews the program rewarded a member in 24 hours
     # The model (`model.py`): the share of the intents it sees that it may hold (the reviewers'
     # capacity), and how many it must see before it holds any (the rules alone decide before).
+    model: bool = True  # false: the rules alone decide; the model neither scores nor learns
     model_alert_percent: float = 1.0
     model_warmup: int = 500

@@ -31,6 +31,7 @@ points_per_major_unit = "1"
 [guard]
 model_warmup = 40
 model_alert_percent = 5.0
+max_members_per_card = 1
 """
 
 
@@ -246,3 +247,44 @@ async def test_a_snapshot_from_another_schema_or_river_is_rebuilt_never_unpickle
         rebuilt = await model_of(engine, shop, new_guard())
     assert same_model(rebuilt, guard.models.models[shop])
     assert any("rebuilding" in r.getMessage() for r in caplog.records)
+
+
+async def model_state(engine, shop):
+    model = await model_of(engine, shop, new_guard())
+    return model.seen, model.learned, model.chain, model.scores.threshold(0.05)
+
+
+async def test_a_flood_of_held_unreviewed_intents_moves_neither_the_model_nor_its_threshold(
+    engine, shop, run
+):
+    guard = new_guard()
+    honest = 320  # past the trees' first window, before which they score every intent 0
+    await apply_in_rounds(engine, shop, guard, orders(7, honest), size=40)
+    before = await model_state(engine, shop)
+    assert before[0] > 250 and before[3] > 0.01  # warm, with a threshold
+    # A ring of new accounts paying with a known member's card: every order is held, by
+    # `shared_card` and then `member_under_review`, with nobody reviewing.
+    flood = [
+        OrderPaid(
+            event_id=f"w-flood-{n}",
+            member_id=f"ring-{n % 8}",
+            occurred_at=T0 + timedelta(hours=3 * honest + n),
+            order_id=f"flood-{n}",
+            currency="EUR",
+            signals=Signals(payment_fingerprint="card-c0", device_id=f"ring-{n % 8}"),
+            lines=[
+                OrderLine(line_id="1", sku="S", category="c", quantity=1, unit_price_minor=99_000)
+            ],
+        )
+        for n in range(60)
+    ]
+    await apply_in_rounds(engine, shop, guard, flood)
+    async with db.connection(engine) as pg:
+        held = await pg.fetch(
+            "SELECT decided_by, learn_seq FROM fraud_decisions WHERE merchant_id = $1"
+            " AND event_id LIKE 'w-flood-%' AND decision = 'hold'",
+            shop,
+        )
+    assert len(held) == 60 and {r["learn_seq"] for r in held} == {None}
+    assert {r["decided_by"] for r in held} == {"shared_card", "member_under_review"}
+    assert await model_state(engine, shop) == before
