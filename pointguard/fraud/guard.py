@@ -43,7 +43,7 @@ from pointguard.fraud.identity import LinkKind, digest, identifiers
 from pointguard.fraud.links import SeenLink, record_links
 from pointguard.fraud.model import GuardModel
 from pointguard.fraud.model_decision import decide_with_model
-from pointguard.fraud.model_store import ModelCache, save_model
+from pointguard.fraud.model_store import ModelCache, learn_reviewed_cases, save_model
 from pointguard.fraud.policy import GuardPolicy
 from pointguard.fraud.rules import GuardDecision, decide_intent
 from pointguard.fraud.signals import Signals
@@ -150,6 +150,20 @@ async def screen_round(
     # First the merchant's model, whose lock makes rounds of one merchant take turns: each
     # round's features then see every earlier round, in the order the model learns them.
     model = await guard.models.current(pg, merchant_id, key)
+    seen_before = model.seen
+    await learn_reviewed_cases(pg, merchant_id, model)
+    ruled = await _ruled(pg, merchant_id, key, round_)
+    verdicts = [_through_model(model, verdict) for verdict in ruled]
+    last_at = max(item.occurred_at for item in round_)
+    await save_model(pg, merchant_id, key, model, seen_before, last_at)
+    return verdicts
+
+
+async def _ruled(
+    pg: PgConnection, merchant_id: str, key: bytes, round_: Sequence[ScreenedEvent]
+) -> list[Verdict]:
+    """Record the round's identity links, load the features of its rewards and decide each
+    by the hard rules."""
     seen = [
         SeenLink(found.kind, digest(key, found), item.member_id, item.occurred_at)
         for item in round_
@@ -226,24 +240,15 @@ async def screen_round(
             component_members=components.get(reward.earner, 1),
         )
         verdicts.append(Verdict(item, reward, decide_intent(item.policy, features), features))
-    return await _through_model(pg, merchant_id, key, model, verdicts)
-
-
-async def _through_model(
-    pg: PgConnection, merchant_id: str, key: bytes, model: GuardModel, ruled: Sequence[Verdict]
-) -> list[Verdict]:
-    """The model's part in each decision, in the round's order, and the model's progress
-    stored with them (`model_store.py`)."""
-    seen_before = model.seen
-    verdicts = []
-    for verdict in ruled:
-        decision, learn_seq = decide_with_model(
-            verdict.event.policy, verdict.decision, model, verdict.reward.key, verdict.features
-        )
-        verdicts.append(replace(verdict, decision=decision, learn_seq=learn_seq))
-    last_at = max(verdict.event.occurred_at for verdict in ruled)
-    await save_model(pg, merchant_id, key, model, seen_before, last_at)
     return verdicts
+
+
+def _through_model(model: GuardModel, ruled: Verdict) -> Verdict:
+    """The model's part in a decision (`model_decision.py`)."""
+    decision, learn_seq = decide_with_model(
+        ruled.event.policy, ruled.decision, model, ruled.reward.key, ruled.features
+    )
+    return replace(ruled, decision=decision, learn_seq=learn_seq)
 
 
 def _referral_pair(item: ScreenedEvent, reward: Reward) -> tuple[str, str] | None:

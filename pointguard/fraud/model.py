@@ -16,38 +16,67 @@ intent opens a review case, and every later intent of theirs is held by `member_
 so a flood from one account moves nothing. Until `warmup` intents have been seen, the model
 only learns; the rules alone decide.
 
+Reviewers' decisions teach an online logistic regression (`StandardScaler |
+LogisticRegression`): the held intents of a cleared case as honest, of a confirmed case as
+abusive, and one cleared intent in `NEGATIVE_EVERY` as honest (positive-unlabelled learning:
+what the rules and reviewers found, and what ordinary intents look like). Once it has
+`MIN_LABELS` labels, `MIN_ABUSIVE_LABELS` of them abusive, it carries `CLASSIFIER_WEIGHT` of
+the score: it learns what the rules and the reviewers know and spots its near neighbours,
+where the trees only know what is rare.
+
 Every step is deterministic (a fixed seed), so replaying the same intents in the same order
-rebuilds the same model: `seen` counts them and `chain` is a running SHA-256 over their keys
-and outcomes, which tells a model that saw exactly those intents from one that did not.
+rebuilds the same model: `seen` counts them (intents and reviewed cases) and `chain` is a
+running SHA-256 over their keys and outcomes, which tells a model that saw exactly those
+steps from one that did not.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from river import anomaly, preprocessing
+from river import anomaly, compose, linear_model, optim, preprocessing
 
 MODEL_SEED = 20261203
 N_TREES = 10
 TREE_HEIGHT = 8
 WINDOW_SIZE = 250
 SCORE_BINS = 1000
+SCORE_WINDOW = 5_000  # the threshold follows the latest scores, as the model changes
 MIN_SCORES = 200  # scores counted before the threshold means anything
+# The classifier: reviewers' decisions label held intents; one cleared intent in
+# `NEGATIVE_EVERY` is taken as honest, so that it learns what ordinary intents look like.
+NEGATIVE_EVERY = 5
+MIN_LABELS = 200
+MIN_ABUSIVE_LABELS = 20
+CLASSIFIER_WEIGHT = 0.8  # of the score, once the classifier is ready; the trees have the rest
+LEARNING_RATE = 0.05
 
 
 @dataclass
 class ScoreHistogram:
-    """How often each score was seen, in `SCORE_BINS` bins over [0, 1]."""
+    """How often each of the latest `SCORE_WINDOW` scores fell in each of `SCORE_BINS` bins
+    over [0, 1]."""
 
     counts: list[int] = field(default_factory=lambda: [0] * SCORE_BINS)
-    total: int = 0
+    latest: list[int] = field(default_factory=list)  # their bins, a ring from `next_slot`
+    next_slot: int = 0
+
+    @property
+    def total(self) -> int:
+        return len(self.latest)
 
     def add(self, score: float) -> None:
-        self.counts[_bin(score)] += 1
-        self.total += 1
+        index = _bin(score)
+        self.counts[index] += 1
+        if len(self.latest) < SCORE_WINDOW:
+            self.latest.append(index)
+            return
+        self.counts[self.latest[self.next_slot]] -= 1
+        self.latest[self.next_slot] = index
+        self.next_slot = (self.next_slot + 1) % SCORE_WINDOW
 
     def threshold(self, alert_rate: float) -> float:
         """The lowest score whose bin and all above it hold at most `alert_rate` of the scores
@@ -75,16 +104,33 @@ class GuardModel:
             n_trees=N_TREES, height=TREE_HEIGHT, window_size=WINDOW_SIZE, seed=MODEL_SEED
         )
     )
+    classifier: compose.Pipeline = field(
+        default_factory=lambda: compose.Pipeline(
+            preprocessing.StandardScaler(),
+            linear_model.LogisticRegression(optimizer=optim.SGD(LEARNING_RATE)),
+        )
+    )
     scores: ScoreHistogram = field(default_factory=ScoreHistogram)
-    seen: int = 0  # intents observed, in order: the last one's learn_seq
-    learned: int = 0  # of those, the cleared ones the scaler and trees learned
+    seen: int = 0  # intents and reviewed cases observed, in order: the last one's learn_seq
+    learned: int = 0  # cleared intents the scaler and trees learned
+    labels: int = 0  # intents the classifier learned, with the abusive ones among them
+    abusive_labels: int = 0
     chain: bytes = b""
 
+    @property
+    def classifier_ready(self) -> bool:
+        return self.labels >= MIN_LABELS and self.abusive_labels >= MIN_ABUSIVE_LABELS
+
     def score(self, vector: Mapping[str, float]) -> float:
-        """How strange the intent is, in [0, 1]; 0 before the model has learned anything."""
-        if not self.learned:
-            return 0.0
-        return float(self.trees.score_one(self.scaler.transform_one(dict(vector))))
+        """How suspect the intent is, in [0, 1]: how strange to the trees (0 before they have
+        learned anything), and once reviewers have labelled enough, mostly how abusive to
+        the classifier."""
+        x = dict(vector)
+        strange = float(self.trees.score_one(self.scaler.transform_one(x))) if self.learned else 0.0
+        if not self.classifier_ready:
+            return strange
+        abusive = float(self.classifier.predict_proba_one(x).get(True, 0.0))
+        return CLASSIFIER_WEIGHT * abusive + (1 - CLASSIFIER_WEIGHT) * strange
 
     @property
     def scoring(self) -> bool:
@@ -110,9 +156,24 @@ class GuardModel:
             self.scaler.learn_one(x)
             self.trees.learn_one(self.scaler.transform_one(x))
             self.learned += 1
+            if self.learned % NEGATIVE_EVERY == 0:
+                self._label(x, abusive=False)
         self.seen += 1
         self.chain = next_chain(self.chain, key, cleared)
         return self.seen
+
+    def learn_case(self, key: str, held: Sequence[Mapping[str, float]], abusive: bool) -> int:
+        """Learn a reviewed case's held intents as the reviewer labelled them; its `learn_seq`."""
+        for vector in held:
+            self._label(dict(vector), abusive=abusive)
+        self.seen += 1
+        self.chain = next_chain(self.chain, key, abusive)
+        return self.seen
+
+    def _label(self, x: dict[str, float], *, abusive: bool) -> None:
+        self.classifier.learn_one(x, abusive)
+        self.labels += 1
+        self.abusive_labels += abusive
 
     def strongest(self, vector: Mapping[str, float], count: int) -> list[str]:
         """The keys whose values lie highest in the range the model has learned: what makes

@@ -68,10 +68,37 @@ WHERE merchant_id = $1
 """
 
 SELECT_SEEN_DECISIONS = """
-SELECT intent_key, decision = 'clear' AS cleared, features::text AS features FROM fraud_decisions
+SELECT learn_seq, intent_key, decision = 'clear' AS cleared, features::text AS features
+FROM fraud_decisions
 WHERE merchant_id = $1 AND learn_seq > $2 AND learn_seq <= $3
 ORDER BY learn_seq
 """
+
+SELECT_CASES_TO_LEARN = """
+SELECT case_id, status = 'confirmed' AS abusive FROM fraud_cases
+WHERE merchant_id = $1 AND learn_seq IS NULL AND status IN ('cleared', 'confirmed')
+ORDER BY decided_at, case_id
+LIMIT $2
+"""
+
+SELECT_LEARNED_CASES = """
+SELECT learn_seq, case_id, status = 'confirmed' AS abusive FROM fraud_cases
+WHERE merchant_id = $1 AND learn_seq > $2 AND learn_seq <= $3
+"""
+
+SELECT_CASES_HELD_FEATURES = """
+SELECT case_id, features::text AS features FROM fraud_decisions
+WHERE merchant_id = $1 AND case_id = ANY($2::bigint[]) AND decision = 'hold'
+ORDER BY case_id, intent_key
+"""
+
+SET_CASES_LEARN_SEQ = """
+UPDATE fraud_cases c SET learn_seq = l.learn_seq
+FROM unnest($2::bigint[], $3::bigint[]) AS l(case_id, learn_seq)
+WHERE c.merchant_id = $1 AND c.case_id = l.case_id
+"""
+
+CASES_PER_ROUND = 100
 
 
 class ModelRow(msgspec.Struct, frozen=True):
@@ -203,15 +230,56 @@ async def _load_snapshot(
     return model
 
 
+async def learn_reviewed_cases(pg: PgConnection, merchant_id: str, model: GuardModel) -> None:
+    """Teach the classifier the cases reviewers decided since the last round, each taking the
+    next place in the model's stream (call under the model lock)."""
+    cases = await pg.fetch(SELECT_CASES_TO_LEARN, merchant_id, CASES_PER_ROUND)
+    if not cases:
+        return
+    held = await _held_vectors(pg, merchant_id, [case["case_id"] for case in cases])
+    seqs = [
+        model.learn_case(_case_key(case["case_id"]), held.get(case["case_id"], []), case["abusive"])
+        for case in cases
+    ]
+    await pg.execute(SET_CASES_LEARN_SEQ, merchant_id, [c["case_id"] for c in cases], seqs)
+
+
+def _case_key(case_id: int) -> str:
+    return f"case:{case_id}"
+
+
+async def _held_vectors(
+    pg: PgConnection, merchant_id: str, case_ids: list[int]
+) -> dict[int, list[dict[str, float]]]:
+    held: dict[int, list[dict[str, float]]] = {}
+    for row in await pg.fetch(SELECT_CASES_HELD_FEATURES, merchant_id, case_ids):
+        held.setdefault(row["case_id"], []).append(_vector(row["features"]))
+    return held
+
+
+def _vector(stored_features: str) -> dict[str, float]:
+    return feature_vector(msgspec.json.decode(stored_features, type=IntentFeatures))
+
+
 async def _replay(pg: PgConnection, merchant_id: str, model: GuardModel, up_to: int) -> None:
-    """Observe the stored decisions after `model.seen`, up to `up_to`, as they were decided."""
+    """Observe the stored decisions and reviewed cases after `model.seen`, up to `up_to`, in
+    the order the model first saw them."""
     while model.seen < up_to:
-        rows = await pg.fetch(
-            SELECT_SEEN_DECISIONS, merchant_id, model.seen, min(up_to, model.seen + REPLAY_BATCH)
+        last = min(up_to, model.seen + REPLAY_BATCH)
+        intents = await pg.fetch(SELECT_SEEN_DECISIONS, merchant_id, model.seen, last)
+        cases = await pg.fetch(SELECT_LEARNED_CASES, merchant_id, model.seen, last)
+        held = await _held_vectors(pg, merchant_id, [case["case_id"] for case in cases])
+        steps = sorted(
+            [(row["learn_seq"], True, row) for row in intents]
+            + [(row["learn_seq"], False, row) for row in cases],
+            key=lambda step: step[0],
         )
-        if not rows:
+        if not steps:
             return
-        for row in rows:
-            features = msgspec.json.decode(row["features"], type=IntentFeatures)
-            vector = feature_vector(features)
-            model.observe(row["intent_key"], vector, model.score(vector), row["cleared"])
+        for _, is_intent, row in steps:
+            if is_intent:
+                vector = _vector(row["features"])
+                model.observe(row["intent_key"], vector, model.score(vector), row["cleared"])
+            else:
+                case_id = row["case_id"]
+                model.learn_case(_case_key(case_id), held.get(case_id, []), row["abusive"])

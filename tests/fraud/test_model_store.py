@@ -11,6 +11,7 @@ import pytest
 
 from pointguard import db
 from pointguard.fraud import model_store
+from pointguard.fraud.cases import ReviewAction, case_queue
 from pointguard.fraud.guard import Guard
 from pointguard.fraud.model import GuardModel
 from pointguard.fraud.signals import Signals
@@ -18,6 +19,7 @@ from pointguard.program.apply import apply_events
 from pointguard.program.document.validate import parse_program
 from pointguard.program.document.versions import save_program
 from pointguard.program.events import OrderLine, OrderPaid
+from pointguard.program.review import review_case
 
 T0 = datetime(2026, 3, 2, 10, tzinfo=UTC)
 KEY = b"m" * 32
@@ -101,12 +103,16 @@ async def model_of(engine, shop, guard) -> GuardModel:
 
 def same_model(one: GuardModel, other: GuardModel) -> bool:
     probes = [{key: random.Random(n).random() * 3 for key in one.scaler.min} for n in range(5)]
-    return (one.seen, one.learned, one.chain, one.scores.counts) == (
-        other.seen,
-        other.learned,
-        other.chain,
-        other.scores.counts,
-    ) and [one.score(p) for p in probes] == [other.score(p) for p in probes]
+
+    def state(model: GuardModel):
+        return (
+            (model.seen, model.learned, model.labels, model.abusive_labels, model.chain),
+            model.scores.counts,
+            [model.score(p) for p in probes],
+            [model.classifier.predict_proba_one(p) for p in probes],
+        )
+
+    return state(one) == state(other)
 
 
 async def test_every_intent_the_model_saw_has_its_place_and_another_process_rebuilds_it(
@@ -288,3 +294,42 @@ async def test_a_flood_of_held_unreviewed_intents_moves_neither_the_model_nor_it
     assert len(held) == 60 and {r["learn_seq"] for r in held} == {None}
     assert {r["decided_by"] for r in held} == {"shared_card", "member_under_review"}
     assert await model_state(engine, shop) == before
+
+
+async def test_reviewed_cases_teach_the_classifier_in_the_models_order(engine, shop, run):
+    guard = new_guard()
+    await apply_in_rounds(engine, shop, guard, orders(8, 120), size=40)
+    ring = [
+        OrderPaid(
+            event_id=f"w-ring-{n}",
+            member_id=f"ring-{n}",
+            occurred_at=T0 + timedelta(hours=3 * 120 + n),
+            order_id=f"ring-{n}",
+            currency="EUR",
+            signals=Signals(payment_fingerprint="card-c1"),
+            lines=[OrderLine(line_id="1", sku="S", category="c", quantity=1, unit_price_minor=900)],
+        )
+        for n in range(4)
+    ]
+    await apply_in_rounds(engine, shop, guard, ring)
+    async with db.connection(engine) as pg:
+        cases = await case_queue(pg, shop)
+    assert len(cases) >= 4
+    for case in cases:
+        action = ReviewAction.CONFIRM if case.member_id.startswith("ring-") else ReviewAction.CLEAR
+        await run(
+            review_case, shop, case.case_id, action, reviewer="r", now=T0 + timedelta(days=60)
+        )
+    before = guard.models.models[shop]
+    labels_before, seen_before = before.labels, before.seen
+    await apply_in_rounds(engine, shop, guard, orders(9, 10, start=500))
+    model = guard.models.models[shop]
+    assert model.abusive_labels >= 4 and model.labels > labels_before
+    async with db.connection(engine) as pg:
+        learned = await pg.fetch(
+            "SELECT learn_seq FROM fraud_cases WHERE merchant_id = $1 AND case_id = ANY($2)",
+            shop,
+            [case.case_id for case in cases],
+        )
+    assert all(seen_before < row["learn_seq"] <= model.seen for row in learned)
+    assert same_model(model, await model_of(engine, shop, new_guard()))
