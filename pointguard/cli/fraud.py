@@ -322,28 +322,40 @@ def fraud_backtest(
             help="A program document (TOML) to run instead of the backtest's own.",
         ),
     ] = None,
+    review_after: Annotated[
+        str,
+        typer.Option(
+            metavar="HOURS",
+            help="Simulated reviewers decide each case this many hours after it opened, by"
+            " the labels (confirm if any held event is abusive, else clear); none or 0: nobody"
+            " reviews.",
+        ),
+    ] = "24",
     as_json: JsonOutput = False,
 ) -> None:
     """Replay a labelled stream through the program and the guard on a new scratch merchant,
     on a clock that is the events' own (upkeep every simulated hour, checkouts spending at
-    their moment), and measure the guard's decisions against the labels: ROC and PR AUC,
-    precision at a 3 % alert budget, abusive points held and redeemed, honest events held,
-    and per attack kind the events before its first hold."""
+    their moment, reviewers deciding cases by the labels), and measure the guard's decisions
+    against the labels: ROC and PR AUC, precision at a 3 % alert budget, abusive points held
+    and redeemed, honest events held, cases cleared and confirmed, and per attack kind the
+    events before its first hold."""
     from pointguard.errors import ProgramInvalid
     from pointguard.fraud.backtest.program import BACKTEST_PROGRAM
     from pointguard.fraud.backtest.replay import replay
     from pointguard.fraud.backtest.report import figures, in_words
+    from pointguard.fraud.backtest.reviewers import review_after_of
     from pointguard.fraud.backtest.stream import StreamInvalid, read_stream
     from pointguard.program.document.validate import parse_program
 
     try:
+        turnaround = review_after_of(review_after)
         document = parse_program(BACKTEST_PROGRAM if program is None else program.read_text())
         with stream.open(encoding="utf-8") as texts:
             lines = read_stream(texts)
-    except (ProgramInvalid, StreamInvalid) as error:
+    except (ProgramInvalid, StreamInvalid, ValueError) as error:
         typer.echo(f"fraud backtest: {error}", err=True)
         raise typer.Exit(code=1) from error
-    done = with_engine(lambda engine: replay(engine, lines, document))
+    done = with_engine(lambda engine: replay(engine, lines, document, review_after=turnaround))
     found = figures(done)
     if as_json:
         typer.echo(_json(found))

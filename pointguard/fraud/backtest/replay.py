@@ -16,6 +16,9 @@ Rules this module enforces:
 - A batch never spans an `UPKEEP_EVERY` boundary: when the next event lies past one, the
   upkeep (`upkeep.upkeep_pass`: reservation timeouts, releases, expiry, tier reviews, sealing)
   runs first at the last boundary crossed, as the server's loop would have by then.
+- Then, at that boundary and in transactions of their own, the simulated reviewers
+  (`reviewers.review_due_cases`) decide the cases open `review_after` or longer by the labels;
+  with `review_after` None nobody reviews. Cases still open when the stream ends stay open.
 - A checkout line spends at its own moment, after every earlier event: through `redeem` with
   the program's first points-plus-cash reward and `complete_redemption` (what a storefront's
   checkout calls), or, in a program with no such reward, through the ledger's `reserve` and
@@ -44,8 +47,9 @@ from pointguard.errors import (
     PointGuardError,
     RewardUnavailable,
 )
+from pointguard.fraud.backtest.reviewers import REVIEW_AFTER, review_due_cases
 from pointguard.fraud.backtest.stream import Checkout, Line
-from pointguard.fraud.cases import refuse_if_under_review
+from pointguard.fraud.cases import ReviewAction, refuse_if_under_review
 from pointguard.fraud.guard import Guard
 from pointguard.ledger import member_balances
 from pointguard.ledger import operations as ops
@@ -113,6 +117,8 @@ class Replayed:
     refused: dict[str, str] = field(default_factory=dict)  # webhook id → why it was refused
     batches: int = 0
     upkeep_passes: int = 0
+    cases_cleared: int = 0  # by the simulated reviewers
+    cases_confirmed: int = 0
     seconds: float = 0.0
 
 
@@ -123,9 +129,12 @@ async def replay(
     *,
     merchant_id: str | None = None,
     settings: Settings | None = None,
+    review_after: timedelta | None = REVIEW_AFTER,
 ) -> Replayed:
     """Replay `lines` (in time order, as `stream.read_stream` gives them) on a new merchant
-    (`merchant_id`, or a fresh `backtest-...` id), and read back the guard's decisions."""
+    (`merchant_id`, or a fresh `backtest-...` id), with reviewers deciding each case
+    `review_after` after it opened (None: nobody reviews), and read back the guard's
+    decisions."""
     began = time.perf_counter()
     merchant = merchant_id or f"backtest-{secrets.token_hex(6)}"
     done = Replayed(merchant, lines)
@@ -138,6 +147,7 @@ async def replay(
         return key
 
     guard = Guard(identity_key)
+    labels = {line.webhook_id: line.label for line in lines if line.label is not None}
     await db.run_in_transaction(
         engine, save_program, merchant, program, effective_from=lines[0].at - PROGRAM_LEAD
     )
@@ -152,6 +162,12 @@ async def replay(
             await upkeep_pass(engine, boundary, settings=settings, merchant_id=merchant)
             done.upkeep_passes += 1
             last_boundary = boundary
+            if review_after is not None:
+                decided = await review_due_cases(
+                    engine, merchant, labels, now=boundary, review_after=review_after
+                )
+                done.cases_cleared += decided[ReviewAction.CLEAR]
+                done.cases_confirmed += decided[ReviewAction.CONFIRM]
         if isinstance(line.what, Checkout):
             done.checkouts.append(await _checkout(engine, merchant, program, line, line.what))
         elif line.what is not None:

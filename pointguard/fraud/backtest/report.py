@@ -4,8 +4,10 @@ ready for JSON, and the same in words.
 A decision is one reward-bearing intent the guard decided (a row of `fraud_decisions`); its
 label is its event's (a referrer's reward takes the label of the referee's order that earned
 it). An event is held when any of its decisions was. Points are counted when earned; the held
-ones are those the guard held before their release, and they stay held until a reviewer
-decides (no one reviews in a backtest). docs/fraud.md#backtest lists every figure.
+ones are those the guard held before their release, whatever the simulated reviewers later
+decided (`cases_cleared`, `cases_confirmed` count their decisions). Unlabelled lines are
+replayed but not measured: only `unlabelled_events` counts them. docs/fraud.md#backtest lists
+every figure.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pointguard.fraud.backtest.metrics import (
     share,
 )
 from pointguard.fraud.backtest.replay import CheckoutResult, Decision, Replayed, Spent
-from pointguard.fraud.backtest.stream import Checkout, Line
+from pointguard.fraud.backtest.stream import Checkout, Label, Line
 
 ALERT_BUDGET = 0.03  # the share of decisions a merchant's reviewers can look at
 DIGITS = 4
@@ -30,9 +32,13 @@ DIGITS = 4
 
 def figures(done: Replayed, *, budget: float = ALERT_BUDGET) -> dict[str, Any]:
     """Every figure of the replay (see the module and docs/fraud.md#backtest)."""
-    label_of = {line.webhook_id: line.label for line in done.lines}
-    events = [line for line in done.lines if not isinstance(line.what, Checkout)]
-    decisions = [(d, label_of[d.event_id].abusive) for d in done.decisions]
+    label_of = {line.webhook_id: line.label for line in done.lines if line.label is not None}
+    stream_events = [line for line in done.lines if not isinstance(line.what, Checkout)]
+    events = [(line, line.label) for line in stream_events if line.label is not None]
+    checkouts = [(c, c.line.label) for c in done.checkouts if c.line.label is not None]
+    decisions = [
+        (d, label_of[d.event_id].abusive) for d in done.decisions if d.event_id in label_of
+    ]
     held = sum(d.held for d, _ in decisions)
     scored = [(d.score, abusive) for d, abusive in decisions]
     held_events = {d.event_id for d in done.decisions if d.held}
@@ -40,13 +46,14 @@ def figures(done: Replayed, *, budget: float = ALERT_BUDGET) -> dict[str, Any]:
     honest = [d for d, is_abusive in decisions if not is_abusive]
     honest_rewarded = {d.event_id for d in honest}
     detect = events_to_detect(
-        (line.label.kind, line.webhook_id in held_events) for line in events if line.label.abusive
+        (label.kind, line.webhook_id in held_events) for line, label in events if label.abusive
     )
-    abusive_checkouts = [c for c in done.checkouts if c.line.label.abusive]
+    abusive_checkouts = [c for c, label in checkouts if label.abusive]
     return {
         "merchant_id": done.merchant_id,
-        "events": len(events),
-        "abusive_events": sum(line.label.abusive for line in events),
+        "events": len(stream_events),
+        "abusive_events": sum(label.abusive for _, label in events),
+        "unlabelled_events": len(stream_events) - len(events),
         "refused_events": len(done.refused),
         "decisions": len(decisions),
         "abusive_decisions": len(abusive),
@@ -69,12 +76,14 @@ def figures(done: Replayed, *, budget: float = ALERT_BUDGET) -> dict[str, Any]:
         ),
         "honest_points_held": _points(honest, held=True),
         "checkouts": dict(sorted(Counter(c.spent.value for c in done.checkouts).items())),
+        "cases_cleared": done.cases_cleared,
+        "cases_confirmed": done.cases_confirmed,
         "kinds": {
-            kind: _kind(kind, detected, events, abusive, done)
+            kind: _kind(kind, detected, events, abusive, checkouts)
             for kind, detected in sorted(detect.items())
         },
         "honest": {
-            "events": sum(not line.label.abusive for line in events),
+            "events": sum(not label.abusive for _, label in events),
             "rewarded_events": len(honest_rewarded),
             "held_events": len(honest_rewarded & held_events),
             "points": _points(honest),
@@ -90,13 +99,13 @@ def figures(done: Replayed, *, budget: float = ALERT_BUDGET) -> dict[str, Any]:
 def _kind(
     kind: str,
     detected: int | None,
-    events: list[Line],
+    events: list[tuple[Line, Label]],
     abusive: list[Decision],
-    done: Replayed,
+    checkouts: list[tuple[CheckoutResult, Label]],
 ) -> dict[str, Any]:
-    ids = {line.webhook_id for line in events if line.label.kind == kind}
+    ids = {line.webhook_id for line, label in events if label.kind == kind}
     mine = [d for d in abusive if d.event_id in ids]
-    checkouts = [c for c in done.checkouts if c.line.label.kind == kind]
+    spent = [c for c, label in checkouts if label.kind == kind]
     return {
         "events": len(ids),
         "events_to_detect": detected,
@@ -104,7 +113,7 @@ def _kind(
         "held_decisions": sum(d.held for d in mine),
         "points": _points(mine),
         "points_held": _points(mine, held=True),
-        "points_redeemed": _spent(checkouts),
+        "points_redeemed": _spent(spent),
         "held_by": _held_by(mine),
     }
 
@@ -161,6 +170,7 @@ def in_words(found: dict[str, Any], echo: Callable[[str], object]) -> None:
     )
     checkouts = ", ".join(f"{n} {spent}" for spent, n in found["checkouts"].items())
     echo(f"checkouts: {checkouts or 'none'}")
+    echo(f"reviewers: {found['cases_cleared']} cases cleared, {found['cases_confirmed']} confirmed")
     if not found["kinds"]:
         return
     width = max(len(kind) for kind in found["kinds"])

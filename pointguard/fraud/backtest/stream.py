@@ -1,6 +1,7 @@
 """A labelled stream, read for the backtest: one JSON object per line, a webhook body (`type`,
 `timestamp`, `data`) with its `webhook_id` and `label` (`{"abusive": bool, "kind": str}`), or a
 `checkout.redeemed` line (`data: {customer_id, points}`, points a whole number or "all").
+A line without a label (or with a null one) is replayed but neither measured nor reviewed.
 
 Bodies are decoded exactly as the server decodes them (`plugin.payloads.envelope_of`, then
 `to_program_event`); a type the program ignores is kept, with no event, so that it still counts
@@ -47,7 +48,7 @@ class Line:
     number: int  # in the file, from 1
     webhook_id: str
     at: datetime
-    label: Label
+    label: Label | None  # None: unlabelled
     what: Event | Checkout | None  # None: a type the program ignores
 
     @property
@@ -73,8 +74,8 @@ def _line(number: int, text: str) -> Line:
         found = json.loads(text)
     except json.JSONDecodeError as error:
         raise StreamInvalid(f"line {number} is not JSON: {error}") from error
-    if not isinstance(found, dict) or not {"type", "timestamp", "data", "label"} <= found.keys():
-        raise StreamInvalid(f"line {number} is not an object with type, timestamp, data, label")
+    if not isinstance(found, dict) or not {"type", "timestamp", "data"} <= found.keys():
+        raise StreamInvalid(f"line {number} is not an object with type, timestamp, data")
     body = {"type": found["type"], "timestamp": found["timestamp"], "data": found["data"]}
     webhook_id = found.get("webhook_id") or _id_of(body)
     try:
@@ -86,7 +87,9 @@ def _line(number: int, text: str) -> Line:
         )
     except PointGuardError as error:
         raise StreamInvalid(f"line {number}: {error}") from error
-    return Line(number, str(webhook_id), envelope.timestamp, _label(number, found["label"]), what)
+    return Line(
+        number, str(webhook_id), envelope.timestamp, _label(number, found.get("label")), what
+    )
 
 
 def _id_of(body: dict[str, Any]) -> str:
@@ -95,7 +98,9 @@ def _id_of(body: dict[str, Any]) -> str:
     return "sim-" + hashlib.sha256(said).hexdigest()[:24]
 
 
-def _label(number: int, label: Any) -> Label:
+def _label(number: int, label: Any) -> Label | None:
+    if label is None:
+        return None
     if (
         not isinstance(label, dict)
         or not isinstance(label.get("abusive"), bool)
