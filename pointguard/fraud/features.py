@@ -18,7 +18,7 @@ from msgspec import Struct
 
 from pointguard.fraud.identity import LinkKind
 
-FEATURE_SCHEMA = 2
+FEATURE_SCHEMA = 3
 NOT_APPLICABLE = -1.0
 SECONDS_PER_HOUR = 3_600
 # An identifier first seen for a member this recently, on an account at least this old, is
@@ -72,6 +72,8 @@ class IntentFeatures(Struct, frozen=True, kw_only=True):
     new_device_on_old_account: bool = False
     new_address_on_old_account: bool = False
     component_members: int = 1  # members joined to the earner by cards, devices, addresses
+    disposable_email: bool = False  # the earner gave an email at a throwaway-inbox provider
+    referee_disposable_email: bool = False  # for a referral reward: the referee did
 
     @property
     def is_referral(self) -> bool:

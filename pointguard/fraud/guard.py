@@ -188,7 +188,8 @@ async def _ruled(
             }
         ),
     )
-    sharing = await load_sharing(pg, merchant_id, earners)
+    referred = {pair[1] for item, r in wanted if (pair := _referral_pair(item, r))}
+    sharing = await load_sharing(pg, merchant_id, sorted({*earners, *referred}))
     components = await load_component_sizes(pg, merchant_id, earners)
     referees = await load_referee_starts(
         pg, merchant_id, sorted({(item.member_id, item.occurred_at) for item, _ in wanted})
@@ -238,6 +239,9 @@ async def _ruled(
                 sightings.get((item.member_id, LinkKind.ADDRESS)), item.occurred_at, age_days
             ),
             component_members=components.get(reward.earner, 1),
+            disposable_email=LinkKind.DISPOSABLE_EMAIL in sharing.get(reward.earner, {}),
+            referee_disposable_email=pair is not None
+            and LinkKind.DISPOSABLE_EMAIL in sharing.get(pair[1], {}),
         )
         verdicts.append(Verdict(item, reward, decide_intent(item.policy, features), features))
     return verdicts

@@ -45,6 +45,9 @@ class LinkKind(StrEnum):
     ADDRESS = "address"
     EMAIL = "email"
     PHONE = "phone"
+    # The domain of an email from a throwaway-inbox provider: that the member has one, and how
+    # many members share the provider.
+    DISPOSABLE_EMAIL = "disposable_email"
 
 
 HARD_LINKS = frozenset({LinkKind.CARD, LinkKind.DEVICE, LinkKind.ADDRESS})
@@ -143,6 +146,10 @@ def identifiers(signals: Signals | None) -> list[Identifier]:
         ),
         (LinkKind.EMAIL, normalise_email(signals.email) if signals.email else None),
         (LinkKind.PHONE, normalise_phone(signals.phone) if signals.phone else None),
+        (
+            LinkKind.DISPOSABLE_EMAIL,
+            email_domain(signals.email) if signals.email and is_disposable(signals.email) else None,
+        ),
     ]
     return [Identifier(kind, value) for kind, value in found if value]
 

@@ -18,6 +18,7 @@ class GuardPolicy(Struct, forbid_unknown_fields=True, kw_only=True, frozen=True)
     max_referrals_per_day: int = 5  # a referrer's rewarded referrals in 24 hours
     max_members_per_card: int = 3  # members paying with one card
     max_members_per_device: int = 4  # members on one device
+    hold_disposable_referrals: bool = True  # referral rewards of referees on throwaway inboxes
     max_reviews_per_day: int = 5  # reviews the program rewarded a member in 24 hours
     # The model (`model.py`): the share of the intents it sees that it may hold (the reviewers'
     # capacity), and how many it must see before it holds any (the rules alone decide before).

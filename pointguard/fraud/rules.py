@@ -7,6 +7,8 @@ whatever the return window says, until a reviewer clears them.
 - `member_under_review` / `member_frozen`: an open case, or a member a reviewer froze.
 - `self_referral`: the referrer and the referee share a payment card or a device.
 - `referral_same_person`: they share an email inbox or a phone number.
+- `disposable_referral`: the referee signed up with an email at a throwaway-inbox provider
+  (`hold_disposable_referrals`).
 - `referral_velocity`: the referrer was rewarded for more than `max_referrals_per_day` referrals
   in 24 hours.
 - `shared_card` / `shared_device`: more members than the program allows pay with one card or
@@ -81,6 +83,10 @@ def _fired(guard: GuardPolicy, f: IntentFeatures) -> list[tuple[str, str]]:
         if same_person:
             what = " and ".join(_NAMES[kind] for kind in same_person)
             fired.append(("referral_same_person", f"the referrer and the referee share {what}"))
+        if f.referee_disposable_email and guard.hold_disposable_referrals:
+            fired.append(
+                ("disposable_referral", "the referee signed up with a throwaway email address")
+            )
         if history.referrals_24h > guard.max_referrals_per_day:
             fired.append(
                 (

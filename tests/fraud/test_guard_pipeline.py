@@ -357,3 +357,28 @@ async def test_the_upkeep_never_releases_a_held_earn_however_late(engine, run, s
     await upkeep_pass(engine, a_year_on, settings=load_settings({}), merchant_id=shop)
     assert (await available_of(run, shop, "kim"), await pending(run, shop, "kim")) == (50, 500)
     assert (await available_of(run, shop, "lou"), await pending(run, shop, "lou")) == (50, 200)
+
+
+@pytest.mark.parametrize(
+    ("email", "held"),
+    [("bob.77@mailinator.com", True), ("bob.77@example.org", False)],
+)
+async def test_a_referee_on_a_throwaway_inbox_holds_the_referral_rewards(
+    engine, run, shop, email, held
+):
+    await guarded(run, shop, order("ann", 1, T0, signals=Signals(payment_fingerprint="card-A")))
+    code = await run(referral_code, shop, "ann")
+    await guarded(run, shop, signup("bob", T0 + DAY, code, Signals(email=email)))
+    await guarded(
+        run, shop, order("bob", 1, T0 + 2 * DAY, signals=Signals(payment_fingerprint="card-B"))
+    )
+    referral = {
+        (member, source): (decision, rule)
+        for member, source, decision, rule, _ in await decisions(engine, shop)
+        if source.startswith("referral:")
+    }
+    expected = ("hold", "disposable_referral") if held else ("clear", "rules")
+    assert referral == {
+        ("ann", "referral:referrer"): expected,
+        ("bob", "referral:referee"): expected,
+    }

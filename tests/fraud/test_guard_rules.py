@@ -42,6 +42,12 @@ CASES = [
         "referral_same_person",
     ),
     (
+        "disposable-referral",
+        replace(REFERRAL, referee_disposable_email=True),
+        replace(REFERRAL, disposable_email=True),  # the referrer's own throwaway inbox: a signal
+        "disposable_referral",
+    ),
+    (
         "referral-velocity",
         replace(REFERRAL, history=MemberHistory(referrals_24h=POLICY.max_referrals_per_day + 1)),
         replace(REFERRAL, history=MemberHistory(referrals_24h=POLICY.max_referrals_per_day)),

@@ -89,6 +89,10 @@ def test_identifiers_of_signals() -> None:
     ]
     assert identifiers(None) == []
     assert identifiers(Signals()) == []
+    assert identifiers(Signals(email="Farm.7@Mailinator.com")) == [
+        Identifier(LinkKind.EMAIL, "farm.7@mailinator.com"),
+        Identifier(LinkKind.DISPOSABLE_EMAIL, "mailinator.com"),
+    ]
 
 
 def test_digests_are_keyed_and_kind_bound() -> None:
