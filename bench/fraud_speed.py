@@ -11,7 +11,15 @@ the rate of holds a real shop sees). Both phases use the
 same program and the same kind of events on fresh members, after a warm-up and an ANALYZE.
 Reports events per second each way,
 their ratio (`applied_with_guard_over_without`), the guard's added latency per batch (p50,
-p99) and per event, and what it held. Prints a table, then one JSON object as the last line.
+p99) and per event, and what it held.
+
+Then the model alone, in-process (`score_and_learn_us_p50`, `_p99`): the guard's model step
+(`model_decision.decide_with_model`: the vector, the trees' and the classifier's scores, the
+threshold, and learning) on the features the guard-on phase stored, replayed twice: once to
+warm the model and make its classifier ready (with reviewer labels on a fifth of them), once
+timed, intent by intent.
+
+Prints a table, then one JSON object as the last line.
 """
 
 from __future__ import annotations
@@ -27,12 +35,19 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
 from stats import percentile
 
 from pointguard import db
+from pointguard.fraud.features import IntentFeatures
 from pointguard.fraud.guard import Guard
+from pointguard.fraud.model import GuardModel
+from pointguard.fraud.model_decision import RULES_CLEARED, decide_with_model
+from pointguard.fraud.policy import GuardPolicy
+from pointguard.fraud.rules import CLEAR_SCORE, GuardDecision, Verdict
 from pointguard.fraud.signals import Address, Signals
+from pointguard.fraud.vector import feature_vector
 from pointguard.program.apply import apply_events
 from pointguard.program.document.validate import parse_program
 from pointguard.program.document.versions import save_program
@@ -48,6 +63,7 @@ points_per_major_unit = "1"
 START = datetime(2026, 6, 1, tzinfo=UTC)
 NETWORKS, STREETS = 500, 2_000
 SHARED_SHARE, SHARED_POOL = 0.03, 200  # a few percent of events use a card or device of a ring
+MODEL_INTENTS = 5_000  # stored features the model step is timed on
 
 
 async def identity_key(pg: object, merchant_id: str) -> bytes:
@@ -115,6 +131,25 @@ async def phase(
     return events
 
 
+def model_step_timings(stored: list[str]) -> tuple[float, float, bool]:
+    """p50 and p99 seconds of the model's step per intent, on a warm model (see the module),
+    and whether its classifier was ready (a short run may store too few intents)."""
+    features = [msgspec.json.decode(text, type=IntentFeatures) for text in stored]
+    policy = GuardPolicy(model_warmup=0)
+    ruled = GuardDecision(Verdict.CLEAR, CLEAR_SCORE, RULES_CLEARED, ())
+    model = GuardModel()
+    for n, intent in enumerate(features):
+        decide_with_model(policy, ruled, model, f"warm-{n}", intent)
+        if n % 5 == 0:
+            model.learn_case(f"case-{n}", [feature_vector(intent)], abusive=n % 25 == 0)
+    timings = []
+    for n, intent in enumerate(features):
+        started = time.perf_counter()
+        decide_with_model(policy, ruled, model, f"timed-{n}", intent)
+        timings.append(time.perf_counter() - started)
+    return percentile(timings, 0.5), percentile(timings, 0.99), model.classifier_ready
+
+
 async def main(seconds: float, size: int) -> dict[str, float]:
     url = os.environ.get("DATABASE_URL")
     if not url:
@@ -147,7 +182,14 @@ async def main(seconds: float, size: int) -> dict[str, float]:
         decided = await pg.fetchval(
             "SELECT count(*) FROM fraud_decisions WHERE merchant_id = $1", merchant
         )
+        stored = await pg.fetch(
+            "SELECT features::text AS features FROM fraud_decisions WHERE merchant_id = $1"
+            " ORDER BY decided_at, intent_key LIMIT $2",
+            merchant,
+            MODEL_INTENTS,
+        )
     await engine.dispose()
+    model_p50, model_p99, classifier_ready = model_step_timings([row["features"] for row in stored])
     off_rate, on_rate = off_events / sum(off), on_events / sum(on)
     return {
         "applied_per_s_without_guard": round(off_rate),
@@ -158,6 +200,9 @@ async def main(seconds: float, size: int) -> dict[str, float]:
         "batch_p99_ms_without_guard": round(percentile(off, 0.99) * 1000, 2),
         "batch_p99_ms_with_guard": round(percentile(on, 0.99) * 1000, 2),
         "guard_us_per_event": round((1 / on_rate - 1 / off_rate) * 1e6, 1),
+        "score_and_learn_us_p50": round(model_p50 * 1e6, 1),
+        "score_and_learn_us_p99": round(model_p99 * 1e6, 1),
+        "model_classifier_ready": classifier_ready,
         "batch_size": size,
         "decisions": decided,
         "held": held,

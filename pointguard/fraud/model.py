@@ -36,6 +36,7 @@ import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from river import anomaly, compose, linear_model, optim, preprocessing
 
@@ -78,6 +79,11 @@ class ScoreHistogram:
         self.latest[self.next_slot] = index
         self.next_slot = (self.next_slot + 1) % SCORE_WINDOW
 
+    def among_top(self, score: float, alert_rate: float) -> bool:
+        """Whether `score` is at or above `threshold(alert_rate)`: its bin and all above it
+        hold at most `alert_rate` of the scores (one C-level sum, not a walk of the bins)."""
+        return sum(self.counts[_bin(score) :]) <= alert_rate * self.total
+
     def threshold(self, alert_rate: float) -> float:
         """The lowest score whose bin and all above it hold at most `alert_rate` of the scores
         seen: scores at or above it are alerts."""
@@ -92,6 +98,11 @@ class ScoreHistogram:
 
 def _bin(score: float) -> int:
     return min(SCORE_BINS - 1, max(0, math.floor(score * SCORE_BINS)))
+
+
+class Assessment(NamedTuple):
+    score: float
+    scaled: dict[str, float]  # the vector in the range the scaler had learned ({}: nothing yet)
 
 
 @dataclass
@@ -121,16 +132,21 @@ class GuardModel:
     def classifier_ready(self) -> bool:
         return self.labels >= MIN_LABELS and self.abusive_labels >= MIN_ABUSIVE_LABELS
 
-    def score(self, vector: Mapping[str, float]) -> float:
+    def assess(self, vector: dict[str, float]) -> Assessment:
         """How suspect the intent is, in [0, 1]: how strange to the trees (0 before they have
         learned anything), and once reviewers have labelled enough, mostly how abusive to
         the classifier."""
-        x = dict(vector)
-        strange = float(self.trees.score_one(self.scaler.transform_one(x))) if self.learned else 0.0
+        if not self.learned:
+            return Assessment(0.0, {})
+        scaled = self.scaler.transform_one(vector)
+        strange = float(self.trees.score_one(scaled))
         if not self.classifier_ready:
-            return strange
-        abusive = float(self.classifier.predict_proba_one(x).get(True, 0.0))
-        return CLASSIFIER_WEIGHT * abusive + (1 - CLASSIFIER_WEIGHT) * strange
+            return Assessment(strange, scaled)
+        abusive = float(self.classifier.predict_proba_one(vector).get(True, 0.0))
+        return Assessment(CLASSIFIER_WEIGHT * abusive + (1 - CLASSIFIER_WEIGHT) * strange, scaled)
+
+    def score(self, vector: dict[str, float]) -> float:
+        return self.assess(vector).score
 
     @property
     def scoring(self) -> bool:
@@ -143,29 +159,31 @@ class GuardModel:
         return (
             self.seen >= warmup
             and self.scores.total >= MIN_SCORES
-            and score >= self.scores.threshold(alert_rate)
+            and self.scores.among_top(score, alert_rate)
         )
 
-    def observe(self, key: str, vector: Mapping[str, float], score: float, cleared: bool) -> int:
+    def observe(
+        self, key: str, vector: dict[str, float], assessed: Assessment, cleared: bool
+    ) -> int:
         """Count the intent's score (once the trees score), and learn it if it was cleared;
-        its `learn_seq`."""
+        its `learn_seq`. The trees learn the intent as the scaler placed it when it was
+        assessed (one transform per intent, not two)."""
         if self.scoring:
-            self.scores.add(score)
+            self.scores.add(assessed.score)
         if cleared:
-            x = dict(vector)
-            self.scaler.learn_one(x)
-            self.trees.learn_one(self.scaler.transform_one(x))
+            self.scaler.learn_one(vector)
+            self.trees.learn_one(assessed.scaled or self.scaler.transform_one(vector))
             self.learned += 1
             if self.learned % NEGATIVE_EVERY == 0:
-                self._label(x, abusive=False)
+                self._label(vector, abusive=False)
         self.seen += 1
         self.chain = next_chain(self.chain, key, cleared)
         return self.seen
 
-    def learn_case(self, key: str, held: Sequence[Mapping[str, float]], abusive: bool) -> int:
+    def learn_case(self, key: str, held: Sequence[dict[str, float]], abusive: bool) -> int:
         """Learn a reviewed case's held intents as the reviewer labelled them; its `learn_seq`."""
         for vector in held:
-            self._label(dict(vector), abusive=abusive)
+            self._label(vector, abusive=abusive)
         self.seen += 1
         self.chain = next_chain(self.chain, key, abusive)
         return self.seen
@@ -175,12 +193,11 @@ class GuardModel:
         self.labels += 1
         self.abusive_labels += abusive
 
-    def strongest(self, vector: Mapping[str, float], count: int) -> list[str]:
+    @staticmethod
+    def strongest(vector: Mapping[str, float], assessed: Assessment, count: int) -> list[str]:
         """The keys whose values lie highest in the range the model has learned: what makes
         the intent stand out, for a reviewer."""
-        if not self.learned:
-            return []
-        scaled = self.scaler.transform_one(dict(vector))
+        scaled = assessed.scaled
         ranked = sorted(
             (key for key, value in vector.items() if value > 0 and not key.startswith("source.")),
             key=lambda key: (-scaled.get(key, 0.0), key),

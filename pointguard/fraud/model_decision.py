@@ -41,14 +41,15 @@ def decide_with_model(
     if ruled.decided_by != RULES_CLEARED:
         return replace(ruled, score=HOLD_SCORE), None
     vector = feature_vector(features)
-    score = model.score(vector)
+    assessed = model.assess(vector)
+    score = assessed.score
     alert = model.is_alert(
         score, alert_rate=policy.model_alert_percent / 100, warmup=policy.model_warmup
     )
     if alert:
         reasons = tuple(
             unusual(key_name, raw_value(features, key_name))
-            for key_name in model.strongest(vector, REASONS)
+            for key_name in model.strongest(vector, assessed, REASONS)
         )
         if policy.enabled:
             decision = GuardDecision(Verdict.HOLD, score, MODEL, reasons)
@@ -57,7 +58,7 @@ def decide_with_model(
     else:
         warm = model.seen >= policy.model_warmup
         decision = GuardDecision(Verdict.CLEAR, score, MODEL if warm else RULES_CLEARED, ())
-    return decision, model.observe(key, vector, score, cleared=not decision.held)
+    return decision, model.observe(key, vector, assessed, cleared=not decision.held)
 
 
 def unusual(key: str, value: object) -> str:

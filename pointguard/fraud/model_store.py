@@ -279,7 +279,7 @@ async def _replay(pg: PgConnection, merchant_id: str, model: GuardModel, up_to: 
         for _, is_intent, row in steps:
             if is_intent:
                 vector = _vector(row["features"])
-                model.observe(row["intent_key"], vector, model.score(vector), row["cleared"])
+                model.observe(row["intent_key"], vector, model.assess(vector), row["cleared"])
             else:
                 case_id = row["case_id"]
                 model.learn_case(_case_key(case_id), held.get(case_id, []), row["abusive"])

@@ -42,27 +42,34 @@ def _numeric_fields(struct: type[msgspec.Struct]) -> tuple[str, ...]:
 
 
 INTENT_FIELDS = _numeric_fields(IntentFeatures)
-HISTORY_FIELDS = _numeric_fields(MemberHistory)
+HISTORY_KEYS = tuple((f"history.{name}", name) for name in _numeric_fields(MemberHistory))
+LINK_KEYS = tuple(
+    (kind, f"sharing.{kind.value}", f"referral_shared.{kind.value}") for kind in LinkKind
+)
+SOURCE_KEYS = tuple((kind, f"source.{kind}") for kind in SOURCE_KINDS)
 
 
 def _squash(value: float) -> float:
     """Signed log1p, clipped: counts and amounts on one gentle scale."""
-    return max(-SQUASH_LIMIT, min(SQUASH_LIMIT, math.copysign(math.log1p(abs(value)), value)))
+    if value >= 0:
+        return min(SQUASH_LIMIT, math.log1p(value))
+    return max(-SQUASH_LIMIT, -math.log1p(-value))
 
 
 def feature_vector(features: IntentFeatures) -> dict[str, float]:
-    """The model's input for one intent (see the module)."""
-    vector: dict[str, float] = {}
-    for name in INTENT_FIELDS:
-        vector[name] = _squash(float(getattr(features, name)))
-    for name in HISTORY_FIELDS:
-        vector[f"history.{name}"] = _squash(float(getattr(features.history, name)))
-    for kind in LinkKind:
-        vector[f"sharing.{kind.value}"] = _squash(float(features.sharing.get(kind, 0)))
-        vector[f"referral_shared.{kind.value}"] = float(kind in features.referral_shared)
+    """The model's input for one intent (see the module). On the hot path: plain loops over
+    key tables built once."""
+    vector = {name: _squash(getattr(features, name)) for name in INTENT_FIELDS}
+    history = features.history
+    for key, name in HISTORY_KEYS:
+        vector[key] = _squash(getattr(history, name))
+    sharing, shared = features.sharing, features.referral_shared
+    for kind, sharing_key, shared_key in LINK_KEYS:
+        vector[sharing_key] = _squash(sharing.get(kind, 0))
+        vector[shared_key] = 1.0 if kind in shared else 0.0
     source_kind = features.source.partition(":")[0]
-    for kind_name in SOURCE_KINDS:
-        vector[f"source.{kind_name}"] = float(source_kind == kind_name)
+    for kind_name, key in SOURCE_KEYS:
+        vector[key] = 1.0 if source_kind == kind_name else 0.0
     return vector
 
 
