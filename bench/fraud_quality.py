@@ -1,18 +1,21 @@
-"""How well the fraud guard tells the simulator's attacks from its honest customers.
+"""How well the fraud guard tells the simulator's attacks from its honest customers, and how
+much its model adds to the hard rules.
 
-Usage: python bench/fraud_quality.py --seed S [--customers N] [--days D]
+Usage: python bench/fraud_quality.py --seed S [--customers N] [--days D] [--review-after H]
 
 Generates the simulator's stream in-process (`fraud.simulation`, as `pointguard sim generate`
 writes it), starts a fresh embedded PostgreSQL (or uses DATABASE_URL) and replays the stream
 through the backtest's program and the guard (`fraud.backtest`, as `pointguard fraud backtest`
-does), then reports the figures against the labels: ROC and PR AUC, precision at the alert
-budget, abusive points held and redeemed, honest events held, and per attack kind the events
-before its first hold and the points held.
+does), with simulated reviewers deciding each case `--review-after` hours (default 24; `none`
+or 0: nobody reviews) after it opened. It reports the figures against the labels: ROC and PR
+AUC, precision at the alert budget, abusive points held and redeemed, honest events held,
+cases cleared and confirmed, and per attack kind the events before its first hold and the
+points held.
 
-The figures come twice: `guard`, the guard as it decides, and `rules_only`, the hard rules
-alone. The guard is its hard rules today (`model: "none yet"`), so the two are one replay; once
-the model exists, `rules_only` is a second replay with the model off, the baseline it must
-beat. Prints a table, then one JSON object as the last line.
+The stream is replayed twice on the same database, each time on a scratch merchant of its own:
+`guard`, the guard as the program ships it (hard rules and model), and `rules_only`, the same
+program with `[guard] model = false`, the baseline the model must beat. Prints each replay in
+words, a table side by side, then one JSON object as the last line.
 """
 
 from __future__ import annotations
@@ -23,16 +26,23 @@ import json
 import os
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from pointguard import db
 from pointguard.fraud.backtest.program import BACKTEST_PROGRAM
 from pointguard.fraud.backtest.replay import replay
 from pointguard.fraud.backtest.report import figures, in_words
+from pointguard.fraud.backtest.reviewers import REVIEW_AFTER, review_after_of
 from pointguard.fraud.backtest.stream import read_stream
 from pointguard.fraud.simulation.stream import StreamSettings, stream_lines
+from pointguard.program.document.schema import Program
 from pointguard.program.document.validate import parse_program
+
+MODEL = "MinMaxScaler | HalfSpaceTrees + StandardScaler | LogisticRegression"  # fraud/model.py
 
 # The figures set side by side, guard against rules only.
 HEADLINE = (
@@ -49,34 +59,50 @@ HEADLINE = (
 RUN_FIELDS = ("merchant_id", "batches", "upkeep_passes", "seconds")
 
 
-async def main(seed: int, customers: int, days: int) -> dict[str, Any]:
+async def main(
+    seed: int, customers: int, days: int, review_after: timedelta | None
+) -> dict[str, Any]:
     began = time.perf_counter()
     settings = StreamSettings(customers=customers, days=days, seed=seed)
     lines = read_stream(line.text for line in stream_lines(settings))
+    program = parse_program(BACKTEST_PROGRAM)
+    programs = {"guard": program, "rules_only": _without_model(program)}
     url = os.environ.get("DATABASE_URL")
     if not url:
         scratch = tempfile.mkdtemp(prefix="pointguard-bench-")
         url = db.scratch_postgres(Path(scratch)).get_uri()
     engine = db.create_engine(db.async_url(url), pool_size=2)
+    found: dict[str, dict[str, Any]] = {}
     try:
         await db.migrate(engine)
-        done = await replay(engine, lines, parse_program(BACKTEST_PROGRAM))
+        for name, document in programs.items():
+            done = await replay(engine, lines, document, review_after=review_after)
+            found[name] = figures(done)
+            print(f"\n{name}:")
+            in_words(found[name], print)
     finally:
         await engine.dispose()
-    found = figures(done)
-    in_words(found, print)
-    guard = {name: value for name, value in found.items() if name not in RUN_FIELDS}
-    rules_only = guard  # the same replay until the model exists (see the module)
+    compared = {
+        name: {field: value for field, value in figures_of.items() if field not in RUN_FIELDS}
+        for name, figures_of in found.items()
+    }
     return {
         "seed": seed,
         "customers": customers,
         "days": days,
-        "model": "none yet",
-        "guard": guard,
-        "rules_only": rules_only,
-        "replay_seconds": found["seconds"],
+        "review_after_hours": None if review_after is None else review_after / timedelta(hours=1),
+        "model": MODEL,
+        **compared,
+        "replay_seconds": {name: figures_of["seconds"] for name, figures_of in found.items()},
         "seconds": round(time.perf_counter() - began, 1),
     }
+
+
+def _without_model(program: Program) -> Program:
+    """The same program with the guard's model off: its hard rules alone decide."""
+    return msgspec.structs.replace(
+        program, guard=msgspec.structs.replace(program.guard, model=False)
+    )
 
 
 def table(result: dict[str, Any]) -> None:
@@ -96,7 +122,14 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--customers", type=int, default=1000)
     parser.add_argument("--days", type=int, default=90)
+    parser.add_argument(
+        "--review-after",
+        type=review_after_of,
+        default=REVIEW_AFTER,
+        metavar="HOURS",
+        help="reviewers decide each case this many hours after it opened (none or 0: never)",
+    )
     args = parser.parse_args()
-    result = asyncio.run(main(args.seed, args.customers, args.days))
+    result = asyncio.run(main(args.seed, args.customers, args.days, args.review_after))
     table(result)
     print(json.dumps(result, separators=(",", ":")))
