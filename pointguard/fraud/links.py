@@ -25,7 +25,8 @@ COMPONENTS_LOCK_CLASS = 0x66726463  # pg_advisory_xact_lock(class, hashtext(merc
 # Links seen again keep their first and last sightings (rewritten only when they widen); a link
 # new to its identifier adds one to the identifier's member count (`xmax = 0`: the row was
 # inserted, not updated). Counts are updated in (kind, digest) order, one order for every
-# writer.
+# writer. Returned: the new hard links on identifiers that now link two members or more (a
+# member alone on all its identifiers is in no component: alone, size 1, nothing stored).
 UPSERT_IDENTITY_LINKS = """
 WITH links AS (
     INSERT INTO fraud_identity_links AS l
@@ -43,8 +44,10 @@ WITH links AS (
     SELECT $1, kind, digest, count(*) FROM links WHERE inserted
     GROUP BY kind, digest ORDER BY kind, digest
     ON CONFLICT (merchant_id, kind, digest) DO UPDATE SET members = i.members + excluded.members
+    RETURNING kind, digest, members
 )
-SELECT kind, digest, member_id FROM links WHERE inserted AND kind = ANY($7::text[])
+SELECT l.kind, l.digest, l.member_id FROM links l JOIN counted c USING (kind, digest)
+WHERE l.inserted AND l.kind = ANY($7::text[]) AND c.members > 1
 """
 
 LOCK_COMPONENTS = f"SELECT pg_advisory_xact_lock({COMPONENTS_LOCK_CLASS}, hashtext($1))"
