@@ -129,7 +129,8 @@ def create_app(
             loop = upkeep_forever(engine, interval_s=UPKEEP_INTERVAL_S, settings=settings)
             tasks.append(asyncio.create_task(loop))
         if workers:
-            tasks.append(asyncio.create_task(work_forever(engine, app.state.secret_key)))
+            loop = work_forever(engine, app.state.secret_key, guarded=settings.fraud_guard)
+            tasks.append(asyncio.create_task(loop))
         if dispatch:
             tasks.append(asyncio.create_task(dispatch_forever(engine, app.state.credentials)))
         try:

@@ -60,6 +60,11 @@ class Settings:
     allow_loopback_endpoints: bool = False
     body_read_timeout_s: float = DEFAULT_BODY_READ_TIMEOUT_S  # a request body arrives within
     max_connections: int = DEFAULT_MAX_CONNECTIONS  # per `serve` process (uvicorn's limit)
+    # Whether the inbox workers apply events through the fraud guard. `POINTGUARD_FRAUD_GUARD=off`
+    # is a switch for measuring what the guard costs, or for an emergency: points are then
+    # released unscreened (no identity links, no decisions, no holds), and the workers say so
+    # loudly when they start. A merchant turns its holds off in its program instead.
+    fraud_guard: bool = True
     # What the server's loops and the CLI take as now (`clock.py`); a simulation passes its own.
     clock: Clock = wall_clock
 
@@ -100,6 +105,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             env, "POINTGUARD_BODY_READ_TIMEOUT_S", DEFAULT_BODY_READ_TIMEOUT_S, float
         ),
         max_connections=_positive(env, "POINTGUARD_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, int),
+        fraud_guard=_one_of(env, "POINTGUARD_FRAUD_GUARD", ("on", "off")) == "on",
     )
 
 

@@ -68,7 +68,7 @@ def worker() -> None:
     keys = load_keyring(settings)  # opens the merchants' identity keys for the fraud guard
 
     async def run(engine: AsyncEngine) -> None:
-        await work_forever(engine, keys)
+        await work_forever(engine, keys, guarded=settings.fraud_guard)
 
     with_engine(run)
 

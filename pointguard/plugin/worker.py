@@ -237,10 +237,17 @@ async def process_due(
     return total
 
 
-async def work_forever(engine: AsyncEngine, keys: Keys) -> None:
+async def work_forever(engine: AsyncEngine, keys: Keys, *, guarded: bool) -> None:
     """The worker loop of `pointguard worker` and of `serve`: drain, then poll. Every event goes
-    through the fraud guard, with each merchant's identity key opened by `keys`."""
-    guard = fraud_guard(keys)
+    through the fraud guard, with each merchant's identity key opened by `keys`, unless the
+    operator switched it off (`guarded` False: `POINTGUARD_FRAUD_GUARD=off`), which must not
+    pass unnoticed: points are then released unscreened."""
+    guard = fraud_guard(keys) if guarded else None
+    if guard is None:
+        log.warning(
+            "POINTGUARD_FRAUD_GUARD=off: this worker applies events WITHOUT the fraud guard;"
+            " points are released unscreened (no identity links, no decisions, no holds)"
+        )
     while True:
         try:
             done = await process_due(engine, guard=guard)
