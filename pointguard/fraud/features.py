@@ -18,7 +18,7 @@ from msgspec import Struct
 
 from pointguard.fraud.identity import LinkKind
 
-FEATURE_SCHEMA = 3
+FEATURE_SCHEMA = 4
 NOT_APPLICABLE = -1.0
 SECONDS_PER_HOUR = 3_600
 # An identifier first seen for a member this recently, on an account at least this old, is
@@ -33,6 +33,7 @@ class MemberHistory(Struct, frozen=True, kw_only=True):
     applied events)."""
 
     first_seen_at: datetime | None = None
+    has_paid_order: bool = False  # ever, up to the event
     orders_1h: int = 0
     orders_24h: int = 0
     orders_30d: int = 0

@@ -32,7 +32,8 @@ STATS_LOCK_CLASS = 0x66726473  # pg_try_advisory_xact_lock(class, hashtext(merch
 # $2, $3, $4: each member, the time of the event decided, and where the return window starts.
 # One lateral read per source, each an index range of the member's own rows.
 SELECT_MEMBER_HISTORIES = """
-SELECT m.member_id, m.at, e.first_seen_at, e.orders_1h, e.orders_24h, e.orders_30d,
+SELECT m.member_id, m.at, e.first_seen_at, e.has_paid_order, e.orders_1h, e.orders_24h,
+       e.orders_30d,
        e.refunds_30d, o.orders_in_return_window, o.refunded_in_return_window,
        r.referrals_24h, r.referrals_7d, r.referrals_30d, lr.refunded_at, lo.paid_at,
        rv.reviews_24h, pts.decided_points_24h
@@ -40,6 +41,9 @@ FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[]) AS m(member_id, at
 CROSS JOIN LATERAL (
     SELECT (SELECT min(f.occurred_at) FROM program_applied_events f
             WHERE f.merchant_id = $1 AND f.member_id = m.member_id) AS first_seen_at,
+           EXISTS (SELECT 1 FROM program_orders p
+                   WHERE p.merchant_id = $1 AND p.member_id = m.member_id AND p.paid_at <= m.at)
+               AS has_paid_order,
            count(*) FILTER (WHERE a.event_type = 'order.paid'
                             AND a.occurred_at > m.at - interval '1 hour') AS orders_1h,
            count(*) FILTER (WHERE a.event_type = 'order.paid'
@@ -199,6 +203,7 @@ async def load_histories(
     return {
         (row["member_id"], row["at"]): MemberHistory(
             first_seen_at=row["first_seen_at"],
+            has_paid_order=row["has_paid_order"],
             orders_1h=row["orders_1h"],
             orders_24h=row["orders_24h"],
             orders_30d=row["orders_30d"],

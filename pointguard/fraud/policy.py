@@ -19,6 +19,9 @@ class GuardPolicy(Struct, forbid_unknown_fields=True, kw_only=True, frozen=True)
     max_members_per_card: int = 3  # members paying with one card
     max_members_per_device: int = 4  # members on one device
     hold_disposable_referrals: bool = True  # referral rewards of referees on throwaway inboxes
+    hold_reviews_without_orders: bool = True  # review bonuses of members who never paid an order
+    new_account_days: int = 7  # an account this young ...
+    max_new_account_orders_per_day: int = 4  # ... holds its orders beyond this many in 24 hours
     max_reviews_per_day: int = 5  # reviews the program rewarded a member in 24 hours
     # The model (`model.py`): the share of the intents it sees that it may hold (the reviewers'
     # capacity), and how many it must see before it holds any (the rules alone decide before).

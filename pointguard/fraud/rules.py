@@ -13,6 +13,10 @@ whatever the return window says, until a reviewer clears them.
   in 24 hours.
 - `shared_card` / `shared_device`: more members than the program allows pay with one card or
   use one device (rings of accounts).
+- `review_without_order`: a review bonus for a member who never paid an order
+  (`hold_reviews_without_orders`): review farms write reviews without buying.
+- `new_account_order_burst`: an account younger than `new_account_days` with more than
+  `max_new_account_orders_per_day` orders in 24 hours (orders split to reach thresholds).
 - `order_velocity`: more orders than `max_orders_per_hour` in an hour or `max_orders_per_day`
   in a day.
 - `refund_farming`: more than `max_refunded_percent` of the orders paid within the return
@@ -101,7 +105,24 @@ def _fired(guard: GuardPolicy, f: IntentFeatures) -> list[tuple[str, str]]:
     devices = f.sharing.get(LinkKind.DEVICE, 0)
     if devices + 1 > guard.max_members_per_device:
         fired.append(("shared_device", f"{devices} other members use this device"))
+    if (
+        f.source == REVIEW_SOURCE
+        and guard.hold_reviews_without_orders
+        and not history.has_paid_order
+    ):
+        fired.append(("review_without_order", "a review by a member who never paid an order"))
     if f.is_order:
+        if (
+            f.account_age_days < guard.new_account_days
+            and history.orders_24h > guard.max_new_account_orders_per_day
+        ):
+            fired.append(
+                (
+                    "new_account_order_burst",
+                    f"{history.orders_24h} orders in 24 hours on an account"
+                    f" {f.account_age_days:.1f} days old",
+                )
+            )
         if history.orders_1h > guard.max_orders_per_hour:
             fired.append(("order_velocity", f"{history.orders_1h} orders in one hour"))
         elif history.orders_24h > guard.max_orders_per_day:

@@ -127,6 +127,7 @@ async def test_points_in_24_hours_against_the_merchants_running_median(engine, r
 
 
 async def test_reviews_in_24_hours_and_the_review_velocity_rule(engine, run, shop):
+    await guarded(run, shop, order("cat", 1, T0 - DAY))  # a customer: reviews earn
     for n in range(7):
         review = ActionPerformed(
             event_id=f"w-cat-review-{n}",

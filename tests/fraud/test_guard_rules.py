@@ -42,6 +42,26 @@ CASES = [
         "referral_same_person",
     ),
     (
+        "review-without-order",
+        replace(REVIEW, history=MemberHistory(has_paid_order=False)),
+        replace(REVIEW, history=MemberHistory(has_paid_order=True)),
+        "review_without_order",
+    ),
+    (
+        "new-account-order-burst",
+        replace(
+            ORDER,
+            account_age_days=POLICY.new_account_days - 1,
+            history=MemberHistory(orders_24h=POLICY.max_new_account_orders_per_day + 1),
+        ),
+        replace(  # the same day's orders on an account past its first week: a regular
+            ORDER,
+            account_age_days=POLICY.new_account_days + 1,
+            history=MemberHistory(orders_24h=POLICY.max_new_account_orders_per_day + 1),
+        ),
+        "new_account_order_burst",
+    ),
+    (
         "disposable-referral",
         replace(REFERRAL, referee_disposable_email=True),
         replace(REFERRAL, disposable_email=True),  # the referrer's own throwaway inbox: a signal
@@ -99,8 +119,14 @@ CASES = [
     ),
     (
         "reviews-per-day",
-        replace(REVIEW, history=MemberHistory(reviews_24h=POLICY.max_reviews_per_day + 1)),
-        replace(REVIEW, history=MemberHistory(reviews_24h=POLICY.max_reviews_per_day)),
+        replace(
+            REVIEW,
+            history=MemberHistory(has_paid_order=True, reviews_24h=POLICY.max_reviews_per_day + 1),
+        ),
+        replace(
+            REVIEW,
+            history=MemberHistory(has_paid_order=True, reviews_24h=POLICY.max_reviews_per_day),
+        ),
         "review_velocity",
     ),
     ("open-case", replace(ORDER, open_case=True), ORDER, "member_under_review"),

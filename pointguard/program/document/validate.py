@@ -268,6 +268,8 @@ def program_problems(program: Program, *, check_tier_names: bool = True) -> Prob
         "max_referrals_per_day",
         "max_members_per_card",
         "max_members_per_device",
+        "new_account_days",
+        "max_new_account_orders_per_day",
         "max_reviews_per_day",
     ):
         positive(getattr(guard, name), f"$.guard.{name}")
