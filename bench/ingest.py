@@ -1,5 +1,5 @@
 """Webhook ingest end to end: the real server, signed `order.paid` webhooks, inbox to ledger,
-measured against a naive endpoint in the same run.
+measured against a naive endpoint, and with the fraud guard against without it, in the same run.
 
 Usage: python bench/ingest.py [--seconds N] [--pairs P] [--workers W] [--concurrency C]
                               [--merchants M] [--client raw|httpx]
@@ -9,19 +9,27 @@ baseline measured beside them: `bench/naive_ingest.py`, a minimal Starlette endp
 verifies the signature and INSERTs one row per request (a commit each, nothing applied).
 
 Starts a fresh embedded PostgreSQL (or uses DATABASE_URL), migrates, creates M merchants (1 by
-default) with the same simple program, then starts the real server (`pointguard serve
---workers W`: uvicorn with W processes, each with its inbox worker, outbox dispatcher and
-upkeep) and the naive server (same uvicorn settings, same W) on 127.0.0.1, and drives them
-from a separate load process (this file, `--load`):
+default) with the same simple program, starts the naive server (uvicorn with W processes) for
+the whole run, and for each PointGuard phase a real server of its own (`pointguard serve
+--workers W`: W processes, each with its inbox worker, outbox dispatcher and upkeep), stopped
+when the phase's inbox is drained: two PointGuard servers on one database would drain each
+other's inbox. A server's start-up is not counted. A separate load process (this file,
+`--load`) drives them on 127.0.0.1:
 
   saturate   C connections, each sending the next webhook as soon as the last is answered,
-             1 s of warm-up then N s counted: 202s per second. The naive server and
-             PointGuard take turns, P pairs, alternating who goes first; the figures are
-             medians over the pairs: naive_accepted_per_s, accepted_per_s, applied_per_s,
-             accepted_over_naive and applied_over_naive (PointGuard's medians over the
-             naive one's).
-  paced      PointGuard alone, open loop at half the naive server's median rate for N s on up
-             to C connections; latency is from each request's scheduled send time to its
+             1 s of warm-up then N s counted: 202s per second. Three parties take turns in
+             each of P rounds (`--pairs`), each going first in turn: the naive server,
+             PointGuard, and PointGuard with `POINTGUARD_FRAUD_GUARD=off` (its workers apply
+             events without the guard, on the same merchants); the figures are medians over
+             the rounds: naive_accepted_per_s, accepted_per_s, applied_per_s,
+             accepted_over_naive and applied_over_naive (PointGuard's medians over the naive
+             one's), accepted_per_s_without_guard, applied_per_s_without_guard, and
+             applied_with_guard_over_without (applied_per_s over applied_per_s_without_guard:
+             the share of its applied rate PointGuard keeps with the guard screening every
+             event).
+  paced      PointGuard (with the guard) alone, on a server warmed by 1 s of saturation
+             (drained, not counted), open loop at half the naive server's median rate for N s on
+             up to C connections; latency is from each request's scheduled send time to its
              answer, so a server that falls behind is charged for the queueing too: p50_ms,
              p99_ms.
 
@@ -34,12 +42,13 @@ for why that is not the default). After each PointGuard phase the bench waits (a
 applied (of all the merchants) divided by the time from the first of them received to the last
 applied (`inbox.received_at`, `inbox.applied_at`; applied_at is the start of the worker's batch
 transaction, so the last batch's own duration, tens of ms, is not counted). errors counts
-answers other than 202 from either server, failed requests (connection errors, timeouts after
+answers other than 202 from any server, failed requests (connection errors, timeouts after
 10 s), and PointGuard's inbox rows that ended dead or were still pending after the drain.
 
-Also reported: the server's peak RSS (all its processes together, sampled every 0.1 s), the
-CPU each party used during PointGuard's saturate phases as a share of the machine, and the
-commonest PostgreSQL wait events seen in pg_stat_activity while saturated.
+Also reported: the peak RSS of PointGuard's server with the guard (all its processes
+together, sampled every 0.1 s), and, during its saturate phases, the CPU each party (server,
+PostgreSQL, load generator) used as a share of the machine and the commonest PostgreSQL wait
+events seen in pg_stat_activity.
 Prints a table, then one JSON object as the last line.
 """
 
@@ -89,7 +98,10 @@ MEMBERS = 50_000
 # adds a process's memory (~90 MB) and scheduling for no clear gain. 2 is recommended.
 DEFAULT_WORKERS = 2
 DEFAULT_CONCURRENCY = 32
-DEFAULT_PAIRS = 3  # naive and PointGuard take turns; medians over the pairs are reported
+DEFAULT_PAIRS = 3  # rounds in which the parties take turns; medians over them are reported
+# Who is saturated in each round: the naive endpoint, PointGuard, and PointGuard with
+# POINTGUARD_FRAUD_GUARD=off.
+PARTIES = ("naive", "guarded", "unguarded")
 NAIVE_SERVER = str(Path(__file__).resolve().parent / "naive_ingest.py")
 WARMUP_S = 1.0
 REQUEST_TIMEOUT_S = 10.0
@@ -346,10 +358,11 @@ def cpu_seconds(processes: list[psutil.Process]) -> float:
 
 
 class Monitor:
-    """Samples the server's RSS, and pg_stat_activity's wait events while `waits_on` is set."""
+    """Samples the RSS of PointGuard's server while `server_pid` is set (only while one with the
+    guard is up), and pg_stat_activity's wait events while `waits_on` is set."""
 
-    def __init__(self, server_pid: int, engine: Any) -> None:
-        self.server_pid = server_pid
+    def __init__(self, engine: Any) -> None:
+        self.server_pid: int | None = None
         self.engine = engine
         self.peak_rss = 0
         self.waits_on = False
@@ -360,7 +373,7 @@ class Monitor:
         async with db.connection(self.engine) as pg:
             while True:
                 rss = 0
-                for process in tree(self.server_pid):
+                for process in tree(self.server_pid) if self.server_pid else []:
                     with contextlib.suppress(psutil.Error):
                         rss += process.memory_info().rss
                 self.peak_rss = max(self.peak_rss, rss)
@@ -520,24 +533,25 @@ def postgres_processes(backend_pid: int) -> list[psutil.Process]:
 
 @dataclass
 class Run:
-    """What the phases share: the database, the merchants, and the two servers."""
+    """What the phases share: the database, the merchants, the naive server, and what it takes
+    to start PointGuard's (a new one for each phase)."""
 
     args: argparse.Namespace
     engine: Any
     merchant_ids: list[str]
     merchants_file: Path
     tag: str
-    pointguard_port: int
-    pointguard_pid: int
+    env: dict[str, str]
+    scratch: Path
     naive_port: int
     backend_pid: int
     monitor: Monitor
 
-    def load_options(self) -> list[str]:
+    def load_options(self, seconds: int | None = None) -> list[str]:
         a = self.args
         return [
             "--seconds",
-            str(a.seconds),
+            str(a.seconds if seconds is None else seconds),
             "--concurrency",
             str(a.concurrency),
             "--client",
@@ -556,18 +570,45 @@ async def naive_saturate(run: Run, pair: int) -> dict[str, Any]:
     return {"accepted_per_s": sat["counted"] / run.args.seconds, "errors": sat["errors"]}
 
 
-async def pointguard_saturate(run: Run, pair: int) -> dict[str, Any]:
-    """PointGuard saturated: 202s per second, then (after the drain) rows applied per second,
-    and the CPU each party used meanwhile."""
-    servers, pgs = tree(run.pointguard_pid), postgres_processes(run.backend_pid)
+@contextlib.asynccontextmanager
+async def pointguard_server(
+    run: Run, *, guarded: bool, phase: str
+) -> AsyncIterator[tuple[int, int]]:
+    """PointGuard's server for one phase, with or without the fraud guard
+    (`POINTGUARD_FRAUD_GUARD`), ready, then stopped with its processes when the block ends;
+    yields its port and pid. Never two at once: every PointGuard server's workers drain the one
+    inbox, so a second would apply the first's webhooks and compete with it."""
+    port, log = free_port(), run.scratch / f"pointguard-{phase}.log"
+    env = {**run.env, "POINTGUARD_FRAUD_GUARD": "on" if guarded else "off"}
+    async with server_process(pointguard_command(port, run.args.workers), env, log) as server:
+        await wait_ready(port, server, log)
+        run.monitor.server_pid = server.pid if guarded else None
+        try:
+            yield port, server.pid
+        finally:
+            run.monitor.server_pid = None
+
+
+async def pointguard_saturate(run: Run, pair: int, *, guarded: bool) -> dict[str, Any]:
+    """PointGuard saturated, with or without the guard, on a server of its own started for the
+    phase (its start-up not counted): 202s per second, then (after the drain) rows applied per
+    second, and the CPU each party used meanwhile."""
+    tag = f"{'s' if guarded else 'u'}{run.tag}-{pair}"
+    async with pointguard_server(run, guarded=guarded, phase=tag) as (port, server_pid):
+        return await saturate_and_drain(run, port, server_pid, tag, guarded=guarded)
+
+
+async def saturate_and_drain(
+    run: Run, port: int, server_pid: int, tag: str, *, guarded: bool
+) -> dict[str, Any]:
+    """One saturate phase on PointGuard's server (`port`, `server_pid`), then its inbox
+    drained. pg_stat_activity's wait events are sampled with the guard only."""
+    servers, pgs = tree(server_pid), postgres_processes(run.backend_pid)
     before = (cpu_seconds(servers), cpu_seconds(pgs), time.monotonic())
     each_before = [cpu_seconds([p]) for p in servers]
     machine_before = psutil.cpu_times()
-    run.monitor.waits_on = True
-    tag = f"s{run.tag}-{pair}"
-    sat = await run_load(
-        "saturate", run.pointguard_port, run.merchants_file, [*run.load_options(), "--tag", tag]
-    )
+    run.monitor.waits_on = guarded
+    sat = await run_load("saturate", port, run.merchants_file, [*run.load_options(), "--tag", tag])
     run.monitor.waits_on = False
     # PostgreSQL's processes listed again: the backends the server's pool opened during the
     # phase (more merchants, more at once) count too.
@@ -597,15 +638,29 @@ async def pointguard_saturate(run: Run, pair: int) -> dict[str, Any]:
     }
 
 
+async def saturate_party(run: Run, party: str, pair: int) -> dict[str, Any]:
+    """`party`'s saturate phase in round `pair`."""
+    if party == "naive":
+        return await naive_saturate(run, pair)
+    return await pointguard_saturate(run, pair, guarded=party == "guarded")
+
+
 async def pointguard_paced(run: Run, rate: int) -> dict[str, Any]:
+    """PointGuard with the guard at `rate` requests per second, on a server of its own warmed
+    first by WARMUP_S of saturation (drained, not counted), as warm as the saturate phases'
+    servers are once their warm-up is over."""
     tag = f"p{run.tag}"
-    pac = await run_load(
-        "paced",
-        run.pointguard_port,
-        run.merchants_file,
-        [*run.load_options(), "--tag", tag, "--rate", str(rate)],
-    )
-    inbox = await drain(run.engine, run.merchant_ids, tag, run.args.seconds)
+    async with pointguard_server(run, guarded=True, phase=tag) as (port, _):
+        warm_up = [*run.load_options(seconds=0), "--tag", f"w{run.tag}"]
+        await run_load("saturate", port, run.merchants_file, warm_up)
+        await drain(run.engine, run.merchant_ids, f"w{run.tag}", 0)
+        pac = await run_load(
+            "paced",
+            port,
+            run.merchants_file,
+            [*run.load_options(), "--tag", tag, "--rate", str(rate)],
+        )
+        inbox = await drain(run.engine, run.merchant_ids, tag, run.args.seconds)
     return {
         **pac,
         "applied_per_s": inbox["applied_per_s"],
@@ -649,15 +704,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "NAIVE_DATABASE_URL": db.libpq_url(url),
             "NAIVE_MERCHANTS_FILE": str(merchants_file),
         }
-        ports = free_port(), free_port()
-        logs = scratch / "pointguard.log", scratch / "naive.log"
-        async with (
-            server_process(pointguard_command(ports[0], args.workers), env, logs[0]) as server,
-            server_process(naive_command(ports[1], args.workers), env, logs[1]) as naive,
-        ):
-            await wait_ready(ports[0], server, logs[0])
-            await wait_ready(ports[1], naive, logs[1], path="/")
-            monitor = Monitor(server.pid, engine)
+        port, log = free_port(), scratch / "naive.log"
+        # The naive server stays up throughout (it has no inbox worker); PointGuard's servers
+        # are started one at a time, for one phase each (`pointguard_server`).
+        async with server_process(naive_command(port, args.workers), env, log) as naive:
+            await wait_ready(port, naive, log, path="/")
+            monitor = Monitor(engine)
             sampling = asyncio.create_task(monitor.run())
             run = Run(
                 args,
@@ -665,24 +717,21 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 [m.merchant_id for m in created],
                 merchants_file,
                 tag,
-                ports[0],
-                server.pid,
-                ports[1],
+                env,
+                scratch,
+                port,
                 backend_pid,
                 monitor,
             )
             try:
-                naive_runs, pointguard_runs = [], []
+                runs: dict[str, list[dict[str, Any]]] = {party: [] for party in PARTIES}
                 for pair in range(args.pairs):
-                    # Alternate who goes first, so a drift of the machine's speed during the
-                    # run favours neither.
-                    if pair % 2 == 0:
-                        naive_runs.append(await naive_saturate(run, pair))
-                        pointguard_runs.append(await pointguard_saturate(run, pair))
-                    else:
-                        pointguard_runs.append(await pointguard_saturate(run, pair))
-                        naive_runs.append(await naive_saturate(run, pair))
-                naive_rate = statistics.median(n["accepted_per_s"] for n in naive_runs)
+                    # Each party goes first in turn, so a drift of the machine's speed during
+                    # the run favours none.
+                    first = pair % len(PARTIES)
+                    for party in PARTIES[first:] + PARTIES[:first]:
+                        runs[party].append(await saturate_party(run, party, pair))
+                naive_rate = statistics.median(n["accepted_per_s"] for n in runs["naive"])
                 paced_rate = max(1, round(naive_rate / 2))
                 pac = await pointguard_paced(run, paced_rate)
             finally:
@@ -690,30 +739,33 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 with contextlib.suppress(asyncio.CancelledError):
                     await sampling
         await engine.dispose()
-    return figures(args, naive_runs, pointguard_runs, pac, paced_rate, monitor)
+    return figures(args, runs, pac, paced_rate, monitor)
 
 
 def figures(
     args: argparse.Namespace,
-    naive_runs: list[dict[str, Any]],
-    pointguard_runs: list[dict[str, Any]],
+    runs: dict[str, list[dict[str, Any]]],
     pac: dict[str, Any],
     paced_rate: int,
     monitor: Monitor,
 ) -> dict[str, Any]:
-    """The figures: PointGuard's medians over the pairs, and over the naive baseline's."""
+    """The figures: PointGuard's medians over the rounds, over the naive baseline's, and with
+    the guard over without it."""
 
     def median(runs: list[dict[str, Any]], name: str, digits: int = 0) -> float:
         value = statistics.median(r[name] for r in runs)
         return round(value, digits) if digits else round(value)
 
+    naive_runs, pointguard_runs, unguarded_runs = (runs[party] for party in PARTIES)
     naive = median(naive_runs, "accepted_per_s")
     accepted = median(pointguard_runs, "accepted_per_s")
     applied = median(pointguard_runs, "applied_per_s")
-    unapplied = sum(r["unapplied"] for r in pointguard_runs) + pac["unapplied"]
-    request_errors = sum(r["errors"] for r in [*pointguard_runs, *naive_runs]) + pac["errors"]
+    applied_unguarded = median(unguarded_runs, "applied_per_s")
+    both = [*pointguard_runs, *unguarded_runs]
+    unapplied = sum(r["unapplied"] for r in both) + pac["unapplied"]
+    request_errors = sum(r["errors"] for r in [*both, *naive_runs]) + pac["errors"]
     statuses: Counter[str] = Counter(pac["statuses"])
-    for r in pointguard_runs:
+    for r in both:
         statuses.update(r["statuses"])
     waits = ", ".join(
         f"{name} {count / max(1, monitor.wait_samples):.1f}"
@@ -722,16 +774,25 @@ def figures(
     return {
         "accepted_over_naive": round(accepted / naive, 2) if naive else float("nan"),
         "applied_over_naive": round(applied / naive, 2) if naive else float("nan"),
+        "applied_with_guard_over_without": round(applied / applied_unguarded, 2)
+        if applied_unguarded
+        else float("nan"),
         "p99_ms": round(percentile(pac["latencies_ms"], 0.99), 2),
         "naive_accepted_per_s": naive,
         "accepted_per_s": accepted,
         "applied_per_s": applied,
+        "accepted_per_s_without_guard": median(unguarded_runs, "accepted_per_s"),
+        "applied_per_s_without_guard": applied_unguarded,
         "pair_ratios_accepted": [
             round(p["accepted_per_s"] / n["accepted_per_s"], 2) if n["accepted_per_s"] else None
             for p, n in zip(pointguard_runs, naive_runs, strict=True)
         ],
         "naive_runs_per_s": [round(n["accepted_per_s"]) for n in naive_runs],
         "pointguard_runs_per_s": [round(p["accepted_per_s"]) for p in pointguard_runs],
+        "pair_ratios_applied_with_guard_over_without": [
+            round(p["applied_per_s"] / u["applied_per_s"], 2) if u["applied_per_s"] else None
+            for p, u in zip(pointguard_runs, unguarded_runs, strict=True)
+        ],
         "p50_ms": round(percentile(pac["latencies_ms"], 0.50), 2),
         "paced_offered_per_s": paced_rate,
         # 202s per second over the paced phase, from the first request due to the last answer.
@@ -766,7 +827,10 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
     parser.add_argument(
-        "--pairs", type=int, default=DEFAULT_PAIRS, help="naive/PointGuard saturate pairs"
+        "--pairs",
+        type=int,
+        default=DEFAULT_PAIRS,
+        help="rounds of saturate phases: naive, PointGuard, PointGuard without the guard",
     )
     parser.add_argument(
         "--merchants", type=int, default=1, help="merchants the load is spread over"
