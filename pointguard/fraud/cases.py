@@ -61,6 +61,14 @@ WHERE merchant_id = $1 AND case_id = $2 AND status = ANY($3::text[])
 RETURNING {CASE_COLUMNS}
 """
 
+# The earns the guard cleared for a member: a confirmed case forfeits what they still have
+# pending, as it does the held ones (an abuser's unreleased points are the abuse's too).
+SELECT_MEMBERS_CLEARED_ENTRIES = """
+SELECT ledger_entry_id FROM fraud_decisions
+WHERE merchant_id = $1 AND member_id = $2 AND decision = 'clear' AND ledger_entry_id IS NOT NULL
+ORDER BY ledger_entry_id
+"""
+
 SELECT_HELD_ENTRIES = """
 SELECT ledger_entry_id FROM fraud_decisions
 WHERE merchant_id = $1 AND case_id = $2 AND decision = 'hold' AND ledger_entry_id IS NOT NULL
@@ -339,3 +347,10 @@ def _payload(member_id: str, case_id: int, at: datetime) -> Mapping[str, Any]:
 def _case(row: object) -> Case:
     values = dict(row)  # type: ignore[call-overload]
     return Case(**{**values, "status": CaseStatus(values["status"])})
+
+
+async def cleared_entry_ids(pg: PgConnection, merchant_id: str, member_id: str) -> list[int]:
+    """The ledger entries of the earns the guard cleared for the member (some may still be
+    pending: the return window)."""
+    rows = await pg.fetch(SELECT_MEMBERS_CLEARED_ENTRIES, merchant_id, member_id)
+    return [row["ledger_entry_id"] for row in rows]

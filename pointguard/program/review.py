@@ -1,10 +1,12 @@
 """Reviewing what the fraud guard held: a risk reviewer's decision on a member's case, carried
 to the ledger in the same transaction. `clear` lets the held earns go (those already due are
 released at once, the rest by the upkeep when due); `confirm` forfeits their pending points to
-the `forfeited` account, may freeze the member, and may void what the member's referrals earned
-them (each rewarded referral is reversed and its referrer reward taken back, as far as the
-member has not spent it); `escalate` leaves the points held. The storefront hears
-`member.cleared` or `member.frozen`, and of every entry posted."""
+the `forfeited` account, and what the member's cleared earns still have pending (an abuser's
+unreleased points are the abuse's too; what was released stays), may freeze the member, and
+may void what the member's referrals earned them (each rewarded referral is reversed and its
+referrer reward taken back, as far as the member has not spent it); `escalate` leaves the
+points held. The storefront hears `member.cleared` or `member.frozen`, and of every entry
+posted."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pointguard.db import PgConnection
-from pointguard.fraud.cases import Case, ReviewAction, decide_case
+from pointguard.fraud.cases import Case, ReviewAction, cleared_entry_ids, decide_case
 from pointguard.ledger import PostedEntry
 from pointguard.ledger import operations as ops
 from pointguard.ledger.keys import idempotency_key
@@ -46,7 +48,11 @@ async def review_case(
         pg, merchant_id, case_id, action, reviewer=reviewer, note=note, freeze=freeze, now=now
     )
     entries: list[PostedEntry] = []
-    for entry_id in decided.held_entry_ids:
+    to_decide = decided.held_entry_ids
+    if action == ReviewAction.CONFIRM:
+        member_id = decided.case.member_id
+        to_decide = sorted({*to_decide, *await cleared_entry_ids(pg, merchant_id, member_id)})
+    for entry_id in to_decide:
         if action == ReviewAction.CLEAR:
             posted = await ops.let_go(pg, merchant_id, entry_id, now=now)
         elif action == ReviewAction.CONFIRM:

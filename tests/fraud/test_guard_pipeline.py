@@ -383,3 +383,29 @@ async def test_a_referee_on_a_throwaway_inbox_holds_the_referral_rewards(
         ("ann", "referral:referrer"): expected,
         ("bob", "referral:referee"): expected,
     }
+
+
+async def test_a_confirmed_case_forfeits_what_the_members_cleared_earns_still_have_pending(
+    engine, run, shop, assert_ledger_intact
+):
+    """Before the return window ends: the order's own points, cleared by the guard but still
+    pending, go to `forfeited` with the held referral reward; after it, released points stay."""
+    card = Signals(payment_fingerprint="card-F")
+    await guarded(run, shop, order("fay", 1, T0, signals=card))
+    code = await run(referral_code, shop, "fay")
+    await guarded(run, shop, signup("gus", T0 + DAY, code))
+    await guarded(run, shop, order("gus", 1, T0 + 2 * DAY, signals=card))
+    async with db.connection(engine) as pg:
+        cases = {c.member_id: c for c in await case_queue(pg, shop)}
+    confirmed = await run(
+        review_case,
+        shop,
+        cases["fay"].case_id,
+        ReviewAction.CONFIRM,
+        reviewer="rita",
+        now=T0 + 3 * DAY,
+    )
+    assert sorted(e.kind.value for e in confirmed.entries) == ["forfeit", "forfeit"]
+    assert (await available_of(run, shop, "fay"), await pending(run, shop, "fay")) == (0, 0)
+    assert (await run(system_balances, shop))[AccountKind.FORFEITED] == 500 + 50
+    await assert_ledger_intact()

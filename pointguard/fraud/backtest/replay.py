@@ -53,7 +53,9 @@ from pointguard.fraud.cases import ReviewAction, refuse_if_under_review
 from pointguard.fraud.guard import Guard
 from pointguard.ledger import member_balances
 from pointguard.ledger import operations as ops
+from pointguard.ledger.entries import EntryKind
 from pointguard.ledger.keys import idempotency_key
+from pointguard.ledger.reading import load_entries_by_key
 from pointguard.program.apply import apply_events
 from pointguard.program.document.schema import PointsPlusCash, Program
 from pointguard.program.document.versions import save_program
@@ -72,7 +74,8 @@ PROGRAM_LEAD = timedelta(days=1)  # the program is in force this long before the
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 SELECT_BACKTEST_DECISIONS = """
-SELECT event_id, member_id, points, source, decision = 'hold' AS held, score, decided_by
+SELECT event_id, member_id, points, source, decision = 'hold' AS held, score, decided_by,
+       ledger_entry_id
 FROM fraud_decisions WHERE merchant_id = $1 ORDER BY decided_at, intent_key
 """
 
@@ -104,6 +107,7 @@ class Decision:
     held: bool
     score: float
     decided_by: str
+    stopped: bool  # held, or forfeited by a confirmed case, before its points were released
 
 
 @dataclass
@@ -174,10 +178,27 @@ async def replay(
             batch.append((line, line.what))
     await _apply(engine, merchant, guard, batch, done)
     async with db.connection(engine) as pg:
-        rows = await pg.fetch(SELECT_BACKTEST_DECISIONS, merchant)
-    done.decisions = [Decision(**dict(row)) for row in rows]
+        done.decisions = await _decisions(pg, merchant)
     done.seconds = time.perf_counter() - began
     return done
+
+
+async def _decisions(pg: PgConnection, merchant_id: str) -> list[Decision]:
+    """The guard's decisions, each with whether its points were stopped before release."""
+    rows = await pg.fetch(SELECT_BACKTEST_DECISIONS, merchant_id)
+    forfeit_keys = {
+        row["ledger_entry_id"]: idempotency_key(EntryKind.FORFEIT, row["ledger_entry_id"])
+        for row in rows
+        if row["ledger_entry_id"] is not None
+    }
+    forfeited = await load_entries_by_key(pg, merchant_id, list(forfeit_keys.values()))
+    decisions = []
+    for row in rows:
+        fields = dict(row)
+        entry_id = fields.pop("ledger_entry_id")
+        stopped = row["held"] or forfeit_keys.get(entry_id) in forfeited
+        decisions.append(Decision(**fields, stopped=stopped))
+    return decisions
 
 
 def _boundary(at: datetime) -> datetime:

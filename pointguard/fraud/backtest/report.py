@@ -4,8 +4,9 @@ ready for JSON, and the same in words.
 A decision is one reward-bearing intent the guard decided (a row of `fraud_decisions`); its
 label is its event's (a referrer's reward takes the label of the referee's order that earned
 it). An event is held when any of its decisions was. Points are counted when earned; the held
-ones are those the guard held before their release, whatever the simulated reviewers later
-decided (`cases_cleared`, `cases_confirmed` count their decisions). Unlabelled lines are
+ones are those stopped before their release: held by the guard (whatever the simulated
+reviewers later decided), or forfeited, still pending, by a confirmed case
+(`cases_cleared`, `cases_confirmed` count the reviewers' decisions). Unlabelled lines are
 replayed but not measured: only `unlabelled_events` counts them. docs/fraud.md#backtest lists
 every figure.
 """
@@ -65,8 +66,8 @@ def figures(done: Replayed, *, budget: float = ALERT_BUDGET) -> dict[str, Any]:
         "alert_budget": budget,
         "precision_at_budget": _round(precision_at_budget(scored, budget) if scored else None),
         "abusive_points": _points(abusive),
-        "abusive_points_held": _points(abusive, held=True),
-        "abusive_points_held_share": _round(share(_points(abusive, held=True), _points(abusive))),
+        "abusive_points_held": _stopped_points(abusive),
+        "abusive_points_held_share": _round(share(_stopped_points(abusive), _points(abusive))),
         "abusive_points_redeemed": _spent(abusive_checkouts),
         "abusive_checkouts_prevented": sum(
             c.spent == Spent.UNDER_REVIEW for c in abusive_checkouts
@@ -74,7 +75,7 @@ def figures(done: Replayed, *, budget: float = ALERT_BUDGET) -> dict[str, Any]:
         "honest_events_held_share": _round(
             share(len(honest_rewarded & held_events), len(honest_rewarded))
         ),
-        "honest_points_held": _points(honest, held=True),
+        "honest_points_held": _stopped_points(honest),
         "checkouts": dict(sorted(Counter(c.spent.value for c in done.checkouts).items())),
         "cases_cleared": done.cases_cleared,
         "cases_confirmed": done.cases_confirmed,
@@ -87,7 +88,7 @@ def figures(done: Replayed, *, budget: float = ALERT_BUDGET) -> dict[str, Any]:
             "rewarded_events": len(honest_rewarded),
             "held_events": len(honest_rewarded & held_events),
             "points": _points(honest),
-            "points_held": _points(honest, held=True),
+            "points_held": _stopped_points(honest),
             "held_by": _held_by(honest),
         },
         "batches": done.batches,
@@ -112,14 +113,19 @@ def _kind(
         "decisions": len(mine),
         "held_decisions": sum(d.held for d in mine),
         "points": _points(mine),
-        "points_held": _points(mine, held=True),
+        "points_held": _stopped_points(mine),
         "points_redeemed": _spent(spent),
         "held_by": _held_by(mine),
     }
 
 
-def _points(decisions: list[Decision], *, held: bool | None = None) -> int:
-    return sum(d.points for d in decisions if held is None or d.held == held)
+def _points(decisions: list[Decision]) -> int:
+    return sum(d.points for d in decisions)
+
+
+def _stopped_points(decisions: list[Decision]) -> int:
+    """Points held, or forfeited by a confirmed case, before they were released."""
+    return sum(d.points for d in decisions if d.stopped)
 
 
 def _held_by(decisions: list[Decision]) -> dict[str, int]:
