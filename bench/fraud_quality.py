@@ -42,7 +42,6 @@ from pointguard.fraud.simulation.stream import StreamSettings, stream_lines
 from pointguard.program.document.schema import Program
 from pointguard.program.document.validate import parse_program
 
-MODEL = "MinMaxScaler | HalfSpaceTrees + StandardScaler | LogisticRegression"  # fraud/model.py
 
 # The figures set side by side, guard against rules only.
 HEADLINE = (
@@ -91,7 +90,7 @@ async def main(
         "customers": customers,
         "days": days,
         "review_after_hours": None if review_after is None else review_after / timedelta(hours=1),
-        "model": MODEL,
+        "model": MODEL_DESCRIPTION,
         **compared,
         "replay_seconds": {name: figures_of["seconds"] for name, figures_of in found.items()},
         "seconds": round(time.perf_counter() - began, 1),

@@ -24,6 +24,7 @@ from pointguard.fraud.cases import GOOD_STANDING, StorefrontEvent, load_review_s
 from pointguard.fraud.features import (
     FEATURE_SCHEMA,
     NEW_ON_OLD_ACCOUNT_KINDS,
+    OLD_ACCOUNT_DAYS,
     IntentFeatures,
     new_on_old_account,
     points_in_round,
@@ -194,8 +195,17 @@ async def _ruled(
     referees = await load_referee_starts(
         pg, merchant_id, sorted({(item.member_id, item.occurred_at) for item, _ in wanted})
     )
+    # Only an old account can have a new device or address on it: young ones skip the read.
+    old = {
+        member
+        for (member, at), history in histories.items()
+        if history.first_seen_at is not None
+        and at - history.first_seen_at > timedelta(days=OLD_ACCOUNT_DAYS)
+    }
     sightings = await load_first_sightings(
-        pg, merchant_id, [link for link in seen if link.kind in NEW_ON_OLD_ACCOUNT_KINDS]
+        pg,
+        merchant_id,
+        [link for link in seen if link.kind in NEW_ON_OLD_ACCOUNT_KINDS and link.member_id in old],
     )
     earned = points_in_round((r.earner, item.occurred_at, r.points) for item, r in wanted)
     points_24h = {key: histories[key].decided_points_24h + points for key, points in earned.items()}

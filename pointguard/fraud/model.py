@@ -40,6 +40,8 @@ from typing import NamedTuple
 
 from river import anomaly, compose, linear_model, optim, preprocessing
 
+# What the model is, in a line (for reports and benchmarks).
+MODEL_DESCRIPTION = "MinMaxScaler | HalfSpaceTrees + StandardScaler | LogisticRegression"
 MODEL_SEED = 20261203
 N_TREES = 10
 TREE_HEIGHT = 8

@@ -39,7 +39,7 @@ from pointguard.fraud.vector import VECTOR_SCHEMA_HASH, feature_vector
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_EVERY = 1_000
+SNAPSHOT_EVERY = 5_000
 REPLAY_BATCH = 2_000
 RIVER_VERSION = version("river")
 SNAPSHOT_KEY_LABEL = b"pointguard fraud model snapshot v1"
