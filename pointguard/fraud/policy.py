@@ -18,7 +18,8 @@ class GuardPolicy(Struct, forbid_unknown_fields=True, kw_only=True, frozen=True)
     max_referrals_per_day: int = 5  # a referrer's rewarded referrals in 24 hours
     max_members_per_card: int = 3  # members paying with one card
     max_members_per_device: int = 4  # members on one device
-    hold_disposable_referrals: bool = True  # referral rewards of referees on throwaway inboxes
+    # Earns of members on throwaway inboxes, and referral rewards of referees on them.
+    hold_disposable_emails: bool = True
     hold_reviews_without_orders: bool = True  # review bonuses of members who never paid an order
     new_account_days: int = 7  # an account this young ...
     max_new_account_orders_per_day: int = 4  # ... holds its orders beyond this many in 24 hours

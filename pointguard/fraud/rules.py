@@ -8,7 +8,9 @@ whatever the return window says, until a reviewer clears them.
 - `self_referral`: the referrer and the referee share a payment card or a device.
 - `referral_same_person`: they share an email inbox or a phone number.
 - `disposable_referral`: the referee signed up with an email at a throwaway-inbox provider
-  (`hold_disposable_referrals`).
+  (`hold_disposable_emails`).
+- `disposable_email`: any earn of a member who gave an email at a throwaway-inbox provider
+  (`hold_disposable_emails`): farms sign their accounts up on them.
 - `referral_velocity`: the referrer was rewarded for more than `max_referrals_per_day` referrals
   in 24 hours.
 - `shared_card` / `shared_device`: more members than the program allows pay with one card or
@@ -87,7 +89,7 @@ def _fired(guard: GuardPolicy, f: IntentFeatures) -> list[tuple[str, str]]:
         if same_person:
             what = " and ".join(_NAMES[kind] for kind in same_person)
             fired.append(("referral_same_person", f"the referrer and the referee share {what}"))
-        if f.referee_disposable_email and guard.hold_disposable_referrals:
+        if f.referee_disposable_email and guard.hold_disposable_emails:
             fired.append(
                 ("disposable_referral", "the referee signed up with a throwaway email address")
             )
@@ -99,6 +101,8 @@ def _fired(guard: GuardPolicy, f: IntentFeatures) -> list[tuple[str, str]]:
                     f" (more than {guard.max_referrals_per_day})",
                 )
             )
+    if f.disposable_email and guard.hold_disposable_emails:
+        fired.append(("disposable_email", "this member signed up with a throwaway email address"))
     cards = f.sharing.get(LinkKind.CARD, 0)
     if cards + 1 > guard.max_members_per_card:
         fired.append(("shared_card", f"{cards} other members pay with this card"))

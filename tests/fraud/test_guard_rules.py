@@ -64,8 +64,14 @@ CASES = [
     (
         "disposable-referral",
         replace(REFERRAL, referee_disposable_email=True),
-        replace(REFERRAL, disposable_email=True),  # the referrer's own throwaway inbox: a signal
+        REFERRAL,
         "disposable_referral",
+    ),
+    (
+        "disposable-email",
+        replace(ORDER, disposable_email=True),
+        replace(ORDER, sharing={LinkKind.EMAIL: 0}),  # an ordinary inbox
+        "disposable_email",
     ),
     (
         "referral-velocity",
