@@ -38,10 +38,10 @@ from pointguard.fraud.backtest.replay import replay
 from pointguard.fraud.backtest.report import figures, in_words
 from pointguard.fraud.backtest.reviewers import REVIEW_AFTER, review_after_of
 from pointguard.fraud.backtest.stream import read_stream
+from pointguard.fraud.model import MODEL_DESCRIPTION
 from pointguard.fraud.simulation.stream import StreamSettings, stream_lines
 from pointguard.program.document.schema import Program
 from pointguard.program.document.validate import parse_program
-
 
 # The figures set side by side, guard against rules only.
 HEADLINE = (
