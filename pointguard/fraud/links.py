@@ -75,7 +75,7 @@ LEFT JOIN fraud_components c ON c.merchant_id = $1 AND c.component_id = mc.compo
 
 # $2, $3: absorbed components and their roots; $4, $5: members joining a component for the
 # first time; $6, $7: the roots' new sizes.
-STORE_COMPONENT_MERGES = """
+WRITE_COMPONENT_MERGES = """
 WITH relabelled AS (
     UPDATE fraud_member_components mc SET component_id = u.root
     FROM unnest($2::text[], $3::text[]) AS u(absorbed, root)
@@ -227,7 +227,7 @@ async def _join_components(
         sorted(m.items()) for m in (merges.absorbed, merges.joined, merges.sizes)
     )
     await pg.execute(
-        STORE_COMPONENT_MERGES,
+        WRITE_COMPONENT_MERGES,
         merchant_id,
         [component for component, _ in absorbed],
         [root for _, root in absorbed],
