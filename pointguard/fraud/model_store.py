@@ -130,15 +130,22 @@ class ModelCache:
 
 
 async def claim_model(pg: PgConnection, merchant_id: str) -> bool:
-    """Take the merchant's model lock for this transaction, unless another holds it."""
+    """Take the merchant's model lock for this transaction, unless another holds it. One
+    statement a round; the row is created the first time (inserting never waits for a lock
+    another transaction holds on an existing row)."""
+    if await pg.fetchrow(TRY_LOCK_MODEL_ROW, merchant_id) is not None:
+        return True
     await pg.execute(INSERT_MODEL_ROW, merchant_id)
     return await pg.fetchrow(TRY_LOCK_MODEL_ROW, merchant_id) is not None
 
 
 async def lock_model(pg: PgConnection, merchant_id: str) -> ModelRow:
-    """Wait for the merchant's model lock; where the stored model stands."""
-    await pg.execute(INSERT_MODEL_ROW, merchant_id)
+    """Wait for the merchant's model lock; where the stored model stands. One statement a
+    round, once the row exists."""
     row = await pg.fetchrow(LOCK_MODEL_ROW, merchant_id)
+    if row is None:
+        await pg.execute(INSERT_MODEL_ROW, merchant_id)
+        row = await pg.fetchrow(LOCK_MODEL_ROW, merchant_id)
     return ModelRow(row["seen"], bytes(row["chain"]))
 
 
