@@ -147,6 +147,8 @@ async def screen_round(
     pg: PgConnection, merchant_id: str, guard: Guard, round_: Sequence[ScreenedEvent]
 ) -> list[Verdict]:
     """Decide every reward of the round (see the module)."""
+    if not round_:  # every event of the round was recorded before (a paid order seen again)
+        return []
     key = await guard.key_of(pg, merchant_id)
     # First the merchant's model, whose lock makes rounds of one merchant take turns: each
     # round's features then see every earlier round, in the order the model learns them.

@@ -5,6 +5,7 @@ under review cannot spend, and two reviewers cannot both decide one case."""
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from pointguard import db
@@ -409,3 +410,15 @@ async def test_a_confirmed_case_forfeits_what_the_members_cleared_earns_still_ha
     assert (await available_of(run, shop, "fay"), await pending(run, shop, "fay")) == (0, 0)
     assert (await run(system_balances, shop))[AccountKind.FORFEITED] == 500 + 50
     await assert_ledger_intact()
+
+
+async def test_a_round_of_a_paid_order_seen_again_under_another_webhook_id_is_applied(
+    engine, run, shop
+):
+    """The round has nothing new for the guard to screen: it applies, deciding nothing more."""
+    first = order("ivo", 1, T0)
+    await guarded(run, shop, first)
+    again = msgspec.structs.replace(first, event_id="w-ivo-1-resent")
+    applied = await guarded(run, shop, again)
+    assert applied.event_id == "w-ivo-1-resent" and not applied.entries
+    assert [(d[0], d[2]) for d in await decisions(engine, shop)] == [("ivo", "clear")]
