@@ -43,9 +43,9 @@ from pointguard import db
 from pointguard.fraud.features import IntentFeatures
 from pointguard.fraud.guard import Guard
 from pointguard.fraud.model import GuardModel
-from pointguard.fraud.model_decision import RULES_CLEARED, decide_with_model
+from pointguard.fraud.model_decision import decide_with_model
 from pointguard.fraud.policy import GuardPolicy
-from pointguard.fraud.rules import CLEAR_SCORE, GuardDecision, Verdict
+from pointguard.fraud.rules import CLEAR_SCORE, RULES_CLEARED, GuardDecision, Verdict
 from pointguard.fraud.signals import Address, Signals
 from pointguard.fraud.vector import feature_vector
 from pointguard.program.apply import apply_events

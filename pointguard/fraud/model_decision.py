@@ -19,12 +19,16 @@ from dataclasses import replace
 from pointguard.fraud.features import IntentFeatures
 from pointguard.fraud.model import GuardModel
 from pointguard.fraud.policy import GuardPolicy
-from pointguard.fraud.rules import HOLD_SCORE, GuardDecision, Verdict
+from pointguard.fraud.rules import (
+    GUARD_DISABLED,
+    HOLD_SCORE,
+    RULES_CLEARED,
+    GuardDecision,
+    Verdict,
+)
 from pointguard.fraud.vector import feature_vector, raw_value
 
-RULES_CLEARED = "rules"  # `decided_by` of a decision no hard rule fired on
 MODEL = "model"
-GUARD_DISABLED = "guard_disabled"
 REASONS = 3
 
 

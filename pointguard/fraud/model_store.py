@@ -26,9 +26,11 @@ import hashlib
 import hmac
 import logging
 import pickle
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import version
+from typing import Any
 
 import msgspec
 
@@ -244,15 +246,14 @@ async def learn_reviewed_cases(pg: PgConnection, merchant_id: str, model: GuardM
     if not cases:
         return
     held = await _held_vectors(pg, merchant_id, [case["case_id"] for case in cases])
-    seqs = [
-        model.learn_case(_case_key(case["case_id"]), held.get(case["case_id"], []), case["abusive"])
-        for case in cases
-    ]
+    seqs = [_learn_case(model, case, held) for case in cases]
     await pg.execute(SET_CASES_LEARN_SEQ, merchant_id, [c["case_id"] for c in cases], seqs)
 
 
-def _case_key(case_id: int) -> str:
-    return f"case:{case_id}"
+def _learn_case(model: GuardModel, case: Any, held: Mapping[int, list[dict[str, float]]]) -> int:
+    """Teach the model a reviewed case (a row with `case_id` and `abusive`); its `learn_seq`."""
+    case_id = case["case_id"]
+    return model.learn_case(f"case:{case_id}", held.get(case_id, []), case["abusive"])
 
 
 async def _held_vectors(
@@ -288,5 +289,4 @@ async def _replay(pg: PgConnection, merchant_id: str, model: GuardModel, up_to: 
                 vector = _vector(row["features"])
                 model.observe(row["intent_key"], vector, model.assess(vector), row["cleared"])
             else:
-                case_id = row["case_id"]
-                model.learn_case(_case_key(case_id), held.get(case_id, []), row["abusive"])
+                _learn_case(model, row, held)

@@ -43,6 +43,8 @@ from pointguard.fraud.policy import GuardPolicy
 HOLD_SCORE = 1.0
 REVIEW_SOURCE = "action:review.published"
 CLEAR_SCORE = 0.0
+RULES_CLEARED = "rules"  # `decided_by` of a decision no hard rule fired on
+GUARD_DISABLED = "guard_disabled"  # `decided_by` of what a disabled guard would have held
 
 
 class Verdict(StrEnum):
@@ -54,7 +56,7 @@ class Verdict(StrEnum):
 class GuardDecision:
     verdict: Verdict
     score: float
-    decided_by: str  # the rule that held, or "rules" when none did
+    decided_by: str  # the rule that held, or RULES_CLEARED when none did
     reasons: tuple[str, ...]  # the top three, in words
 
     @property
@@ -68,9 +70,9 @@ def decide_intent(guard: GuardPolicy, features: IntentFeatures) -> GuardDecision
     fired = _fired(guard, features)
     reasons = tuple(reason for _, reason in fired[:3])
     if not fired:
-        return GuardDecision(Verdict.CLEAR, CLEAR_SCORE, "rules", reasons)
+        return GuardDecision(Verdict.CLEAR, CLEAR_SCORE, RULES_CLEARED, reasons)
     if not guard.enabled:
-        return GuardDecision(Verdict.CLEAR, CLEAR_SCORE, "guard_disabled", reasons)
+        return GuardDecision(Verdict.CLEAR, CLEAR_SCORE, GUARD_DISABLED, reasons)
     return GuardDecision(Verdict.HOLD, HOLD_SCORE, fired[0][0], reasons)
 
 
