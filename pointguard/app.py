@@ -22,6 +22,8 @@ from starlette.routing import Route
 from pointguard import db, metrics
 from pointguard.config import Settings, load_settings
 from pointguard.errors import PointGuardError, Unauthorized
+from pointguard.graphql.auth import Authenticator
+from pointguard.graphql.endpoint import GraphQLEndpoint
 from pointguard.http_errors import (
     DATABASE_ERRORS,
     UnexpectedErrors,
@@ -81,6 +83,11 @@ async def prometheus_metrics(request: Request) -> Response:
     return Response(metrics.render(gauges), media_type=metrics.CONTENT_TYPE)
 
 
+async def graphql(request: Request) -> Response:
+    endpoint: GraphQLEndpoint = request.app.state.graphql
+    return await endpoint(request)
+
+
 async def _seal_values_stored_before_key_ids(engine: AsyncEngine, keys: Keyring) -> None:
     """Bind to their merchant the values a migration could not (it has no key): those stored
     before key ids, and URLs set before they were sealed. Nothing to do after the first start."""
@@ -123,6 +130,9 @@ def create_app(
             )
         app.state.key_sets = KeySetCache(refetch_interval_s=settings.jwks_refetch_interval_s)
         app.state.inbox = InboxWriter(engine)
+        app.state.graphql = GraphQLEndpoint(
+            settings, Authenticator(engine, app.state.credentials), engine
+        )
         app.state.database_gauges = metrics.DatabaseGauges(engine)
         tasks: list[asyncio.Task[None]] = []
         if upkeep:
@@ -147,6 +157,7 @@ def create_app(
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", prometheus_metrics),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/webhooks/{merchant}", receive_webhook, methods=["POST"]),
             Route("/webhooks/{merchant}/shopify", receive_shopify, methods=["POST"]),
             Route("/webhooks/{merchant}/woocommerce", receive_woocommerce, methods=["POST"]),

@@ -65,6 +65,8 @@ class Settings:
     # released unscreened (no identity links, no decisions, no holds), and the workers say so
     # loudly when they start. A merchant turns its holds off in its program instead.
     fraud_guard: bool = True
+    # Production mode: no GraphiQL page and no schema introspection at `/graphql`.
+    production: bool = False
     # What the server's loops and the CLI take as now (`clock.py`); a simulation passes its own.
     clock: Clock = wall_clock
 
@@ -106,6 +108,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         ),
         max_connections=_positive(env, "POINTGUARD_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, int),
         fraud_guard=_one_of(env, "POINTGUARD_FRAUD_GUARD", ("on", "off")) == "on",
+        production=_flag(env, "POINTGUARD_PRODUCTION"),
     )
 
 

@@ -53,6 +53,12 @@ class InvalidReference(InvalidEntry):
     code = "invalid_reference"
 
 
+class RedemptionCompleted(InvalidReference):
+    """A cancellation of a redemption whose order was paid (it was completed)."""
+
+    code = "redemption_completed"
+
+
 class InsufficientPoints(LedgerError):
     """The member does not hold enough points for this spend."""
 
@@ -341,10 +347,38 @@ class MerchantExists(PointGuardError):
 
 
 class Unauthorized(PointGuardError):
-    """A request to an operator endpoint (`/metrics` with a token set) without the right
-    `Authorization: Bearer` token."""
+    """A request without the right `Authorization: Bearer` credential: to `/graphql` (an API
+    key or a customer token), or to `/metrics` when it has a token set."""
 
     code = "unauthorized"
+
+
+class Forbidden(PointGuardError):
+    """A GraphQL caller asking for what its role may not do (a customer token calling a
+    checkout mutation, a reviewer key publishing a program)."""
+
+    code = "forbidden"
+
+
+class NotFound(PointGuardError):
+    """A member, redemption or case the merchant does not have. Another merchant's id answers
+    exactly so: a credential learns nothing about other merchants."""
+
+    code = "not_found"
+
+
+class QueryRefused(PointGuardError):
+    """A GraphQL request over a limit (body size, page size, rate): nothing was run."""
+
+    code = "query_refused"
+
+
+class RateLimited(QueryRefused):
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class OutboundRequestFailed(PointGuardError):

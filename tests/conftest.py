@@ -7,6 +7,7 @@ ledger statement names its merchant, so tests never see each other's rows.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import tempfile
@@ -23,6 +24,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointguard import db
+from pointguard.clock import Clock
 from pointguard.ledger import member_balances
 from pointguard.ledger.seal import seal
 from pointguard.ledger.verify import verify_merchant
@@ -116,18 +118,19 @@ OpenApp = Callable[..., AbstractAsyncContextManager[Served]]
 
 @pytest.fixture
 def open_app(database_url: str) -> OpenApp:
-    """`async with open_app(**environ) as (app, client)`: the HTTP app with its real lifespan
-    but no background loops, on the test database with `environ`'s settings added, and an
-    httpx client on it."""
+    """`async with open_app(clock=None, **environ) as (app, client)`: the HTTP app with its real
+    lifespan but no background loops, on the test database with `environ`'s settings added
+    (and `clock` as its now, if given), and an httpx client on it."""
     from pointguard.app import create_app
     from pointguard.config import load_settings
 
     @asynccontextmanager
-    async def open_one(**environ: str) -> AsyncIterator[Served]:
+    async def open_one(clock: Clock | None = None, **environ: str) -> AsyncIterator[Served]:
         base = {"DATABASE_URL": database_url, "POINTGUARD_SECRET_KEY": APP_SECRET_KEY}
-        app = create_app(
-            load_settings({**base, **environ}), upkeep=False, workers=False, dispatch=False
-        )
+        settings = load_settings({**base, **environ})
+        if clock is not None:
+            settings = dataclasses.replace(settings, clock=clock)
+        app = create_app(settings, upkeep=False, workers=False, dispatch=False)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://pg") as client:

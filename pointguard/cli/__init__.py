@@ -24,6 +24,7 @@ from pointguard.cli import (
     merchant,
     outbox,
     program,
+    schema,
     server,
     sim,
 )
@@ -43,6 +44,7 @@ app.add_typer(fraud.app, name="fraud")
 app.add_typer(sim.app, name="sim")
 app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
+app.add_typer(schema.app, name="graphql")
 
 
 def main() -> None:

@@ -20,11 +20,6 @@ app = typer.Typer(help="Members' points, as the customer sees them.", no_args_is
 
 MAX_PENDING_LISTED = 100
 
-SELECT_MEMBER_EXISTS = """
-SELECT EXISTS (SELECT 1 FROM ledger_accounts WHERE merchant_id = $1 AND member_id = $2)
-    OR EXISTS (SELECT 1 FROM program_members WHERE merchant_id = $1 AND member_id = $2)
-"""
-
 # Each pending lot is one earn, still waiting for its return window (or a fraud review).
 SELECT_PENDING_LOTS = """
 SELECT l.pending_points, l.release_at, l.release_held, e.description
@@ -54,11 +49,11 @@ def member_show(
     """Show a member's balances, tier, pending points with the day each is released, and the
     latest entries of their ledger, newest first. Exits 1 for an unknown merchant or member."""
     from pointguard.ledger import member_balances, member_history
-    from pointguard.program.members import member_tier
+    from pointguard.program.members import member_exists, member_tier
 
     async def read(engine: AsyncEngine) -> dict[str, Any] | None:
         async with db.connection(engine) as pg, pg.transaction(isolation="repeatable_read"):
-            if not await pg.fetchval(SELECT_MEMBER_EXISTS, merchant, customer):
+            if not await member_exists(pg, merchant, customer):
                 return None
             balances = await member_balances(pg, merchant, customer)
             pending = await pg.fetch(SELECT_PENDING_LOTS, merchant, customer, MAX_PENDING_LISTED)

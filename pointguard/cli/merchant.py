@@ -4,6 +4,7 @@ lost `create` output loses the secrets (rotate them) but not the merchant."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime
 from typing import Annotated, Any
@@ -38,7 +39,11 @@ CREATED_FIELDS = {
         " /webhooks/M/woocommerce (derived from the webhook secret; ignored once"
         " set-adapter-secret sets one)"
     ),
-    "api_key": "API key",
+    "customer_token_secret": (
+        "customer-token secret: the storefront signs its customers' GraphQL tokens with this"
+        " (HS256; derived from the webhook secret, so it changes with it)"
+    ),
+    "api_key": "storefront API key: Authorization: Bearer for /graphql checkout calls",
     "outbound_public_key": "our Ed25519 public key: verifies v1a deliveries to you",
     "outbound_webhook_secret": (
         "our webhook secret: verifies v1 deliveries to you; never sign with it"
@@ -73,8 +78,6 @@ def merchant_create(
 ) -> None:
     """Register a merchant and print its secrets and API key. They are shown only this once;
     with --json, `about` says what each one is for."""
-    import dataclasses
-
     from pointguard.plugin.merchants import create_merchant
 
     key = _credential_key()
@@ -198,7 +201,8 @@ def merchant_rotate_secret(
 ) -> None:
     """Add a new inbound webhook secret and print it; the previous one stays valid until the
     next rotation, so the storefront can switch without dropped webhooks. With --json, also
-    the Shopify- and WooCommerce-style signing secrets derived from it, which change with it."""
+    the Shopify- and WooCommerce-style signing secrets and the customer-token secret derived
+    from it, which change with it."""
     from pointguard.plugin.merchants import rotate_inbound_secret
 
     key = _credential_key()
@@ -208,6 +212,64 @@ def merchant_rotate_secret(
         return
     fields = {"webhook_secret": secret, **_sender_secrets(secret)}
     typer.echo(json.dumps({**fields, "about": {f: CREATED_FIELDS[f] for f in fields}}))
+
+
+@app.command("add-key")
+def merchant_add_key(
+    merchant: MerchantId,
+    role: Annotated[
+        str, typer.Option(help="storefront (checkouts), reviewer (fraud cases) or admin.")
+    ],
+    name: Annotated[
+        str, typer.Option(help="Who holds it (alice, checkout-eu): named in the audit trail.")
+    ],
+) -> None:
+    """Make an API key for the GraphQL API and print it; it is shown only this once."""
+    from pointguard.plugin.api_keys import KeyRole, new_api_key
+
+    if role not in tuple(KeyRole):
+        typer.echo(f"--role must be one of {', '.join(KeyRole)}, not {role!r}", err=True)
+        raise typer.Exit(code=1)
+    typer.echo(in_transaction(new_api_key, merchant, KeyRole(role), name))
+
+
+@app.command("revoke-key")
+def merchant_revoke_key(
+    merchant: MerchantId,
+    name: Annotated[str, typer.Argument(help="The key's name (see `merchant keys`).")],
+) -> None:
+    """Revoke the merchant's live API key NAME: refused within seconds (servers cache keys
+    for `KEY_CACHE_TTL_S`). Exits 1 when there is no such live key."""
+    from pointguard.plugin.api_keys import revoke_api_key
+
+    if not in_transaction(revoke_api_key, merchant, name):
+        typer.echo(f"merchant {merchant!r} has no live API key named {name!r}", err=True)
+        raise typer.Exit(code=1)
+    typer.echo(f"merchant {merchant}: API key {name!r} revoked")
+
+
+@app.command("keys")
+def merchant_keys(
+    merchant: MerchantId,
+    as_json: JsonOutput = False,
+) -> None:
+    """List the merchant's API keys, live and revoked: name, role, when made and revoked
+    (never the key)."""
+    from pointguard.plugin.api_keys import list_api_keys
+
+    listed = [
+        _jsonable(dataclasses.asdict(key))
+        for key in with_engine(
+            lambda engine: db.run_in_transaction(engine, list_api_keys, merchant),
+            merchant=merchant,
+        )
+    ]
+    if as_json:
+        typer.echo(json.dumps(listed))
+        return
+    for key in listed:
+        state = f"revoked {key['revoked_at']}" if key["revoked_at"] else "live"
+        typer.echo(f"{key['name']}  {key['role']}  made {key['created_at']}  {state}")
 
 
 @app.command("set-jwks")
@@ -271,10 +333,15 @@ def merchant_set_sender_key(
 
 def _sender_secrets(webhook_secret: str) -> dict[str, str]:
     """`{sender}_webhook_secret` for each HMAC sender: the key it signs with until the shop
-    owner's own is set (`sender_secret`). Printed, since the shop's admin needs it."""
+    owner's own is set (`sender_secret`); and the secret customer tokens are signed with.
+    Printed, since the shop's admin needs them."""
+    from pointguard.graphql.customer_tokens import TOKEN_SECRET_SENDER
     from pointguard.plugin.merchants import ADAPTER_SECRETS, sender_secret
 
-    return {f"{s}_webhook_secret": sender_secret(webhook_secret, s) for s in ADAPTER_SECRETS}
+    return {
+        **{f"{s}_webhook_secret": sender_secret(webhook_secret, s) for s in ADAPTER_SECRETS},
+        "customer_token_secret": sender_secret(webhook_secret, TOKEN_SECRET_SENDER),
+    }
 
 
 def _credential_key() -> bytes:

@@ -1,3 +1,13 @@
-"""The Strawberry GraphQL API for storefronts, customers and reviewers. Arrives with the GraphQL
-issue. (This is `pointguard.graphql`; never a top-level `graphql`: it would shadow graphql-core.)
+"""The GraphQL API at `/graphql` (Strawberry on Starlette), one schema for every caller.
+
+- `endpoint`: bounds the request and verifies the caller before Strawberry runs anything.
+- `auth`, `customer_tokens`: who is calling (API keys with roles, customers' tokens).
+- `context`: what resolvers get: the database, the caller, the request's `now`.
+- `customer`, `checkout`: the customer's own view, and the storefront's checkout.
+- `problems`, `errors`: expected failures as typed results; everything else as response
+  errors with a `code`, never a stack trace.
+- `schema`: the schema and its limits; `docs/schema.graphql` is it printed.
+
+Resolvers stay thin: the program, the ledger and the fraud guard hold every rule.
+(This is `pointguard.graphql`; never a top-level `graphql`: it would shadow graphql-core.)
 """

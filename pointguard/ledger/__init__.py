@@ -40,7 +40,13 @@ if TYPE_CHECKING:
     )
     from pointguard.ledger.entries import EntryKind, NewEntry, PostedEntry, Posting
     from pointguard.ledger.posting import post_entries
-    from pointguard.ledger.reading import HistoryPage, load_entry, member_history
+    from pointguard.ledger.reading import (
+        HistoryPage,
+        LotState,
+        load_entry,
+        lot_states,
+        member_history,
+    )
 
 _MODULE_OF = {
     "AccountKind": "accounts",
@@ -48,12 +54,14 @@ _MODULE_OF = {
     "EntryKind": "entries",
     "ExpiringPoints": "balances",
     "HistoryPage": "reading",
+    "LotState": "reading",
     "MemberBalances": "balances",
     "NewEntry": "entries",
     "PostedEntry": "entries",
     "Posting": "entries",
     "expiring_within": "balances",
     "load_entry": "reading",
+    "lot_states": "reading",
     "member_account": "accounts",
     "member_balances": "balances",
     "member_history": "reading",
@@ -69,12 +77,14 @@ __all__ = [
     "EntryKind",
     "ExpiringPoints",
     "HistoryPage",
+    "LotState",
     "MemberBalances",
     "NewEntry",
     "PostedEntry",
     "Posting",
     "expiring_within",
     "load_entry",
+    "lot_states",
     "member_account",
     "member_balances",
     "member_history",

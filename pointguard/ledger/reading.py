@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -51,6 +52,22 @@ WITH RECURSIVE m AS (
 )
 SELECT merchant_id FROM m WHERE merchant_id IS NOT NULL
 """
+
+
+SELECT_LOT_STATES = """
+SELECT lot_id, pending_points, release_at, release_held FROM ledger_lots
+WHERE merchant_id = $1 AND lot_id = ANY($2::bigint[])
+"""
+
+
+@dataclass(frozen=True)
+class LotState:
+    """Where an earn's points are: still pending (until `release_at`, or held for a fraud
+    review: `held`), or all released or taken back (`pending_points` 0)."""
+
+    pending_points: int
+    release_at: datetime | None
+    held: bool
 
 
 @dataclass(frozen=True)
@@ -106,6 +123,16 @@ async def member_history(
     )
     entries = await _with_postings(pg, merchant_id, rows)
     return HistoryPage(entries, entries[-1].entry_id if len(ids) > limit else None)
+
+
+async def lot_states(
+    pg: PgConnection, merchant_id: str, earn_ids: Sequence[int]
+) -> dict[int, LotState]:
+    """The lot of each earn in `earn_ids` (an earn's lot has the earn's entry id)."""
+    rows = await pg.fetch(SELECT_LOT_STATES, merchant_id, list(earn_ids))
+    return {
+        r["lot_id"]: LotState(r["pending_points"], r["release_at"], r["release_held"]) for r in rows
+    }
 
 
 async def _with_postings(

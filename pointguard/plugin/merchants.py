@@ -5,10 +5,10 @@ Rules this module enforces:
   secrets, the outbound Ed25519 private key and the outbound webhook secret. What is not
   secret but decides who may sign or where deliveries go (inbound public keys, the endpoint
   and JWKS URLs) is sealed too, so that a value copied from another merchant's row is refused;
-  the URLs are also kept in the clear in `merchants` for queries, and must match. API keys are
-  stored only as their SHA-256, which is enough for random 192-bit keys, so an API key's
-  plaintext exists once, in the `NewMerchant` that made it. Secrets come back decrypted only
-  from `merchant_credentials`, for verifying and signing webhooks.
+  the URLs are also kept in the clear in `merchants` for queries, and must match. API keys
+  live in `api_keys.py`; the storefront key a new merchant gets exists in plaintext once, in
+  the `NewMerchant` that made it. Secrets come back decrypted only from
+  `merchant_credentials`, for verifying and signing webhooks.
 - A merchant has at most `MAX_ACTIVE_INBOUND_SECRETS` active inbound secrets, so a storefront
   can roll its secret over without dropping webhooks: a rotation adds the new secret and
   retires the oldest beyond that; `retire_inbound_secret` ends the rollover.
@@ -50,15 +50,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from pointguard import db
 from pointguard.db import PgConnection
 from pointguard.errors import CredentialUnreadable, MerchantExists, MerchantInvalid, UnknownMerchant
+from pointguard.plugin.api_keys import STOREFRONT_KEY_NAME, KeyRole, new_api_key
 from pointguard.plugin.outbound_http import literal_refused_kind
 from pointguard.plugin.secretbox import Keys, Sealed, keyring, seal, unseal
-from pointguard.plugin.signatures import matches_any, new_ed25519_keypair, new_webhook_secret
+from pointguard.plugin.signatures import new_ed25519_keypair, new_webhook_secret
 
 INBOUND_SECRET = "inbound_secret"
 INBOUND_PUBLIC_KEY = "inbound_public_key"
 OUTBOUND_PRIVATE_KEY = "outbound_private_key"
 OUTBOUND_SECRET = "outbound_secret"
-API_KEY = "api_key"
 # The sender-chosen HMAC secret of each adapter, by the sender's name in its route.
 ADAPTER_SECRETS = {"shopify": "shopify_secret", "woocommerce": "woocommerce_secret"}
 # What a sender's derived key is an HMAC of, before the sender's name (`sender_secret`); a new
@@ -74,8 +74,6 @@ IDENTITY_KEY_BYTES = 32
 PLAIN_BEFORE_KEY_IDS = frozenset({INBOUND_PUBLIC_KEY})
 
 MAX_ACTIVE_INBOUND_SECRETS = 2
-API_KEY_PREFIX = "pgk_"
-API_KEY_RANDOM_CHARS = 32
 ED25519_KEY_BYTES = 32
 MAX_NAME_CHARS = 200
 MAX_URL_CHARS = 2000
@@ -114,17 +112,12 @@ SELECT $1, kind, value, key_id
 FROM unnest($2::text[], $3::bytea[], $4::text[]) AS c (kind, value, key_id)
 """
 
-# What verifying and signing webhooks opens: API keys are hashes, and the fraud guard's
-# identity key is opened by the guard alone (`merchant_identity_key`).
+# What verifying and signing webhooks opens: not the fraud guard's identity key, which the
+# guard alone opens (`merchant_identity_key`).
 SELECT_ACTIVE_CREDENTIALS = """
 SELECT kind, value, key_id FROM merchant_credentials
-WHERE merchant_id = $1 AND retired_at IS NULL AND kind NOT IN ('api_key', 'identity_key')
+WHERE merchant_id = $1 AND retired_at IS NULL AND kind <> 'identity_key'
 ORDER BY credential_id DESC
-"""
-
-SELECT_ACTIVE_VALUES_OF_KIND = """
-SELECT value FROM merchant_credentials
-WHERE merchant_id = $1 AND kind = $2 AND retired_at IS NULL
 """
 
 SELECT_ACTIVE_SEALED_OF_KIND = """
@@ -146,13 +139,13 @@ WHERE merchant_id = $1 AND kind = $2 AND retired_at IS NULL
 """
 
 # A value needs sealing when it was stored before key ids, or ($2 given) is under another key
-# than $2. API keys are hashes, never sealed.
+# than $2.
 NEEDS_SEALING = """
-c.kind <> 'api_key' AND (c.key_id IS NULL OR ($2::text IS NOT NULL AND c.key_id <> $2::text))
+(c.key_id IS NULL OR ($2::text IS NOT NULL AND c.key_id <> $2::text))
 """
 
 COUNT_VALUES_NOT_UNDER = """
-SELECT count(*) FROM merchant_credentials WHERE kind <> 'api_key' AND key_id IS DISTINCT FROM $1
+SELECT count(*) FROM merchant_credentials WHERE key_id IS DISTINCT FROM $1
 """
 
 # A URL in `merchants` without its sealed copy: set before migration 0013.
@@ -272,7 +265,6 @@ async def create_merchant(
     webhook_secret = new_webhook_secret()
     outbound_secret = new_webhook_secret()
     private_key, public_key = new_ed25519_keypair()
-    api_key = API_KEY_PREFIX + secrets.token_urlsafe(API_KEY_RANDOM_CHARS)[:API_KEY_RANDOM_CHARS]
     plaintexts = {
         INBOUND_SECRET: webhook_secret.encode(),
         OUTBOUND_PRIVATE_KEY: private_key,
@@ -287,10 +279,11 @@ async def create_merchant(
     await pg.execute(
         INSERT_CREDENTIALS,
         merchant_id,
-        [kind for kind, _ in stored] + [API_KEY],
-        [sealed.value for _, sealed in stored] + [_api_key_hash(api_key)],
-        [sealed.key_id for _, sealed in stored] + [None],
+        [kind for kind, _ in stored],
+        [sealed.value for _, sealed in stored],
+        [sealed.key_id for _, sealed in stored],
     )
+    api_key = await new_api_key(pg, merchant_id, KeyRole.STOREFRONT, STOREFRONT_KEY_NAME)
     return NewMerchant(
         merchant_id=merchant_id,
         name=name,
@@ -421,12 +414,6 @@ async def merchant_identity_key(pg: PgConnection, key: Keys, merchant_id: str) -
     return _open(key, merchant_id, IDENTITY_KEY, row["value"], row["key_id"])
 
 
-async def authenticate_api_key(pg: PgConnection, merchant_id: str, api_key: str) -> bool:
-    """True when `api_key` is one of the merchant's active API keys (constant-time compare)."""
-    rows = await pg.fetch(SELECT_ACTIVE_VALUES_OF_KIND, merchant_id, API_KEY)
-    return matches_any(_api_key_hash(api_key), [bytes(row["value"]) for row in rows])
-
-
 @dataclass(frozen=True)
 class Sealing:
     """What `reseal_all` did: values sealed under the current key, URLs bound to their
@@ -527,10 +514,6 @@ async def _reseal_batch(
 async def values_not_under(pg: PgConnection, key_id: str) -> int:
     """How many stored values are sealed under another key than `key_id`, or before key ids."""
     return int(await pg.fetchval(COUNT_VALUES_NOT_UNDER, key_id))
-
-
-def _api_key_hash(api_key: str) -> bytes:
-    return hashlib.sha256(api_key.encode()).digest()
 
 
 async def _insert_with_new_id(pg: PgConnection, name: str, endpoint_url: str | None) -> str:

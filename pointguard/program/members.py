@@ -26,6 +26,11 @@ RETURNING member_id, tier, tier_review_at, birthday, categories_bought,
           promotion_points::text AS promotion_points
 """
 
+SELECT_MEMBER_EXISTS = """
+SELECT EXISTS (SELECT 1 FROM ledger_accounts WHERE merchant_id = $1 AND member_id = $2)
+    OR EXISTS (SELECT 1 FROM program_members WHERE merchant_id = $1 AND member_id = $2)
+"""
+
 SELECT_MEMBER_TIER = "SELECT tier FROM program_members WHERE merchant_id = $1 AND member_id = $2"
 
 
@@ -65,6 +70,12 @@ async def lock_members(
         )
         for row in rows
     }
+
+
+async def member_exists(pg: PgConnection, merchant_id: str, member_id: str) -> bool:
+    """Whether the merchant knows the member: the storefront told us of them, or they hold
+    points."""
+    return bool(await pg.fetchval(SELECT_MEMBER_EXISTS, merchant_id, member_id))
 
 
 async def member_tier(pg: PgConnection, merchant_id: str, member_id: str) -> str | None:

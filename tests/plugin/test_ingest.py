@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import socket
 import time
@@ -20,6 +21,7 @@ from standardwebhooks import Webhook
 from bench.loopback_http import free_port
 from pointguard import db
 from pointguard.app import create_app
+from pointguard.clock import Clock
 from pointguard.config import load_settings
 from pointguard.ledger import member_balances, member_history
 from pointguard.plugin import ingest
@@ -240,11 +242,16 @@ async def test_a_database_outage_is_a_503_to_retry_and_stores_nothing(open_app, 
 
 
 @asynccontextmanager
-async def serving_app(database_url: str, **environ: str) -> AsyncIterator[str]:
+async def serving_app(
+    database_url: str, clock: Clock | None = None, **environ: str
+) -> AsyncIterator[str]:
     """The app (no background loops) served by uvicorn on 127.0.0.1, with its lifespan, in
-    this test's event loop, with `environ`'s settings added; yields the base URL."""
+    this test's event loop, with `environ`'s settings added (and `clock` as its now, if
+    given); yields the base URL."""
     base = {"DATABASE_URL": database_url, "POINTGUARD_SECRET_KEY": SECRET_KEY}
     settings = load_settings(base | environ)
+    if clock is not None:
+        settings = dataclasses.replace(settings, clock=clock)
     app = create_app(settings, upkeep=False, workers=False, dispatch=False)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     with socket.socket() as sock:

@@ -22,8 +22,8 @@ from pointguard.errors import (
     SecretKeyInvalid,
     UnknownMerchant,
 )
+from pointguard.plugin.api_keys import KeyOwner, KeyRole, find_api_key
 from pointguard.plugin.merchants import (
-    authenticate_api_key,
     create_merchant,
     merchant_credentials,
     retire_inbound_secret,
@@ -113,7 +113,6 @@ async def test_create_merchant_stores_no_plaintext_and_its_credentials_work(engi
     async with db.connection(engine) as pg:
         rows = await pg.fetch(ALL_CREDENTIALS, merchant)
     assert sorted(r["kind"] for r in rows) == [
-        "api_key",
         "endpoint_url",  # sealed, bound to the merchant like the secrets
         "inbound_secret",
         "outbound_private_key",
@@ -124,15 +123,21 @@ async def test_create_merchant_stores_no_plaintext_and_its_credentials_work(engi
     for row in rows:
         for secret in [s.encode() for s in plaintexts] + raw_secrets:
             assert secret not in row["value"], row["kind"]
-    api_key_row = next(r for r in rows if r["kind"] == "api_key")
-    assert api_key_row["value"] == hashlib.sha256(made.api_key.encode()).digest()
+    async with db.connection(engine) as pg:
+        stored_keys = await pg.fetch(
+            "SELECT key_hash, role, name FROM merchant_api_keys WHERE merchant_id = $1", merchant
+        )
+    assert [(k["key_hash"], k["role"], k["name"]) for k in stored_keys] == [
+        (hashlib.sha256(made.api_key.encode()).digest(), "storefront", "storefront")
+    ]
 
     async with db.connection(engine) as pg:
         credentials = await merchant_credentials(pg, KEY, merchant)
-        assert await authenticate_api_key(pg, merchant, made.api_key)
+        assert await find_api_key(pg, made.api_key) == KeyOwner(
+            merchant, KeyRole.STOREFRONT, "storefront"
+        )
         other_last = "y" if made.api_key.endswith("x") else "x"  # a key one letter off
-        assert not await authenticate_api_key(pg, merchant, made.api_key[:-1] + other_last)
-        assert not await authenticate_api_key(pg, "m-elsewhere", made.api_key)
+        assert await find_api_key(pg, made.api_key[:-1] + other_last) is None
         with pytest.raises(CredentialUnreadable):
             await merchant_credentials(pg, bytes(32), merchant)
     assert credentials is not None
@@ -267,7 +272,8 @@ async def test_the_cli_creates_a_merchant_as_json_sets_its_endpoint_and_rotates(
 
     async with db.connection(engine) as pg:
         credentials = await merchant_credentials(pg, KEY, merchant)
-        assert await authenticate_api_key(pg, merchant, made["api_key"])
+        owner = await find_api_key(pg, made["api_key"])
+        assert owner is not None and owner.merchant_id == merchant
     assert credentials is not None
     assert credentials.inbound_secrets == (new_secret, made["webhook_secret"])
     assert credentials.endpoint_url == "https://cli.test/hooks"
@@ -378,3 +384,34 @@ async def test_the_cli_sets_a_senders_ed25519_public_key(engine, run, merchant, 
     assert garbled.returncode == 1 and "not base64" in garbled.stderr
     async with db.connection(engine) as pg:
         assert (await merchant_credentials(pg, KEY, merchant)).inbound_public_keys == (public,)
+
+
+async def test_the_cli_makes_lists_and_revokes_named_api_keys(engine, database_url):
+    made = json.loads(pointguard(database_url, "create", "Keyed Shop", "--json").stdout)
+    merchant = made["merchant_id"]
+    assert made["customer_token_secret"].startswith("customer_")
+
+    added = pointguard(database_url, "add-key", merchant, "--role", "reviewer", "--name", "alice")
+    assert added.returncode == 0, added.stderr
+    alice = added.stdout.strip()
+    async with db.connection(engine) as pg:
+        assert await find_api_key(pg, alice) == KeyOwner(merchant, KeyRole.REVIEWER, "alice")
+    twice = pointguard(database_url, "add-key", merchant, "--role", "admin", "--name", "alice")
+    assert (twice.returncode, twice.stderr.strip()) == (
+        1,
+        f"merchant {merchant!r} already has a live key named 'alice'",
+    )
+    wrong = pointguard(database_url, "add-key", merchant, "--role", "root", "--name", "bob")
+    assert wrong.returncode == 1 and "--role must be one of" in wrong.stderr
+
+    revoked = pointguard(database_url, "revoke-key", merchant, "alice")
+    assert revoked.returncode == 0, revoked.stderr
+    async with db.connection(engine) as pg:
+        assert await find_api_key(pg, alice) is None
+    again = pointguard(database_url, "revoke-key", merchant, "alice")
+    assert again.returncode == 1
+    listed = json.loads(pointguard(database_url, "keys", merchant, "--json").stdout)
+    assert [(k["name"], k["role"], k["revoked_at"] is None) for k in listed] == [
+        ("storefront", "storefront", True),
+        ("alice", "reviewer", False),
+    ]

@@ -8,7 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pointguard import db
-from pointguard.errors import InsufficientPoints, InvalidAmount, InvalidReference, RewardUnavailable
+from pointguard.errors import (
+    InsufficientPoints,
+    InvalidAmount,
+    InvalidReference,
+    NotFound,
+    RewardUnavailable,
+)
 from pointguard.ledger import AccountKind, member_balances, member_history, system_balances
 from pointguard.ledger import operations as ops
 from pointguard.program.document.validate import parse_program
@@ -144,7 +150,7 @@ async def test_cancel_gives_the_points_back(run, shop):
     assert cancelled.status == "voided"
     assert await balances(run, shop) == (1000, 0)
     assert (await run(cancel_redemption, shop, r.redemption_id)).status == "voided"
-    with pytest.raises(InvalidReference, match="no redemption 424242"):
+    with pytest.raises(NotFound, match="no redemption 424242"):
         await run(complete_redemption, shop, 424242)
     assert (await run(system_balances, shop))[AccountKind.REDEEMED] == 0
     # paid after all (the customer had the discount): charged from available again

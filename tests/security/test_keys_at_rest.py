@@ -114,8 +114,7 @@ async def test_values_name_their_key_and_old_ones_still_open_and_get_sealed(engi
     await run(set_inbound_public_key, KEY, merchant, public)
     async with db.connection(engine) as pg:
         rows = await pg.fetch(ROWS, merchant)
-        assert {r["kind"]: r["key_id"] for r in rows}["api_key"] is None
-        assert {r["key_id"] for r in rows if r["kind"] != "api_key"} == {key_id(KEY)}
+        assert {r["key_id"] for r in rows} == {key_id(KEY)}
         # As stored before key ids: no key id, the public key in the clear.
         await pg.execute(
             "UPDATE merchant_credentials SET key_id = NULL WHERE merchant_id = $1", merchant
@@ -146,7 +145,7 @@ async def test_values_name_their_key_and_old_ones_still_open_and_get_sealed(engi
     async with db.connection(engine) as pg:
         rows = await pg.fetch(ROWS, merchant)
         sealed = await merchant_credentials(pg, KEY, merchant)
-    assert {r["key_id"] for r in rows if r["kind"] != "api_key"} == {key_id(KEY)}
+    assert {r["key_id"] for r in rows} == {key_id(KEY)}
     assert public not in next(r["value"] for r in rows if r["kind"] == "inbound_public_key")
     assert sealed is not None and sealed.inbound_public_keys == (public,)
 
@@ -258,9 +257,7 @@ def run_cli_stdin(env, stdin: str, *args: str):
 async def key_ids(database_url: str) -> set[str | None]:
     pg = await asyncpg.connect(db.libpq_url(database_url))
     try:
-        rows = await pg.fetch(
-            "SELECT DISTINCT key_id FROM merchant_credentials WHERE kind <> 'api_key'"
-        )
+        rows = await pg.fetch("SELECT DISTINCT key_id FROM merchant_credentials")
     finally:
         await pg.close()
     return {r["key_id"] for r in rows}

@@ -30,7 +30,12 @@ from datetime import datetime
 from typing import NamedTuple
 
 from pointguard.db import PgConnection
-from pointguard.errors import InsufficientPoints, InvalidReference, RewardUnavailable
+from pointguard.errors import (
+    InsufficientPoints,
+    NotFound,
+    RedemptionCompleted,
+    RewardUnavailable,
+)
 from pointguard.fraud.cases import refuse_if_under_review
 from pointguard.ledger import operations as ops
 from pointguard.ledger.balances import member_balances
@@ -243,7 +248,7 @@ async def cancel_redemption(pg: PgConnection, merchant_id: str, redemption_id: i
     (reserved → available), and so do the stock and the member's allowance. Idempotent."""
     redemption = await _existing(pg, merchant_id, redemption_id)
     if redemption.status == "captured":
-        raise InvalidReference(
+        raise RedemptionCompleted(
             f"redemption {redemption_id} is completed (the order was paid): it cannot be cancelled"
         )
     await ops.void(
@@ -325,7 +330,7 @@ async def _by_id(pg: PgConnection, merchant_id: str, redemption_id: int) -> Rede
 async def _existing(pg: PgConnection, merchant_id: str, redemption_id: int) -> Redemption:
     found = await _by_id(pg, merchant_id, redemption_id)
     if found is None:
-        raise InvalidReference(f"no redemption {redemption_id} for merchant {merchant_id!r}")
+        raise NotFound(f"no redemption {redemption_id} for merchant {merchant_id!r}")
     return found
 
 

@@ -14,10 +14,13 @@ from pointguard.program.intents import OutboxEvent
 from pointguard.program.orders.records import load_kept_orders
 from pointguard.program.outbox import write_events
 from pointguard.program.tiers.rules import (
+    TierProgress,
     TierStatus,
     decide_tier,
+    next_review,
     qualification_window,
     tier_events,
+    tier_progress,
 )
 
 MAX_TIER_REVIEWS = 500
@@ -25,6 +28,10 @@ MAX_TIER_REVIEWS = 500
 LOCK_MEMBER_TIER = """
 SELECT tier, tier_review_at FROM program_members
 WHERE merchant_id = $1 AND member_id = $2 FOR UPDATE
+"""
+
+SELECT_MEMBER_TIER_STATUS = """
+SELECT tier, tier_review_at FROM program_members WHERE merchant_id = $1 AND member_id = $2
 """
 
 UPDATE_MEMBER_TIER = """
@@ -80,6 +87,21 @@ async def review_tier(
             decision.status.review_at,
         )
     return tier_events(member_id, decision, at)
+
+
+async def member_tier_progress(
+    pg: PgConnection, merchant_id: str, member_id: str, program: Program, now: datetime
+) -> TierProgress:
+    """Where the member stands: their tier, the next one and how much is left to reach it in
+    the current window, and when the tier is next reviewed (the window's end for a member
+    without a review date yet)."""
+    row = await pg.fetchrow(SELECT_MEMBER_TIER_STATUS, merchant_id, member_id)
+    status = TierStatus(row["tier"], row["tier_review_at"]) if row else TierStatus()
+    if status.review_at is None:
+        status = TierStatus(status.tier, next_review(program.tiers, now))
+    start, end = qualification_window(program.tiers, now)
+    amount = await qualifying_amount(pg, merchant_id, member_id, program, start, end)
+    return tier_progress(program, status, amount)
 
 
 async def qualifying_amount(

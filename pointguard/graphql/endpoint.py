@@ -1,0 +1,78 @@
+"""`/graphql`: the request is bounded and its caller verified before Strawberry sees it.
+
+Refusals before execution (no or bad credential, a body over `MAX_REQUEST_BYTES`) answer in
+GraphQL's own shape, `{"errors": [{"message", "extensions": {"code"}}]}`, with the HTTP status
+that says what to do (401, 413), so a GraphQL client shows the message. GraphiQL is served on a
+GET without a query, unless in production mode."""
+
+from __future__ import annotations
+
+from cross_web import HTTPException
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Message
+from strawberry.asgi import GraphQL
+
+from pointguard.config import Settings
+from pointguard.errors import PointGuardError, QueryRefused, Unauthorized
+from pointguard.graphql.auth import Authenticator
+from pointguard.graphql.context import RequestContext
+from pointguard.graphql.schema import build_schema
+from pointguard.plugin.bounded import read_at_most
+
+MAX_REQUEST_BYTES = 64 * 1024  # a real query with its variables is a few KiB
+
+
+class GraphQLEndpoint:
+    """The Starlette endpoint; one per app, made in its lifespan."""
+
+    def __init__(
+        self, settings: Settings, authenticator: Authenticator, engine: AsyncEngine
+    ) -> None:
+        self._settings = settings
+        self._authenticator = authenticator
+        self._engine = engine
+        self._view: GraphQL[RequestContext, None] = GraphQL(
+            build_schema(production=settings.production),
+            graphql_ide=None if settings.production else "graphiql",
+        )
+
+    async def __call__(self, request: Request) -> Response:
+        if request.method == "GET" and "query" not in request.query_params:
+            if self._settings.production:
+                return refusal(QueryRefused("send a query: GraphiQL is off in production"), 404)
+            return await self._view.render_graphql_ide(request)
+        try:
+            body = await read_at_most(
+                request.stream(),
+                MAX_REQUEST_BYTES,
+                lambda: QueryRefused(f"a GraphQL request has at most {MAX_REQUEST_BYTES} bytes"),
+            )
+        except QueryRefused as error:
+            return refusal(error, 413)
+        now = self._settings.clock()
+        try:
+            caller = await self._authenticator.caller(request.headers.get("authorization"), now)
+        except Unauthorized as error:
+            return refusal(error, 401)
+        context = RequestContext(engine=self._engine, caller=caller, now=now)
+        try:
+            return await self._view.run(_replaying(request, body), context=context)
+        except HTTPException as error:
+            return refusal(QueryRefused(error.reason), error.status_code)
+
+
+def refusal(error: PointGuardError, status: int) -> JSONResponse:
+    """A request refused before it ran, in GraphQL's error shape."""
+    payload = {"errors": [{"message": str(error), "extensions": {"code": error.code}}]}
+    return JSONResponse(payload, status_code=status)
+
+
+def _replaying(request: Request, body: bytes) -> Request:
+    """The request again, its body already read (and bounded) above."""
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(request.scope, receive)
