@@ -1,11 +1,11 @@
 """API keys get a role and a name, and one table of their own: a key is found by its hash
 alone, so a caller need not say which merchant it is.
 
-- `merchant_api_keys`: one row per key, by merchant and the SHA-256 of its plaintext (the plaintext is shown
-  once, when made). `role`: `storefront` (checkouts, the key `merchant create` prints),
-  `reviewer` (fraud review cases) or `admin` (program, keys, dead letters). `name` is who holds
-  it, carried into the audit trail; unique among a merchant's live keys. Revoked keys stay, so
-  old audit lines keep naming someone.
+- `merchant_api_keys`: one row per key, by merchant and the SHA-256 of its plaintext (the
+  plaintext is shown once, when made). `role`: `storefront` (checkouts; `merchant create`
+  prints one), `reviewer` (fraud review cases) or `admin` (program, keys, dead letters).
+  `name` is who holds it, carried into the audit trail; unique among a merchant's live keys.
+  Revoked keys stay, so old audit lines keep naming someone.
 - The storefront keys kept in `merchant_credentials` until now move here, named `storefront`.
 
 Revision ID: 0019_api_keys
