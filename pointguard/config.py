@@ -21,6 +21,10 @@ MAX_RETENTION_DAYS = 36_500  # a hundred years: past this, say 0 (keep forever)
 DEFAULT_BODY_READ_TIMEOUT_S = 10.0
 # Connections (and requests in progress) one server process takes before answering 503 at once.
 DEFAULT_MAX_CONNECTIONS = 1000
+# A customer's page makes a few calls; 20 a second leaves any person alone and stops a
+# frontend's retry loop. A storefront key carries every checkout of a shop.
+DEFAULT_GRAPHQL_CUSTOMER_RATE_PER_S = 20.0
+DEFAULT_GRAPHQL_KEY_RATE_PER_S = 500.0
 ALLOW_LOOPBACK_ENDPOINTS = "POINTGUARD_ALLOW_LOOPBACK_ENDPOINTS"
 Number = TypeVar("Number", int, float)
 FLAG_VALUES = {
@@ -67,6 +71,11 @@ class Settings:
     fraud_guard: bool = True
     # Production mode: no GraphiQL page and no schema introspection at `/graphql`.
     production: bool = False
+    # How many GraphQL requests a second each credential may make in each server process, in
+    # bursts of twice that: a customer (one member's tokens), and an API key (a storefront
+    # key carries all of a shop's checkouts).
+    graphql_customer_rate_per_s: float = DEFAULT_GRAPHQL_CUSTOMER_RATE_PER_S
+    graphql_key_rate_per_s: float = DEFAULT_GRAPHQL_KEY_RATE_PER_S
     # What the server's loops and the CLI take as now (`clock.py`); a simulation passes its own.
     clock: Clock = wall_clock
 
@@ -109,6 +118,15 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         max_connections=_positive(env, "POINTGUARD_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, int),
         fraud_guard=_one_of(env, "POINTGUARD_FRAUD_GUARD", ("on", "off")) == "on",
         production=_flag(env, "POINTGUARD_PRODUCTION"),
+        graphql_customer_rate_per_s=_positive(
+            env,
+            "POINTGUARD_GRAPHQL_CUSTOMER_RATE_PER_S",
+            DEFAULT_GRAPHQL_CUSTOMER_RATE_PER_S,
+            float,
+        ),
+        graphql_key_rate_per_s=_positive(
+            env, "POINTGUARD_GRAPHQL_KEY_RATE_PER_S", DEFAULT_GRAPHQL_KEY_RATE_PER_S, float
+        ),
     )
 
 

@@ -42,6 +42,13 @@ class Caller:
     member_id: str | None = None
     key_name: str | None = None
 
+    @property
+    def rate_key(self) -> str:
+        """Whose requests count together against the rate limit: a customer across all their
+        tokens, or one API key."""
+        who = f"member:{self.member_id}" if self.role is Role.CUSTOMER else f"key:{self.key_name}"
+        return f"{self.merchant_id}/{who}"
+
     def require(self, *roles: Role) -> None:
         """Raise `Forbidden` unless the caller has one of `roles`."""
         if self.role not in roles:

@@ -21,7 +21,6 @@ from pointguard.ledger import (
     member_balances,
     member_history,
 )
-from pointguard.program.document.versions import program_in_force
 from pointguard.program.rewards.suggestions import member_suggestions
 from pointguard.program.tiers.review import member_tier_progress
 from pointguard.program.tiers.rules import TierProgress
@@ -195,11 +194,16 @@ def me(info: Context) -> Me:
 
 
 async def _tier_progress(info: Context, merchant_id: str, member_id: str) -> TierProgress:
-    async def load(pg: PgConnection) -> TierProgress:
-        program = (await program_in_force(pg, merchant_id, info.context.now)).program
-        return await member_tier_progress(pg, merchant_id, member_id, program, info.context.now)
+    """Read once for `tier` and `nextTier` together."""
 
-    return await info.context.read(load)
+    async def load() -> TierProgress:
+        program = await info.context.program()
+        now = info.context.now
+        return await info.context.read(
+            lambda pg: member_tier_progress(pg, merchant_id, member_id, program, now)
+        )
+
+    return await info.context.once(f"tier_progress:{member_id}", load)
 
 
 def _earn_status(lot: LotState | None) -> str | None:

@@ -1,8 +1,11 @@
 """`/graphql`: the request is bounded and its caller verified before Strawberry sees it.
 
-Refusals before execution (no or bad credential, a body over `MAX_REQUEST_BYTES`) answer in
-GraphQL's own shape, `{"errors": [{"message", "extensions": {"code"}}]}`, with the HTTP status
-that says what to do (401, 413), so a GraphQL client shows the message. GraphiQL is served on a
+Before execution, in this order: the body is read up to `MAX_REQUEST_BYTES`, the credential
+verified, the caller's rate limit spent (`rate_limit.py`), and a persisted query's hash
+replaced by its text (`persisted.py`). Each refusal answers in GraphQL's own shape,
+`{"errors": [{"message", "extensions": {"code"}}]}`, with the HTTP status that says what to do
+(413, 401, 429 with `Retry-After`; 200 for `PersistedQueryNotFound`, as Apollo's clients
+expect), so a GraphQL client shows the message. GraphiQL is served on a
 GET without a query, unless in production mode."""
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from starlette.types import Message
 from strawberry.asgi import GraphQL
 
 from pointguard.config import Settings
-from pointguard.errors import PointGuardError, QueryRefused, Unauthorized
-from pointguard.graphql.auth import Authenticator
+from pointguard.errors import PointGuardError, QueryRefused, RateLimited, Unauthorized
+from pointguard.graphql.auth import Authenticator, Role
 from pointguard.graphql.context import RequestContext
+from pointguard.graphql.persisted import PersistedQueries, PersistedQueryNotFound
+from pointguard.graphql.rate_limit import RateLimiter
 from pointguard.graphql.schema import build_schema
 from pointguard.plugin.bounded import read_at_most
 
@@ -37,6 +42,9 @@ class GraphQLEndpoint:
             build_schema(production=settings.production),
             graphql_ide=None if settings.production else "graphiql",
         )
+        self._customers = RateLimiter(settings.graphql_customer_rate_per_s)
+        self._keys = RateLimiter(settings.graphql_key_rate_per_s)
+        self._persisted = PersistedQueries()
 
     async def __call__(self, request: Request) -> Response:
         if request.method == "GET" and "query" not in request.query_params:
@@ -56,11 +64,24 @@ class GraphQLEndpoint:
             caller = await self._authenticator.caller(request.headers.get("authorization"), now)
         except Unauthorized as error:
             return refusal(error, 401)
-        context = RequestContext(engine=self._engine, caller=caller, now=now)
+        limiter = self._customers if caller.role is Role.CUSTOMER else self._keys
+        try:
+            limiter.spend(caller.rate_key)
+        except RateLimited as error:
+            response = refusal(error, 429)
+            response.headers["retry-after"] = str(error.retry_after_s)
+            return response
+        try:
+            body = self._persisted.resolve(body)
+        except QueryRefused as error:
+            return refusal(error, 200 if isinstance(error, PersistedQueryNotFound) else 400)
+        context = RequestContext(self._engine, caller, now)
         try:
             return await self._view.run(_replaying(request, body), context=context)
         except HTTPException as error:
             return refusal(QueryRefused(error.reason), error.status_code)
+        finally:
+            await context.close()
 
 
 def refusal(error: PointGuardError, status: int) -> JSONResponse:

@@ -105,3 +105,45 @@ async def shop(open_app, run) -> AsyncIterator[Shop]:
     merchant = await new_shop(run, "GraphQL Shop")
     async with open_app(clock=lambda: NOW, POINTGUARD_SECRET_KEY=SECRET_KEY) as (_, client):
         yield Shop(merchant, client)
+
+
+@pytest.fixture
+def count_statements(monkeypatch) -> Callable[[], Any]:
+    """`async with count_statements() as counted:` counts the SQL statements the app runs
+    inside (`counted.total` after the block): every connection it checks out is watched."""
+    import asyncio
+    import contextlib
+
+    from pointguard import db
+
+    checkout = db.connection
+
+    class Counter:
+        total = 0
+
+    counter = Counter()
+
+    @contextlib.asynccontextmanager
+    async def watched(engine):  # type: ignore[no-untyped-def]
+        async with checkout(engine) as pg:
+
+            def logged(_record: object) -> None:
+                counter.total += 1
+
+            pg.add_query_logger(logged)
+            try:
+                yield pg
+            finally:
+                pg.remove_query_logger(logged)
+
+    @contextlib.asynccontextmanager
+    async def counting():  # type: ignore[no-untyped-def]
+        counter.total = 0
+        monkeypatch.setattr(db, "connection", watched)
+        try:
+            yield counter
+        finally:
+            await asyncio.sleep(0.01)  # the loggers are called soon after each statement
+            monkeypatch.setattr(db, "connection", checkout)
+
+    return counting

@@ -83,3 +83,18 @@ async def pending_lot(run, shop) -> int:
         )
     )
     return int(pending)
+
+
+async def test_a_page_of_history_costs_the_same_statements_whatever_its_size(
+    shop, run, count_statements
+):
+    for n in range(120):
+        await run(ops.earn, shop.merchant_id, "ann", 1, key=f"n{n}", description="1", source="t")
+    await shop.query(ME, shop.customer("ann"), first=1)  # the credentials, cached from now on
+    counts = []
+    for first in (5, 100):
+        async with count_statements() as counted:
+            answer = await shop.query(ME, shop.customer("ann"), first=first)
+        assert len(answer["data"]["me"]["history"]["entries"]) == first
+        counts.append(counted.total)
+    assert counts[0] == counts[1] and counts[0] > 0, counts
