@@ -131,7 +131,10 @@ def create_app(
         app.state.key_sets = KeySetCache(refetch_interval_s=settings.jwks_refetch_interval_s)
         app.state.inbox = InboxWriter(engine)
         app.state.graphql = GraphQLEndpoint(
-            settings, Authenticator(engine, app.state.credentials), engine
+            settings,
+            Authenticator(engine, app.state.credentials, operator_key=settings.operator_key),
+            engine,
+            app.state.secret_key,
         )
         app.state.database_gauges = metrics.DatabaseGauges(engine)
         tasks: list[asyncio.Task[None]] = []

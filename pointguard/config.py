@@ -71,6 +71,9 @@ class Settings:
     fraud_guard: bool = True
     # Production mode: no GraphiQL page and no schema introspection at `/graphql`.
     production: bool = False
+    # The installation operator's bearer key at `/graphql`: it may create merchants, and
+    # reaches no merchant's data. Unset: merchants are created with the CLI only.
+    operator_key: str | None = None
     # How many GraphQL requests a second each credential may make in each server process, in
     # bursts of twice that: a customer (one member's tokens), and an API key (a storefront
     # key carries all of a shop's checkouts).
@@ -118,6 +121,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         max_connections=_positive(env, "POINTGUARD_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, int),
         fraud_guard=_one_of(env, "POINTGUARD_FRAUD_GUARD", ("on", "off")) == "on",
         production=_flag(env, "POINTGUARD_PRODUCTION"),
+        operator_key=env.get("POINTGUARD_OPERATOR_KEY") or None,
         graphql_customer_rate_per_s=_positive(
             env,
             "POINTGUARD_GRAPHQL_CUSTOMER_RATE_PER_S",

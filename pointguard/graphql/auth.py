@@ -2,11 +2,13 @@
 every resolver reads that merchant from here, never from its arguments.
 
 `Authorization: Bearer pgk_…` is an API key (storefront, reviewer or admin, `api_keys.py`);
-any other bearer value is a customer token (`customer_tokens.py`). Known keys are kept in
+the installation's operator key (`POINTGUARD_OPERATOR_KEY`) may create merchants and nothing
+else; any other bearer value is a customer token (`customer_tokens.py`). Known keys are kept in
 memory for `KEY_CACHE_TTL_S`, so a revoked key stops working within that time."""
 
 from __future__ import annotations
 
+import hmac
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +22,7 @@ from pointguard.graphql.customer_tokens import token_issuer, verify_customer_tok
 from pointguard.plugin.api_keys import API_KEY_PREFIX, KeyOwner, find_api_key
 from pointguard.plugin.credentials import CredentialCache
 
+OPERATOR_MERCHANT = ""  # the operator belongs to no merchant, and so reaches none
 KEY_CACHE_TTL_S = 10.0
 MAX_CACHED_KEYS = 10_000
 BEARER = "bearer "
@@ -30,6 +33,7 @@ class Role(StrEnum):
     CUSTOMER = "customer"
     REVIEWER = "reviewer"
     ADMIN = "admin"
+    OPERATOR = "operator"  # runs the installation: creates merchants, sees none of their data
 
 
 @dataclass(frozen=True)
@@ -59,9 +63,12 @@ class Caller:
 class Authenticator:
     """Turns an `Authorization` header into a `Caller`, or raises `Unauthorized`."""
 
-    def __init__(self, engine: AsyncEngine, credentials: CredentialCache) -> None:
+    def __init__(
+        self, engine: AsyncEngine, credentials: CredentialCache, *, operator_key: str | None
+    ) -> None:
         self._engine = engine
         self._credentials = credentials
+        self._operator_key = operator_key
         self._keys: dict[str, tuple[float, KeyOwner | None]] = {}
 
     async def caller(self, authorization: str | None, now: datetime) -> Caller:
@@ -70,6 +77,10 @@ class Authenticator:
                 "send Authorization: Bearer with the merchant's API key (pgk_…) or a customer token"
             )
         credential = authorization[len(BEARER) :].strip()
+        if self._operator_key is not None and hmac.compare_digest(
+            credential.encode(), self._operator_key.encode()
+        ):
+            return Caller(OPERATOR_MERCHANT, Role.OPERATOR, key_name="operator")
         if credential.startswith(API_KEY_PREFIX):
             owner = await self._key_owner(credential)
             if owner is None:

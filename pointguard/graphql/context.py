@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from pointguard import db
 from pointguard.db import PgConnection
 from pointguard.graphql.auth import Caller, Role
+from pointguard.plugin.secretbox import Keys
 from pointguard.program.document.schema import Program
 from pointguard.program.document.versions import program_in_force
 
@@ -28,8 +29,11 @@ ResultT = TypeVar("ResultT")
 
 
 class RequestContext:
-    def __init__(self, engine: AsyncEngine, caller: Caller, now: datetime) -> None:
+    def __init__(
+        self, engine: AsyncEngine, caller: Caller, now: datetime, secret_key: Keys
+    ) -> None:
         self.engine = engine
+        self.secret_key = secret_key  # seals merchants' credentials (admin operations)
         self.caller = caller
         self.now = now
         self._turn = asyncio.Lock()

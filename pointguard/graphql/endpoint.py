@@ -25,6 +25,7 @@ from pointguard.graphql.persisted import PersistedQueries, PersistedQueryNotFoun
 from pointguard.graphql.rate_limit import RateLimiter
 from pointguard.graphql.schema import build_schema
 from pointguard.plugin.bounded import read_at_most
+from pointguard.plugin.secretbox import Keys
 
 MAX_REQUEST_BYTES = 64 * 1024  # a real query with its variables is a few KiB
 
@@ -33,9 +34,14 @@ class GraphQLEndpoint:
     """The Starlette endpoint; one per app, made in its lifespan."""
 
     def __init__(
-        self, settings: Settings, authenticator: Authenticator, engine: AsyncEngine
+        self,
+        settings: Settings,
+        authenticator: Authenticator,
+        engine: AsyncEngine,
+        secret_key: Keys,
     ) -> None:
         self._settings = settings
+        self._secret_key = secret_key
         self._authenticator = authenticator
         self._engine = engine
         self._view: GraphQL[RequestContext, None] = GraphQL(
@@ -75,7 +81,7 @@ class GraphQLEndpoint:
             body = self._persisted.resolve(body)
         except QueryRefused as error:
             return refusal(error, 200 if isinstance(error, PersistedQueryNotFound) else 400)
-        context = RequestContext(self._engine, caller, now)
+        context = RequestContext(self._engine, caller, now, self._secret_key)
         try:
             return await self._view.run(_replaying(request, body), context=context)
         except HTTPException as error:

@@ -48,6 +48,22 @@ class ReservationLapsed(Problem):
     available_points: int
 
 
+@strawberry.type(description="A value the operation cannot take (a badly formed or used name).")
+class InvalidInput(Problem):
+    pass
+
+
+@strawberry.type
+class FieldProblem:
+    field: str = strawberry.field(description="Where in the document: `rewards[2].cost_points`.")
+    message: str
+
+
+@strawberry.type(description="A program document with problems; nothing was saved.")
+class ProgramRejected(Problem):
+    problems: list[FieldProblem]
+
+
 @strawberry.type(description="The redemption was completed: the order was paid with it.")
 class RedemptionCompleted(Problem):
     pass

@@ -17,9 +17,10 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.extensions.query_depth_limiter import IgnoreContext
+from strawberry.scalars import JSON
 from strawberry.types import ExecutionContext
 
-from pointguard.graphql import checkout, customer
+from pointguard.graphql import admin, checkout, customer
 from pointguard.graphql.errors import PointGuardErrors
 
 MAX_DEPTH = 8  # the deepest real query (me { history { entries { … } } }) is 4
@@ -36,6 +37,18 @@ class Query:
     quote_redemption: list[checkout.RewardQuote] = strawberry.field(
         resolver=checkout.quote_redemption, description=checkout.quote_redemption.__doc__
     )
+    admin_program: admin.AdminProgram = strawberry.field(
+        resolver=admin.admin_program, description=admin.admin_program.__doc__
+    )
+    analytics: JSON = strawberry.field(
+        resolver=admin.analytics, description=admin.analytics.__doc__
+    )
+    api_keys: list[admin.ApiKey] = strawberry.field(
+        resolver=admin.list_keys, description=admin.list_keys.__doc__
+    )
+    dead_letters: list[admin.DeadLetter] = strawberry.field(
+        resolver=admin.dead_letters, description=admin.dead_letters.__doc__
+    )
 
 
 @strawberry.type
@@ -48,6 +61,28 @@ class Mutation:
     )
     void_redemption: checkout.VoidResult = strawberry.mutation(
         resolver=checkout.void_redemption, description=checkout.void_redemption.__doc__
+    )
+    validate_program: admin.ProgramValidation = strawberry.mutation(
+        resolver=admin.validate_program, description=admin.validate_program.__doc__
+    )
+    publish_program: admin.PublishResult = strawberry.mutation(
+        resolver=admin.publish_program, description=admin.publish_program.__doc__
+    )
+    create_api_key: admin.CreateKeyResult = strawberry.mutation(
+        resolver=admin.create_api_key, description=admin.create_api_key.__doc__
+    )
+    revoke_api_key: admin.RevokeKeyResult = strawberry.mutation(
+        resolver=admin.revoke_api_key, description=admin.revoke_api_key.__doc__
+    )
+    rotate_webhook_secret: admin.RotatedSecret = strawberry.mutation(
+        resolver=admin.rotate_webhook_secret, description=admin.rotate_webhook_secret.__doc__
+    )
+    replay_dead_letters: admin.Replayed = strawberry.mutation(
+        resolver=admin.replay_dead_letters, description=admin.replay_dead_letters.__doc__
+    )
+    create_merchant: admin.CreateMerchantResult = strawberry.mutation(
+        resolver=admin.create_merchant_for_operator,
+        description=admin.create_merchant_for_operator.__doc__,
     )
 
 

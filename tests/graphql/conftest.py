@@ -44,6 +44,7 @@ max_discount_minor = 1500
 tiers = ["Gold"]
 """
 CART = {"subtotalMinor": 10_000, "shippingMinor": 495, "skus": ["SHOE-1"]}
+OPERATOR_KEY = "operator-" + "k" * 32
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,8 @@ async def new_shop(run: Callable[..., Any], name: str) -> NewMerchant:
 @pytest.fixture
 async def shop(open_app, run) -> AsyncIterator[Shop]:
     merchant = await new_shop(run, "GraphQL Shop")
-    async with open_app(clock=lambda: NOW, POINTGUARD_SECRET_KEY=SECRET_KEY) as (_, client):
+    settings = {"POINTGUARD_SECRET_KEY": SECRET_KEY, "POINTGUARD_OPERATOR_KEY": OPERATOR_KEY}
+    async with open_app(clock=lambda: NOW, **settings) as (_, client):
         yield Shop(merchant, client)
 
 

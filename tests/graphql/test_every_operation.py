@@ -9,6 +9,7 @@ an operation without one: a new operation cannot ship without its isolation and 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,8 @@ from pointguard.ledger import member_balances
 from pointguard.ledger import operations as ops
 from pointguard.plugin.api_keys import KeyRole, new_api_key
 from pointguard.plugin.merchants import NewMerchant, sender_secret
-from tests.graphql.conftest import CART, NOW, Shop, new_shop
+from tests.graphql.conftest import CART, NOW, OPERATOR_KEY, PROGRAM, Shop, new_shop
+from tests.graphql.test_admin_api import CREATE_KEY, PUBLISH, REVOKE_KEY, VALIDATE
 from tests.graphql.test_checkout_api import CAPTURE, QUOTE, RESERVE, VOID
 
 ME = "{ me { balance { available } } }"
@@ -34,9 +36,13 @@ class Operation:
     text: str
     variables: Callable[[dict[str, Any]], dict[str, Any]]  # from A's ids
     field: str
+    takes_ids: bool = True  # False: it names nothing; it answers about the caller's merchant
 
-    def refused_for_another_merchant(self, answer: dict[str, Any]) -> bool:
-        """Whether B's call on A's ids answered as for a missing id."""
+    def isolated(self, answer: dict[str, Any], merchant_a: str) -> bool:
+        """Whether B's call on A's ids answered as for a missing id (or, for an operation
+        that names nothing, answered without a trace of A)."""
+        if not self.takes_ids:
+            return merchant_a not in json.dumps(answer)
         errors = answer.get("errors") or []
         if any(e["extensions"]["code"] == "not_found" for e in errors):
             return True
@@ -45,8 +51,17 @@ class Operation:
 
 
 STOREFRONT = frozenset({Role.STOREFRONT})
+ADMIN = frozenset({Role.ADMIN})
+OPERATOR = frozenset({Role.OPERATOR})
+NOTHING: Callable[[dict[str, Any]], dict[str, Any]] = lambda ids: {}  # noqa: E731
+
+
+def admin(text: str, field: str, variables=NOTHING) -> Operation:  # type: ignore[no-untyped-def]
+    return Operation(ADMIN, text, variables, field, takes_ids=False)
+
+
 OPERATIONS = {
-    "me": Operation(frozenset({Role.CUSTOMER}), ME, lambda ids: {}, "me"),
+    "me": Operation(frozenset({Role.CUSTOMER}), ME, NOTHING, "me"),
     "quoteRedemption": Operation(
         STOREFRONT, QUOTE, lambda ids: {"member": ids["member"], "cart": CART}, "quoteRedemption"
     ),
@@ -62,6 +77,31 @@ OPERATIONS = {
     "voidRedemption": Operation(
         STOREFRONT, VOID, lambda ids: {"id": ids["redemption"]}, "voidRedemption"
     ),
+    "adminProgram": admin("{ adminProgram { version } }", "adminProgram"),
+    "analytics": admin(
+        '{ analytics(start: "2026-11-01T00:00:00Z", end: "2026-12-01T00:00:00Z") }', "analytics"
+    ),
+    "apiKeys": admin("{ apiKeys { name } }", "apiKeys"),
+    "deadLetters": admin("{ deadLetters(kind: INBOX) { id } }", "deadLetters"),
+    "validateProgram": admin(VALIDATE, "validateProgram", lambda ids: {"document": PROGRAM}),
+    "publishProgram": admin(PUBLISH, "publishProgram", lambda ids: {"document": PROGRAM}),
+    "createApiKey": admin(
+        CREATE_KEY, "createApiKey", lambda ids: {"role": "ADMIN", "name": "mallory"}
+    ),
+    "revokeApiKey": admin(REVOKE_KEY, "revokeApiKey", lambda ids: {"name": "storefront"}),
+    "rotateWebhookSecret": admin(
+        "mutation { rotateWebhookSecret { webhookSecret } }", "rotateWebhookSecret"
+    ),
+    "replayDeadLetters": admin(
+        "mutation { replayDeadLetters(kind: INBOX) { replayed } }", "replayDeadLetters"
+    ),
+    "createMerchant": Operation(
+        OPERATOR,
+        'mutation { createMerchant(name: "Mallory") { __typename } }',
+        NOTHING,
+        "createMerchant",
+        takes_ids=False,
+    ),
 }
 
 
@@ -73,7 +113,7 @@ def test_every_operation_of_the_schema_has_its_cases():
 
 async def credentials(run, merchant: NewMerchant, member: str) -> dict[Role, dict[str, str]]:
     """A credential of every role at `merchant`; the customer's is `member`'s."""
-    made = {Role.STOREFRONT: merchant.api_key}
+    made = {Role.STOREFRONT: merchant.api_key, Role.OPERATOR: OPERATOR_KEY}
     for role in (KeyRole.REVIEWER, KeyRole.ADMIN):
         made[Role(role.value)] = await run(new_api_key, merchant.merchant_id, role, f"{role}-1")
     secret = sender_secret(merchant.webhook_secret, TOKEN_SECRET_SENDER)
@@ -100,8 +140,20 @@ async def two_shops(shop, run):
 
 
 async def state(run, shop: Shop) -> tuple[Any, ...]:
+    """A's balances, program versions, live keys and inbox, as they stand."""
     found = [await run(member_balances, shop.merchant_id, m) for m in ("ann", "zoe")]
-    return tuple((b.available_points, b.pending_points, b.reserved_points) for b in found)
+    rows = await run(
+        lambda pg: pg.fetchrow(
+            "SELECT (SELECT count(*) FROM program_versions WHERE merchant_id = $1) AS versions,"
+            " (SELECT array_agg(name ORDER BY name) FROM merchant_api_keys"
+            "  WHERE merchant_id = $1 AND revoked_at IS NULL) AS keys,"
+            " (SELECT count(*) FROM merchant_credentials WHERE merchant_id = $1) AS secrets,"
+            " (SELECT count(*) FROM inbox WHERE merchant_id = $1) AS inbox",
+            shop.merchant_id,
+        )
+    )
+    balances = tuple((b.available_points, b.pending_points, b.reserved_points) for b in found)
+    return (*balances, tuple(rows))
 
 
 @pytest.mark.parametrize("name", sorted(OPERATIONS))
@@ -126,5 +178,5 @@ async def test_another_merchants_credential_finds_nothing_of_this_merchant(two_s
         if role is Role.CUSTOMER:  # B's customer token names B's zoe: none of A's data
             assert answer["data"]["me"]["balance"]["available"] == 0, answer
         else:
-            assert operation.refused_for_another_merchant(answer), (name, role, answer)
+            assert operation.isolated(answer, shop.merchant_id), (name, role, answer)
     assert await state(run, shop) == before
