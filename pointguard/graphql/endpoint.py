@@ -28,6 +28,10 @@ from pointguard.plugin.bounded import read_at_most
 from pointguard.plugin.secretbox import Keys
 
 MAX_REQUEST_BYTES = 64 * 1024  # a real query with its variables is a few KiB
+# PostgreSQL's text cannot hold a NUL character: a value with one would fail deep inside a
+# resolver, so it is refused at the door (escaped in JSON, or raw).
+NUL_IN_JSON = b"\\u0000"
+NUL_REFUSED = "a NUL character (\\u0000) cannot be stored: remove it from the request"
 
 
 class GraphQLEndpoint:
@@ -65,6 +69,8 @@ class GraphQLEndpoint:
             )
         except QueryRefused as error:
             return refusal(error, 413)
+        if NUL_IN_JSON in body or b"\x00" in body:
+            return refusal(QueryRefused(NUL_REFUSED), 400)
         now = self._settings.clock()
         try:
             caller = await self._authenticator.caller(request.headers.get("authorization"), now)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg
 from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
 
-from pointguard.errors import InternalError, PointGuardError
+from pointguard.errors import InternalError, PointGuardError, QueryRefused
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,9 @@ class PointGuardErrors(MaskErrors):
             code, message = INVALID_QUERY, error.message
         elif isinstance(original, PointGuardError):
             code, message = original.code, str(original)
+        elif isinstance(original, asyncpg.CharacterNotInRepertoireError):
+            # A NUL written in a way the endpoint's check does not see (a GraphQL `\u{0}`).
+            code, message = QueryRefused.code, "a NUL character cannot be stored"
         else:
             log.error("unexpected error in a resolver", exc_info=original)
             code, message = InternalError.code, "internal error; see the server's logs"

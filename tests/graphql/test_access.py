@@ -136,3 +136,15 @@ async def test_an_unexpected_error_is_masked_and_logged(shop, monkeypatch, caplo
     assert error["message"] == "internal error; see the server's logs"
     assert error["extensions"] == {"code": "internal_error"}
     assert "SELECT secret" in caplog.text  # in the server's log, never in the answer
+
+
+async def test_a_nul_character_is_refused_whichever_way_it_is_written(shop, run):
+    query = "query Q($m: ID!) { quoteRedemption(memberId: $m, cart: {subtotalMinor: 1}) { name } }"
+    response = await shop.client.post(
+        "/graphql", json={"query": query, "variables": {"m": "a\x00b"}}, headers=shop.storefront
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["extensions"] == {"code": "query_refused"}
+    literal = '{ quoteRedemption(memberId: "a\\u{0}b", cart: {subtotalMinor: 1}) { name } }'
+    answer = await shop.query(literal, shop.storefront)
+    assert answer["errors"][0]["extensions"] == {"code": "query_refused"}, answer
