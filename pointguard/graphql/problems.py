@@ -8,7 +8,10 @@ from __future__ import annotations
 import strawberry
 
 from pointguard import errors
+from pointguard.fraud.cases import CaseStatus
 from pointguard.program.rewards.catalogue import Reason
+
+strawberry.enum(CaseStatus, description="Where a review case stands.")
 
 
 @strawberry.interface(description="Why a mutation did not go through; nothing was changed.")
@@ -53,6 +56,15 @@ class RedemptionCompleted(Problem):
     pass
 
 
+@strawberry.type(
+    description="The review case was decided before, perhaps a moment ago by another reviewer;"
+    " `status` says how (the message says by whom and when)."
+)
+class CaseAlreadyDecided(Problem):
+    case_id: strawberry.ID
+    status: CaseStatus = strawberry.field(description="CLEARED, CONFIRMED or ESCALATED.")
+
+
 def problem_of(error: errors.PointGuardError) -> Problem | None:
     """The result type for an expected failure; None for one that is not expected here."""
     text = str(error)
@@ -76,6 +88,15 @@ def problem_of(error: errors.PointGuardError) -> Problem | None:
             return MemberUnderReview(code=error.code, message=text)
         case errors.NotFound():
             return NotFound(code=error.code, message=text)
+        case errors.UnknownCase():  # another merchant's case answers exactly so too
+            return NotFound(code=errors.NotFound.code, message=text)
+        case errors.CaseAlreadyDecided():
+            return CaseAlreadyDecided(
+                code=error.code,
+                message=text,
+                case_id=strawberry.ID(str(error.case_id)),
+                status=CaseStatus(error.status),
+            )
         case errors.ReservationLapsed():
             return ReservationLapsed(
                 code=error.code, message=text, available_points=error.available_points
@@ -93,4 +114,5 @@ ALL_PROBLEMS: tuple[type[Problem], ...] = (
     NotFound,
     ReservationLapsed,
     RedemptionCompleted,
+    CaseAlreadyDecided,
 )

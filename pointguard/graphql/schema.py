@@ -19,7 +19,7 @@ from strawberry.extensions import (
 from strawberry.extensions.query_depth_limiter import IgnoreContext
 from strawberry.types import ExecutionContext
 
-from pointguard.graphql import checkout, customer
+from pointguard.graphql import checkout, customer, review
 from pointguard.graphql.errors import PointGuardErrors
 
 MAX_DEPTH = 8  # the deepest real query (me { history { entries { … } } }) is 4
@@ -36,6 +36,12 @@ class Query:
     quote_redemption: list[checkout.RewardQuote] = strawberry.field(
         resolver=checkout.quote_redemption, description=checkout.quote_redemption.__doc__
     )
+    review_cases: review.ReviewCasePage = strawberry.field(
+        resolver=review.review_cases, description=review.review_cases.__doc__
+    )
+    review_case: review.ReviewCaseResult = strawberry.field(
+        resolver=review.review_case, description=review.review_case.__doc__
+    )
 
 
 @strawberry.type
@@ -48,6 +54,15 @@ class Mutation:
     )
     void_redemption: checkout.VoidResult = strawberry.mutation(
         resolver=checkout.void_redemption, description=checkout.void_redemption.__doc__
+    )
+    clear_case: review.CaseDecisionResult = strawberry.mutation(
+        resolver=review.clear_case, description=review.clear_case.__doc__
+    )
+    confirm_case: review.CaseDecisionResult = strawberry.mutation(
+        resolver=review.confirm_case, description=review.confirm_case.__doc__
+    )
+    escalate_case: review.CaseDecisionResult = strawberry.mutation(
+        resolver=review.escalate_case, description=review.escalate_case.__doc__
     )
 
 
