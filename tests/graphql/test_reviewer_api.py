@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -405,6 +407,27 @@ async def test_another_merchants_reviewer_finds_nothing_and_changes_nothing(run,
     for bad in ("not-a-number", "9" * 40):
         answer = await review.query(CLEAR, "alice", id=bad)
         assert answer["data"]["clearCase"]["__typename"] == "NotFound"
+
+
+def doc_examples() -> list[str]:
+    text = (Path(__file__).parents[2] / "docs" / "graphql.md").read_text()
+    return re.findall(r"^```graphql review\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)
+
+
+async def test_the_docs_examples_run_as_written(run, review):
+    queue, case, decide = doc_examples()
+    listed = await review.query(queue, "alice")
+    assert len(listed["data"]["reviewCases"]["cases"]) == 2, listed
+    shown = await review.query(case, "alice", id=review.cases["ann"])
+    assert shown["data"]["reviewCase"]["linkedMembers"][0]["sharedIdentifiers"] == [
+        "card",
+        "ip_prefix",
+    ], shown
+    decided = await review.query(decide, "alice", id=review.cases["ann"])
+    assert decided["data"]["confirmCase"]["member"] == {
+        "status": "FROZEN",
+        "balance": {"pending": 0},
+    }, decided
 
 
 async def test_page_limits_and_cursors_are_checked(review):
