@@ -5,11 +5,16 @@ is an error of the response (`errors.py`)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 import strawberry
 
 from pointguard import errors
 from pointguard.fraud.cases import CaseStatus
 from pointguard.program.rewards.catalogue import Reason
+
+ResultT = TypeVar("ResultT")
 
 strawberry.enum(CaseStatus, description="Where a review case stands.")
 
@@ -104,6 +109,18 @@ def problem_of(error: errors.PointGuardError) -> Problem | None:
         case errors.RedemptionCompleted():
             return RedemptionCompleted(code=error.code, message=text)
     return None
+
+
+async def or_problem(work: Callable[[], Awaitable[ResultT]]) -> ResultT | Problem:
+    """What `work` returns, or the expected failure that stopped it (and changed nothing);
+    an unexpected error propagates."""
+    try:
+        return await work()
+    except errors.PointGuardError as error:
+        problem = problem_of(error)
+        if problem is None:
+            raise
+        return problem
 
 
 ALL_PROBLEMS: tuple[type[Problem], ...] = (

@@ -13,16 +13,15 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from pointguard.db import PgConnection
-from pointguard.errors import NotFound, PointGuardError, QueryRefused
+from pointguard.errors import NotFound, QueryRefused
 from pointguard.fraud.case_views import (
     MAX_PAGE_CASES,
     CaseOrder,
@@ -37,12 +36,11 @@ from pointguard.fraud.cases import Case, CaseDetail, CaseStatus, ReviewAction, c
 from pointguard.graphql.auth import Role
 from pointguard.graphql.context import RequestContext
 from pointguard.graphql.customer import Balance
-from pointguard.graphql.problems import CaseAlreadyDecided, Problem, problem_of
+from pointguard.graphql.problems import CaseAlreadyDecided, or_problem
 from pointguard.graphql.problems import NotFound as NotFoundProblem
 from pointguard.program import review as reviewing
 
 Context = Info[RequestContext, None]
-ResultT = TypeVar("ResultT")
 
 MAX_NOTE_CHARS = 2_000
 QUEUE_STATUSES = (CaseStatus.OPEN, CaseStatus.ESCALATED)
@@ -177,7 +175,7 @@ async def review_case(info: Context, id: strawberry.ID) -> ReviewCaseResult:
     """One review case with its held events, reasons and linked members (reviewer or admin
     keys); `NotFound` for an id this merchant does not have."""
     merchant_id, _ = _reviewer(info)
-    return await _or_problem(  # type: ignore[return-value]
+    return await or_problem(  # type: ignore[return-value]
         lambda: info.context.read(lambda pg: _load_case(pg, merchant_id, _case_id(id)))
     )
 
@@ -245,18 +243,7 @@ async def _decide(
         )
         return await _load_case(pg, merchant_id, case_id)
 
-    return await _or_problem(lambda: info.context.write(work))  # type: ignore[return-value]
-
-
-async def _or_problem(work: Callable[[], Awaitable[ResultT]]) -> ResultT | Problem:
-    """What `work` returns, or the expected failure that stopped it (nothing changed)."""
-    try:
-        return await work()
-    except PointGuardError as error:
-        problem = problem_of(error)
-        if problem is None:
-            raise
-        return problem
+    return await or_problem(lambda: info.context.write(work))  # type: ignore[return-value]
 
 
 def _reviewer(info: Context) -> tuple[str, str]:

@@ -11,7 +11,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,6 @@ import pytest
 
 from pointguard import db
 from pointguard.fraud.cases import load_case, load_open_cases
-from pointguard.fraud.guard import Guard
 from pointguard.fraud.signals import Signals
 from pointguard.ledger import AccountKind, member_balances, system_balances
 from pointguard.ledger import operations as ops
@@ -28,34 +27,15 @@ from pointguard.plugin.merchants import create_merchant
 from pointguard.program.apply import apply_event
 from pointguard.program.document.validate import parse_program
 from pointguard.program.document.versions import save_program
-from pointguard.program.events import ActionPerformed, OrderLine, OrderPaid
+from pointguard.program.events import ActionPerformed
 from pointguard.program.referrals.records import referral_code
+from tests.fraud.test_guard_pipeline import GUARD, PROGRAM, order
 from tests.graphql.conftest import CART, NOW, Shop
 from tests.graphql.test_checkout_api import RESERVE
 from tests.plugin.conftest import SECRET_KEY
 
 DAY = timedelta(days=1)
-T0 = NOW - 30 * DAY  # the return window (14 days) of every order below has passed at NOW
-
-PROGRAM = """
-name = "Reviewed"
-currency = "EUR"
-return_window_days = 14
-[earning]
-points_per_major_unit = "1"
-[referrals]
-referee_points = 200
-referrer_points = 500
-min_first_order_minor = 3000
-[[rewards]]
-type = "fixed_discount"
-id = "five-off"
-name = "5 EUR off"
-cost_points = 50
-amount_minor = 500
-"""
-
-GUARD = Guard(identity_key=lambda pg, merchant_id: _fixed_key())
+T0 = NOW - 30 * DAY  # the program's return window (14 days) for every order below has passed
 
 CASE_FIELDS = """
   id status openedAt decidedAt decidedBy note frozeMember heldEventCount heldPoints topScore
@@ -108,10 +88,6 @@ mutation Escalate($id: ID!, $note: String) {{ escalateCase(id: $id, note: $note)
 """
 
 
-async def _fixed_key() -> bytes:
-    return b"k" * 32
-
-
 @dataclass(frozen=True)
 class Review:
     shop: Shop
@@ -127,19 +103,6 @@ class Review:
     @property
     def merchant_id(self) -> str:
         return self.shop.merchant_id
-
-
-def order(member: str, n: int, at: datetime, *, signals=None, code=None) -> OrderPaid:
-    return OrderPaid(
-        event_id=f"w-{member}-{n}",
-        member_id=member,
-        occurred_at=at,
-        order_id=f"{member}-{n}",
-        currency="EUR",
-        referral_code=code,
-        signals=signals,
-        lines=[OrderLine(line_id="1", sku="S", category="c", quantity=1, unit_price_minor=5000)],
-    )
 
 
 async def reviewed_shop(run, name: str) -> tuple[Any, dict[str, str]]:
