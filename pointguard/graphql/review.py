@@ -145,7 +145,7 @@ async def review_cases(
     merchant_id, _ = _reviewer(info)
     if not 1 <= first <= MAX_PAGE_CASES:
         raise QueryRefused(f"reviewCases(first:) must be 1 to {MAX_PAGE_CASES}, not {first}")
-    statuses = tuple(dict.fromkeys(status)) if status else QUEUE_STATUSES
+    statuses = QUEUE_STATUSES if status is None else tuple(dict.fromkeys(status))
     position = _position(after, order)
 
     async def load(pg: PgConnection) -> tuple[list[CaseSummary], dict[str, MemberStanding]]:

@@ -191,6 +191,12 @@ async def test_the_queue_lists_the_open_cases_oldest_first_with_what_they_hold(r
     assert second["data"]["reviewCases"] == {"cases": [cases[1]], "nextCursor": None}
     decided = await review.query(QUEUE, "alice", first=5, status=["CLEARED", "CONFIRMED"])
     assert decided["data"]["reviewCases"]["cases"] == []
+    every = await review.query(QUEUE, "alice", first=5, status=["OPEN", "CLEARED", "OPEN"])
+    assert every["data"]["reviewCases"]["cases"] == cases
+    assert (await review.query(QUEUE, "alice", first=5, status=[]))["data"]["reviewCases"] == {
+        "cases": [],
+        "nextCursor": None,
+    }
 
 
 async def test_the_case_shows_held_events_reasons_features_and_linked_members(review):
@@ -262,6 +268,29 @@ async def test_confirming_with_a_freeze_forfeits_the_points_and_freezes_the_memb
     )
     assert reserve["data"]["reserveRedemption"]["__typename"] == "MemberUnderReview"
     assert await points(run, review, "ann") == (50, 0, 0)
+
+
+async def referral_statuses(engine, review: Review) -> dict[str, str]:
+    async with db.connection(engine) as pg:
+        rows = await pg.fetch(
+            "SELECT referee_id, status FROM program_referrals WHERE merchant_id = $1",
+            review.merchant_id,
+        )
+    return {row["referee_id"]: row["status"] for row in rows}
+
+
+@pytest.mark.parametrize("void", [False, True])
+async def test_confirming_may_void_what_the_members_referrals_earned(engine, run, review, void):
+    before = await referral_statuses(engine, review)
+    assert before["bob"] != "reversed"
+    answer = await review.query(CONFIRM, "alice", id=review.cases["ann"], freeze=False, void=void)
+    confirmed = answer["data"]["confirmCase"]
+    assert (confirmed["status"], confirmed["frozeMember"]) == ("CONFIRMED", False), answer
+    assert confirmed["member"]["status"] == "ACTIVE"
+    expected = {"bob": "reversed"} if void else before
+    assert await referral_statuses(engine, review) == expected
+    assert await points(run, review, "ann") == (50, 0, 0)  # the held referrer reward: forfeited
+    assert await forfeited(run, review) == 500
 
 
 async def test_a_decided_case_cannot_be_decided_again(run, review):
