@@ -4,6 +4,7 @@
 - `auth`, `customer_tokens`: who is calling (API keys with roles, customers' tokens).
 - `context`: what resolvers get: the database, the caller, the request's `now`.
 - `customer`, `checkout`: the customer's own view, and the storefront's checkout.
+- `review`: risk reviewers' fraud cases: the queue, one case, and deciding it.
 - `problems`, `errors`: expected failures as typed results; everything else as response
   errors with a `code`, never a stack trace.
 - `schema`: the schema and its limits; `docs/schema.graphql` is it printed.

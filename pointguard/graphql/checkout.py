@@ -13,7 +13,7 @@ import strawberry
 from strawberry.types import Info
 
 from pointguard.db import PgConnection
-from pointguard.errors import NotFound, PointGuardError, QueryRefused
+from pointguard.errors import NotFound, QueryRefused
 from pointguard.graphql.context import RequestContext
 from pointguard.graphql.problems import (
     InsufficientPoints,
@@ -23,7 +23,7 @@ from pointguard.graphql.problems import (
     ReservationLapsed,
     RewardUnavailable,
     TierRequired,
-    problem_of,
+    or_problem,
 )
 from pointguard.graphql.problems import NotFound as NotFoundProblem
 from pointguard.program.members import member_exists
@@ -174,14 +174,8 @@ async def _settled(
     info: Context, work: Callable[[PgConnection], Awaitable[redemption.Redemption]]
 ) -> Redemption | Problem:
     """The redemption `work` made or read, or the problem that stopped it (nothing changed)."""
-    try:
-        made = await info.context.write(work)
-    except PointGuardError as error:
-        problem = problem_of(error)
-        if problem is None:
-            raise
-        return problem
-    return _redemption(made)
+    made = await or_problem(lambda: info.context.write(work))
+    return made if isinstance(made, Problem) else _redemption(made)
 
 
 async def _require_member(pg: PgConnection, merchant_id: str, member_id: str) -> None:

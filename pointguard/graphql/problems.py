@@ -5,10 +5,18 @@ is an error of the response (`errors.py`)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 import strawberry
 
 from pointguard import errors
+from pointguard.fraud.cases import CaseStatus
 from pointguard.program.rewards.catalogue import Reason
+
+ResultT = TypeVar("ResultT")
+
+strawberry.enum(CaseStatus, description="Where a review case stands.")
 
 
 @strawberry.interface(description="Why a mutation did not go through; nothing was changed.")
@@ -69,6 +77,15 @@ class RedemptionCompleted(Problem):
     pass
 
 
+@strawberry.type(
+    description="The review case was decided before, perhaps a moment ago by another reviewer;"
+    " `status` says how (the message says by whom and when)."
+)
+class CaseAlreadyDecided(Problem):
+    case_id: strawberry.ID
+    status: CaseStatus = strawberry.field(description="CLEARED, CONFIRMED or ESCALATED.")
+
+
 def problem_of(error: errors.PointGuardError) -> Problem | None:
     """The result type for an expected failure; None for one that is not expected here."""
     text = str(error)
@@ -92,6 +109,15 @@ def problem_of(error: errors.PointGuardError) -> Problem | None:
             return MemberUnderReview(code=error.code, message=text)
         case errors.NotFound():
             return NotFound(code=error.code, message=text)
+        case errors.UnknownCase():  # another merchant's case answers exactly so too
+            return NotFound(code=errors.NotFound.code, message=text)
+        case errors.CaseAlreadyDecided():
+            return CaseAlreadyDecided(
+                code=error.code,
+                message=text,
+                case_id=strawberry.ID(str(error.case_id)),
+                status=CaseStatus(error.status),
+            )
         case errors.ReservationLapsed():
             return ReservationLapsed(
                 code=error.code, message=text, available_points=error.available_points
@@ -99,6 +125,18 @@ def problem_of(error: errors.PointGuardError) -> Problem | None:
         case errors.RedemptionCompleted():
             return RedemptionCompleted(code=error.code, message=text)
     return None
+
+
+async def or_problem(work: Callable[[], Awaitable[ResultT]]) -> ResultT | Problem:
+    """What `work` returns, or the expected failure that stopped it (and changed nothing);
+    an unexpected error propagates."""
+    try:
+        return await work()
+    except errors.PointGuardError as error:
+        problem = problem_of(error)
+        if problem is None:
+            raise
+        return problem
 
 
 ALL_PROBLEMS: tuple[type[Problem], ...] = (
@@ -109,4 +147,5 @@ ALL_PROBLEMS: tuple[type[Problem], ...] = (
     NotFound,
     ReservationLapsed,
     RedemptionCompleted,
+    CaseAlreadyDecided,
 )

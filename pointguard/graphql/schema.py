@@ -20,7 +20,7 @@ from strawberry.extensions.query_depth_limiter import IgnoreContext
 from strawberry.scalars import JSON
 from strawberry.types import ExecutionContext
 
-from pointguard.graphql import admin, checkout, customer
+from pointguard.graphql import admin, checkout, customer, review
 from pointguard.graphql.errors import PointGuardErrors
 
 MAX_DEPTH = 8  # the deepest real query (me { history { entries { … } } }) is 4
@@ -48,6 +48,12 @@ class Query:
     )
     dead_letters: list[admin.DeadLetter] = strawberry.field(
         resolver=admin.dead_letters, description=admin.dead_letters.__doc__
+    )
+    review_cases: review.ReviewCasePage = strawberry.field(
+        resolver=review.review_cases, description=review.review_cases.__doc__
+    )
+    review_case: review.ReviewCaseResult = strawberry.field(
+        resolver=review.review_case, description=review.review_case.__doc__
     )
 
 
@@ -83,6 +89,15 @@ class Mutation:
     create_merchant: admin.CreateMerchantResult = strawberry.mutation(
         resolver=admin.create_merchant_for_operator,
         description=admin.create_merchant_for_operator.__doc__,
+    )
+    clear_case: review.CaseDecisionResult = strawberry.mutation(
+        resolver=review.clear_case, description=review.clear_case.__doc__
+    )
+    confirm_case: review.CaseDecisionResult = strawberry.mutation(
+        resolver=review.confirm_case, description=review.confirm_case.__doc__
+    )
+    escalate_case: review.CaseDecisionResult = strawberry.mutation(
+        resolver=review.escalate_case, description=review.escalate_case.__doc__
     )
 
 

@@ -6,6 +6,7 @@ in one statement so the sum is exact even while the sealer runs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -14,6 +15,11 @@ from pointguard.ledger.accounts import SYSTEM_ACCOUNT_IDS, SYSTEM_KIND_BY_ID, Ac
 
 SELECT_MEMBER_BALANCES = """
 SELECT kind, balance_points FROM ledger_accounts WHERE merchant_id = $1 AND member_id = $2
+"""
+
+SELECT_MEMBERS_BALANCES = """
+SELECT member_id, kind, balance_points FROM ledger_accounts
+WHERE merchant_id = $1 AND member_id = ANY($2::text[])
 """
 
 SELECT_SYSTEM_BALANCES = """
@@ -64,11 +70,25 @@ async def member_balances(pg: PgConnection, merchant_id: str, member_id: str) ->
         r["kind"]: r["balance_points"]
         for r in await pg.fetch(SELECT_MEMBER_BALANCES, merchant_id, member_id)
     }
+    return _balances(by_kind)
+
+
+def _balances(by_kind: dict[str, int]) -> MemberBalances:
     return MemberBalances(
         available_points=by_kind.get(AccountKind.AVAILABLE.value, 0),
         pending_points=by_kind.get(AccountKind.PENDING.value, 0),
         reserved_points=by_kind.get(AccountKind.RESERVED.value, 0),
     )
+
+
+async def members_balances(
+    pg: PgConnection, merchant_id: str, member_ids: Sequence[str]
+) -> dict[str, MemberBalances]:
+    """The balances of each of `member_ids` who has accounts, in one statement."""
+    by_member: dict[str, dict[str, int]] = {}
+    for r in await pg.fetch(SELECT_MEMBERS_BALANCES, merchant_id, sorted(set(member_ids))):
+        by_member.setdefault(r["member_id"], {})[r["kind"]] = r["balance_points"]
+    return {member_id: _balances(by_kind) for member_id, by_kind in by_member.items()}
 
 
 async def system_balances(pg: PgConnection, merchant_id: str) -> dict[AccountKind, int]:

@@ -26,6 +26,7 @@ from pointguard.plugin.merchants import NewMerchant, sender_secret
 from tests.graphql.conftest import CART, NOW, OPERATOR_KEY, PROGRAM, Shop, new_shop
 from tests.graphql.test_admin_api import CREATE_KEY, PUBLISH, REVOKE_KEY, VALIDATE
 from tests.graphql.test_checkout_api import CAPTURE, QUOTE, RESERVE, VOID
+from tests.graphql.test_reviewer_api import CASE, CLEAR, CONFIRM, ESCALATE, QUEUE
 
 ME = "{ me { balance { available } } }"
 
@@ -52,6 +53,7 @@ class Operation:
 
 STOREFRONT = frozenset({Role.STOREFRONT})
 ADMIN = frozenset({Role.ADMIN})
+REVIEWERS = frozenset({Role.REVIEWER, Role.ADMIN})
 OPERATOR = frozenset({Role.OPERATOR})
 NOTHING: Callable[[dict[str, Any]], dict[str, Any]] = lambda ids: {}  # noqa: E731
 
@@ -95,6 +97,18 @@ OPERATIONS = {
     "replayDeadLetters": admin(
         "mutation { replayDeadLetters(kind: INBOX) { replayed } }", "replayDeadLetters"
     ),
+    "reviewCases": Operation(
+        REVIEWERS, QUEUE, lambda ids: {"first": 50}, "reviewCases", takes_ids=False
+    ),
+    "reviewCase": Operation(REVIEWERS, CASE, lambda ids: {"id": ids["case"]}, "reviewCase"),
+    "clearCase": Operation(REVIEWERS, CLEAR, lambda ids: {"id": ids["case"]}, "clearCase"),
+    "confirmCase": Operation(
+        REVIEWERS,
+        CONFIRM,
+        lambda ids: {"id": ids["case"], "freeze": True, "void": True},
+        "confirmCase",
+    ),
+    "escalateCase": Operation(REVIEWERS, ESCALATE, lambda ids: {"id": ids["case"]}, "escalateCase"),
     "createMerchant": Operation(
         OPERATOR,
         'mutation { createMerchant(name: "Mallory") { __typename } }',
@@ -129,8 +143,20 @@ async def two_shops(shop, run):
     reserved = await shop.query(
         RESERVE, shop.storefront, member="ann", reward="five-off", cart=CART, key="a-1"
     )
+    case_id = await run(
+        lambda pg: pg.fetchval(
+            "INSERT INTO fraud_cases (merchant_id, member_id, opened_at) VALUES ($1, 'zoe', $2)"
+            " RETURNING case_id",
+            shop.merchant_id,
+            NOW,
+        )
+    )
     other = await new_shop(run, "Other Shop")
-    ids = {"member": "zoe", "redemption": reserved["data"]["reserveRedemption"]["id"]}
+    ids = {
+        "member": "zoe",
+        "redemption": reserved["data"]["reserveRedemption"]["id"],
+        "case": str(case_id),
+    }
     return (
         shop,
         ids,
@@ -148,7 +174,8 @@ async def state(run, shop: Shop) -> tuple[Any, ...]:
             " (SELECT array_agg(name ORDER BY name) FROM merchant_api_keys"
             "  WHERE merchant_id = $1 AND revoked_at IS NULL) AS keys,"
             " (SELECT count(*) FROM merchant_credentials WHERE merchant_id = $1) AS secrets,"
-            " (SELECT count(*) FROM inbox WHERE merchant_id = $1) AS inbox",
+            " (SELECT count(*) FROM inbox WHERE merchant_id = $1) AS inbox,"
+            " (SELECT array_agg(status) FROM fraud_cases WHERE merchant_id = $1) AS cases",
             shop.merchant_id,
         )
     )
