@@ -53,6 +53,16 @@ class RedemptionCompleted(Problem):
     pass
 
 
+@strawberry.type(description="The merchant's program has no leaderboard.")
+class LeaderboardDisabled(Problem):
+    pass
+
+
+@strawberry.type(description="The merchant's program has no referrals.")
+class ReferralsDisabled(Problem):
+    pass
+
+
 def problem_of(error: errors.PointGuardError) -> Problem | None:
     """The result type for an expected failure; None for one that is not expected here."""
     text = str(error)
@@ -82,6 +92,10 @@ def problem_of(error: errors.PointGuardError) -> Problem | None:
             )
         case errors.RedemptionCompleted():
             return RedemptionCompleted(code=error.code, message=text)
+        case errors.LeaderboardDisabled():
+            return LeaderboardDisabled(code=error.code, message=text)
+        case errors.ReferralsDisabled():
+            return ReferralsDisabled(code=error.code, message=text)
     return None
 
 
@@ -93,4 +107,6 @@ ALL_PROBLEMS: tuple[type[Problem], ...] = (
     NotFound,
     ReservationLapsed,
     RedemptionCompleted,
+    LeaderboardDisabled,
+    ReferralsDisabled,
 )

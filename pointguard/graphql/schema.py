@@ -20,6 +20,7 @@ from strawberry.extensions.query_depth_limiter import IgnoreContext
 from strawberry.types import ExecutionContext
 
 from pointguard.graphql import checkout, customer
+from pointguard.graphql import rewards as account  # `rewards` is a field of Query too
 from pointguard.graphql.errors import PointGuardErrors
 
 MAX_DEPTH = 8  # the deepest real query (me { history { entries { … } } }) is 4
@@ -36,6 +37,15 @@ class Query:
     quote_redemption: list[checkout.RewardQuote] = strawberry.field(
         resolver=checkout.quote_redemption, description=checkout.quote_redemption.__doc__
     )
+    rewards: list[account.Reward] = strawberry.field(
+        resolver=account.rewards, description=account.rewards.__doc__
+    )
+    leaderboard: account.Leaderboard = strawberry.field(
+        resolver=account.leaderboard, description=account.leaderboard.__doc__
+    )
+    program: account.ProgramInWords = strawberry.field(
+        resolver=account.program, description=account.program.__doc__
+    )
 
 
 @strawberry.type
@@ -48,6 +58,15 @@ class Mutation:
     )
     void_redemption: checkout.VoidResult = strawberry.mutation(
         resolver=checkout.void_redemption, description=checkout.void_redemption.__doc__
+    )
+    create_referral_link: account.ReferralResult = strawberry.mutation(
+        resolver=account.create_referral_link, description=account.create_referral_link.__doc__
+    )
+    opt_into_leaderboard: account.LeaderboardResult = strawberry.mutation(
+        resolver=account.opt_into_leaderboard, description=account.opt_into_leaderboard.__doc__
+    )
+    redeem_reward: checkout.ReserveResult = strawberry.mutation(
+        resolver=account.redeem_reward, description=account.redeem_reward.__doc__
     )
 
 
