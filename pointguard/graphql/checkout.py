@@ -23,7 +23,7 @@ from pointguard.graphql.problems import (
     ReservationLapsed,
     RewardUnavailable,
     TierRequired,
-    problem_of,
+    expected_problem,
 )
 from pointguard.graphql.problems import NotFound as NotFoundProblem
 from pointguard.program.members import member_exists
@@ -178,10 +178,7 @@ async def settled(
     try:
         made = await info.context.write(work)
     except PointGuardError as error:
-        problem = problem_of(error)
-        if problem is None:
-            raise
-        return problem
+        return expected_problem(error)
     return _redemption(made)
 
 

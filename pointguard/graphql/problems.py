@@ -99,6 +99,14 @@ def problem_of(error: errors.PointGuardError) -> Problem | None:
     return None
 
 
+def expected_problem(error: errors.PointGuardError) -> Problem:
+    """The result type for `error`, which is raised again when it is not an expected one."""
+    problem = problem_of(error)
+    if problem is None:
+        raise error
+    return problem
+
+
 ALL_PROBLEMS: tuple[type[Problem], ...] = (
     InsufficientPoints,
     RewardUnavailable,

@@ -16,7 +16,7 @@ from pointguard.graphql.checkout import Refusal, ReserveResult, check_key, settl
 from pointguard.graphql.context import RequestContext
 from pointguard.graphql.customer import Referral, referral_of
 from pointguard.graphql.problems import LeaderboardDisabled as LeaderboardDisabledProblem
-from pointguard.graphql.problems import Problem, ReferralsDisabled, problem_of
+from pointguard.graphql.problems import ReferralsDisabled, expected_problem
 from pointguard.program.document.in_words import program_in_words
 from pointguard.program.document.versions import program_in_force
 from pointguard.program.referrals.records import create_referral_code
@@ -164,7 +164,7 @@ async def create_referral_link(info: Context) -> ReferralResult:
             lambda pg: create_referral_code(pg, merchant_id, member_id, info.context.now)
         )
     except PointGuardError as error:
-        return _problem(error)  # type: ignore[return-value]
+        return expected_problem(error)  # type: ignore[return-value]
     made_referral = referral_of(made)
     assert made_referral is not None  # create_referral_code always has a code
     return made_referral
@@ -182,7 +182,7 @@ async def opt_into_leaderboard(info: Context, opt_in: bool) -> LeaderboardResult
             lambda pg: board.join_leaderboard(pg, merchant_id, member_id, info.context.now)
         )
     except PointGuardError as error:
-        return _problem(error)  # type: ignore[return-value]
+        return expected_problem(error)  # type: ignore[return-value]
     return LeaderboardMembership(opted_in=True, alias=alias)
 
 
@@ -206,13 +206,6 @@ async def redeem_reward(
             now=info.context.now,
         ),
     )
-
-
-def _problem(error: PointGuardError) -> Problem:
-    problem = problem_of(error)
-    if problem is None:
-        raise error
-    return problem
 
 
 def _reward(entry: CatalogueEntry) -> Reward:

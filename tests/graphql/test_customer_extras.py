@@ -6,10 +6,14 @@ a storefront key is forbidden all of it; a customer of one merchant never sees a
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from graphql import parse, validate
 
+from pointguard.graphql.schema import build_schema
 from pointguard.ledger import member_balances
 from pointguard.ledger import operations as ops
 from pointguard.program.apply import apply_event
@@ -610,3 +614,13 @@ async def test_a_customer_of_another_merchant_sees_only_their_own(extras, run):
     b_me = data(await b.query(ME, b.customer("ann")))["me"]
     assert b_me["referral"] is None  # A's code is A's
     assert a_code["code"] is not None
+
+
+def test_the_docs_examples_are_valid_queries():
+    """Every ```graphql block of docs/graphql.md validates against the schema served."""
+    doc = (Path(__file__).parents[2] / "docs" / "graphql.md").read_text()
+    blocks = re.findall(r"```graphql\n(.*?)```", doc, re.DOTALL)
+    assert len(blocks) >= 5
+    schema = build_schema(production=False)._schema
+    for block in blocks:
+        assert validate(schema, parse(block)) == [], block
