@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from graphql import parse, validate
 
+from pointguard.fraud.cases import open_cases
 from pointguard.graphql.schema import build_schema
 from pointguard.ledger import member_balances
 from pointguard.ledger import operations as ops
@@ -423,6 +424,28 @@ async def test_redeem_reward_refusals_change_nothing(extras, run, reward, typena
     if detail == "needs_checkout":
         assert result["message"].endswith("takes money off an order: redeem it at checkout")
     assert await points(run, extras.merchant_id) == (1000, 300, 0)
+    assert await redemptions(run, extras.merchant_id) == 0
+
+
+async def test_a_member_under_review_cannot_redeem(extras, run):
+    await run(open_cases, extras.merchant_id, [("ann", NOW - DAY)])
+    refused = data(await extras.query(REDEEM, extras.customer("ann"), reward="tote", key="k"))
+    assert (refused["redeemReward"]["__typename"], refused["redeemReward"]["code"]) == (
+        "MemberUnderReview",
+        "member_under_review",
+    )
+    assert await points(run, extras.merchant_id) == (1000, 300, 0)
+    assert await redemptions(run, extras.merchant_id) == 0
+
+
+async def test_a_customer_the_ledger_never_saw_has_no_points_to_redeem(extras, run):
+    refused = data(await extras.query(REDEEM, extras.customer("zed"), reward="tote", key="k"))
+    assert refused["redeemReward"] == {
+        "__typename": "InsufficientPoints",
+        "code": "insufficient_points",
+        "message": "member 'zed' has 0 points available, needs 400",
+        "availablePoints": 0,
+    }
     assert await redemptions(run, extras.merchant_id) == 0
 
 
