@@ -18,6 +18,10 @@ The rules, stated once (money in integer minor units, points in integers, no flo
   (floor(subtotal x share / 100), whole units only) and what they hold. The quote offers the
   most the member can use; `price_points_plus_cash` prices a requested number of points and
   refuses one that is not a whole number of units, below the minimum or above the share.
+- With no cart (the customer's account page): `catalogue` lists every reward with what it
+  gives in words, the fewest points it takes and how many the member lacks; only a free
+  product can be redeemed there, every other type takes money off a cart and needs a checkout
+  (`needs_checkout`, refused as `NEEDS_CHECKOUT`).
 """
 
 from __future__ import annotations
@@ -237,7 +241,7 @@ class CatalogueEntry:
     points_short: int  # 0: affordable now
     tier_gated: bool  # for members of other tiers
     needs_checkout: bool  # `needs_checkout`: not redeemable from the account page
-    refusals: tuple[Refusal, ...]  # why it cannot be redeemed now, short of points aside
+    refusals: tuple[Refusal, ...]  # why it cannot be redeemed now, points aside
 
     @property
     def affordable(self) -> bool:
