@@ -139,7 +139,7 @@ async def run_demo(
         f"\nBalance: {balances.available_points} available, {balances.pending_points} pending,"
         f" {balances.reserved_points} reserved. Tier: {tier}."
     )
-    badges = [p.challenge_id for p, done in challenges if done is not None]
+    badges = [c.challenge.id for c in challenges if c.completed_at is not None]
     echo(f"Challenges completed: {', '.join(badges) or 'none'}.")
     echo(f"Checkout code {redemption.code}: {redemption.description}.")
     echo(f"Merchant: outstanding liability {liability} points.")

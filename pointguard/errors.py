@@ -141,6 +141,12 @@ class LeaderboardDisabled(PointGuardError):
     code = "leaderboard_disabled"
 
 
+class ReferralsDisabled(PointGuardError):
+    """The merchant's program has no referrals: a referral code would earn nobody anything."""
+
+    code = "referrals_disabled"
+
+
 class FraudError(PointGuardError):
     code = "fraud_error"
 

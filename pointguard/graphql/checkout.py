@@ -133,7 +133,7 @@ async def reserve_redemption(
     """Reserve the reward's points for this checkout. The same `idempotencyKey` again answers
     the first reservation and reserves nothing more."""
     merchant_id = info.context.storefront()
-    _check_key(idempotency_key)
+    check_key(idempotency_key)
     wanted = cart.to_cart()
 
     async def reserve(pg: PgConnection) -> redemption.Redemption:
@@ -149,13 +149,13 @@ async def reserve_redemption(
             points=points,
         )
 
-    return await _settled(info, reserve)  # type: ignore[return-value]
+    return await settled(info, reserve)  # type: ignore[return-value]
 
 
 async def capture_redemption(info: Context, redemption_id: strawberry.ID) -> CaptureResult:
     """The order was paid: spend the reserved points. Doing it again changes nothing."""
     merchant_id = info.context.storefront()
-    return await _settled(  # type: ignore[return-value]
+    return await settled(  # type: ignore[return-value]
         info,
         lambda pg: redemption.complete_redemption(pg, merchant_id, _redemption_id(redemption_id)),
     )
@@ -164,16 +164,17 @@ async def capture_redemption(info: Context, redemption_id: strawberry.ID) -> Cap
 async def void_redemption(info: Context, redemption_id: strawberry.ID) -> VoidResult:
     """The checkout was abandoned: the points go back. Doing it again changes nothing."""
     merchant_id = info.context.storefront()
-    return await _settled(  # type: ignore[return-value]
+    return await settled(  # type: ignore[return-value]
         info,
         lambda pg: redemption.cancel_redemption(pg, merchant_id, _redemption_id(redemption_id)),
     )
 
 
-async def _settled(
+async def settled(
     info: Context, work: Callable[[PgConnection], Awaitable[redemption.Redemption]]
 ) -> Redemption | Problem:
-    """The redemption `work` made or read, or the problem that stopped it (nothing changed)."""
+    """The redemption `work` made or read, or the problem that stopped it (nothing changed);
+    also for the customer's `redeemReward`."""
     made = await or_problem(lambda: info.context.write(work))
     return made if isinstance(made, Problem) else _redemption(made)
 
@@ -183,7 +184,7 @@ async def _require_member(pg: PgConnection, merchant_id: str, member_id: str) ->
         raise NotFound(f"no member {member_id!r}")
 
 
-def _check_key(key: str) -> None:
+def check_key(key: str) -> None:
     if not 1 <= len(key) <= MAX_KEY_CHARS:
         raise QueryRefused(f"an idempotency key has 1 to {MAX_KEY_CHARS} characters")
 

@@ -1,6 +1,6 @@
-"""The customer's own view (`me`, `rewards`): balances, tier, history in the ledger's words,
-points about to expire, and rewards within reach. Every field reads the member of the
-customer token, never one named in the query."""
+"""The customer's own view (`me`): balances, tier, history in the ledger's words, points about
+to expire, rewards within reach, their referral code, challenges and badges. Every field reads
+the member of the customer token, never one named in the query."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from pointguard.ledger import (
     member_balances,
     member_history,
 )
+from pointguard.program.challenges.completions import member_badges, member_challenges
+from pointguard.program.referrals.records import MemberReferrals, member_referrals
 from pointguard.program.rewards.suggestions import member_suggestions
 from pointguard.program.tiers.review import member_tier_progress
 from pointguard.program.tiers.rules import TierProgress
@@ -87,6 +89,55 @@ class Suggestion:
     name: str
     cost_points: int
     points_short: int
+
+
+@strawberry.type(
+    description="The member's referral code, to share. `me.referral` is null until"
+    " `createReferralLink` made the code, and when the program has no referrals."
+)
+class Referral:
+    code: str = strawberry.field(description="The same code ever after.")
+    link: str | None = strawberry.field(
+        description="The code in the program's `referrals.link_pattern`; null without one (the"
+        " storefront builds its own link from the code)."
+    )
+    successful_referrals: int = strawberry.field(
+        description="Friends whose first order rewarded the member (returned ones not counted)."
+    )
+
+
+def referral_of(found: MemberReferrals) -> Referral | None:
+    """The member's referral; None while they have no code."""
+    if found.code is None:
+        return None
+    return Referral(code=found.code, link=found.link, successful_referrals=found.successful)
+
+
+@strawberry.type(description="A challenge of the program, and how far the member is.")
+class Challenge:
+    id: strawberry.ID
+    name: str
+    goal: str = strawberry.field(
+        description="orders, spend_minor, referrals, reviews, streak_weeks or streak_months."
+    )
+    target: int
+    progress: int = strawberry.field(description="Counted now, in the goal's unit.")
+    completed: bool
+    ends_at: datetime | None = strawberry.field(
+        description="When the progress counted now starts to fall unless the challenge is"
+        " completed first (windows roll: the oldest counted activity leaves the window; a"
+        " streak breaks after the next week or month without an order); null when completed"
+        " or when nothing counts yet."
+    )
+    bonus_points: int
+    badge: str
+
+
+@strawberry.type(description="A badge the member won by completing a challenge.")
+class Badge:
+    name: str
+    challenge_id: strawberry.ID
+    earned_at: datetime
 
 
 @strawberry.type(description="The customer of the token.")
@@ -185,6 +236,45 @@ class Me:
                 points_short=s.points_short,
             )
             for s in found
+        ]
+
+    @strawberry.field
+    async def referral(self, info: Context) -> Referral | None:
+        found = await info.context.read(
+            lambda pg: member_referrals(pg, self.merchant_id, str(self.member_id), info.context.now)
+        )
+        return None if found is None else referral_of(found)
+
+    @strawberry.field
+    async def challenges(self, info: Context) -> list[Challenge]:
+        found = await info.context.read(
+            lambda pg: member_challenges(
+                pg, self.merchant_id, str(self.member_id), info.context.now
+            )
+        )
+        return [
+            Challenge(
+                id=strawberry.ID(c.challenge.id),
+                name=c.challenge.name,
+                goal=c.challenge.goal,
+                target=c.challenge.target,
+                progress=c.progress.progress,
+                completed=c.completed_at is not None,
+                ends_at=c.lapses_at,
+                bonus_points=c.challenge.bonus_points,
+                badge=c.challenge.badge,
+            )
+            for c in found
+        ]
+
+    @strawberry.field
+    async def badges(self, info: Context) -> list[Badge]:
+        found = await info.context.read(
+            lambda pg: member_badges(pg, self.merchant_id, str(self.member_id))
+        )
+        return [
+            Badge(name=b.name, challenge_id=strawberry.ID(b.challenge_id), earned_at=b.earned_at)
+            for b in found
         ]
 
 

@@ -86,6 +86,16 @@ class CaseAlreadyDecided(Problem):
     status: CaseStatus = strawberry.field(description="CLEARED, CONFIRMED or ESCALATED.")
 
 
+@strawberry.type(description="The merchant's program has no leaderboard.")
+class LeaderboardDisabled(Problem):
+    pass
+
+
+@strawberry.type(description="The merchant's program has no referrals.")
+class ReferralsDisabled(Problem):
+    pass
+
+
 def problem_of(error: errors.PointGuardError) -> Problem | None:
     """The result type for an expected failure; None for one that is not expected here."""
     text = str(error)
@@ -124,6 +134,10 @@ def problem_of(error: errors.PointGuardError) -> Problem | None:
             )
         case errors.RedemptionCompleted():
             return RedemptionCompleted(code=error.code, message=text)
+        case errors.LeaderboardDisabled():
+            return LeaderboardDisabled(code=error.code, message=text)
+        case errors.ReferralsDisabled():
+            return ReferralsDisabled(code=error.code, message=text)
     return None
 
 
@@ -137,15 +151,3 @@ async def or_problem(work: Callable[[], Awaitable[ResultT]]) -> ResultT | Proble
         if problem is None:
             raise
         return problem
-
-
-ALL_PROBLEMS: tuple[type[Problem], ...] = (
-    InsufficientPoints,
-    RewardUnavailable,
-    TierRequired,
-    MemberUnderReview,
-    NotFound,
-    ReservationLapsed,
-    RedemptionCompleted,
-    CaseAlreadyDecided,
-)

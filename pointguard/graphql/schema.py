@@ -21,6 +21,7 @@ from strawberry.scalars import JSON
 from strawberry.types import ExecutionContext
 
 from pointguard.graphql import admin, checkout, customer, review
+from pointguard.graphql import rewards as account  # `rewards` is a field of Query too
 from pointguard.graphql.errors import PointGuardErrors
 
 MAX_DEPTH = 8  # the deepest real query (me { history { entries { … } } }) is 4
@@ -54,6 +55,15 @@ class Query:
     )
     review_case: review.ReviewCaseResult = strawberry.field(
         resolver=review.review_case, description=review.review_case.__doc__
+    )
+    rewards: list[account.Reward] = strawberry.field(
+        resolver=account.rewards, description=account.rewards.__doc__
+    )
+    leaderboard: account.Leaderboard = strawberry.field(
+        resolver=account.leaderboard, description=account.leaderboard.__doc__
+    )
+    program: account.ProgramInWords = strawberry.field(
+        resolver=account.program, description=account.program.__doc__
     )
 
 
@@ -98,6 +108,15 @@ class Mutation:
     )
     escalate_case: review.CaseDecisionResult = strawberry.mutation(
         resolver=review.escalate_case, description=review.escalate_case.__doc__
+    )
+    create_referral_link: account.ReferralResult = strawberry.mutation(
+        resolver=account.create_referral_link, description=account.create_referral_link.__doc__
+    )
+    opt_into_leaderboard: account.LeaderboardResult = strawberry.mutation(
+        resolver=account.opt_into_leaderboard, description=account.opt_into_leaderboard.__doc__
+    )
+    redeem_reward: checkout.ReserveResult = strawberry.mutation(
+        resolver=account.redeem_reward, description=account.redeem_reward.__doc__
     )
 
 

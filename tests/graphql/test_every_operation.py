@@ -26,6 +26,8 @@ from pointguard.plugin.merchants import NewMerchant, sender_secret
 from tests.graphql.conftest import CART, NOW, OPERATOR_KEY, PROGRAM, Shop, new_shop
 from tests.graphql.test_admin_api import CREATE_KEY, PUBLISH, REVOKE_KEY, VALIDATE
 from tests.graphql.test_checkout_api import CAPTURE, QUOTE, RESERVE, VOID
+from tests.graphql.test_customer_extras import CREATE_LINK, LEADERBOARD, OPT_IN, REDEEM, REWARDS
+from tests.graphql.test_customer_extras import PROGRAM as PROGRAM_IN_WORDS
 from tests.graphql.test_reviewer_api import CASE, CLEAR, CONFIRM, ESCALATE, QUEUE
 
 ME = "{ me { balance { available } } }"
@@ -54,6 +56,7 @@ class Operation:
 STOREFRONT = frozenset({Role.STOREFRONT})
 ADMIN = frozenset({Role.ADMIN})
 REVIEWERS = frozenset({Role.REVIEWER, Role.ADMIN})
+CUSTOMER = frozenset({Role.CUSTOMER})
 OPERATOR = frozenset({Role.OPERATOR})
 NOTHING: Callable[[dict[str, Any]], dict[str, Any]] = lambda ids: {}  # noqa: E731
 
@@ -63,7 +66,7 @@ def admin(text: str, field: str, variables=NOTHING) -> Operation:  # type: ignor
 
 
 OPERATIONS = {
-    "me": Operation(frozenset({Role.CUSTOMER}), ME, NOTHING, "me"),
+    "me": Operation(CUSTOMER, ME, NOTHING, "me", takes_ids=False),
     "quoteRedemption": Operation(
         STOREFRONT, QUOTE, lambda ids: {"member": ids["member"], "cart": CART}, "quoteRedemption"
     ),
@@ -109,6 +112,24 @@ OPERATIONS = {
         "confirmCase",
     ),
     "escalateCase": Operation(REVIEWERS, ESCALATE, lambda ids: {"id": ids["case"]}, "escalateCase"),
+    "rewards": Operation(CUSTOMER, REWARDS, NOTHING, "rewards", takes_ids=False),
+    "leaderboard": Operation(
+        CUSTOMER, LEADERBOARD, lambda ids: {"period": "2026-11"}, "leaderboard", takes_ids=False
+    ),
+    "program": Operation(CUSTOMER, PROGRAM_IN_WORDS, NOTHING, "program", takes_ids=False),
+    "createReferralLink": Operation(
+        CUSTOMER, CREATE_LINK, NOTHING, "createReferralLink", takes_ids=False
+    ),
+    "optIntoLeaderboard": Operation(
+        CUSTOMER, OPT_IN, lambda ids: {"optIn": True}, "optIntoLeaderboard", takes_ids=False
+    ),
+    "redeemReward": Operation(
+        CUSTOMER,
+        REDEEM,
+        lambda ids: {"reward": "five-off", "key": "r-1"},
+        "redeemReward",
+        takes_ids=False,
+    ),
     "createMerchant": Operation(
         OPERATOR,
         'mutation { createMerchant(name: "Mallory") { __typename } }',
@@ -202,8 +223,7 @@ async def test_another_merchants_credential_finds_nothing_of_this_merchant(two_s
     before = await state(run, shop)
     for role in operation.roles:
         answer = await shop.query(operation.text, theirs[role], **operation.variables(ids))
-        if role is Role.CUSTOMER:  # B's customer token names B's zoe: none of A's data
+        if name == "me":  # B's customer token names B's zoe: none of A's zoe's points
             assert answer["data"]["me"]["balance"]["available"] == 0, answer
-        else:
-            assert operation.isolated(answer, shop.merchant_id), (name, role, answer)
+        assert operation.isolated(answer, shop.merchant_id), (name, role, answer)
     assert await state(run, shop) == before

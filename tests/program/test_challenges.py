@@ -8,7 +8,12 @@ from pointguard import db
 from pointguard.ledger import member_balances, member_history
 from pointguard.program.apply import apply_event
 from pointguard.program.challenges.completions import member_challenges
-from pointguard.program.challenges.rules import Activity, challenge_bonus_key, challenge_progress
+from pointguard.program.challenges.rules import (
+    Activity,
+    challenge_bonus_key,
+    challenge_progress,
+    progress_lapses_at,
+)
 from pointguard.program.document.schema import Challenge
 from pointguard.program.document.validate import parse_program
 from pointguard.program.document.versions import save_program
@@ -99,6 +104,37 @@ def test_progress(goal, target, activity, expected):
     assert progress.completed == (expected >= target)
 
 
+@pytest.mark.parametrize(
+    ("goal", "target", "activity", "expected"),
+    [
+        pytest.param(
+            "orders", 3, [order(AT - 20 * DAY), order(AT)], AT + 10 * DAY, id="oldest-leaves"
+        ),
+        pytest.param(
+            "spend_minor",
+            5000,
+            [order(AT - 25 * DAY, 0), order(AT - 5 * DAY, 100)],
+            AT + 25 * DAY,
+            id="an-order-of-no-spend-counts-for-nothing",
+        ),
+        pytest.param("reviews", 2, [order(AT)], None, id="nothing-counted"),
+        pytest.param("orders", 1, [order(AT)], None, id="completed"),
+        pytest.param(
+            "streak_weeks",
+            3,
+            [order(AT)],  # Tuesday 2026-06-30: the streak lives through the next week
+            datetime(2026, 7, 13, tzinfo=UTC),
+            id="streak-through-next-week",
+        ),
+        pytest.param(
+            "streak_months", 3, [order(AT)], datetime(2026, 8, 1, tzinfo=UTC), id="next-month"
+        ),
+    ],
+)
+def test_when_progress_starts_to_fall(goal, target, activity, expected):
+    assert progress_lapses_at(challenge(goal, target), activity, AT) == expected
+
+
 PROGRAM = """
 name = "Challenges"
 currency = "EUR"
@@ -162,7 +198,9 @@ async def test_completing_challenges_pays_once_and_awards_badges(run, merchant):
             ),
         )
     progress = await run(member_challenges, merchant, "ann", AT + 2 * DAY)
-    assert [(p.challenge_id, p.completed, done is not None) for p, done in progress] == [
+    assert [
+        (c.challenge.id, c.progress.completed, c.completed_at is not None) for c in progress
+    ] == [
         ("three-orders", True, True),
         ("critic", True, True),
     ]
@@ -195,11 +233,14 @@ async def test_returning_the_orders_that_completed_a_challenge_takes_its_bonus_b
     ]
     assert (await run(member_balances, merchant, "ann")).pending_points == 20
     progress = await run(member_challenges, merchant, "ann", AT + DAY)
-    assert next((p.challenge_id, p.progress, done) for p, done in progress) == (
+    assert next((c.challenge.id, c.progress.progress, c.completed_at) for c in progress) == (
         "three-orders",
         2,
         None,
     )
+    # Its progress falls when the oldest order kept (order #0, 20 days before AT) leaves the
+    # 30-day window.
+    assert progress[0].lapses_at == AT - 20 * DAY + 30 * DAY
     async with db.connection(engine) as pg:
         events = await pg.fetch(
             "SELECT event_type FROM outbox WHERE merchant_id = $1 AND event_type LIKE"

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pointguard.errors import LeaderboardDisabled
+from pointguard.errors import InvalidPeriod, LeaderboardDisabled
 from pointguard.ledger import operations as ops
 from pointguard.program.document.validate import parse_program
 from pointguard.program.document.versions import save_program
@@ -12,6 +12,7 @@ from pointguard.program.reports.leaderboard import (
     join_leaderboard,
     leave_leaderboard,
     monthly_leaderboard,
+    parse_month,
 )
 from pointguard.program.rewards.suggestions import member_suggestions, suggest_rewards
 
@@ -127,3 +128,13 @@ async def test_leaderboard_needs_the_program_to_enable_it(run, merchant):
     await run(save_program, merchant, SUGGEST, effective_from=now - timedelta(days=1))
     with pytest.raises(LeaderboardDisabled):
         await run(join_leaderboard, merchant, "ann", now)
+
+
+def test_a_period_is_a_month():
+    assert parse_month("2026-02") == datetime(2026, 2, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text", ["2026-13", "2026-00", "2026-2", "26-02", "2026-02-01", ""])
+def test_anything_but_a_month_is_refused(text):
+    with pytest.raises(InvalidPeriod, match="YYYY-MM"):
+        parse_month(text)

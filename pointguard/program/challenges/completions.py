@@ -4,6 +4,7 @@ loaded for the rules in `challenges/rules.py` and stored as they decide."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pointguard.db import PgConnection
@@ -14,7 +15,9 @@ from pointguard.program.challenges.rules import (
     Completion,
     challenge_progress,
     lookback_days,
+    progress_lapses_at,
 )
+from pointguard.program.document.schema import Challenge
 from pointguard.program.document.versions import program_in_force
 from pointguard.program.orders.records import load_kept_orders
 
@@ -39,6 +42,12 @@ WHERE c.revoked_at IS NOT NULL
 REVOKE_CHALLENGE_COMPLETION = """
 UPDATE program_challenge_completions SET revoked_at = $4
 WHERE merchant_id = $1 AND member_id = $2 AND challenge_id = $3 AND revoked_at IS NULL
+"""
+
+SELECT_BADGES = """
+SELECT badge, challenge_id, completed_at FROM program_challenge_completions
+WHERE merchant_id = $1 AND member_id = $2 AND revoked_at IS NULL
+ORDER BY completed_at, challenge_id
 """
 
 SELECT_REVIEWS_IN_WINDOW = """
@@ -94,9 +103,26 @@ async def store_challenges(
         await pg.execute(REVOKE_CHALLENGE_COMPLETION, merchant_id, member_id, challenge.id, at)
 
 
+@dataclass(frozen=True)
+class ChallengeStanding:
+    """A challenge of the program in force, as the member stands in it."""
+
+    challenge: Challenge
+    progress: ChallengeProgress
+    completed_at: datetime | None  # None: not completed (or its completion was revoked)
+    lapses_at: datetime | None  # `rules.progress_lapses_at`
+
+
+@dataclass(frozen=True)
+class Badge:
+    name: str
+    challenge_id: str
+    earned_at: datetime
+
+
 async def member_challenges(
     pg: PgConnection, merchant_id: str, member_id: str, at: datetime
-) -> list[tuple[ChallengeProgress, datetime | None]]:
+) -> list[ChallengeStanding]:
     """Each challenge of the program in force, with the member's progress and completion."""
     program = (await program_in_force(pg, merchant_id, at)).program
     if not program.challenges:
@@ -109,4 +135,21 @@ async def member_challenges(
     activity = await load_activity(
         pg, merchant_id, member_id, at - timedelta(days=lookback_days(program.challenges)), at
     )
-    return [(challenge_progress(c, activity, at), done.get(c.id)) for c in program.challenges]
+    return [
+        ChallengeStanding(
+            challenge=c,
+            progress=challenge_progress(c, activity, at),
+            completed_at=done.get(c.id),
+            lapses_at=None if c.id in done else progress_lapses_at(c, activity, at),
+        )
+        for c in program.challenges
+    ]
+
+
+async def member_badges(pg: PgConnection, merchant_id: str, member_id: str) -> list[Badge]:
+    """The badges of the member's completed challenges (not revoked), oldest first, also of
+    challenges the program no longer has."""
+    return [
+        Badge(row["badge"], row["challenge_id"], row["completed_at"])
+        for row in await pg.fetch(SELECT_BADGES, merchant_id, member_id)
+    ]

@@ -23,12 +23,18 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from pointguard.ledger.keys import idempotency_key
-from pointguard.program.dates import after_return_window, lot_expiry
+from pointguard.program.dates import add_months, after_return_window, lot_expiry
 from pointguard.program.document.schema import Challenge, Program
 from pointguard.program.intents import EarnIntent, Intent, OutboxEvent, TakeBackIntent
 
 ActivityKind = Literal["order", "review", "referral"]
 
+WINDOW_GOAL_KINDS: dict[str, ActivityKind] = {
+    "orders": "order",
+    "spend_minor": "order",
+    "reviews": "review",
+    "referrals": "referral",
+}
 ORDER_GOALS = frozenset({"orders", "spend_minor", "streak_weeks", "streak_months"})
 
 
@@ -86,6 +92,33 @@ def _streak(activity: Sequence[Activity], at: datetime, *, weekly: bool) -> int:
     while current - streak in with_orders:
         streak += 1
     return streak
+
+
+def progress_lapses_at(
+    challenge: Challenge, activity: Sequence[Activity], at: datetime
+) -> datetime | None:
+    """When the progress counted at `at` starts to fall unless the challenge is completed
+    first: a window goal's oldest counted activity leaves the window; a streak breaks at the end
+    of the next week or month without an order. None when nothing counts yet or it is done."""
+    progress = challenge_progress(challenge, activity, at)
+    if progress.progress == 0 or progress.completed:
+        return None
+    if challenge.goal == "streak_weeks":
+        year, week, _ = at.isocalendar()
+        monday = datetime.fromisocalendar(year, week, 1).replace(tzinfo=at.tzinfo)
+        return monday + timedelta(weeks=2)
+    if challenge.goal == "streak_months":
+        return add_months(at.replace(day=1, hour=0, minute=0, second=0, microsecond=0), 2)
+    kind = WINDOW_GOAL_KINDS[challenge.goal]
+    start = at - timedelta(days=challenge.window_days)
+    oldest = min(
+        a.at
+        for a in activity
+        if a.kind == kind
+        and start < a.at <= at
+        and (challenge.goal != "spend_minor" or a.amount_minor)
+    )
+    return oldest + timedelta(days=challenge.window_days)
 
 
 def goals_touched(kind: ActivityKind) -> frozenset[str]:

@@ -71,6 +71,9 @@ class Referrals(Doc, kw_only=True, frozen=True):
     min_first_order_minor: int = 0
     max_rewarded_per_month: int | None = None
     ladder: list[ReferralLadderStep] = []
+    # The storefront's referral URL with `{code}` where the member's code goes, e.g.
+    # "https://shop.example/invite/{code}"; without it, customers get the code alone.
+    link_pattern: str | None = None
 
 
 class Tier(Doc, kw_only=True, frozen=True):

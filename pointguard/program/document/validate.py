@@ -195,6 +195,12 @@ def program_problems(program: Program, *, check_tier_names: bool = True) -> Prob
         for i, step in enumerate(ref.ladder):
             positive(step.referrals, f"$.referrals.ladder[{i}].referrals")
             not_negative(step.bonus_points, f"$.referrals.ladder[{i}].bonus_points")
+        if ref.link_pattern is not None:
+            need(
+                ref.link_pattern.startswith("https://") and ref.link_pattern.count("{code}") == 1,
+                "$.referrals.link_pattern",
+                "must be an https:// URL with {code} once, where the member's code goes",
+            )
 
     levels = program.tiers.levels
     unique((t.name for t in levels), "$.tiers.levels")

@@ -9,12 +9,15 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from pointguard.db import PgConnection
+from pointguard.errors import ReferralsDisabled
+from pointguard.program.document.versions import program_in_force
 from pointguard.program.events import OrderPaid
 from pointguard.program.referrals.rules import (
     Referral,
     ReferralEvent,
     ReferralStatus,
     ReferrerCounts,
+    referral_link,
 )
 
 CODE_BYTES = 8
@@ -37,6 +40,13 @@ UPDATE program_members m SET referral_code = $3
 WHERE m.merchant_id = $1 AND m.member_id = $2 AND m.referral_code IS NULL
   AND NOT EXISTS (SELECT 1 FROM program_members o WHERE o.merchant_id = $1 AND o.referral_code = $3)
 RETURNING m.member_id
+"""
+
+SELECT_MEMBER_REFERRAL = """
+SELECT (SELECT referral_code FROM program_members WHERE merchant_id = $1 AND member_id = $2)
+           AS code,
+       (SELECT count(*) FROM program_referrals
+        WHERE merchant_id = $1 AND referrer_id = $2 AND status = 'rewarded') AS successful
 """
 
 SELECT_MEMBER_BY_REFERRAL_CODE = """
@@ -107,6 +117,42 @@ async def referral_code(pg: PgConnection, merchant_id: str, member_id: str) -> s
     await pg.execute(INSERT_REFERRAL_MEMBER, merchant_id, member_id)
     code = secrets.token_urlsafe(CODE_BYTES)
     return str(await pg.fetchval(SET_REFERRAL_CODE, merchant_id, member_id, code))
+
+
+class MemberReferrals(NamedTuple):
+    """What the member sees of their referrals."""
+
+    code: str | None  # None until the member asks for one (`create_referral_code`)
+    link: str | None  # the program's `link_pattern` with the code; None without either
+    successful: int  # referrals that rewarded the member (not reversed)
+
+
+async def member_referrals(
+    pg: PgConnection, merchant_id: str, member_id: str, now: datetime
+) -> MemberReferrals | None:
+    """The member's code and link, if they have a code, and their successful referrals; None
+    when the program in force has no referrals. Changes nothing."""
+    program = (await program_in_force(pg, merchant_id, now)).program
+    if program.referrals is None:
+        return None
+    row = await pg.fetchrow(SELECT_MEMBER_REFERRAL, merchant_id, member_id)
+    code = row["code"]
+    link = None if code is None else referral_link(program, code)
+    return MemberReferrals(code, link, row["successful"])
+
+
+async def create_referral_code(
+    pg: PgConnection, merchant_id: str, member_id: str, now: datetime
+) -> MemberReferrals:
+    """The member's code (made if they have none; the same one ever after) and link;
+    `ReferralsDisabled` when the program in force has no referrals: no code would pay."""
+    program = (await program_in_force(pg, merchant_id, now)).program
+    if program.referrals is None:
+        raise ReferralsDisabled(f"merchant {merchant_id!r} has no referral program")
+    await referral_code(pg, merchant_id, member_id)
+    found = await member_referrals(pg, merchant_id, member_id, now)
+    assert found is not None and found.code is not None  # the same program, in one transaction
+    return found
 
 
 async def register_own_code(pg: PgConnection, merchant_id: str, member_id: str, code: str) -> bool:

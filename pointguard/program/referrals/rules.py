@@ -2,8 +2,9 @@
 goes back. Pure: `referrals/records.py` loads and stores, `apply.py` drives.
 
 The rule, stated once:
-- Every member can have an unguessable referral code (64 random bits); the storefront builds
-  the link from it. A code arrives with the new member's `signup` or first `order.paid`.
+- Every member can have an unguessable referral code (64 random bits); the link to share is
+  the program's `link_pattern` with the code in it, or the storefront builds it. A code
+  arrives with the new member's `signup` or first `order.paid`.
 - A code attaches the referral once, to a member with no earlier paid order. A member's own
   code is refused outright (`REFUSED_SELF`); an unknown code is ignored.
 - The referee gets `referee_points` on signup or on their first order (`referee_reward_on`);
@@ -22,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
+from urllib.parse import quote
 
 from pointguard.ledger.keys import idempotency_key
 from pointguard.program.dates import after_return_window, lot_expiry
@@ -80,6 +82,14 @@ def referee_key(referee_id: str) -> str:
 def referrer_key(referee_id: str) -> str:
     """The ledger key of the referrer's reward for bringing `referee_id`."""
     return idempotency_key("referrer", referee_id)
+
+
+def referral_link(program: Program, code: str) -> str | None:
+    """The member's referral URL from the program's `link_pattern`; None without one (the
+    storefront builds its link from the code)."""
+    pattern = None if program.referrals is None else program.referrals.link_pattern
+    # A code the storefront registered may hold any character: quoted, it stays one segment.
+    return None if pattern is None else pattern.replace("{code}", quote(code, safe=""))
 
 
 def counts_referrals(program: Program, event: object) -> bool:

@@ -18,6 +18,10 @@ The rules, stated once (money in integer minor units, points in integers, no flo
   (floor(subtotal x share / 100), whole units only) and what they hold. The quote offers the
   most the member can use; `price_points_plus_cash` prices a requested number of points and
   refuses one that is not a whole number of units, below the minimum or above the share.
+- With no cart (the customer's account page): `catalogue` lists every reward with what it
+  gives in words, the fewest points it takes and how many the member lacks; only a free
+  product can be redeemed there, every other type takes money off a cart and needs a checkout
+  (`needs_checkout`, refused as `NEEDS_CHECKOUT`).
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ class Reason(StrEnum):
     BELOW_MIN_POINTS = "below_min_points"
     ABOVE_MAX_SHARE = "above_max_share"
     POINTS_NOT_ADJUSTABLE = "points_not_adjustable"
+    NEEDS_CHECKOUT = "needs_checkout"  # takes money off a cart: redeemed at checkout only
     NOT_ENOUGH_POINTS = "not_enough_points"
 
 
@@ -194,6 +199,75 @@ def describe(program: Program, reward: Reward, option: QuoteOption) -> str:
     return f"{option.points} points for {what}"[:MAX_DESCRIPTION_CHARS]
 
 
+def gives(program: Program, reward: Reward) -> str:
+    """What the reward gives, in the customer's words: "5 EUR off your order"."""
+    if isinstance(reward, FixedDiscount):
+        return f"{_money(program, reward.amount_minor)} off your order"
+    if isinstance(reward, PercentOff):
+        most = _money(program, reward.max_discount_minor)
+        return f"{reward.percent}% off your order, at most {most}"
+    if isinstance(reward, FreeShipping):
+        return "free shipping on your order"
+    if isinstance(reward, FreeProduct):
+        return "the product, added to your order for free"
+    return (
+        f"every {reward.cost_points} points pay {_money(program, reward.amount_minor)} of your"
+        f" order, up to {reward.max_share_percent}% of it, from {least_points(reward)} points"
+    )
+
+
+def least_points(reward: Reward) -> int:
+    """The fewest points the reward can be redeemed for: its cost, or for points plus cash
+    the smallest whole number of units that reaches `min_points`."""
+    if isinstance(reward, PointsPlusCash):
+        return max(1, -(-reward.min_points // reward.cost_points)) * reward.cost_points
+    return reward.cost_points
+
+
+def needs_checkout(reward: Reward) -> bool:
+    """Whether the reward takes money off a cart, so that only a checkout can redeem it: every
+    type but a free product (a discount, shipping or a share of a cart needs the cart)."""
+    return not isinstance(reward, FreeProduct)
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """One reward of the catalogue as a member sees it on their account page."""
+
+    reward: Reward
+    type: str  # the reward's type tag
+    gives: str
+    least_points: int
+    points_short: int  # 0: affordable now
+    tier_gated: bool  # for members of other tiers
+    needs_checkout: bool  # `needs_checkout`: not redeemable from the account page
+    refusals: tuple[Refusal, ...]  # why it cannot be redeemed now, points aside
+
+    @property
+    def affordable(self) -> bool:
+        return self.points_short == 0
+
+
+def catalogue(program: Program, context: RewardContext) -> list[CatalogueEntry]:
+    """Every reward of the program, in catalogue order, for this member, with no cart."""
+    entries = []
+    for reward in program.rewards:
+        least = least_points(reward)
+        entries.append(
+            CatalogueEntry(
+                reward=reward,
+                type=_type(reward),
+                gives=gives(program, reward),
+                least_points=least,
+                points_short=max(0, least - context.available_points),
+                tier_gated=not admits_tier(reward, context.tier),
+                needs_checkout=needs_checkout(reward),
+                refusals=tuple(_eligibility(reward, context)),
+            )
+        )
+    return entries
+
+
 def admits_tier(reward: Reward, tier: str | None) -> bool:
     """Whether a member of `tier` may redeem the reward: an empty `tiers` admits everyone."""
     return not reward.tiers or tier in reward.tiers
@@ -250,7 +324,7 @@ def _fixed_price_option(
 def _best_points_plus_cash(
     program: Program, reward: PointsPlusCash, cart: Cart, available_points: int
 ) -> QuoteOption:
-    min_units = max(1, -(-reward.min_points // reward.cost_points))
+    min_units = least_points(reward) // reward.cost_points
     limit = _share_cap_minor(reward, cart)
     by_share = limit // reward.amount_minor
     by_points = available_points // reward.cost_points

@@ -18,6 +18,10 @@ Rules this module enforces:
 - A checkout paid late is still charged: completing a redemption whose hold timed out or was
   cancelled reserves and spends its points again (`ledger.operations.capture`), or raises
   `ReservationLapsed` if the member no longer has them.
+- A customer redeeming from their account page (`redeem_from_account`) has no cart: only a
+  reward that takes nothing off a cart (a free product) can be redeemed so; the others are
+  refused (`Reason.NEEDS_CHECKOUT`). Its points stay reserved for `ACCOUNT_TIMEOUT_S`, for the
+  customer to use the code at a checkout, which captures it.
 - Anything refused raises before the ledger is touched: `RewardUnavailable` with a `Reason`,
   `InsufficientPoints` when the member's available points fall short.
 """
@@ -47,16 +51,21 @@ from pointguard.program.members import member_tier
 from pointguard.program.outbox import write_events
 from pointguard.program.rewards.catalogue import (
     Cart,
+    CatalogueEntry,
     QuoteOption,
     Reason,
     RewardContext,
+    catalogue,
     describe,
     find_reward,
+    needs_checkout,
     quote,
     quote_reward,
 )
 
 DEFAULT_TIMEOUT_S = 900
+ACCOUNT_TIMEOUT_S = ops.MAX_HOLD_TIMEOUT_S  # 7 days to use a reward redeemed from an account
+NO_CART = Cart(subtotal_minor=0)
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # 32 symbols, none mistaken for another
 CODE_GROUPS, CODE_GROUP_CHARS = 4, 4  # 16 symbols: 80 random bits
 
@@ -143,6 +152,40 @@ async def checkout_quote(
     program = (await program_in_force(pg, merchant_id, now)).program
     context = await _context(pg, merchant_id, member_id, program.rewards)
     return quote(program, cart, context)
+
+
+async def member_catalogue(
+    pg: PgConnection, merchant_id: str, member_id: str, now: datetime
+) -> list[CatalogueEntry]:
+    """Every reward of the program in force at `now`, for this member, without a cart."""
+    program = (await program_in_force(pg, merchant_id, now)).program
+    return catalogue(program, await _context(pg, merchant_id, member_id, program.rewards))
+
+
+async def redeem_from_account(
+    pg: PgConnection, merchant_id: str, member_id: str, reward_id: str, *, key: str, now: datetime
+) -> Redemption:
+    """The customer redeems a reward from their account page, with no cart: `redeem` for a
+    reward that needs no cart, held for `ACCOUNT_TIMEOUT_S`; `RewardUnavailable`
+    (`NEEDS_CHECKOUT`) for one that takes money off a cart."""
+    program = (await program_in_force(pg, merchant_id, now)).program
+    reward = find_reward(program, reward_id)
+    if reward is not None and needs_checkout(reward):
+        raise RewardUnavailable(
+            f"{reward.name} takes money off an order: redeem it at checkout",
+            reward_id=reward_id,
+            reason=Reason.NEEDS_CHECKOUT,
+        )
+    return await redeem(
+        pg,
+        merchant_id,
+        member_id,
+        reward_id,
+        NO_CART,
+        key=key,
+        now=now,
+        timeout_s=ACCOUNT_TIMEOUT_S,
+    )
 
 
 async def redeem(
