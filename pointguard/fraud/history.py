@@ -5,7 +5,11 @@ their first order, when each of an event's devices and addresses was first seen 
 the size of each member's connected component, and the merchant's running median of points
 earned in 24 hours. Every read is an index range, and how many members an identifier (or a
 component) links is a counter kept as links are added (`links.py`), never a count over a busy
-identifier's links.
+identifier's links. A per-member read is a lateral subquery fenced with `OFFSET 0`, which
+the planner cannot flatten into a join, reading one table (a second is a scalar subquery):
+flattened, or joined inside, it hashed the merchant's whole table every round or every member
+(a sequential scan growing with the table) wherever its statistics made index probes look
+dearer.
 
 The running median is a frugal streaming estimate: each observation above it multiplies it by
 `1 + MEDIAN_STEP`, each below divides it by that, so it settles where as many fall above as
@@ -125,16 +129,21 @@ LEFT JOIN LATERAL (
 SELECT_FIRST_SIGHTINGS = """
 SELECT u.member_id, u.kind, max(l.first_seen_at) AS first_seen_at
 FROM unnest($2::text[], $3::bytea[], $4::text[]) AS u(kind, digest, member_id)
-JOIN fraud_identity_links l
-  ON l.merchant_id = $1 AND l.kind = u.kind AND l.digest = u.digest AND l.member_id = u.member_id
+CROSS JOIN LATERAL (
+    SELECT first_seen_at FROM fraud_identity_links
+    WHERE merchant_id = $1 AND kind = u.kind AND digest = u.digest AND member_id = u.member_id
+    OFFSET 0) l
 GROUP BY u.member_id, u.kind
 """
 
 SELECT_COMPONENT_SIZES = """
-SELECT m.member_id, c.members
+SELECT m.member_id,
+       (SELECT c.members FROM fraud_components c
+        WHERE c.merchant_id = $1 AND c.component_id = mc.component_id) AS members
 FROM unnest($2::text[]) AS m(member_id)
-JOIN fraud_member_components mc ON mc.merchant_id = $1 AND mc.member_id = m.member_id
-JOIN fraud_components c ON c.merchant_id = $1 AND c.component_id = mc.component_id
+CROSS JOIN LATERAL (
+    SELECT component_id FROM fraud_member_components
+    WHERE merchant_id = $1 AND member_id = m.member_id OFFSET 0) mc
 """
 
 SELECT_POINTS_MEDIAN = """
@@ -163,16 +172,16 @@ class RefereeStart:
 
 
 # For each member and kind, the most other members any one of their identifiers links: a
-# nested loop of index reads per member, whatever the statistics of young tables say.
+# nested loop of index reads per member.
 SELECT_MEMBERS_SHARING = """
 SELECT m.member_id, l.kind, max(i.members) - 1 AS others
 FROM unnest($2::text[]) AS m(member_id)
 CROSS JOIN LATERAL (
     SELECT kind, digest FROM fraud_identity_links
-    WHERE merchant_id = $1 AND member_id = m.member_id) l
+    WHERE merchant_id = $1 AND member_id = m.member_id OFFSET 0) l
 CROSS JOIN LATERAL (
     SELECT members FROM fraud_identifiers
-    WHERE merchant_id = $1 AND kind = l.kind AND digest = l.digest) i
+    WHERE merchant_id = $1 AND kind = l.kind AND digest = l.digest OFFSET 0) i
 GROUP BY m.member_id, l.kind
 """
 

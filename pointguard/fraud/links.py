@@ -7,27 +7,36 @@ component's size is two primary-key reads, never a walk of the graph. Invariant:
 on one hard identifier are in one component, and a component is named by one of its members.
 A link new to its identifier joins its member's component with those of the identifier's
 other members; the smaller component is relabelled into the larger (each member is relabelled
-at most log2(n) times). The merchant's component lock orders concurrent rounds: a round that
-reads the identifier's members after taking it sees every link committed before."""
+at most log2(n) times). The merchant's model lock (`model_store.py`), which every round takes
+first, orders concurrent rounds: a round reads the identifiers' members after every link
+committed before it. One statement records a round's links and reads what their components
+need; a second writes the merges, if any."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from pointguard.db import PgConnection
 from pointguard.fraud.identity import HARD_LINKS, LinkKind
 
-COMPONENTS_LOCK_CLASS = 0x66726463  # pg_advisory_xact_lock(class, hashtext(merchant)): "frdc"
+LAST_SEEN_STEP = "1 day"  # how far a link's last sighting moves before it is rewritten
 
-# Links seen again keep their first and last sightings (rewritten only when they widen); a link
-# new to its identifier adds one to the identifier's member count (`xmax = 0`: the row was
-# inserted, not updated). Counts are updated in (kind, digest) order, one order for every
-# writer. Returned: the new hard links on identifiers that now link two members or more (a
-# member alone on all its identifiers is in no component: alone, size 1, nothing stored).
-UPSERT_IDENTITY_LINKS = """
+# Links seen again keep their first and last sightings, rewritten only when the first moves
+# earlier or the last more than `LAST_SEEN_STEP` later (nothing reads `last_seen_at` finer than
+# a day, so a returning customer's links cost an index probe each, not a new row version). A
+# link new to its identifier adds one to the identifier's member count (`xmax = 0`: the row was
+# inserted, not updated); counts are updated in (kind, digest) order, one order for every
+# writer. Returned, for each identifier with new hard links that now links two members or
+# more: its new members and its first member from before (the statement's snapshot does not
+# see its own inserts; all of an identifier's earlier members are in one component), each with
+# its component and the component's size (NULL: in none yet). A member alone on all its
+# identifiers is in no component: size 1, nothing stored. No CTE is joined with another: a
+# prepared statement's generic plan (ten rows guessed per array) nests such a join, one CTE
+# scanned for each row of the other.
+UPSERT_IDENTITY_LINKS = f"""
 WITH links AS (
     INSERT INTO fraud_identity_links AS l
         (merchant_id, kind, digest, member_id, first_seen_at, last_seen_at)
@@ -37,40 +46,34 @@ WITH links AS (
     ON CONFLICT (merchant_id, kind, digest, member_id) DO UPDATE
     SET first_seen_at = least(l.first_seen_at, excluded.first_seen_at),
         last_seen_at = greatest(l.last_seen_at, excluded.last_seen_at)
-    WHERE excluded.first_seen_at < l.first_seen_at OR excluded.last_seen_at > l.last_seen_at
+    WHERE excluded.first_seen_at < l.first_seen_at
+       OR excluded.last_seen_at > l.last_seen_at + interval '{LAST_SEEN_STEP}'
     RETURNING kind, digest, member_id, xmax = 0 AS inserted
+), new_on_identifier AS (
+    SELECT kind, digest, array_agg(member_id) AS members FROM links WHERE inserted
+    GROUP BY kind, digest
 ), counted AS (
     INSERT INTO fraud_identifiers AS i (merchant_id, kind, digest, members)
-    SELECT $1, kind, digest, count(*) FROM links WHERE inserted
-    GROUP BY kind, digest ORDER BY kind, digest
+    SELECT $1, kind, digest, cardinality(members) FROM new_on_identifier ORDER BY kind, digest
     ON CONFLICT (merchant_id, kind, digest) DO UPDATE SET members = i.members + excluded.members
-    RETURNING kind, digest, members
-)
-SELECT l.kind, l.digest, l.member_id FROM links l JOIN counted c USING (kind, digest)
-WHERE l.inserted AND l.kind = ANY($7::text[]) AND c.members > 1
-"""
-
-LOCK_COMPONENTS = f"SELECT pg_advisory_xact_lock({COMPONENTS_LOCK_CLASS}, hashtext($1))"
-
-# $2-$4: each identifier with new links and how many of its members to read (one more than its
-# new ones: at least one member from before, if it has any); $5-$7: the new links themselves.
-# Each member comes with its component and the component's size (NULL: in none yet).
-SELECT_IDENTIFIER_COMPONENTS = """
-WITH on_identifier AS (
-    SELECT u.kind, u.digest, s.member_id
-    FROM unnest($2::text[], $3::bytea[], $4::int[]) AS u(kind, digest, n)
-    CROSS JOIN LATERAL (
+), linking AS (
+    SELECT n.kind, n.digest, array_remove(n.members || before.member_id, NULL) AS members
+    FROM new_on_identifier n
+    LEFT JOIN LATERAL (
         SELECT l.member_id FROM fraud_identity_links l
-        WHERE l.merchant_id = $1 AND l.kind = u.kind AND l.digest = u.digest
-        ORDER BY l.member_id LIMIT u.n
-    ) s
-    UNION
-    SELECT * FROM unnest($5::text[], $6::bytea[], $7::text[])
+        WHERE l.merchant_id = $1 AND l.kind = n.kind AND l.digest = n.digest
+        ORDER BY l.member_id LIMIT 1
+    ) before ON true
+    WHERE n.kind = ANY($7::text[]) AND (cardinality(n.members) > 1 OR before.member_id IS NOT NULL)
 )
-SELECT o.kind, o.digest, o.member_id, mc.component_id, c.members
-FROM on_identifier o
-LEFT JOIN fraud_member_components mc ON mc.merchant_id = $1 AND mc.member_id = o.member_id
-LEFT JOIN fraud_components c ON c.merchant_id = $1 AND c.component_id = mc.component_id
+SELECT linking.kind, linking.digest, o.member_id, mc.component_id,
+       (SELECT c.members FROM fraud_components c
+        WHERE c.merchant_id = $1 AND c.component_id = mc.component_id) AS members
+FROM linking, unnest(linking.members) AS o(member_id)
+LEFT JOIN LATERAL (
+    SELECT component_id FROM fraud_member_components
+    WHERE merchant_id = $1 AND member_id = o.member_id OFFSET 0
+) mc ON true
 """
 
 # $2, $3: absorbed components and their roots; $4, $5: members joining a component for the
@@ -173,8 +176,10 @@ def plan_merges(
 
 
 async def record_links(pg: PgConnection, merchant_id: str, seen: Sequence[SeenLink]) -> None:
-    """Store the links (one statement; the same link twice in a batch counts once, with the
-    earliest and latest times), and join the components of the new hard links' members."""
+    """Store the links (the same link twice in a batch counts once, with the earliest and
+    latest times), and join the components of the new hard links' members. Call under the
+    merchant's model lock (`model_store.py`), which orders concurrent rounds: a round reads the
+    identifiers' members after every round committed before it."""
     merged: dict[tuple[LinkKind, bytes, str], tuple[datetime, datetime]] = {}
     for link in seen:
         key = (link.kind, link.digest, link.member_id)
@@ -183,7 +188,7 @@ async def record_links(pg: PgConnection, merchant_id: str, seen: Sequence[SeenLi
     if not merged:
         return
     ordered = sorted(merged.items())  # one lock order for concurrent writers
-    new_hard = await pg.fetch(
+    rows = await pg.fetch(
         UPSERT_IDENTITY_LINKS,
         merchant_id,
         [kind.value for (kind, _, _), _ in ordered],
@@ -193,36 +198,20 @@ async def record_links(pg: PgConnection, merchant_id: str, seen: Sequence[SeenLi
         [last for _, (_, last) in ordered],
         sorted(kind.value for kind in HARD_LINKS),
     )
-    if new_hard:
-        await _join_components(
-            pg, merchant_id, [(r["kind"], r["digest"], r["member_id"]) for r in new_hard]
-        )
+    if rows:
+        await _join_components(pg, merchant_id, rows)
 
 
-async def _join_components(
-    pg: PgConnection, merchant_id: str, new_links: Sequence[tuple[str, bytes, str]]
-) -> None:
-    """Join each new hard link's member with the other members on its identifier."""
-    await pg.execute(LOCK_COMPONENTS, merchant_id)
-    new_per_identifier = Counter((kind, digest) for kind, digest, _ in new_links)
-    identifiers = sorted(new_per_identifier)
-    rows = await pg.fetch(
-        SELECT_IDENTIFIER_COMPONENTS,
-        merchant_id,
-        [kind for kind, _ in identifiers],
-        [digest for _, digest in identifiers],
-        [new_per_identifier[key] + 1 for key in identifiers],
-        [kind for kind, _, _ in new_links],
-        [digest for _, digest, _ in new_links],
-        [member for _, _, member in new_links],
-    )
-    groups: dict[tuple[str, bytes], list[str]] = {key: [] for key in identifiers}
+async def _join_components(pg: PgConnection, merchant_id: str, rows: Sequence[Any]) -> None:
+    """Join the members read on each identifier with new hard links (`UPSERT_IDENTITY_LINKS`'s
+    rows) into one component."""
+    groups: dict[tuple[str, bytes], list[str]] = {}
     known: dict[str, tuple[str, int]] = {}
     for row in rows:
-        groups[(row["kind"], row["digest"])].append(row["member_id"])
+        groups.setdefault((row["kind"], row["digest"]), []).append(row["member_id"])
         if row["component_id"] is not None:
             known[row["member_id"]] = (row["component_id"], row["members"])
-    merges = plan_merges([sorted(group) for group in groups.values()], known)
+    merges = plan_merges([sorted(groups[key]) for key in sorted(groups)], known)
     absorbed, joined, sizes = (
         sorted(m.items()) for m in (merges.absorbed, merges.joined, merges.sizes)
     )

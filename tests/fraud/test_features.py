@@ -276,3 +276,29 @@ def test_new_means_first_seen_within_a_day_on_an_account_over_30_days() -> None:
     assert not new_on_old_account(at - 2 * DAY, at, 45.0)
     assert not new_on_old_account(at - HOUR, at, 10.0)
     assert not new_on_old_account(None, at, 45.0)
+
+
+async def test_a_link_seen_again_is_rewritten_only_when_its_sightings_widen(engine, run, merchant):
+    """`last_seen_at` moves by more than a day or not at all (a returning customer's links cost
+    an index probe, not a new row version); an earlier sighting always moves `first_seen_at`."""
+
+    async def sightings():
+        async with db.connection(engine) as pg:
+            row = await pg.fetchrow(
+                "SELECT first_seen_at, last_seen_at, xmin::text::bigint AS version"
+                " FROM fraud_identity_links WHERE merchant_id = $1",
+                merchant,
+            )
+        return row["first_seen_at"], row["last_seen_at"], row["version"]
+
+    async def see(at):
+        await run(record_links, merchant, [SeenLink(LinkKind.CARD, b"cc", "ann", at)])
+
+    await see(T0)
+    first = await sightings()
+    await see(T0 + 20 * HOUR)  # within a day of the last sighting: no rewrite
+    assert await sightings() == first
+    await see(T0 + 2 * DAY)
+    assert (await sightings())[:2] == (T0, T0 + 2 * DAY)
+    await see(T0 - HOUR)  # an older event, applied late
+    assert (await sightings())[:2] == (T0 - HOUR, T0 + 2 * DAY)
