@@ -24,6 +24,10 @@ class GuardPolicy(Struct, forbid_unknown_fields=True, kw_only=True, frozen=True)
     new_account_days: int = 7  # an account this young ...
     max_new_account_orders_per_day: int = 4  # ... holds its orders beyond this many in 24 hours
     max_reviews_per_day: int = 5  # reviews the program rewarded a member in 24 hours
+    # A checkout by a member sharing a card or device with a member under review, frozen or
+    # confirmed abusive is refused, and the member's case opened (a ring cashing out through
+    # its cleanest account).
+    hold_redemptions_linked_to_flagged: bool = True
     # The model (`model.py`): the share of the intents it sees that it may hold (the reviewers'
     # capacity), and how many it must see before it holds any (the rules alone decide before).
     model: bool = True  # false: the rules alone decide; the model neither scores nor learns

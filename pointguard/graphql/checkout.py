@@ -149,7 +149,9 @@ async def reserve_redemption(
             points=points,
         )
 
-    return await settled(info, reserve)  # type: ignore[return-value]
+    return await screened(  # type: ignore[return-value]
+        info, str(member_id), str(reward_id), idempotency_key, reserve
+    )
 
 
 async def capture_redemption(info: Context, redemption_id: strawberry.ID) -> CaptureResult:
@@ -168,6 +170,25 @@ async def void_redemption(info: Context, redemption_id: strawberry.ID) -> VoidRe
         info,
         lambda pg: redemption.cancel_redemption(pg, merchant_id, _redemption_id(redemption_id)),
     )
+
+
+async def screened(
+    info: Context,
+    member_id: str,
+    reward_id: str,
+    key: str,
+    reserve: Callable[[PgConnection], Awaitable[redemption.Redemption]],
+) -> Redemption | Problem:
+    """`reserve`, after the fraud guard's look at the checkout, committed on its own: a member
+    linked to a flagged one has their case opened and the reservation refused
+    (`MemberUnderReview`); also for the customer's `redeemReward`."""
+    merchant_id, now = info.context.caller.merchant_id, info.context.now
+    await info.context.write(
+        lambda pg: redemption.screen_redemption(
+            pg, merchant_id, member_id, reward_id, key=key, now=now
+        )
+    )
+    return await settled(info, reserve)
 
 
 async def settled(

@@ -33,6 +33,7 @@ from pointguard.fraud.case_views import (
     member_standings,
 )
 from pointguard.fraud.cases import Case, CaseDetail, CaseStatus, ReviewAction, case_detail
+from pointguard.fraud.redemption_guard import RefusedRedemption, case_refused_redemptions
 from pointguard.graphql.auth import Role
 from pointguard.graphql.context import RequestContext
 from pointguard.graphql.customer import Balance
@@ -87,6 +88,14 @@ class HeldEvent:
     features: list[Feature] = strawberry.field(description="What the guard read, by name.")
 
 
+@strawberry.type(description="A checkout the guard refused into the case, and why.")
+class RefusedCheckout:
+    idempotency_key: str = strawberry.field(description="The checkout's key.")
+    reward_id: strawberry.ID
+    reasons: list[str]
+    refused_at: datetime
+
+
 @strawberry.type(description="A member sharing identifiers with the case's member.")
 class LinkedMember:
     member: ReviewedMember
@@ -113,7 +122,12 @@ class ReviewCaseSummary:
 @strawberry.type(description="A review case with everything a reviewer decides by.")
 class ReviewCase(ReviewCaseSummary):
     held_events: list[HeldEvent]
-    reasons: list[str] = strawberry.field(description="Its held events' reasons, once each.")
+    refused_checkouts: list[RefusedCheckout] = strawberry.field(
+        description="Checkouts refused because the member is linked to a flagged member."
+    )
+    reasons: list[str] = strawberry.field(
+        description="Its held events' and refused checkouts' reasons, once each."
+    )
     linked_members: list[LinkedMember] = strawberry.field(
         description="Members sharing identifiers with this one, most shared kinds first."
     )
@@ -257,10 +271,13 @@ def _reviewer(info: Context) -> tuple[str, str]:
 async def _load_case(pg: PgConnection, merchant_id: str, case_id: int) -> ReviewCase:
     detail = await case_detail(pg, merchant_id, case_id)  # UnknownCase: NotFound
     members = [detail.case.member_id, *(linked.member_id for linked in detail.linked)]
-    return _review_case(detail, await member_standings(pg, merchant_id, members))
+    refused = await case_refused_redemptions(pg, merchant_id, case_id)
+    return _review_case(detail, refused, await member_standings(pg, merchant_id, members))
 
 
-def _review_case(detail: CaseDetail, standings: dict[str, MemberStanding]) -> ReviewCase:
+def _review_case(
+    detail: CaseDetail, refused: list[RefusedRedemption], standings: dict[str, MemberStanding]
+) -> ReviewCase:
     held = detail.held
     return ReviewCase(
         **_case_fields(detail.case, standings),
@@ -282,7 +299,20 @@ def _review_case(detail: CaseDetail, standings: dict[str, MemberStanding]) -> Re
             )
             for h in held
         ],
-        reasons=list(dict.fromkeys(reason for h in held for reason in h.reasons)),
+        refused_checkouts=[
+            RefusedCheckout(
+                idempotency_key=r.idempotency_key,
+                reward_id=strawberry.ID(r.reward_id),
+                reasons=r.reasons,
+                refused_at=r.refused_at,
+            )
+            for r in refused
+        ],
+        reasons=list(
+            dict.fromkeys(
+                [*(x for h in held for x in h.reasons), *(x for r in refused for x in r.reasons)]
+            )
+        ),
         linked_members=[
             LinkedMember(
                 member=_member(standings[linked.member_id]),

@@ -12,7 +12,7 @@ from strawberry.types import Info
 
 from pointguard.db import PgConnection
 from pointguard.errors import LeaderboardDisabled, QueryRefused
-from pointguard.graphql.checkout import Refusal, ReserveResult, check_key, settled
+from pointguard.graphql.checkout import Refusal, ReserveResult, check_key, screened
 from pointguard.graphql.context import RequestContext
 from pointguard.graphql.customer import Referral, referral_of
 from pointguard.graphql.problems import LeaderboardDisabled as LeaderboardDisabledProblem
@@ -196,8 +196,11 @@ async def redeem_reward(
     captures it. The same `idempotencyKey` again answers the first redemption."""
     merchant_id, member_id = info.context.customer()
     check_key(idempotency_key)
-    return await settled(  # type: ignore[return-value]
+    return await screened(  # type: ignore[return-value]
         info,
+        member_id,
+        str(reward_id),
+        idempotency_key,
         lambda pg: redemption.redeem_from_account(
             pg,
             merchant_id,

@@ -148,3 +148,26 @@ async def test_a_nul_character_is_refused_whichever_way_it_is_written(shop, run)
     literal = '{ quoteRedemption(memberId: "a\\u{0}b", cart: {subtotalMinor: 1}) { name } }'
     answer = await shop.query(literal, shop.storefront)
     assert answer["errors"][0]["extensions"] == {"code": "query_refused"}, answer
+
+
+async def test_production_mode_has_no_graphiql_and_no_introspection(open_app, run):
+    from tests.graphql.conftest import Shop
+    from tests.plugin.conftest import SECRET_KEY
+
+    merchant = await new_shop(run, "Prod Shop")
+    introspect = "{ __schema { queryType { name } } }"
+    async with open_app(clock=lambda: NOW, POINTGUARD_SECRET_KEY=SECRET_KEY) as (_, client):
+        page = await client.get("/graphql", headers={"accept": "text/html"})
+        assert page.status_code == 200 and "graphiql" in page.text.lower()
+        shop = Shop(merchant, client)
+        assert (await shop.query(introspect, shop.storefront))["data"] is not None
+    production = {"POINTGUARD_SECRET_KEY": SECRET_KEY, "POINTGUARD_PRODUCTION": "1"}
+    async with open_app(clock=lambda: NOW, **production) as (_, client):
+        page = await client.get("/graphql", headers={"accept": "text/html"})
+        assert page.status_code == 404
+        assert page.json()["errors"][0]["message"] == "send a query: GraphiQL is off in production"
+        shop = Shop(merchant, client)
+        refused = await shop.query(introspect, shop.storefront)
+        assert "introspection" in refused["errors"][0]["message"].lower()
+        assert refused["errors"][0]["extensions"] == {"code": "invalid_query"}
+        assert "data" in await shop.query(BALANCE, shop.customer("ann"))

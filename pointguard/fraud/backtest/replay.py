@@ -19,7 +19,9 @@ Rules this module enforces:
 - Then, at that boundary and in transactions of their own, the simulated reviewers
   (`reviewers.review_due_cases`) decide the cases open `review_after` or longer by the labels;
   with `review_after` None nobody reviews. Cases still open when the stream ends stay open.
-- A checkout line spends at its own moment, after every earlier event: through `redeem` with
+- A checkout line is first screened as a storefront's is (`screen_redemption`: a member
+  linked to a flagged one has their case opened and is refused), then spends at its own
+  moment, after every earlier event: through `redeem` with
   the program's first points-plus-cash reward and `complete_redemption` (what a storefront's
   checkout calls), or, in a program with no such reward, through the ledger's `reserve` and
   `capture` after the same under-review check. "all" asks for the member's available points.
@@ -65,8 +67,11 @@ from pointguard.program.rewards.redemption import (
     DEFAULT_TIMEOUT_S,
     complete_redemption,
     redeem,
+    screen_redemption,
 )
 from pointguard.upkeep import upkeep_pass
+
+CHECKOUT_WITHOUT_REWARD = "points"  # the reward id recorded for a checkout spending plain points
 
 MAX_BATCH = 100  # events per transaction, as an inbox worker claims them
 UPKEEP_EVERY = timedelta(hours=1)
@@ -235,6 +240,15 @@ async def _checkout(
 ) -> CheckoutResult:
     reward = next((r for r in program.rewards if isinstance(r, PointsPlusCash)), None)
     asked = checkout.points
+    await db.run_in_transaction(
+        engine,
+        screen_redemption,
+        merchant_id,
+        checkout.member_id,
+        reward.id if reward else CHECKOUT_WITHOUT_REWARD,
+        key=line.webhook_id,
+        now=line.at,
+    )
     try:
         spent = await db.run_in_transaction(
             engine, _spend, merchant_id, reward, line, checkout.member_id, asked

@@ -40,7 +40,8 @@ from pointguard.errors import (
     RedemptionCompleted,
     RewardUnavailable,
 )
-from pointguard.fraud.cases import refuse_if_under_review
+from pointguard.fraud.cases import open_cases, refuse_if_under_review
+from pointguard.fraud.redemption_guard import record_refusal, redemption_risk
 from pointguard.ledger import operations as ops
 from pointguard.ledger.balances import member_balances
 from pointguard.ledger.keys import idempotency_key
@@ -258,6 +259,33 @@ async def redeem(
     if found is None:  # the ledger key was used outside redemptions
         raise _key_reused(reward_id, key)
     return found
+
+
+async def screen_redemption(
+    pg: PgConnection, merchant_id: str, member_id: str, reward_id: str, *, key: str, now: datetime
+) -> bool:
+    """The fraud guard's look at a checkout before it reserves (`fraud/redemption_guard.py`):
+    True when it must wait for a reviewer, the member's case then opened or joined (and
+    `member.flagged` queued for a new one) with the refusal and its reasons. Run it in a
+    transaction of its own and commit, then `redeem`, which refuses the member under review;
+    a checkout retried with the same key is recorded once."""
+    policy = (await program_in_force(pg, merchant_id, now)).program.guard
+    reasons = await redemption_risk(pg, merchant_id, member_id, policy)
+    if not reasons:
+        return False
+    cases, events = await open_cases(pg, merchant_id, [(member_id, now)])
+    await write_events(pg, merchant_id, events)
+    await record_refusal(
+        pg,
+        merchant_id,
+        member_id,
+        key=key,
+        reward_id=reward_id,
+        reasons=reasons,
+        case_id=cases[member_id],
+        now=now,
+    )
+    return True
 
 
 async def complete_redemption(pg: PgConnection, merchant_id: str, redemption_id: int) -> Redemption:
