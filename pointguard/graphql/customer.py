@@ -22,6 +22,7 @@ from pointguard.ledger import (
     member_history,
 )
 from pointguard.program.challenges.completions import member_badges, member_challenges
+from pointguard.program.members import member_tier
 from pointguard.program.referrals.records import MemberReferrals, member_referrals
 from pointguard.program.rewards.suggestions import member_suggestions
 from pointguard.program.tiers.review import member_tier_progress
@@ -158,13 +159,15 @@ class Me:
 
     @strawberry.field
     async def tier(self, info: Context) -> Tier | None:
-        progress = await _tier_progress(info, self.merchant_id, str(self.member_id))
-        if progress.tier is None or progress.benefits is None:
+        merchant_id, member_id = self.merchant_id, str(self.member_id)
+        name = await info.context.read(lambda pg: member_tier(pg, merchant_id, member_id))
+        program = await info.context.program()
+        level = next((t for t in program.tiers.levels if t.name == name), None)
+        if level is None:  # no tier yet, or one the program no longer has
             return None
-        level = progress.benefits
         benefits = [f"{level.multiplier} times the points"] if level.multiplier != 1 else []
         benefits += ["free shipping"] if level.free_shipping else []
-        return Tier(name=progress.tier, benefits=benefits + list(level.perks))
+        return Tier(name=level.name, benefits=benefits + list(level.perks))
 
     @strawberry.field
     async def next_tier(self, info: Context) -> NextTier | None:
@@ -284,16 +287,11 @@ def me(info: Context) -> Me:
 
 
 async def _tier_progress(info: Context, merchant_id: str, member_id: str) -> TierProgress:
-    """Read once for `tier` and `nextTier` together."""
-
-    async def load() -> TierProgress:
-        program = await info.context.program()
-        now = info.context.now
-        return await info.context.read(
-            lambda pg: member_tier_progress(pg, merchant_id, member_id, program, now)
-        )
-
-    return await info.context.once(f"tier_progress:{member_id}", load)
+    program = await info.context.program()
+    now = info.context.now
+    return await info.context.read(
+        lambda pg: member_tier_progress(pg, merchant_id, member_id, program, now)
+    )
 
 
 def _earn_status(lot: LotState | None) -> str | None:

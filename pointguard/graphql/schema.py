@@ -7,16 +7,18 @@ from collections.abc import Callable
 
 import strawberry
 from graphql.error import GraphQLError
+from graphql.validation import ASTValidationRule
 from strawberry.extensions import (
+    AddValidationRules,
     DisableIntrospection,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     SchemaExtension,
     ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as alias_limit_rule
 from strawberry.extensions.query_depth_limiter import IgnoreContext
+from strawberry.extensions.query_depth_limiter import create_validator as depth_limit_rule
 from strawberry.scalars import JSON
 from strawberry.types import ExecutionContext
 
@@ -134,11 +136,18 @@ def _introspection(ignored: IgnoreContext) -> bool:
     return ignored.field_name.startswith("__")
 
 
+# Made once: the validation cache keys a document's result by its rules too, so rule classes
+# made anew for each request (as the limiters' own constructors do) would never hit it.
+LIMIT_RULES: list[type[ASTValidationRule]] = [
+    depth_limit_rule(max_depth=MAX_DEPTH, should_ignore=_introspection),
+    alias_limit_rule(max_alias_count=MAX_ALIASES),
+]
+
+
 def build_schema(*, production: bool) -> strawberry.Schema:
     """The schema with its limits; in production also without introspection."""
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH, should_ignore=_introspection),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: AddValidationRules(LIMIT_RULES),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: ParserCache(maxsize=CACHED_DOCUMENTS),
         lambda: ValidationCache(maxsize=CACHED_DOCUMENTS),

@@ -171,3 +171,18 @@ async def test_production_mode_has_no_graphiql_and_no_introspection(open_app, ru
         assert "introspection" in refused["errors"][0]["message"].lower()
         assert refused["errors"][0]["extensions"] == {"code": "invalid_query"}
         assert "data" in await shop.query(BALANCE, shop.customer("ann"))
+
+
+def test_a_query_is_validated_once_then_answered_from_the_cache():
+    from strawberry.extensions.validation_cache import _get_validate_cache
+
+    from pointguard.graphql.schema import CACHED_DOCUMENTS, build_schema
+
+    schema = build_schema(production=False)
+    cache = _get_validate_cache(CACHED_DOCUMENTS)
+    query = "{ __typename __schema { queryType { name } } }"
+    before = cache.cache_info()
+    for _ in range(3):
+        schema.execute_sync(query)
+    after = cache.cache_info()
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 2)
