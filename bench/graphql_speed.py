@@ -11,7 +11,7 @@ with the parser and validation caches PointGuard's schema has too.
 
 Starts a fresh embedded PostgreSQL (or uses DATABASE_URL), migrates, creates one merchant with
 a program with tiers, and gives each of M members (10,000 by default) 22 earns posted in bulk
-(`post_entries`, 2,000 a statement, member after member in each of 22 rounds, so a member's
+(`post_entries`, 1,000 a statement, member after member in each of 22 rounds, so a member's
 entries lie apart as they would after months of orders): 20 available and, newest, 2 pending.
 Then, one server at a time, each started first (its start-up not counted) and stopped after:
 
@@ -31,7 +31,8 @@ Every request is the one query below, `POST /graphql` with `Authorization: Beare
 customer token (HS256 with the merchant's customer-token secret, minted by the load process
 for every member), the members taking turns round-robin across all connections. The server
 allows each member 20 requests a second per process (POINTGUARD_GRAPHQL_CUSTOMER_RATE_PER_S,
-not changed here), so M members carry M * 20 * W a second: far above what 2 cores answer.
+not changed here), so M members may send at least M * 20 a second: 200,000 by default, 10,000
+for the smoke run's 500, far above what 2 cores answer; a 429 would count as an error.
 The bare server is sent the same requests. A separate load process (this file, `--load`) drives
 the servers on 127.0.0.1 with the small keep-alive HTTP/1.1 client of loopback_http.py (the
 load shares the machine with the server and PostgreSQL, so its cost per request matters).
@@ -85,6 +86,7 @@ from stats import percentile
 from pointguard import db
 from pointguard.graphql.customer_tokens import TOKEN_SECRET_SENDER, mint_customer_token
 from pointguard.ledger import operations as ops
+from pointguard.ledger.entries import MAX_BATCH_ENTRIES
 from pointguard.ledger.maintenance import seal_all
 from pointguard.ledger.posting import post_entries
 from pointguard.plugin.merchants import create_merchant, sender_secret
@@ -101,7 +103,6 @@ DEFAULT_CONCURRENCY = 16
 PAGE = 20
 AVAILABLE_EARNS = 20  # per member, then PENDING_EARNS newer ones: 22 entries, a next page
 PENDING_EARNS = 2
-ENTRIES_PER_STATEMENT = 2_000
 SAMPLE_EVERY = 50  # one answer in this many is parsed and checked in full
 TOKEN_LIFETIME_S = 3600  # a load process lives seconds; tokens may live up to 24 h
 TARGET_ME_OVER_BARE = 0.6
@@ -229,7 +230,7 @@ async def populate(engine: Any, merchant_id: str, count: int) -> int:
     everyone = members(count)
     for round_ in range(AVAILABLE_EARNS + PENDING_EARNS):
         pending = round_ >= AVAILABLE_EARNS
-        for start in range(0, count, ENTRIES_PER_STATEMENT):
+        for start in range(0, count, MAX_BATCH_ENTRIES):
             entries = [
                 ops.earn_entry(
                     merchant_id,
@@ -240,7 +241,7 @@ async def populate(engine: Any, merchant_id: str, count: int) -> int:
                     source="bench",
                     release_at=release_at if pending else None,
                 )
-                for i, member in enumerate(everyone[start : start + ENTRIES_PER_STATEMENT])
+                for i, member in enumerate(everyone[start : start + MAX_BATCH_ENTRIES])
             ]
             await db.in_transaction(engine, lambda pg, e=entries: post_entries(pg, e))
             posted += len(entries)
