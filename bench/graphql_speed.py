@@ -12,8 +12,11 @@ with the parser and validation caches PointGuard's schema has too.
 Starts a fresh embedded PostgreSQL (or uses DATABASE_URL), migrates, creates one merchant with
 a program with tiers, and gives each of M members (10,000 by default) 22 earns posted in bulk
 (`post_entries`, 1,000 a statement, member after member in each of 22 rounds, so a member's
-entries lie apart as they would after months of orders): 20 available and, newest, 2 pending.
-Then, one server at a time, each started first (its start-up not counted) and stopped after:
+entries lie apart as they would after months of orders): 20 available and, newest, 2 pending;
+each member has the tier the program's rules give it, and the ledger is sealed (else the
+server's upkeep would seal it all during the measurement). The servers are started before
+their phases (start-ups not counted): the bare one while the data is made, idle until its
+phase; PointGuard's once the data is there, stopped before the bare one is measured.
 
   me         `pointguard serve --workers W` (W processes, as operators run it):
     saturate   C connections (16 by default), each sending the next query as soon as the last
@@ -46,6 +49,9 @@ Also reported: the peak RSS of PointGuard's server (all its processes together, 
 0.1 s), and, during each saturate phase, the CPU each party (server, PostgreSQL, load
 generator) used as a share of the machine.
 Prints a table, then one JSON object as the last line.
+
+(Not `bench/graphql.py`: Python puts a script's folder first on sys.path, so a `graphql.py`
+there would stand in for graphql-core in every bench script that imports Strawberry.)
 """
 
 from __future__ import annotations
