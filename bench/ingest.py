@@ -69,7 +69,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -244,70 +244,71 @@ async def send_one(client: Any, target: Target, webhook_id: str, result: LoadRes
     return True
 
 
-async def saturate(args: argparse.Namespace, targets: list[Target]) -> LoadResult:
+# Sends one request on a connection and records it in the result: (connection, the request's
+# unique key, result) → answered as hoped. `saturate` and `paced` drive it; each bench says what
+# a request is (here a signed webhook; bench/graphql.py's a query).
+Send = Callable[[Any, str, LoadResult], Awaitable[bool]]
+
+
+async def saturate(made: list[Any], seconds: float, send: Send) -> LoadResult:
+    """Each connection of `made` sends the next request as soon as the last is answered:
+    WARMUP_S of warm-up, then `seconds` counted."""
     result = LoadResult()
-    turn = itertools.cycle(targets)  # shared by all connections: the merchants take turns
     loop = asyncio.get_running_loop()
     start = loop.time()
-    counted_from, end = start + WARMUP_S, start + WARMUP_S + args.seconds
+    counted_from, end = start + WARMUP_S, start + WARMUP_S + seconds
 
     async def connection(w: int, client: Any) -> None:
         n = 0
         while loop.time() < end:
             sent_at = loop.time()
-            ok = await send_one(client, next(turn), f"{args.tag}-{w}-{n}", result)
+            ok = await send(client, f"{w}-{n}", result)
             done = loop.time()
             n += 1
             if ok and counted_from <= done <= end:
                 result.counted += 1
                 result.latencies_ms.append((done - sent_at) * 1000)
 
-    async with clients(args.client, args.port, args.concurrency) as made:
-        await asyncio.gather(*(connection(w, c) for w, c in enumerate(made)))
+    await asyncio.gather(*(connection(w, c) for w, c in enumerate(made)))
     result.elapsed_s = loop.time() - start
     return result
 
 
-async def paced(args: argparse.Namespace, targets: list[Target]) -> LoadResult:
+async def paced(made: list[Any], seconds: float, rate: float, send: Send) -> LoadResult:
     """Open loop: request i is due at start + i / rate whatever happened to the others; it
-    waits for a free connection if all are busy, and that wait counts in its latency."""
+    waits for a free connection of `made` if all are busy, and that wait counts in its
+    latency."""
     result = LoadResult()
     loop = asyncio.get_running_loop()
-    total = int(args.rate * args.seconds)
-    async with clients(args.client, args.port, args.concurrency) as made:
-        idle: asyncio.Queue[Any] = asyncio.Queue()
-        for client in made:
+    idle: asyncio.Queue[Any] = asyncio.Queue()
+    for client in made:
+        idle.put_nowait(client)
+
+    async def one(i: int, due: float) -> None:
+        client = await idle.get()
+        try:
+            ok = await send(client, str(i), result)
+        finally:
             idle.put_nowait(client)
+        if ok:
+            result.counted += 1
+            result.latencies_ms.append((loop.time() - due) * 1000)
 
-        async def one(i: int, due: float) -> None:
-            client = await idle.get()
-            try:
-                target = targets[i % len(targets)]
-                ok = await send_one(client, target, f"{args.tag}-{i}", result)
-            finally:
-                idle.put_nowait(client)
-            if ok:
-                result.counted += 1
-                result.latencies_ms.append((loop.time() - due) * 1000)
-
-        tasks = []
-        start = loop.time() + 0.05
-        for i in range(total):
-            due = start + i / args.rate
-            delay = due - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i, due)))
-        await asyncio.gather(*tasks)
+    tasks = []
+    start = loop.time() + 0.05
+    for i in range(int(rate * seconds)):
+        due = start + i / rate
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i, due)))
+    await asyncio.gather(*tasks)
     result.elapsed_s = loop.time() - start
     return result
 
 
-def load_main(args: argparse.Namespace) -> None:
-    targets = read_targets(args.merchants_file)
-    run = saturate if args.load == "saturate" else paced
-    started = time.time()
-    result = asyncio.run(run(args, targets))
+def print_load_result(result: LoadResult, started: float) -> None:
+    """The load process's answer to `run_load`: one JSON line, with its own CPU time."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(
         json.dumps(
@@ -323,6 +324,22 @@ def load_main(args: argparse.Namespace) -> None:
             }
         )
     )
+
+
+def load_main(args: argparse.Namespace) -> None:
+    turn = itertools.cycle(read_targets(args.merchants_file))  # the merchants take turns
+
+    def send(client: Any, key: str, result: LoadResult) -> Awaitable[bool]:
+        return send_one(client, next(turn), f"{args.tag}-{key}", result)
+
+    async def load() -> LoadResult:
+        async with clients(args.client, args.port, args.concurrency) as made:
+            if args.load == "saturate":
+                return await saturate(made, args.seconds, send)
+            return await paced(made, args.seconds, args.rate, send)
+
+    started = time.time()
+    print_load_result(asyncio.run(load()), started)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,11 +406,13 @@ class Monitor:
 
 
 async def run_load(
-    mode: str, port: int, merchants_file: Path, options: list[str]
+    mode: str, port: int, merchants_file: Path, options: list[str], script: str = THIS_FILE
 ) -> dict[str, Any]:
+    """`script --load mode` (a bench file run as the load generator) against `port`; its
+    answer (`print_load_result`)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        THIS_FILE,
+        script,
         "--load",
         mode,
         "--port",
@@ -598,27 +617,49 @@ async def pointguard_saturate(run: Run, pair: int, *, guarded: bool) -> dict[str
         return await saturate_and_drain(run, port, server_pid, tag, guarded=guarded)
 
 
+class CpuWatch:
+    """The CPU a server's processes and PostgreSQL's use from now until `shares`, and the
+    machine's, as shares of the machine (a load process reports its own CPU time)."""
+
+    def __init__(self, server_pid: int, backend_pid: int) -> None:
+        self.servers, self.pgs = tree(server_pid), postgres_processes(backend_pid)
+        self.before = (cpu_seconds(self.servers), cpu_seconds(self.pgs), time.monotonic())
+        self.each_before = [cpu_seconds([p]) for p in self.servers]
+        self.machine_before = psutil.cpu_times()
+
+    def shares(self, load_cpu_s: float) -> dict[str, Any]:
+        # PostgreSQL's processes listed again: the backends the server's pool opened meanwhile
+        # (more merchants, more at once) count too.
+        pgs_after = tree(self.pgs[0].pid) if self.pgs else []
+        after = (cpu_seconds(self.servers), cpu_seconds(pgs_after), time.monotonic())
+        machine = psutil.cpu_times()
+        each = [cpu_seconds([p]) - b for p, b in zip(self.servers, self.each_before, strict=True)]
+        before, machine_before = self.before, self.machine_before
+        wall = after[2] - before[2]
+        capacity = wall * (os.cpu_count() or 1)
+        return {
+            "cpu_share_server": (after[0] - before[0]) / capacity,
+            # Of one core, per server process (the supervisor first when there are workers).
+            "cpu_per_server_process": [round(c / wall, 2) for c in each],
+            "cpu_share_postgres": (after[1] - before[1]) / capacity,
+            "cpu_share_load": load_cpu_s / capacity,
+            "cpu_share_machine_busy": busy(machine_before, machine),
+            "cpu_share_machine_iowait": (machine.iowait - machine_before.iowait)
+            / total(machine_before, machine),
+        }
+
+
 async def saturate_and_drain(
     run: Run, port: int, server_pid: int, tag: str, *, guarded: bool
 ) -> dict[str, Any]:
     """One saturate phase on PointGuard's server (`port`, `server_pid`), then its inbox
     drained. pg_stat_activity's wait events are sampled with the guard only."""
-    servers, pgs = tree(server_pid), postgres_processes(run.backend_pid)
-    before = (cpu_seconds(servers), cpu_seconds(pgs), time.monotonic())
-    each_before = [cpu_seconds([p]) for p in servers]
-    machine_before = psutil.cpu_times()
+    cpu = CpuWatch(server_pid, run.backend_pid)
     run.monitor.waits_on = guarded
     sat = await run_load("saturate", port, run.merchants_file, [*run.load_options(), "--tag", tag])
     run.monitor.waits_on = False
-    # PostgreSQL's processes listed again: the backends the server's pool opened during the
-    # phase (more merchants, more at once) count too.
-    pgs_after = tree(pgs[0].pid) if pgs else []
-    after = (cpu_seconds(servers), cpu_seconds(pgs_after), time.monotonic())
-    machine = psutil.cpu_times()
-    each = [cpu_seconds([p]) - b for p, b in zip(servers, each_before, strict=True)]
+    shares = cpu.shares(sat["cpu_s"])
     inbox = await drain(run.engine, run.merchant_ids, tag, run.args.seconds)
-    wall = after[2] - before[2]
-    capacity = wall * (os.cpu_count() or 1)
     return {
         "accepted_per_s": sat["counted"] / run.args.seconds,
         "applied_per_s": inbox["applied_per_s"],
@@ -627,14 +668,7 @@ async def saturate_and_drain(
         "statuses": sat["statuses"],
         "saturate_p50_ms": percentile(sat["latencies_ms"], 0.50),
         "saturate_p99_ms": percentile(sat["latencies_ms"], 0.99),
-        "cpu_share_server": (after[0] - before[0]) / capacity,
-        # Of one core, per server process (the supervisor first when there are workers).
-        "cpu_per_server_process": [round(c / wall, 2) for c in each],
-        "cpu_share_postgres": (after[1] - before[1]) / capacity,
-        "cpu_share_load": sat["cpu_s"] / capacity,
-        "cpu_share_machine_busy": busy(machine_before, machine),
-        "cpu_share_machine_iowait": (machine.iowait - machine_before.iowait)
-        / total(machine_before, machine),
+        **shares,
     }
 
 

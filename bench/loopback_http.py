@@ -31,6 +31,13 @@ class KeepAliveConnection:
         self, path: str, headers: dict[str, str], body: bytes, *, port: int | None = None
     ) -> int:
         """POST and return the status; the response body is read and dropped."""
+        status, _ = await self.post_for_body(path, headers, body, port=port)
+        return status
+
+    async def post_for_body(
+        self, path: str, headers: dict[str, str], body: bytes, *, port: int | None = None
+    ) -> tuple[int, bytes]:
+        """POST and return the status and the response body (`content-length` framed)."""
         port = self.port if port is None else port
         if self.writer is not None and self._connected_port != port:
             self.close()
@@ -54,13 +61,13 @@ class KeepAliveConnection:
                     length = int(value)
                 elif name == "connection" and value.strip().lower() == "close":
                     close = True
-            await self.reader.readexactly(length)
+            answer = await self.reader.readexactly(length)
         except BaseException:
             self.close()
             raise
         if close:
             self.close()
-        return status
+        return status, answer
 
     def close(self) -> None:
         if self.writer is not None:
