@@ -191,8 +191,9 @@ async def _ruled(
             }
         ),
     )
-    referred = {pair[1] for item, r in wanted if (pair := _referral_pair(item, r))}
-    sharing = await load_sharing(pg, merchant_id, sorted({*earners, *referred}))
+    pairs = sorted({pair for item, r in wanted if (pair := _referral_pair(item, r))})
+    sharing = await load_sharing(pg, merchant_id, sorted({*earners, *(b for _, b in pairs)}))
+    shared_by_pair = await load_shared_kinds(pg, merchant_id, pairs)
     components = await load_component_sizes(pg, merchant_id, earners)
     referees = await load_referee_starts(
         pg, merchant_id, sorted({(item.member_id, item.occurred_at) for item, _ in wanted})
@@ -214,15 +215,10 @@ async def _ruled(
     median = await load_points_median(pg, merchant_id) or statistics.median(points_24h.values())
     await record_points_observations(pg, merchant_id, median, list(points_24h.values()))
     standings = await load_review_standings(pg, merchant_id, earners)
-    shared_by_pair: dict[tuple[str, str], frozenset[LinkKind]] = {}
     verdicts = []
     for item, reward in wanted:
-        referral_shared: frozenset[LinkKind] = frozenset()
         pair = _referral_pair(item, reward)
-        if pair is not None:
-            if pair not in shared_by_pair:
-                shared_by_pair[pair] = await load_shared_kinds(pg, merchant_id, *pair)
-            referral_shared = shared_by_pair[pair]
+        referral_shared = shared_by_pair[pair] if pair is not None else frozenset()
         history = histories[(reward.earner, item.occurred_at)]
         first_seen = history.first_seen_at or item.occurred_at
         age_days = max(0.0, (item.occurred_at - first_seen).total_seconds()) / SECONDS_PER_DAY

@@ -185,12 +185,17 @@ CROSS JOIN LATERAL (
 GROUP BY m.member_id, l.kind
 """
 
+# $2, $3: each pair of members (a referrer and a referee); the kinds of identifier they share.
 SELECT_SHARED_KINDS = """
-SELECT DISTINCT a.kind FROM fraud_identity_links a
-JOIN fraud_identity_links b
-  ON b.merchant_id = a.merchant_id AND b.kind = a.kind AND b.digest = a.digest
- AND b.member_id = $3
-WHERE a.merchant_id = $1 AND a.member_id = $2
+SELECT p.member_id, p.other_id, s.kind
+FROM unnest($2::text[], $3::text[]) AS p(member_id, other_id)
+CROSS JOIN LATERAL (
+    SELECT DISTINCT a.kind FROM fraud_identity_links a
+    JOIN fraud_identity_links b
+      ON b.merchant_id = a.merchant_id AND b.kind = a.kind AND b.digest = a.digest
+     AND b.member_id = p.other_id
+    WHERE a.merchant_id = $1 AND a.member_id = p.member_id
+    OFFSET 0) s
 """
 
 
@@ -246,11 +251,21 @@ async def load_sharing(
 
 
 async def load_shared_kinds(
-    pg: PgConnection, merchant_id: str, member_id: str, other_id: str
-) -> frozenset[LinkKind]:
-    """The kinds of identifier two members share."""
-    rows = await pg.fetch(SELECT_SHARED_KINDS, merchant_id, member_id, other_id)
-    return frozenset(LinkKind(row["kind"]) for row in rows)
+    pg: PgConnection, merchant_id: str, pairs: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], frozenset[LinkKind]]:
+    """The kinds of identifier each pair of members shares (one statement for all pairs)."""
+    if not pairs:
+        return {}
+    rows = await pg.fetch(
+        SELECT_SHARED_KINDS,
+        merchant_id,
+        [member for member, _ in pairs],
+        [other for _, other in pairs],
+    )
+    shared: dict[tuple[str, str], set[LinkKind]] = {pair: set() for pair in pairs}
+    for row in rows:
+        shared[(row["member_id"], row["other_id"])].add(LinkKind(row["kind"]))
+    return {pair: frozenset(kinds) for pair, kinds in shared.items()}
 
 
 async def load_referee_starts(
