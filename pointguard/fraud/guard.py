@@ -31,13 +31,12 @@ from pointguard.fraud.features import (
 )
 from pointguard.fraud.history import (
     RefereeStart,
-    load_component_sizes,
     load_first_sightings,
     load_histories,
+    load_member_links,
     load_points_median,
     load_referee_starts,
     load_shared_kinds,
-    load_sharing,
     record_points_observations,
 )
 from pointguard.fraud.identity import LinkKind, digest, identifiers
@@ -191,9 +190,9 @@ async def _ruled(
             }
         ),
     )
-    referred = {pair[1] for item, r in wanted if (pair := _referral_pair(item, r))}
-    sharing = await load_sharing(pg, merchant_id, sorted({*earners, *referred}))
-    components = await load_component_sizes(pg, merchant_id, earners)
+    pairs = sorted({pair for item, r in wanted if (pair := _referral_pair(item, r))})
+    links = await load_member_links(pg, merchant_id, [*earners, *(b for _, b in pairs)])
+    shared_by_pair = await load_shared_kinds(pg, merchant_id, pairs)
     referees = await load_referee_starts(
         pg, merchant_id, sorted({(item.member_id, item.occurred_at) for item, _ in wanted})
     )
@@ -214,15 +213,10 @@ async def _ruled(
     median = await load_points_median(pg, merchant_id) or statistics.median(points_24h.values())
     await record_points_observations(pg, merchant_id, median, list(points_24h.values()))
     standings = await load_review_standings(pg, merchant_id, earners)
-    shared_by_pair: dict[tuple[str, str], frozenset[LinkKind]] = {}
     verdicts = []
     for item, reward in wanted:
-        referral_shared: frozenset[LinkKind] = frozenset()
         pair = _referral_pair(item, reward)
-        if pair is not None:
-            if pair not in shared_by_pair:
-                shared_by_pair[pair] = await load_shared_kinds(pg, merchant_id, *pair)
-            referral_shared = shared_by_pair[pair]
+        referral_shared = shared_by_pair[pair] if pair is not None else frozenset()
         history = histories[(reward.earner, item.occurred_at)]
         first_seen = history.first_seen_at or item.occurred_at
         age_days = max(0.0, (item.occurred_at - first_seen).total_seconds()) / SECONDS_PER_DAY
@@ -234,7 +228,7 @@ async def _ruled(
             points=reward.points,
             account_age_days=age_days,
             history=history,
-            sharing=sharing.get(reward.earner, {}),
+            sharing=links[reward.earner].sharing,
             referral_shared=referral_shared,
             open_case=standings.get(reward.earner, GOOD_STANDING).open_case_id is not None,
             frozen=standings.get(reward.earner, GOOD_STANDING).frozen,
@@ -250,10 +244,10 @@ async def _ruled(
             and new_on_old_account(
                 sightings.get((item.member_id, LinkKind.ADDRESS)), item.occurred_at, age_days
             ),
-            component_members=components.get(reward.earner, 1),
-            disposable_email=LinkKind.DISPOSABLE_EMAIL in sharing.get(reward.earner, {}),
+            component_members=links[reward.earner].component_members,
+            disposable_email=LinkKind.DISPOSABLE_EMAIL in links[reward.earner].sharing,
             referee_disposable_email=pair is not None
-            and LinkKind.DISPOSABLE_EMAIL in sharing.get(pair[1], {}),
+            and LinkKind.DISPOSABLE_EMAIL in links[pair[1]].sharing,
         )
         verdicts.append(Verdict(item, reward, decide_intent(item.policy, features), features))
     return verdicts

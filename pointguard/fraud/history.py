@@ -136,16 +136,6 @@ CROSS JOIN LATERAL (
 GROUP BY u.member_id, u.kind
 """
 
-SELECT_COMPONENT_SIZES = """
-SELECT m.member_id,
-       (SELECT c.members FROM fraud_components c
-        WHERE c.merchant_id = $1 AND c.component_id = mc.component_id) AS members
-FROM unnest($2::text[]) AS m(member_id)
-CROSS JOIN LATERAL (
-    SELECT component_id FROM fraud_member_components
-    WHERE merchant_id = $1 AND member_id = m.member_id OFFSET 0) mc
-"""
-
 SELECT_POINTS_MEDIAN = """
 SELECT points_24h_median FROM fraud_merchant_stats WHERE merchant_id = $1
 """
@@ -164,6 +154,15 @@ SET points_24h_median = greatest(
 
 
 @dataclass(frozen=True)
+class MemberLinks:
+    """What a member's identifiers link them to: per kind of identifier, the most other members
+    sharing one of theirs, and how many members their component holds (1: alone)."""
+
+    sharing: dict[LinkKind, int]
+    component_members: int = 1
+
+
+@dataclass(frozen=True)
 class RefereeStart:
     """How the event's member, as a referee, came to their first order."""
 
@@ -171,26 +170,41 @@ class RefereeStart:
     first_order_over_minimum: float = NOT_APPLICABLE
 
 
-# For each member and kind, the most other members any one of their identifiers links: a
-# nested loop of index reads per member.
-SELECT_MEMBERS_SHARING = """
-SELECT m.member_id, l.kind, max(i.members) - 1 AS others
+# For each member: per kind, the most other members any one of their identifiers links (a
+# nested loop of index reads per member), and the size of their component (NULL: in none).
+SELECT_MEMBER_LINKS = """
+SELECT m.member_id, s.kinds, s.others,
+       (SELECT c.members FROM fraud_components c
+        WHERE c.merchant_id = $1 AND c.component_id = (
+            SELECT mc.component_id FROM fraud_member_components mc
+            WHERE mc.merchant_id = $1 AND mc.member_id = m.member_id)) AS component_members
 FROM unnest($2::text[]) AS m(member_id)
 CROSS JOIN LATERAL (
-    SELECT kind, digest FROM fraud_identity_links
-    WHERE merchant_id = $1 AND member_id = m.member_id OFFSET 0) l
-CROSS JOIN LATERAL (
-    SELECT members FROM fraud_identifiers
-    WHERE merchant_id = $1 AND kind = l.kind AND digest = l.digest OFFSET 0) i
-GROUP BY m.member_id, l.kind
+    SELECT array_agg(k.kind ORDER BY k.kind) AS kinds,
+           array_agg(k.others ORDER BY k.kind) AS others
+    FROM (
+        SELECT l.kind, max(i.members) - 1 AS others
+        FROM (SELECT kind, digest FROM fraud_identity_links
+              WHERE merchant_id = $1 AND member_id = m.member_id OFFSET 0) l
+        CROSS JOIN LATERAL (
+            SELECT members FROM fraud_identifiers
+            WHERE merchant_id = $1 AND kind = l.kind AND digest = l.digest OFFSET 0) i
+        GROUP BY l.kind
+    ) k
+) s
 """
 
+# $2, $3: each pair of members (a referrer and a referee); the kinds of identifier they share.
 SELECT_SHARED_KINDS = """
-SELECT DISTINCT a.kind FROM fraud_identity_links a
-JOIN fraud_identity_links b
-  ON b.merchant_id = a.merchant_id AND b.kind = a.kind AND b.digest = a.digest
- AND b.member_id = $3
-WHERE a.merchant_id = $1 AND a.member_id = $2
+SELECT p.member_id, p.other_id, s.kind
+FROM unnest($2::text[], $3::text[]) AS p(member_id, other_id)
+CROSS JOIN LATERAL (
+    SELECT DISTINCT a.kind FROM fraud_identity_links a
+    JOIN fraud_identity_links b
+      ON b.merchant_id = a.merchant_id AND b.kind = a.kind AND b.digest = a.digest
+     AND b.member_id = p.other_id
+    WHERE a.merchant_id = $1 AND a.member_id = p.member_id
+    OFFSET 0) s
 """
 
 
@@ -235,22 +249,39 @@ async def load_histories(
     }
 
 
-async def load_sharing(
+async def load_member_links(
     pg: PgConnection, merchant_id: str, member_ids: Sequence[str]
-) -> dict[str, dict[LinkKind, int]]:
-    """For each member, per kind of identifier, the most other members sharing one of theirs."""
-    sharing: dict[str, dict[LinkKind, int]] = {member: {} for member in member_ids}
-    for row in await pg.fetch(SELECT_MEMBERS_SHARING, merchant_id, sorted(set(member_ids))):
-        sharing[row["member_id"]][LinkKind(row["kind"])] = row["others"]
-    return sharing
+) -> dict[str, MemberLinks]:
+    """What each member's identifiers link them to (one statement)."""
+    rows = await pg.fetch(SELECT_MEMBER_LINKS, merchant_id, sorted(set(member_ids)))
+    return {
+        row["member_id"]: MemberLinks(
+            sharing={
+                LinkKind(kind): others
+                for kind, others in zip(row["kinds"] or (), row["others"] or (), strict=True)
+            },
+            component_members=row["component_members"] or 1,
+        )
+        for row in rows
+    }
 
 
 async def load_shared_kinds(
-    pg: PgConnection, merchant_id: str, member_id: str, other_id: str
-) -> frozenset[LinkKind]:
-    """The kinds of identifier two members share."""
-    rows = await pg.fetch(SELECT_SHARED_KINDS, merchant_id, member_id, other_id)
-    return frozenset(LinkKind(row["kind"]) for row in rows)
+    pg: PgConnection, merchant_id: str, pairs: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], frozenset[LinkKind]]:
+    """The kinds of identifier each pair of members shares (one statement for all pairs)."""
+    if not pairs:
+        return {}
+    rows = await pg.fetch(
+        SELECT_SHARED_KINDS,
+        merchant_id,
+        [member for member, _ in pairs],
+        [other for _, other in pairs],
+    )
+    shared: dict[tuple[str, str], set[LinkKind]] = {pair: set() for pair in pairs}
+    for row in rows:
+        shared[(row["member_id"], row["other_id"])].add(LinkKind(row["kind"]))
+    return {pair: frozenset(kinds) for pair, kinds in shared.items()}
 
 
 async def load_referee_starts(
@@ -294,16 +325,6 @@ async def load_first_sightings(
         [link.member_id for link in seen],
     )
     return {(row["member_id"], LinkKind(row["kind"])): row["first_seen_at"] for row in rows}
-
-
-async def load_component_sizes(
-    pg: PgConnection, merchant_id: str, member_ids: Sequence[str]
-) -> dict[str, int]:
-    """How many members each member's component holds (a member in none is alone: 1)."""
-    rows = await pg.fetch(SELECT_COMPONENT_SIZES, merchant_id, sorted(set(member_ids)))
-    sizes = {member: 1 for member in member_ids}
-    sizes.update({row["member_id"]: row["members"] for row in rows})
-    return sizes
 
 
 async def load_points_median(pg: PgConnection, merchant_id: str) -> float | None:

@@ -16,7 +16,7 @@ from pointguard.fraud.features import (
 )
 from pointguard.fraud.history import (
     MAX_MEDIAN_STEPS_PER_ROUND,
-    load_component_sizes,
+    load_member_links,
     median_steps,
 )
 from pointguard.fraud.identity import LinkKind
@@ -181,6 +181,13 @@ async def test_a_new_device_or_address_on_an_old_account(engine, run, shop):
     assert [f["new_device_on_old_account"] for f in elis] == [False, False]
 
 
+async def component_sizes(pg, merchant, members):
+    return {
+        m: links.component_members
+        for m, links in (await load_member_links(pg, merchant, members)).items()
+    }
+
+
 async def test_components_join_through_hard_links_and_keep_their_sizes(engine, run, merchant):
     def link(kind, value, member, hours=0):
         return SeenLink(kind, value.encode(), member, T0 + hours * HOUR)
@@ -204,7 +211,7 @@ async def test_components_join_through_hard_links_and_keep_their_sizes(engine, r
             link(LinkKind.IP_PREFIX, "10.0.0.0/24", "a"),
         ],
     )
-    sizes = await run(load_component_sizes, merchant, ["a", "b", "c", "d", "e", "f", "z"])
+    sizes = await run(component_sizes, merchant, ["a", "b", "c", "d", "e", "f", "z"])
     assert sizes == {"a": 2, "b": 2, "c": 2, "d": 2, "e": 1, "f": 1, "z": 1}  # soft links: alone
     # An address joins the two pairs; a later member on c1 joins all four.
     await run(
@@ -214,7 +221,7 @@ async def test_components_join_through_hard_links_and_keep_their_sizes(engine, r
     )
     await run(record_links, merchant, [link(LinkKind.CARD, "c1", "g", 2)])
     await run(record_links, merchant, [link(LinkKind.CARD, "c1", "g", 3)])  # seen again: no change
-    sizes = await run(load_component_sizes, merchant, ["a", "b", "c", "d", "g"])
+    sizes = await run(component_sizes, merchant, ["a", "b", "c", "d", "g"])
     assert set(sizes.values()) == {5}
     async with db.connection(engine) as pg:
         rows = await pg.fetch(
@@ -243,7 +250,7 @@ async def test_members_first_seen_together_in_one_round_are_joined(run, merchant
             SeenLink(LinkKind.DEVICE, b"dv", "z", t),
         ],
     )
-    sizes = await run(load_component_sizes, merchant, ["old", "x", "y", "z"])
+    sizes = await run(component_sizes, merchant, ["old", "x", "y", "z"])
     assert sizes == {"old": 4, "x": 4, "y": 4, "z": 4}
 
 
