@@ -22,9 +22,11 @@ from pointguard.ledger.balances import MemberBalances, members_balances
 
 MAX_PAGE_CASES = 100
 
-# Each case with what it holds: the number of its held events, their points, the top score.
+# Each case with what it holds: the number of its held events, their points, the top score,
+# and the rules (or the model) that held them, each once.
 HELD_TOTALS = """count(d.intent_key) AS held_events,
-       coalesce(sum(d.points), 0)::bigint AS held_points, max(d.score) AS top_score"""
+       coalesce(sum(d.points), 0)::bigint AS held_points, max(d.score) AS top_score,
+       array_remove(array_agg(DISTINCT d.decided_by ORDER BY d.decided_by), NULL) AS held_by"""
 HELD_DECISIONS = """LEFT JOIN fraud_decisions d
   ON d.merchant_id = $1 AND d.case_id = c.case_id AND d.decision = 'hold'"""
 
@@ -75,12 +77,14 @@ class MemberStatus(StrEnum):
 
 @dataclass(frozen=True)
 class CaseSummary:
-    """A case with what it holds: how many events, how many points, the highest score."""
+    """A case with what it holds: how many events, how many points, the highest score, and
+    what held them (rule names, or the model's)."""
 
     case: Case
     held_events: int
     held_points: int
     top_score: float | None
+    held_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,7 @@ async def case_page(
             held_events=row["held_events"],
             held_points=row["held_points"],
             top_score=row["top_score"],
+            held_by=tuple(row["held_by"]),
         )
         for row in rows
     ]

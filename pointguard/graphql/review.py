@@ -108,6 +108,9 @@ class ReviewCaseSummary:
     held_event_count: int
     held_points: int = strawberry.field(description="The points of its held events.")
     top_score: float | None = strawberry.field(description="The highest of their scores.")
+    held_by: list[str] = strawberry.field(
+        description="The rules (or the model) that held its events, each once: self_referral, …"
+    )
 
 
 @strawberry.type(description="A review case with everything a reviewer decides by.")
@@ -164,6 +167,7 @@ async def review_cases(
                 held_event_count=s.held_events,
                 held_points=s.held_points,
                 top_score=s.top_score,
+                held_by=list(s.held_by),
             )
             for s in page[:first]
         ],
@@ -267,6 +271,7 @@ def _review_case(detail: CaseDetail, standings: dict[str, MemberStanding]) -> Re
         held_event_count=len(held),
         held_points=sum(h.points for h in held),
         top_score=max((h.score for h in held), default=None),
+        held_by=sorted({h.decided_by for h in held}),
         held_events=[
             HeldEvent(
                 intent_key=h.intent_key,

@@ -39,7 +39,7 @@ T0 = NOW - 30 * DAY  # the program's return window (14 days) for every order bel
 
 CASE_FIELDS = """
   id status openedAt decidedAt decidedBy note frozeMember heldEventCount heldPoints topScore
-  member { id status openCaseId balance { available pending reserved } }
+  heldBy member { id status openCaseId balance { available pending reserved } }
 """
 QUEUE = f"""
 query Queue($first: Int!, $after: String, $status: [CaseStatus!]) {{
@@ -176,6 +176,7 @@ async def test_the_queue_lists_the_open_cases_oldest_first_with_what_they_hold(r
     )
     assert (ann["heldEventCount"], ann["heldPoints"], ann["topScore"]) == (1, 500, 1.0)
     assert (bob["heldEventCount"], bob["heldPoints"], bob["topScore"]) == (1, 200, 1.0)
+    assert ann["heldBy"] == bob["heldBy"] == ["self_referral"]
     assert ann["member"] == {
         "id": "ann",
         "status": "UNDER_REVIEW",
