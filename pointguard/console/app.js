@@ -61,13 +61,15 @@
       }
     }`;
   const CASE_QUERY = `
-    query Case($id: ID!) {
+    query Case($id: ID!, $decisions: Int!) {
       reviewCase(id: $id) {
         __typename
         ... on ReviewCase { ${CASE_FIELDS} }
         ... on Problem { code message }
       }
+      reviewFeatureRanges(decisions: $decisions) { decisions features { name median p90 } }
     }`;
+  const RANGE_DECISIONS = 500;
   const DECISION_RESULT = `
     __typename
     ... on ReviewCase { ${CASE_FIELDS} }
@@ -86,6 +88,7 @@
   const $ = (id) => document.getElementById(id);
   const queueState = { status: "OPEN,ESCALATED", heldBy: "", cursors: [null], cases: [], next: null };
   let shownCase = null; // the case on the case page, as last read
+  let ranges = { decisions: 0, byName: new Map() }; // the merchant's usual feature values
 
   class SignInNeeded extends Error {}
 
@@ -184,7 +187,7 @@
     if (value === true) return "yes";
     if (value === false) return "no";
     if (value === -1) return "does not apply";
-    if (typeof value === "number") return Number.isInteger(value) ? String(value) : value.toFixed(3);
+    if (typeof value === "number") return String(Number(value.toFixed(3)));
     if (Array.isArray(value)) return value.length ? value.map(String).join(", ") : "none";
     if (value === null) return "none";
     return typeof value === "object" ? JSON.stringify(value) : String(value);
@@ -338,8 +341,12 @@
     $("case-body").replaceChildren(el("p", null, "Loading…"));
     $("decision").hidden = true;
     $("decision-result").textContent = "";
-    const data = await graphql(CASE_QUERY, { id });
+    const data = await graphql(CASE_QUERY, { id, decisions: RANGE_DECISIONS });
     const found = data.reviewCase;
+    ranges = {
+      decisions: data.reviewFeatureRanges.decisions,
+      byName: new Map(data.reviewFeatureRanges.features.map((f) => [f.name, f])),
+    };
     if (found.__typename !== "ReviewCase") {
       $("case-body").replaceChildren(el("p", { class: "problem" }, found.message));
       shownCase = null;
@@ -394,14 +401,8 @@
         ? el("ul", { class: "reasons" }, ...found.reasons.map((r) => el("li", null, r)))
         : el("p", null, "No reasons recorded.")
     );
-    $("case-body").replaceChildren(
-      status,
-      decided,
-      standing,
-      reasons,
-      heldEvents(found.heldEvents),
-      ring(found)
-    );
+    const parts = [status, decided, standing, reasons, heldEvents(found.heldEvents), ring(found)];
+    $("case-body").replaceChildren(...parts.filter((part) => part !== null));
     const open = found.status === "OPEN" || found.status === "ESCALATED";
     $("decision").hidden = !open;
     $("escalate-case").disabled = found.status !== "OPEN";
@@ -441,28 +442,56 @@
     section.append(
       el(
         "p",
-        { class: "hint" },
-        "Features are the values the guard read for each event, as it stored them."
+        { class: "hint", id: "features-hint" },
+        "Features are the values the guard read for each event, as it stored them. ",
+        ranges.decisions
+          ? `Usual here: the median and the 90th percentile over this merchant's latest ${ranges.decisions} cleared decisions; a value above the 90th percentile is marked.`
+          : "This merchant has no cleared decisions yet to compare them with."
       )
     );
     events.forEach((e) => {
+      const head = ["Feature", "This event", "Usual (median)", "90th percentile", "Compared"];
       const table = el(
         "table",
         { class: "features" },
-        el("thead", null, el("tr", null, el("th", { scope: "col" }, "Feature"), el("th", { scope: "col" }, "Value"))),
-        el(
-          "tbody",
-          null,
-          ...e.features.map((f) =>
-            el("tr", null, el("th", { scope: "row" }, f.name.replaceAll("_", " ")), el("td", null, featureValue(f.value)))
-          )
-        )
+        el("thead", null, el("tr", null, ...head.map((h) => el("th", { scope: "col" }, h)))),
+        el("tbody", null, ...flattened(e.features).map(featureRow))
       );
       section.append(
         el("details", null, el("summary", null, `Features of event ${e.eventId} (${sourceWords(e.source)})`), table)
       );
     });
     return section;
+  }
+
+  // A feature whose value is an object (the member's history, identifiers shared) becomes
+  // one row per field, named "history.orders_1h" as the merchant's ranges name it.
+  function flattened(features) {
+    return features.flatMap((f) =>
+      f.value !== null && typeof f.value === "object" && !Array.isArray(f.value)
+        ? Object.entries(f.value).map(([name, value]) => ({ name: `${f.name}.${name}`, value }))
+        : [f]
+    );
+  }
+
+  function featureRow(feature) {
+    const usual = ranges.byName.get(feature.name);
+    const numeric = typeof feature.value === "number" && feature.value !== -1;
+    let compared = "";
+    if (usual && numeric) {
+      if (feature.value > usual.p90) compared = "above 9 in 10 of the usual";
+      else if (feature.value > usual.median) compared = "above the median";
+      else compared = "usual";
+    }
+    return el(
+      "tr",
+      { class: compared.startsWith("above 9") ? "unusual" : null },
+      el("th", { scope: "row" }, feature.name.replaceAll("_", " ").replace(".", ": ")),
+      el("td", { class: "number" }, featureValue(feature.value)),
+      el("td", { class: "number" }, usual ? featureValue(usual.median) : ""),
+      el("td", { class: "number" }, usual ? featureValue(usual.p90) : ""),
+      el("td", null, compared)
+    );
   }
 
   // The ring: the case's member in the middle, the linked members around, each edge labelled
@@ -508,7 +537,7 @@
       const kinds = link.sharedIdentifiers.map((k) => KIND_WORDS[k] || k).join(", ");
       edges.append(
         // Nearer the linked member than the middle, clear of the central member's name.
-        svg("text", { x: cx + 0.6 * (x - cx), y: cy + 0.6 * (y - cy), class: "edge-label", "text-anchor": "middle" }, kinds)
+        svg("text", { x: cx + 0.7 * (x - cx), y: cy + 0.7 * (y - cy), class: "edge-label", "text-anchor": "middle" }, kinds)
       );
       nodes.append(memberNode(link.member, x, y, false));
     });
@@ -547,10 +576,13 @@
     const status = (member.status || "ACTIVE").toLowerCase();
     const group = svg("g", { class: `node node-${status}${central ? " node-central" : ""}` });
     const label = member.id.length > 18 ? `${member.id.slice(0, 17)}…` : member.id;
+    const labelY = y + (central ? 48 : 38);
+    const labelWidth = 7.5 * label.length + 10; // about 13px type; the box hides edges under it
     group.append(
       svg("title", {}, `${member.id}: ${MEMBER_WORDS[member.status] || member.status}`),
       svg("circle", { cx: x, cy: y, r: central ? 30 : 22 }),
-      svg("text", { x, y: y + (central ? 48 : 38), "text-anchor": "middle", class: "node-label" }, label)
+      svg("rect", { x: x - labelWidth / 2, y: labelY - 14, width: labelWidth, height: 19, rx: 4, class: "label-box" }),
+      svg("text", { x, y: labelY, "text-anchor": "middle", class: "node-label" }, label)
     );
     if (central || !member.openCaseId) return group;
     const link = svg("a", { href: `#/case/${encodeURIComponent(member.openCaseId)}` });

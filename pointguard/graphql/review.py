@@ -1,5 +1,6 @@
 """Risk reviewers' cases: the queue (`reviewCases`), one case with what a reviewer decides by
-(`reviewCase`: held events, reasons, features, linked members) and the decisions
+(`reviewCase`: held events, reasons, features, linked members), what the merchant's features
+usually are (`reviewFeatureRanges`), and the decisions
 (`clearCase`, `confirmCase`, `escalateCase`), which `program.review.review_case` carries to the
 ledger in the mutation's transaction. Reviewer or admin API keys only; the key's name is the
 `decidedBy` of the audit trail. A case id this merchant does not have, another merchant's
@@ -24,12 +25,14 @@ from pointguard.db import PgConnection
 from pointguard.errors import NotFound, QueryRefused
 from pointguard.fraud.case_views import (
     MAX_PAGE_CASES,
+    MAX_RANGE_DECISIONS,
     CaseOrder,
     CaseSummary,
     MemberStanding,
     MemberStatus,
     QueuePosition,
     case_page,
+    feature_ranges,
     member_standings,
 )
 from pointguard.fraud.cases import Case, CaseDetail, CaseStatus, ReviewAction, case_detail
@@ -128,6 +131,20 @@ class ReviewCasePage:
     next_cursor: str | None = strawberry.field(description="`after` for the next page.")
 
 
+@strawberry.type(description="A numeric feature's usual values at this merchant.")
+class FeatureRange:
+    name: str
+    values: int = strawberry.field(description="How many of the decisions read had a value.")
+    median: float
+    p90: float = strawberry.field(description="The 90th percentile: nine in ten are at most.")
+
+
+@strawberry.type(description="What the merchant's features usually are.")
+class FeatureRanges:
+    decisions: int = strawberry.field(description="How many cleared decisions were read.")
+    features: list[FeatureRange]
+
+
 ReviewCaseResult = Annotated[ReviewCase | NotFoundProblem, strawberry.union("ReviewCaseResult")]
 CaseDecisionResult = Annotated[
     ReviewCase | CaseAlreadyDecided | NotFoundProblem, strawberry.union("CaseDecisionResult")
@@ -181,6 +198,27 @@ async def review_case(info: Context, id: strawberry.ID) -> ReviewCaseResult:
     merchant_id, _ = _reviewer(info)
     return await or_problem(  # type: ignore[return-value]
         lambda: info.context.read(lambda pg: _load_case(pg, merchant_id, _case_id(id)))
+    )
+
+
+async def review_feature_ranges(info: Context, decisions: int = 500) -> FeatureRanges:
+    """Each numeric feature's median and 90th percentile over the merchant's latest `decisions`
+    (1 to 1,000) cleared decisions that the model learned: what is usual here, to read a held
+    event's features against. A field of a feature that is an object is named
+    `feature.field` (`history.orders_24h`); a value that does not apply (-1) is left out
+    (reviewer or admin keys)."""
+    merchant_id, _ = _reviewer(info)
+    if not 1 <= decisions <= MAX_RANGE_DECISIONS:
+        raise QueryRefused(
+            f"reviewFeatureRanges(decisions:) must be 1 to {MAX_RANGE_DECISIONS}, not {decisions}"
+        )
+    found = await info.context.read(lambda pg: feature_ranges(pg, merchant_id, decisions))
+    return FeatureRanges(
+        decisions=found.decisions,
+        features=[
+            FeatureRange(name=f.name, values=f.values, median=f.median, p90=f.p90)
+            for f in found.features
+        ],
     )
 
 

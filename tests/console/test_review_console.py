@@ -4,7 +4,8 @@ and guard, so the ring's shared card opens cases with linked members. A reviewer
 /review, is refused with a wrong key, signs in with their own, sees the queue, opens the
 ring's case, sees the linked members in the graph, and confirms it with a note (written as
 markup, shown as text). The database then says the held points were forfeited and the ledger
-verifies. Screenshots of the queue and the case go to test-artifacts/console/.
+verifies. Screenshots of the queue and the case (open, then decided) go to
+test-artifacts/console/.
 
 Without a browser that can be launched, the browser test is skipped with the reason."""
 
@@ -164,6 +165,19 @@ async def test_a_reviewer_confirms_the_rings_case_in_the_browser(
             assert any("card" in label for label in edge_labels), edge_labels  # the ring's card
             assert await page.get_by_text("Status: open").is_visible()
 
+            # A held event's features beside the merchant's usual values.
+            features = page.locator("details").first
+            await features.locator("summary").focus()
+            await page.keyboard.press("Enter")
+            table = features.get_by_role("table")
+            await table.wait_for()
+            assert await table.get_by_role("columnheader", name="Usual (median)").is_visible()
+            age = table.get_by_role("row", name="account age days")
+            cells = await age.get_by_role("cell").all_text_contents()
+            assert len(cells) == 4 and cells[1] != "", cells  # value, median, p90, compared
+            assert await page.locator("#features-hint").filter(has_text="cleared decisions").count()
+            await page.screenshot(path=str(ARTIFACTS / "case-open.png"), full_page=True)
+
             await page.get_by_label("Note").fill(NOTE)
             await page.get_by_label("Freeze member").check()
             await page.get_by_role("button", name="Confirm abuse").click()
@@ -195,7 +209,8 @@ async def test_a_reviewer_confirms_the_rings_case_in_the_browser(
     assert forfeited - forfeited_before == before.pending_points
     await assert_ledger_intact()
     assert (ARTIFACTS / "queue.png").stat().st_size > 0
-    assert (ARTIFACTS / "case.png").stat().st_size > 0
+    for shot in ("case-open.png", "case.png"):
+        assert (ARTIFACTS / shot).stat().st_size > 0
 
 
 async def test_the_console_is_served_with_its_policy_and_puts_data_in_as_text(database_url):
