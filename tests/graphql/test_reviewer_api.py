@@ -480,9 +480,12 @@ def doc_examples() -> list[str]:
 
 
 async def test_the_docs_examples_run_as_written(run, review):
-    queue, case, decide = doc_examples()
+    queue, case, usual, decide = doc_examples()
     listed = await review.query(queue, "alice")
     assert len(listed["data"]["reviewCases"]["cases"]) == 2, listed
+    assert listed["data"]["reviewCases"]["cases"][0]["heldBy"] == ["self_referral"], listed
+    ranges = (await review.query(usual, "alice"))["data"]["reviewFeatureRanges"]
+    assert ranges["decisions"] > 0 and ranges["features"], ranges
     shown = await review.query(case, "alice", id=review.cases["ann"])
     assert shown["data"]["reviewCase"]["linkedMembers"][0]["sharedIdentifiers"] == [
         "card",
