@@ -86,7 +86,13 @@
   };
 
   const $ = (id) => document.getElementById(id);
-  const queueState = { status: "OPEN,ESCALATED", heldBy: "", cursors: [null], cases: [], next: null };
+  const queueState = {
+    status: "OPEN,ESCALATED",
+    heldBy: "",
+    cursors: [null], // the `after` of each page seen, the current one last
+    cases: [],
+    next: null,
+  };
   let shownCase = null; // the case on the case page, as last read
   let ranges = { decisions: 0, byName: new Map() }; // the merchant's usual feature values
 
@@ -164,7 +170,8 @@
   function when(iso) {
     if (!iso) return "";
     const date = new Date(iso);
-    return Number.isNaN(date.getTime()) ? iso : `${date.toISOString().slice(0, 16).replace("T", " ")} UTC`;
+    if (Number.isNaN(date.getTime())) return iso;
+    return `${date.toISOString().slice(0, 16).replace("T", " ")} UTC`;
   }
 
   function score(value) {
@@ -178,7 +185,7 @@
   function sourceWords(source) {
     const [what, detail] = source.split(":", 2);
     if (what === "earning") return `${detail || "order"} points`;
-    if (what === "referral") return `referral reward (${detail === "referrer" ? "referrer" : "referee"})`;
+    if (what === "referral") return `referral reward (${detail || "referral"})`;
     if (what === "action") return `action: ${detail}`;
     return source;
   }
@@ -279,7 +286,9 @@
     if (queueState.heldBy) rules.add(queueState.heldBy);
     const select = $("reason-filter");
     select.replaceChildren(el("option", { value: "" }, "Any rule or model"));
-    for (const rule of [...rules].sort()) select.append(el("option", { value: rule }, ruleWords(rule)));
+    for (const rule of [...rules].sort()) {
+      select.append(el("option", { value: rule }, ruleWords(rule)));
+    }
     select.value = queueState.heldBy;
 
     const shown = queueState.cases.filter(
@@ -291,7 +300,7 @@
         el(
           "tr",
           null,
-          el("td", null, el("a", { href: `#/case/${encodeURIComponent(c.id)}` }, `Case ${c.id}`)),
+          el("td", null, caseLink(c.id)),
           el("td", null, c.member.id),
           el("td", null, STATUS_WORDS[c.status] || c.status),
           el("td", { class: "number" }, score(c.topScore)),
@@ -304,7 +313,8 @@
       )
     );
     const page = queueState.cursors.length;
-    const filtered = shown.length === queueState.cases.length ? "" : ` (of ${queueState.cases.length} on this page)`;
+    const all = queueState.cases.length;
+    const filtered = shown.length === all ? "" : ` (of ${all} on this page)`;
     $("queue-summary").textContent = shown.length
       ? `${shown.length} case${shown.length === 1 ? "" : "s"}${filtered}.`
       : "No cases here.";
@@ -357,6 +367,14 @@
     focusTitle("case-title");
   }
 
+  function caseLink(id) {
+    return el("a", { href: `#/case/${encodeURIComponent(id)}` }, `Case ${id}`);
+  }
+
+  function table(kind, headRow, rows) {
+    return el("table", { class: kind }, el("thead", null, headRow), el("tbody", null, ...rows));
+  }
+
   function definitions(pairs) {
     const list = el("dl", { class: "facts" });
     for (const [term, value] of pairs) list.append(el("dt", null, term), el("dd", null, value));
@@ -390,7 +408,11 @@
         ["Pending points", member.balance.pending],
         ["Reserved points", member.balance.reserved],
         ["Case opened", when(found.openedAt)],
-        ["Held", `${found.heldPoints} points in ${found.heldEventCount} event(s), top score ${score(found.topScore)}`],
+        [
+          "Held",
+          `${found.heldPoints} points in ${found.heldEventCount} event(s),` +
+            ` top score ${score(found.topScore)}`,
+        ],
       ])
     );
     const reasons = el(
@@ -438,27 +460,29 @@
         el("td", null, e.reasons.join("; ") || "none")
       )
     );
-    section.append(el("table", { class: "held" }, el("thead", null, head), el("tbody", null, ...rows)));
+    section.append(table("held", head, rows));
     section.append(
       el(
         "p",
         { class: "hint", id: "features-hint" },
         "Features are the values the guard read for each event, as it stored them. ",
         ranges.decisions
-          ? `Usual here: the median and the 90th percentile over this merchant's latest ${ranges.decisions} cleared decisions; a value above the 90th percentile is marked.`
+          ? "Usual here: the median and the 90th percentile over this merchant's latest " +
+              `${ranges.decisions} cleared decisions; a value above the 90th percentile is marked.`
           : "This merchant has no cleared decisions yet to compare them with."
       )
     );
     events.forEach((e) => {
       const head = ["Feature", "This event", "Usual (median)", "90th percentile", "Compared"];
-      const table = el(
-        "table",
-        { class: "features" },
-        el("thead", null, el("tr", null, ...head.map((h) => el("th", { scope: "col" }, h)))),
-        el("tbody", null, ...flattened(e.features).map(featureRow))
-      );
+      const headings = el("tr", null, ...head.map((h) => el("th", { scope: "col" }, h)));
+      const features = table("features", headings, flattened(e.features).map(featureRow));
       section.append(
-        el("details", null, el("summary", null, `Features of event ${e.eventId} (${sourceWords(e.source)})`), table)
+        el(
+          "details",
+          null,
+          el("summary", null, `Features of event ${e.eventId} (${sourceWords(e.source)})`),
+          features
+        )
       );
     });
     return section;
@@ -537,7 +561,16 @@
       const kinds = link.sharedIdentifiers.map((k) => KIND_WORDS[k] || k).join(", ");
       edges.append(
         // Nearer the linked member than the middle, clear of the central member's name.
-        svg("text", { x: cx + 0.7 * (x - cx), y: cy + 0.7 * (y - cy), class: "edge-label", "text-anchor": "middle" }, kinds)
+        svg(
+          "text",
+          {
+            x: cx + 0.7 * (x - cx),
+            y: cy + 0.7 * (y - cy),
+            class: "edge-label",
+            "text-anchor": "middle",
+          },
+          kinds
+        )
       );
       nodes.append(memberNode(link.member, x, y, false));
     });
@@ -545,7 +578,8 @@
     graph.append(edges, nodes);
     section.append(graph);
     if (linked.length > drawn.length) {
-      section.append(el("p", { class: "hint" }, `The graph shows ${drawn.length} of ${linked.length}; the table lists all.`));
+      const note = `The graph shows ${drawn.length} of ${linked.length}; the table lists all.`;
+      section.append(el("p", { class: "hint" }, note));
     }
     const rows = linked.map((link) =>
       el(
@@ -558,7 +592,7 @@
           "td",
           null,
           link.member.openCaseId
-            ? el("a", { href: `#/case/${encodeURIComponent(link.member.openCaseId)}` }, `Case ${link.member.openCaseId}`)
+            ? caseLink(link.member.openCaseId)
             : "none"
         )
       )
@@ -568,7 +602,7 @@
       null,
       ...["Member", "Shares", "Status", "Open case"].map((h) => el("th", { scope: "col" }, h))
     );
-    section.append(el("table", { class: "linked" }, el("thead", null, head), el("tbody", null, ...rows)));
+    section.append(table("linked", head, rows));
     return section;
   }
 
@@ -581,7 +615,14 @@
     group.append(
       svg("title", {}, `${member.id}: ${MEMBER_WORDS[member.status] || member.status}`),
       svg("circle", { cx: x, cy: y, r: central ? 30 : 22 }),
-      svg("rect", { x: x - labelWidth / 2, y: labelY - 14, width: labelWidth, height: 19, rx: 4, class: "label-box" }),
+      svg("rect", {
+        x: x - labelWidth / 2,
+        y: labelY - 14,
+        width: labelWidth,
+        height: 19,
+        rx: 4,
+        class: "label-box",
+      }),
       svg("text", { x, y: labelY, "text-anchor": "middle", class: "node-label" }, label)
     );
     if (central || !member.openCaseId) return group;

@@ -3,9 +3,9 @@ a merchant whose events are the simulator's sybil ring, replayed through the rea
 and guard, so the ring's shared card opens cases with linked members. A reviewer opens
 /review, is refused with a wrong key, signs in with their own, sees the queue, opens the
 ring's case, sees the linked members in the graph, and confirms it with a note (written as
-markup, shown as text). The database then says the held points were forfeited and the ledger
-verifies. Screenshots of the queue and the case (open, then decided) go to
-test-artifacts/console/.
+markup, shown as text); a case someone else decides while it is on screen says so in words.
+The database then says the held points were forfeited and the ledger verifies. Screenshots
+of the queue and the case (open, then decided) go to test-artifacts/console/.
 
 Without a browser that can be launched, the browser test is skipped with the reason."""
 
@@ -26,7 +26,7 @@ from pointguard.console import CONTENT_SECURITY_POLICY
 from pointguard.fraud.backtest.program import BACKTEST_PROGRAM
 from pointguard.fraud.backtest.replay import replay
 from pointguard.fraud.backtest.stream import read_stream
-from pointguard.fraud.cases import case_detail, load_case
+from pointguard.fraud.cases import ReviewAction, case_detail, load_case
 from pointguard.fraud.simulation.attacks import sybil_ring
 from pointguard.fraud.simulation.identities import Identities
 from pointguard.fraud.simulation.period import Period
@@ -35,6 +35,7 @@ from pointguard.ledger import AccountKind, member_balances, system_balances
 from pointguard.plugin.api_keys import KeyRole, new_api_key
 from pointguard.plugin.merchants import create_merchant
 from pointguard.program.document.validate import parse_program
+from pointguard.program.review import review_case
 from tests.plugin.conftest import SECRET_KEY
 from tests.plugin.test_ingest import serving_app
 
@@ -187,6 +188,18 @@ async def test_a_reviewer_confirms_the_rings_case_in_the_browser(
             assert await page.evaluate("window.injected") is None
             assert not await page.get_by_role("button", name="Confirm abuse").is_visible()
             await page.screenshot(path=str(ARTIFACTS / "case.png"), full_page=True)
+
+            # Another case, decided by someone else while it is on screen: said in words.
+            other = next(c for c in linked if c != case_id)
+            await page.goto(f"{base}/review#/case/{other}")
+            await page.get_by_role("heading", name=f"Case {other}: member").wait_for()
+            await run(review_case, merchant, other, ReviewAction.CLEAR, reviewer="sam", now=NOW)
+            await page.get_by_role("button", name="Escalate").click()
+            said = page.get_by_role("status").filter(has_text="Nothing changed")
+            await said.wait_for()
+            assert "already cleared" in await said.text_content()
+            await page.get_by_text("Status: cleared").wait_for()
+            assert await page.locator("dd").filter(has_text="UTC by sam").is_visible()
 
             await page.get_by_role("button", name="Sign out").click()
             await key_field.wait_for()
