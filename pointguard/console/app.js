@@ -532,10 +532,10 @@
       return section;
     }
     const width = 640;
-    const height = 420;
+    const height = 460;
     const cx = width / 2;
     const cy = height / 2;
-    const radius = 160;
+    const radius = 150;
     const drawn = linked.slice(0, MAX_GRAPH_MEMBERS);
     const graph = svg("svg", {
       viewBox: `0 0 ${width} ${height}`,
@@ -557,24 +557,27 @@
       const angle = (2 * Math.PI * index) / drawn.length - Math.PI / 2;
       const x = cx + radius * Math.cos(angle);
       const y = cy + radius * Math.sin(angle);
+      const uy = Math.sin(angle); // upwards if negative
       edges.append(svg("line", { x1: cx, y1: cy, x2: x, y2: y }));
       const kinds = link.sharedIdentifiers.map((k) => KIND_WORDS[k] || k).join(", ");
       edges.append(
-        // Nearer the linked member than the middle, clear of the central member's name.
+        // Past the middle of the edge: clear of the central member's name above the centre
+        // and of the linked member's name, above or below its node.
         svg(
           "text",
           {
-            x: cx + 0.7 * (x - cx),
-            y: cy + 0.7 * (y - cy),
+            x: cx + 0.6 * (x - cx),
+            y: cy + 0.6 * (y - cy) + 4,
             class: "edge-label",
             "text-anchor": "middle",
           },
           kinds
         )
       );
-      nodes.append(memberNode(link.member, x, y, false));
+      const nameAt = uy < -0.1 ? [x, y - 30] : [x, y + 38]; // above the upper nodes
+      nodes.append(memberNode(link.member, x, y, nameAt, false));
     });
-    nodes.append(memberNode(found.member, cx, cy, true));
+    nodes.append(memberNode(found.member, cx, cy, [cx, cy - 40], true));
     graph.append(edges, nodes);
     section.append(graph);
     if (linked.length > drawn.length) {
@@ -591,9 +594,7 @@
         el(
           "td",
           null,
-          link.member.openCaseId
-            ? caseLink(link.member.openCaseId)
-            : "none"
+          link.member.openCaseId ? caseLink(link.member.openCaseId) : "none"
         )
       )
     );
@@ -606,24 +607,24 @@
     return section;
   }
 
-  function memberNode(member, x, y, central) {
+  // A member's circle at (x, y), their name in a box centred at `at`.
+  function memberNode(member, x, y, at, central) {
     const status = (member.status || "ACTIVE").toLowerCase();
     const group = svg("g", { class: `node node-${status}${central ? " node-central" : ""}` });
     const label = member.id.length > 18 ? `${member.id.slice(0, 17)}…` : member.id;
-    const labelY = y + (central ? 48 : 38);
     const labelWidth = 7.5 * label.length + 10; // about 13px type; the box hides edges under it
     group.append(
       svg("title", {}, `${member.id}: ${MEMBER_WORDS[member.status] || member.status}`),
       svg("circle", { cx: x, cy: y, r: central ? 30 : 22 }),
       svg("rect", {
-        x: x - labelWidth / 2,
-        y: labelY - 14,
+        x: at[0] - labelWidth / 2,
+        y: at[1] - 14,
         width: labelWidth,
         height: 19,
         rx: 4,
         class: "label-box",
       }),
-      svg("text", { x, y: labelY, "text-anchor": "middle", class: "node-label" }, label)
+      svg("text", { x: at[0], y: at[1], "text-anchor": "middle", class: "node-label" }, label)
     );
     if (central || !member.openCaseId) return group;
     const link = svg("a", { href: `#/case/${encodeURIComponent(member.openCaseId)}` });
