@@ -1,6 +1,6 @@
-"""The Starlette application: `/webhooks/{merchant}`, health endpoints, `/metrics`, and, in the
-background, the inbox workers, the outbox dispatcher and the upkeep. `/graphql` and `/review`
-are mounted here as they land. Errors become responses in one place (`http_errors.py`); each
+"""The Starlette application: `/webhooks/{merchant}`, health endpoints, `/metrics`, `/graphql`,
+the reviewers' console at `/review` (`console/`), and, in the background, the inbox workers,
+the outbox dispatcher and the upkeep. Errors become responses in one place (`http_errors.py`); each
 request's log fields are its own (`logs.RequestLogContext`)."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from pointguard import db, metrics
 from pointguard.config import Settings, load_settings
+from pointguard.console import console_routes
 from pointguard.errors import PointGuardError, Unauthorized
 from pointguard.graphql.auth import Authenticator
 from pointguard.graphql.endpoint import GraphQLEndpoint
@@ -161,6 +162,7 @@ def create_app(
             Route("/readyz", readyz),
             Route("/metrics", prometheus_metrics),
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            *console_routes("/review"),
             Route("/webhooks/{merchant}", receive_webhook, methods=["POST"]),
             Route("/webhooks/{merchant}/shopify", receive_shopify, methods=["POST"]),
             Route("/webhooks/{merchant}/woocommerce", receive_woocommerce, methods=["POST"]),

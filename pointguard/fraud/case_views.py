@@ -1,7 +1,9 @@
 """What the reviewers' console reads of cases, set-wise: a page of the queue with each case's
-held events counted (one statement whatever the page size), and where members stand (open
-case, frozen) with their balances, for any number of members in one statement each. Read
-only: deciding a case is `cases.decide_case`, through `program.review.review_case`."""
+held events counted (one statement whatever the page size), where members stand (open case,
+frozen) with their balances, for any number of members in one statement each, and what the
+merchant's features usually are (median and 90th percentile over its latest cleared
+decisions), to read a held event's features against. Read only: deciding a case is
+`cases.decide_case`, through `program.review.review_case`."""
 
 from __future__ import annotations
 
@@ -18,13 +20,17 @@ from pointguard.fraud.cases import (
     ReviewStanding,
     load_review_standings,
 )
+from pointguard.fraud.features import NOT_APPLICABLE
 from pointguard.ledger.balances import MemberBalances, members_balances
 
 MAX_PAGE_CASES = 100
+MAX_RANGE_DECISIONS = 1_000
 
-# Each case with what it holds: the number of its held events, their points, the top score.
+# Each case with what it holds: the number of its held events, their points, the top score,
+# and the rules (or the model) that held them, each once.
 HELD_TOTALS = """count(d.intent_key) AS held_events,
-       coalesce(sum(d.points), 0)::bigint AS held_points, max(d.score) AS top_score"""
+       coalesce(sum(d.points), 0)::bigint AS held_points, max(d.score) AS top_score,
+       array_remove(array_agg(DISTINCT d.decided_by ORDER BY d.decided_by), NULL) AS held_by"""
 HELD_DECISIONS = """LEFT JOIN fraud_decisions d
   ON d.merchant_id = $1 AND d.case_id = c.case_id AND d.decision = 'hold'"""
 
@@ -62,6 +68,35 @@ ORDER BY coalesce(top_score, 0) DESC, opened_at, case_id LIMIT $5
 """
 
 
+# The merchant's latest cleared decisions that the model learned, newest first on the model's
+# own index (merchant, learn_seq), at most $2; each numeric feature's median and 90th
+# percentile over them (a field of an object-valued feature named "feature.field"), a value
+# of $3 (NOT_APPLICABLE: a duration that does not apply) left out. `read`: how many decisions
+# were read.
+SELECT_FEATURE_RANGES = """
+WITH latest AS (
+    SELECT features FROM fraud_decisions
+    WHERE merchant_id = $1 AND learn_seq IS NOT NULL AND decision = 'clear'
+    ORDER BY learn_seq DESC LIMIT $2
+), fields AS (  -- the features, and one level into those that are objects (history, sharing)
+    SELECT f.key AS name, f.value FROM latest, jsonb_each(latest.features) AS f
+    UNION ALL
+    SELECT f.key || '.' || g.key, g.value
+    FROM latest, jsonb_each(latest.features) AS f,
+         jsonb_each(CASE WHEN jsonb_typeof(f.value) = 'object' THEN f.value ELSE '{}' END) AS g
+), numbers AS (
+    SELECT name, (value #>> '{}')::float8 AS value FROM fields
+    WHERE jsonb_typeof(value) = 'number'
+)
+SELECT name, count(*) AS values_read,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY value) AS median,
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY value) AS p90,
+       (SELECT count(*) FROM latest) AS read
+FROM numbers WHERE value <> $3::float8
+GROUP BY name ORDER BY name
+"""
+
+
 class CaseOrder(StrEnum):
     OLDEST_FIRST = "oldest_first"
     RISKIEST_FIRST = "riskiest_first"  # the highest top score first, then the oldest
@@ -75,12 +110,14 @@ class MemberStatus(StrEnum):
 
 @dataclass(frozen=True)
 class CaseSummary:
-    """A case with what it holds: how many events, how many points, the highest score."""
+    """A case with what it holds: how many events, how many points, the highest score, and
+    what held them (rule names, or the model's)."""
 
     case: Case
     held_events: int
     held_points: int
     top_score: float | None
+    held_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,6 +140,22 @@ class MemberStanding:
     status: MemberStatus
     open_case_id: int | None
     balances: MemberBalances
+
+
+@dataclass(frozen=True)
+class FeatureRange:
+    """A numeric feature's usual values at a merchant: over `values` cleared decisions."""
+
+    name: str
+    values: int
+    median: float
+    p90: float
+
+
+@dataclass(frozen=True)
+class FeatureRanges:
+    decisions: int  # the cleared decisions read
+    features: list[FeatureRange]
 
 
 def member_status(standing: ReviewStanding | None) -> MemberStatus:
@@ -149,6 +202,7 @@ async def case_page(
             held_events=row["held_events"],
             held_points=row["held_points"],
             top_score=row["top_score"],
+            held_by=tuple(row["held_by"]),
         )
         for row in rows
     ]
@@ -170,3 +224,17 @@ async def member_standings(
             balances.get(member_id, MemberBalances()),
         )
     return found
+
+
+async def feature_ranges(pg: PgConnection, merchant_id: str, decisions: int) -> FeatureRanges:
+    """Each numeric feature's median and 90th percentile over the merchant's latest
+    `decisions` cleared decisions that the model learned; one statement."""
+    if not 1 <= decisions <= MAX_RANGE_DECISIONS:
+        raise ValueError(f"feature ranges read 1 to {MAX_RANGE_DECISIONS} decisions")
+    rows = await pg.fetch(SELECT_FEATURE_RANGES, merchant_id, decisions, NOT_APPLICABLE)
+    return FeatureRanges(
+        decisions=rows[0]["read"] if rows else 0,
+        features=[
+            FeatureRange(row["name"], row["values_read"], row["median"], row["p90"]) for row in rows
+        ],
+    )

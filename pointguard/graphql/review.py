@@ -1,5 +1,6 @@
 """Risk reviewers' cases: the queue (`reviewCases`), one case with what a reviewer decides by
-(`reviewCase`: held events, reasons, features, linked members) and the decisions
+(`reviewCase`: held events, reasons, features, linked members), what the merchant's features
+usually are (`reviewFeatureRanges`), and the decisions
 (`clearCase`, `confirmCase`, `escalateCase`), which `program.review.review_case` carries to the
 ledger in the mutation's transaction. Reviewer or admin API keys only; the key's name is the
 `decidedBy` of the audit trail. A case id this merchant does not have, another merchant's
@@ -24,12 +25,14 @@ from pointguard.db import PgConnection
 from pointguard.errors import NotFound, QueryRefused
 from pointguard.fraud.case_views import (
     MAX_PAGE_CASES,
+    MAX_RANGE_DECISIONS,
     CaseOrder,
     CaseSummary,
     MemberStanding,
     MemberStatus,
     QueuePosition,
     case_page,
+    feature_ranges,
     member_standings,
 )
 from pointguard.fraud.cases import Case, CaseDetail, CaseStatus, ReviewAction, case_detail
@@ -117,6 +120,9 @@ class ReviewCaseSummary:
     held_event_count: int
     held_points: int = strawberry.field(description="The points of its held events.")
     top_score: float | None = strawberry.field(description="The highest of their scores.")
+    held_by: list[str] = strawberry.field(
+        description="The rules (or the model) that held its events, each once: self_referral, …"
+    )
 
 
 @strawberry.type(description="A review case with everything a reviewer decides by.")
@@ -137,6 +143,20 @@ class ReviewCase(ReviewCaseSummary):
 class ReviewCasePage:
     cases: list[ReviewCaseSummary]
     next_cursor: str | None = strawberry.field(description="`after` for the next page.")
+
+
+@strawberry.type(description="A numeric feature's usual values at this merchant.")
+class FeatureRange:
+    name: str
+    values: int = strawberry.field(description="How many of the decisions read had a value.")
+    median: float
+    p90: float = strawberry.field(description="The 90th percentile: nine in ten are at most.")
+
+
+@strawberry.type(description="What the merchant's features usually are.")
+class FeatureRanges:
+    decisions: int = strawberry.field(description="How many cleared decisions were read.")
+    features: list[FeatureRange]
 
 
 ReviewCaseResult = Annotated[ReviewCase | NotFoundProblem, strawberry.union("ReviewCaseResult")]
@@ -178,6 +198,7 @@ async def review_cases(
                 held_event_count=s.held_events,
                 held_points=s.held_points,
                 top_score=s.top_score,
+                held_by=list(s.held_by),
             )
             for s in page[:first]
         ],
@@ -191,6 +212,27 @@ async def review_case(info: Context, id: strawberry.ID) -> ReviewCaseResult:
     merchant_id, _ = _reviewer(info)
     return await or_problem(  # type: ignore[return-value]
         lambda: info.context.read(lambda pg: _load_case(pg, merchant_id, _case_id(id)))
+    )
+
+
+async def review_feature_ranges(info: Context, decisions: int = 500) -> FeatureRanges:
+    """Each numeric feature's median and 90th percentile over the merchant's latest `decisions`
+    (1 to 1,000) cleared decisions that the model learned: what is usual here, to read a held
+    event's features against. A field of a feature that is an object is named
+    `feature.field` (`history.orders_24h`); a value that does not apply (-1) is left out
+    (reviewer or admin keys)."""
+    merchant_id, _ = _reviewer(info)
+    if not 1 <= decisions <= MAX_RANGE_DECISIONS:
+        raise QueryRefused(
+            f"reviewFeatureRanges(decisions:) must be 1 to {MAX_RANGE_DECISIONS}, not {decisions}"
+        )
+    found = await info.context.read(lambda pg: feature_ranges(pg, merchant_id, decisions))
+    return FeatureRanges(
+        decisions=found.decisions,
+        features=[
+            FeatureRange(name=f.name, values=f.values, median=f.median, p90=f.p90)
+            for f in found.features
+        ],
     )
 
 
@@ -284,6 +326,7 @@ def _review_case(
         held_event_count=len(held),
         held_points=sum(h.points for h in held),
         top_score=max((h.score for h in held), default=None),
+        held_by=sorted({h.decided_by for h in held}),
         held_events=[
             HeldEvent(
                 intent_key=h.intent_key,

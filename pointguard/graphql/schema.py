@@ -58,6 +58,9 @@ class Query:
     review_case: review.ReviewCaseResult = strawberry.field(
         resolver=review.review_case, description=review.review_case.__doc__
     )
+    review_feature_ranges: review.FeatureRanges = strawberry.field(
+        resolver=review.review_feature_ranges, description=review.review_feature_ranges.__doc__
+    )
     rewards: list[account.Reward] = strawberry.field(
         resolver=account.rewards, description=account.rewards.__doc__
     )

@@ -28,7 +28,7 @@ from tests.graphql.test_admin_api import CREATE_KEY, PUBLISH, REVOKE_KEY, VALIDA
 from tests.graphql.test_checkout_api import CAPTURE, QUOTE, RESERVE, VOID
 from tests.graphql.test_customer_extras import CREATE_LINK, LEADERBOARD, OPT_IN, REDEEM, REWARDS
 from tests.graphql.test_customer_extras import PROGRAM as PROGRAM_IN_WORDS
-from tests.graphql.test_reviewer_api import CASE, CLEAR, CONFIRM, ESCALATE, QUEUE
+from tests.graphql.test_reviewer_api import CASE, CLEAR, CONFIRM, ESCALATE, QUEUE, RANGES
 
 ME = "{ me { balance { available } } }"
 
@@ -104,6 +104,9 @@ OPERATIONS = {
         REVIEWERS, QUEUE, lambda ids: {"first": 50}, "reviewCases", takes_ids=False
     ),
     "reviewCase": Operation(REVIEWERS, CASE, lambda ids: {"id": ids["case"]}, "reviewCase"),
+    "reviewFeatureRanges": Operation(
+        REVIEWERS, RANGES, lambda ids: {}, "reviewFeatureRanges", takes_ids=False
+    ),
     "clearCase": Operation(REVIEWERS, CLEAR, lambda ids: {"id": ids["case"]}, "clearCase"),
     "confirmCase": Operation(
         REVIEWERS,

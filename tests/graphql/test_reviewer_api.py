@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ import pytest
 
 from pointguard import db
 from pointguard.fraud.cases import load_case, load_open_cases
+from pointguard.fraud.features import NOT_APPLICABLE
 from pointguard.fraud.signals import Signals
 from pointguard.ledger import AccountKind, member_balances, system_balances
 from pointguard.ledger import operations as ops
@@ -39,7 +41,7 @@ T0 = NOW - 30 * DAY  # the program's return window (14 days) for every order bel
 
 CASE_FIELDS = """
   id status openedAt decidedAt decidedBy note frozeMember heldEventCount heldPoints topScore
-  member { id status openCaseId balance { available pending reserved } }
+  heldBy member { id status openCaseId balance { available pending reserved } }
 """
 QUEUE = f"""
 query Queue($first: Int!, $after: String, $status: [CaseStatus!]) {{
@@ -82,6 +84,11 @@ mutation Confirm($id: ID!, $freeze: Boolean!, $void: Boolean!, $note: String) {{
     {RESULT}
   }}
 }}
+"""
+RANGES = """
+query Ranges($decisions: Int) {
+  reviewFeatureRanges(decisions: $decisions) { decisions features { name values median p90 } }
+}
 """
 ESCALATE = f"""
 mutation Escalate($id: ID!, $note: String) {{ escalateCase(id: $id, note: $note) {{ {RESULT} }} }}
@@ -176,6 +183,7 @@ async def test_the_queue_lists_the_open_cases_oldest_first_with_what_they_hold(r
     )
     assert (ann["heldEventCount"], ann["heldPoints"], ann["topScore"]) == (1, 500, 1.0)
     assert (bob["heldEventCount"], bob["heldPoints"], bob["topScore"]) == (1, 200, 1.0)
+    assert ann["heldBy"] == bob["heldBy"] == ["self_referral"]
     assert ann["member"] == {
         "id": "ann",
         "status": "UNDER_REVIEW",
@@ -401,15 +409,83 @@ async def test_another_merchants_reviewer_finds_nothing_and_changes_nothing(run,
         assert answer["data"]["clearCase"]["__typename"] == "NotFound"
 
 
+def flat(features: dict[str, Any]) -> dict[str, Any]:
+    """A feature that is an object as one value per field, named feature.field."""
+    found = {}
+    for name, value in features.items():
+        if isinstance(value, dict):
+            found.update({f"{name}.{field}": v for field, v in value.items()})
+        else:
+            found[name] = value
+    return found
+
+
+def percentile(values: list[float], share: float) -> float:
+    """PostgreSQL's percentile_cont: linear between the two nearest ranks."""
+    ordered = sorted(values)
+    at = share * (len(ordered) - 1)
+    low = int(at)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (at - low)
+
+
+async def test_feature_ranges_are_the_latest_cleared_decisions_medians_and_p90s(
+    engine, run, review
+):
+    async with db.connection(engine) as pg:
+        rows = await pg.fetch(
+            "SELECT features::text AS f FROM fraud_decisions WHERE merchant_id = $1"
+            " AND decision = 'clear' AND learn_seq IS NOT NULL ORDER BY learn_seq DESC",
+            review.merchant_id,
+        )
+    learned = [flat(json.loads(row["f"])) for row in rows]
+    assert len(learned) >= 2, "the fixture's guard learned no cleared decision"
+
+    for limit in (len(learned), 1):
+        answer = await review.query(RANGES, "alice", decisions=limit)
+        assert "errors" not in answer, answer
+        ranges = answer["data"]["reviewFeatureRanges"]
+        assert ranges["decisions"] == limit
+        read = learned[:limit]  # the newest first
+        expected = {}
+        for name in sorted({name for features in read for name in features}):
+            values = [
+                float(f[name])
+                for f in read
+                if isinstance(f.get(name), int | float)
+                and not isinstance(f[name], bool)
+                and f[name] != NOT_APPLICABLE
+            ]
+            if values:
+                expected[name] = (len(values), percentile(values, 0.5), percentile(values, 0.9))
+        found = {f["name"]: (f["values"], f["median"], f["p90"]) for f in ranges["features"]}
+        assert found.keys() == expected.keys()
+        for name, (count, median, p90) in expected.items():
+            assert found[name][0] == count, name
+            assert found[name][1:] == pytest.approx((median, p90)), name
+    assert {"account_age_days", "history.orders_30d"} <= found.keys()
+
+    for bad in (0, 1001):
+        refused = await review.query(RANGES, "alice", decisions=bad)
+        assert refused["data"] is None and "1 to 1000" in refused["errors"][0]["message"]
+    _, other_keys = await reviewed_shop(run, "Ranges Elsewhere")
+    other = {"authorization": f"Bearer {other_keys['alice']}"}
+    nothing = await review.shop.query(RANGES, other)
+    assert nothing["data"]["reviewFeatureRanges"] == {"decisions": 0, "features": []}
+
+
 def doc_examples() -> list[str]:
     text = (Path(__file__).parents[2] / "docs" / "graphql.md").read_text()
     return re.findall(r"^```graphql review\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)
 
 
 async def test_the_docs_examples_run_as_written(run, review):
-    queue, case, decide = doc_examples()
+    queue, case, usual, decide = doc_examples()
     listed = await review.query(queue, "alice")
     assert len(listed["data"]["reviewCases"]["cases"]) == 2, listed
+    assert listed["data"]["reviewCases"]["cases"][0]["heldBy"] == ["self_referral"], listed
+    ranges = (await review.query(usual, "alice"))["data"]["reviewFeatureRanges"]
+    assert ranges["decisions"] > 0 and ranges["features"], ranges
     shown = await review.query(case, "alice", id=review.cases["ann"])
     assert shown["data"]["reviewCase"]["linkedMembers"][0]["sharedIdentifiers"] == [
         "card",
