@@ -21,6 +21,7 @@ from pointguard.cli.common import (
     with_engine,
 )
 from pointguard.config import load_settings
+from pointguard.plugin.api_keys import KeyRole
 
 app = typer.Typer(help="Merchants and their webhook credentials.", no_args_is_help=True)
 
@@ -218,19 +219,16 @@ def merchant_rotate_secret(
 def merchant_add_key(
     merchant: MerchantId,
     role: Annotated[
-        str, typer.Option(help="storefront (checkouts), reviewer (fraud cases) or admin.")
+        KeyRole, typer.Option(help="storefront (checkouts), reviewer (fraud cases) or admin.")
     ],
     name: Annotated[
         str, typer.Option(help="Who holds it (alice, checkout-eu): named in the audit trail.")
     ],
 ) -> None:
     """Make an API key for the GraphQL API and print it; it is shown only this once."""
-    from pointguard.plugin.api_keys import KeyRole, new_api_key
+    from pointguard.plugin.api_keys import new_api_key
 
-    if role not in tuple(KeyRole):
-        typer.echo(f"--role must be one of {', '.join(KeyRole)}, not {role!r}", err=True)
-        raise typer.Exit(code=1)
-    typer.echo(in_transaction(new_api_key, merchant, KeyRole(role), name))
+    typer.echo(in_transaction(new_api_key, merchant, role, name))
 
 
 @app.command("revoke-key")
