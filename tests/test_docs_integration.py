@@ -25,8 +25,8 @@ SHOWN = re.compile(r"^\s*(?:#|//) (.*)$")
 HOLDS = "SELECT status, amount_points FROM ledger_holds WHERE merchant_id = $1 ORDER BY hold_id"
 EACH = ["bash", "python", "js"]
 # the merchant by the CLI, then by GraphQL; the program; webhooks in; a customer token; `me`;
-# quote, reserve, capture, void; the balance; verifying our webhooks, and receiving one
-STEPS = ["bash", *EACH, "bash", *EACH, "bash", *EACH * 5, "bash", "bash", "python"]
+# quote, reserve, capture, void; the balance; receiving one of our webhooks, then checking it
+STEPS = ["bash", *EACH, "bash", *EACH, "bash", *EACH * 5, "bash", "python", "bash", "js"]
 
 
 def documented(code: str) -> list[str]:
