@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import resource
@@ -37,7 +36,7 @@ from pathlib import Path
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
-from stats import percentile
+from stats import percentile, print_figures
 
 from pointguard import db
 from pointguard.fraud.features import IntentFeatures
@@ -216,7 +215,4 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=100)
     args = parser.parse_args()
     figures = asyncio.run(main(args.seconds, args.batch))
-    width = max(map(len, figures))
-    for name, value in figures.items():
-        print(f"{name:<{width}}  {value}")
-    print(json.dumps(figures))
+    print_figures(figures)

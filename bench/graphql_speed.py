@@ -87,7 +87,7 @@ from ingest import (
     wait_ready,
 )
 from loopback_http import HOST, free_port
-from stats import percentile
+from stats import percentile, print_figures
 
 from pointguard import db
 from pointguard.graphql.customer_tokens import TOKEN_SECRET_SENDER, mint_customer_token
@@ -466,8 +466,4 @@ if __name__ == "__main__":
         load_main(arguments)
         sys.exit(0)
     figures = asyncio.run(main(arguments))
-    width = max(map(len, figures))
-    for name, value in figures.items():
-        print(f"{name:<{width}}  {value}")
-    print(json.dumps(figures))
-    sys.stdout.flush()
+    print_figures(figures)

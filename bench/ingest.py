@@ -78,7 +78,7 @@ from typing import Any
 import naive_ingest
 import psutil
 from loopback_http import HOST, KeepAliveConnection, free_port
-from stats import percentile
+from stats import percentile, print_figures
 
 from pointguard import db
 from pointguard.plugin.merchants import create_merchant
@@ -883,8 +883,4 @@ if __name__ == "__main__":
         load_main(arguments)
         sys.exit(0)
     figures = asyncio.run(main(arguments))
-    width = max(map(len, figures))
-    for name, value in figures.items():
-        print(f"{name:<{width}}  {value}")
-    print(json.dumps(figures))
-    sys.stdout.flush()
+    print_figures(figures)

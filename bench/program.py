@@ -14,13 +14,14 @@ Prints a table, then one JSON object as the last line.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import resource
 import time
 import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from stats import print_figures
 
 from pointguard.program.document.validate import parse_program
 from pointguard.program.events import OrderLine, OrderPaid
@@ -103,7 +104,4 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10)
     figures = main(parser.parse_args().seconds)
-    width = max(map(len, figures))
-    for name, value in figures.items():
-        print(f"{name:<{width}}  {value}")
-    print(json.dumps(figures))
+    print_figures(figures)
