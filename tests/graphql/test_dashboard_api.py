@@ -4,7 +4,10 @@ are posted, so the test moves them to their days afterwards)."""
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from pointguard.ledger import operations as ops
@@ -226,3 +229,19 @@ async def test_bad_periods_are_refused_with_a_clear_error(shop, run):
         POINTS_OVER_TIME, key, start=START.isoformat(), end=(START + 366 * DAY).isoformat()
     )
     assert len(answer["data"]["pointsOverTime"]) == 366
+
+
+async def test_the_docs_example_runs_as_written(shop, run):
+    text = (Path(__file__).parents[2] / "docs" / "graphql.md").read_text()
+    [example] = re.findall(r"^```graphql dashboard\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)
+    await small_ledger(run, shop.merchant_id)
+    key = await reviewer(run, shop.merchant_id)
+    end = START + 7 * DAY
+    answer = await shop.query(example, key, start=START.isoformat(), end=end.isoformat())
+    assert answer == {"data": {"pointsOverTime": EXPECTED_DAYS}}
+    # and the answer the docs show is day 4's
+    [shown] = re.findall(r"^```json\n(\{\"start\".*?)^```$", text, re.MULTILINE | re.DOTALL)
+    day4 = json.loads(shown)
+    assert {k: v for k, v in day4.items() if k not in ("start", "end")} == {
+        k: v for k, v in EXPECTED_DAYS[4].items() if k not in ("start", "end")
+    }
