@@ -69,7 +69,9 @@ window.pointguardDashboard = (() => {
     return { start: new Date(end - length).toISOString(), end: new Date(end).toISOString() };
   }
 
-  async function show(lent) {
+  // Show the dashboard; `moveFocus` (on arriving) puts the focus on its heading, but not when
+  // the period changes, so that the keyboard stays on the period picker.
+  async function show(lent, moveFocus = true) {
     tools = lent;
     wire();
     tools.show("dashboard");
@@ -78,7 +80,7 @@ window.pointguardDashboard = (() => {
     const { start, end } = period(new Date());
     const data = await tools.graphql(QUERY, { start, end, bucket: size });
     render(data.pointsOverTime);
-    tools.focusTitle("dashboard-title");
+    if (moveFocus) tools.focusTitle("dashboard-title");
   }
 
   function wire() {
@@ -86,7 +88,7 @@ window.pointguardDashboard = (() => {
     wired = true;
     tools.$("period").addEventListener("change", () => {
       size = tools.$("period").value;
-      show(tools).catch(tools.failed);
+      show(tools, false).catch(tools.failed);
     });
     tools.$("dashboard-period").addEventListener("submit", (event) => event.preventDefault());
   }

@@ -178,10 +178,13 @@ async def test_the_dashboard_draws_the_ledgers_figures(database_url, run):
             monday = today - today.weekday() * DAY
             weeks_end = monday + 7 * DAY
             week_api = await api_figures(base, key, weeks_end - 26 * 7 * DAY, weeks_end, "WEEK")
-            await page.get_by_label("Period").select_option("WEEK")
+            picker = page.get_by_label("Period")
+            await picker.focus()
+            await picker.select_option("WEEK")
             first_week = min(week_api)
             row = page.locator(f'#flows-table tbody tr[data-bucket="{first_week}"]')
             await row.wait_for(state="attached")
+            assert await picker.evaluate("p => document.activeElement === p")  # focus stays
             weeks = await drawn(page, "#flows-chart rect.bar")
             week_rows = await tabled(page, "flows-table", FLOWS)
             assert len(week_api) == 26

@@ -87,13 +87,15 @@ held_lots AS (
     WHERE d.merchant_id = $1 AND d.decision = 'hold' AND d.ledger_entry_id IS NOT NULL
 ),
 held_moves AS (
+    -- the pending postings of held earns: the earn itself, its release (`settles` it), its
+    -- refunds and forfeit (which `reverse` it); one pass over the entries, hashed on the lots
     SELECT h.held_until, e.created_at, p.amount_points
-    FROM held_lots h
-    JOIN ledger_entries e ON e.merchant_id = $1 AND e.created_at < $3
-        AND h.lot_id IN (e.entry_id, e.settles, e.reverses)
+    FROM ledger_entries e
+    JOIN held_lots h ON h.lot_id = coalesce(e.settles, e.reverses, e.entry_id)
     JOIN ledger_postings p ON p.merchant_id = e.merchant_id AND p.entry_id = e.entry_id
     JOIN ledger_accounts a ON a.merchant_id = p.merchant_id AND a.account_id = p.account_id
         AND a.kind = 'pending'
+    WHERE e.merchant_id = $1 AND e.created_at < $3
 ),
 held AS (
     SELECT s.i, sum(m.amount_points) AS held
