@@ -18,7 +18,7 @@ import pytest
 
 from pointguard.console import CONTENT_SECURITY_POLICY
 from pointguard.plugin.api_keys import KeyRole, new_api_key
-from tests.console.test_review_console import ARTIFACTS, WAIT_MS, launch
+from tests.console.test_review_console import ARTIFACTS, launch, watched_page
 from tests.graphql.conftest import new_shop
 from tests.graphql.test_dashboard_api import EXPECTED_DAYS, POINTS_OVER_TIME, small_ledger
 from tests.plugin.test_ingest import serving_app
@@ -98,27 +98,7 @@ async def test_the_dashboard_draws_the_ledgers_figures(database_url, run):
 
         browser = await launch(playwright)
         try:
-            page = await browser.new_page(viewport={"width": 1366, "height": 900})
-            page.set_default_timeout(WAIT_MS)
-            problems: list[str] = []
-            page.on("pageerror", lambda error: problems.append(str(error)))
-            page.on(
-                "console",
-                # (the browser's own look for /favicon.ico, which the app has not, is no problem)
-                lambda message: (
-                    problems.append(message.text)
-                    if message.type == "error"
-                    and not message.location["url"].endswith("/favicon.ico")
-                    else None
-                ),
-            )
-            external: list[str] = []
-            page.on(
-                "request",
-                lambda request: (
-                    None if request.url.startswith(base) else external.append(request.url)
-                ),
-            )
+            page, problems, external = await watched_page(browser, base)
 
             opened = await page.goto(f"{base}/review#/dashboard")
             assert opened is not None and opened.headers["content-security-policy"] == (

@@ -245,3 +245,19 @@ async def test_the_docs_example_runs_as_written(shop, run):
     assert {k: v for k, v in day4.items() if k not in ("start", "end")} == {
         k: v for k, v in EXPECTED_DAYS[4].items() if k not in ("start", "end")
     }
+
+
+async def test_the_answer_costs_the_same_statements_whatever_the_number_of_buckets(
+    shop, run, count_statements
+):
+    await small_ledger(run, shop.merchant_id)
+    key = await reviewer(run, shop.merchant_id)
+    await shop.query(POINTS_OVER_TIME, key, start=START.isoformat(), end=(START + DAY).isoformat())
+    counts = []
+    for days in (1, 366):
+        end = (START + days * DAY).isoformat()
+        async with count_statements() as counted:
+            answer = await shop.query(POINTS_OVER_TIME, key, start=START.isoformat(), end=end)
+        assert len(answer["data"]["pointsOverTime"]) == days
+        counts.append(counted.total)
+    assert counts[0] == counts[1] == 3, counts  # begin, the figures, end
