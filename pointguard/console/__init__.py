@@ -1,5 +1,7 @@
-"""The reviewers' console at `/review`: three static files (`index.html`, `app.js`,
-`style.css`) that talk only to `/graphql`, with the reviewer's own API key.
+"""The reviewers' console at `/review`: four static files (`index.html`, `app.js`,
+`dashboard.js`, `style.css`) that talk only to `/graphql`, with the reviewer's own API key.
+The review queue and a case are at `/review#/`, the merchant's points dashboard at
+`/review#/dashboard`: one page, one sign-in.
 
 Rule this module enforces: every console response carries a Content-Security-Policy that
 allows nothing but this origin's own files and its own `/graphql` (no inline script or style,
@@ -38,6 +40,7 @@ SECURITY_HEADERS = {
 CONSOLE_FILES = {
     "": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/dashboard.js": ("dashboard.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
 }
 

@@ -207,8 +207,14 @@
   }
 
   function show(sectionId) {
-    for (const id of ["sign-in", "queue", "case"]) $(id).hidden = id !== sectionId;
+    for (const id of ["sign-in", "queue", "case", "dashboard"]) $(id).hidden = id !== sectionId;
     $("sign-out").hidden = sectionId === "sign-in";
+    $("views").hidden = sectionId === "sign-in";
+    const current = sectionId === "dashboard" ? "to-dashboard" : "to-queue";
+    for (const id of ["to-queue", "to-dashboard"]) {
+      if (id === current) $(id).setAttribute("aria-current", "page");
+      else $(id).removeAttribute("aria-current");
+    }
   }
 
   function focusTitle(id) {
@@ -675,7 +681,10 @@
   $("escalate-case").addEventListener("click", () => decide("escalate"));
   $("decision").addEventListener("submit", (event) => event.preventDefault());
 
-  // -- routes: #/ is the queue, #/case/ID a case --------------------------------------------
+  // -- routes: #/ is the queue, #/case/ID a case, #/dashboard the points dashboard ----------
+
+  // What dashboard.js borrows from here: one way to ask /graphql, to put text in, to switch.
+  const tools = { $, el, svg, graphql, show, focusTitle, failed };
 
   function route() {
     if (!sessionStorage.getItem(KEY_STORAGE)) {
@@ -683,6 +692,10 @@
       return;
     }
     notice("");
+    if (location.hash === "#/dashboard") {
+      window.pointguardDashboard.show(tools).catch(failed);
+      return;
+    }
     const match = /^#\/case\/([0-9]{1,18})$/.exec(location.hash);
     (match ? showCase(match[1]) : showQueue()).catch(failed);
   }

@@ -22,7 +22,7 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.scalars import JSON
 from strawberry.types import ExecutionContext
 
-from pointguard.graphql import admin, checkout, customer, review
+from pointguard.graphql import admin, checkout, customer, dashboard, review
 from pointguard.graphql import rewards as account  # `rewards` is a field of Query too
 from pointguard.graphql.errors import PointGuardErrors
 
@@ -51,6 +51,9 @@ class Query:
     )
     dead_letters: list[admin.DeadLetter] = strawberry.field(
         resolver=admin.dead_letters, description=admin.dead_letters.__doc__
+    )
+    points_over_time: list[dashboard.PointsInBucket] = strawberry.field(
+        resolver=dashboard.points_over_time, description=dashboard.points_over_time.__doc__
     )
     review_cases: review.ReviewCasePage = strawberry.field(
         resolver=review.review_cases, description=review.review_cases.__doc__

@@ -17,6 +17,7 @@ import random
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -91,6 +92,29 @@ async def launch(playwright):
         pytest.skip(f"chromium cannot be launched: {error.message.splitlines()[0]}")
 
 
+async def watched_page(browser: Any, base: str) -> tuple[Any, list[str], list[str]]:
+    """A laptop-sized page, the script errors it logs (the browser's own look for
+    /favicon.ico, which the app has not, aside) and the requests it makes to other origins."""
+    page = await browser.new_page(viewport={"width": 1366, "height": 900})
+    page.set_default_timeout(WAIT_MS)
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on(
+        "console",
+        lambda message: (
+            problems.append(message.text)
+            if message.type == "error" and not message.location["url"].endswith("/favicon.ico")
+            else None
+        ),
+    )
+    external: list[str] = []
+    page.on(
+        "request",
+        lambda request: None if request.url.startswith(base) else external.append(request.url),
+    )
+    return page, problems, external
+
+
 async def test_a_reviewer_confirms_the_rings_case_in_the_browser(
     database_url, engine, run, merchant, ring, assert_ledger_intact
 ):
@@ -111,21 +135,7 @@ async def test_a_reviewer_confirms_the_rings_case_in_the_browser(
     ):
         browser = await launch(playwright)
         try:
-            page = await browser.new_page(viewport={"width": 1366, "height": 900})
-            page.set_default_timeout(WAIT_MS)
-            problems: list[str] = []
-            page.on("pageerror", lambda error: problems.append(str(error)))
-            page.on(
-                "console",
-                lambda message: problems.append(message.text) if message.type == "error" else None,
-            )
-            external: list[str] = []
-            page.on(
-                "request",
-                lambda request: (
-                    None if request.url.startswith(base) else external.append(request.url)
-                ),
-            )
+            page, problems, external = await watched_page(browser, base)
 
             opened = await page.goto(f"{base}/review")
             assert opened is not None and opened.status == 200

@@ -28,6 +28,7 @@ from tests.graphql.test_admin_api import CREATE_KEY, PUBLISH, REVOKE_KEY, VALIDA
 from tests.graphql.test_checkout_api import CAPTURE, QUOTE, RESERVE, VOID
 from tests.graphql.test_customer_extras import CREATE_LINK, LEADERBOARD, OPT_IN, REDEEM, REWARDS
 from tests.graphql.test_customer_extras import PROGRAM as PROGRAM_IN_WORDS
+from tests.graphql.test_dashboard_api import POINTS_OVER_TIME
 from tests.graphql.test_reviewer_api import CASE, CLEAR, CONFIRM, ESCALATE, QUEUE, RANGES
 
 ME = "{ me { balance { available } } }"
@@ -102,6 +103,13 @@ OPERATIONS = {
     ),
     "reviewCases": Operation(
         REVIEWERS, QUEUE, lambda ids: {"first": 50}, "reviewCases", takes_ids=False
+    ),
+    "pointsOverTime": Operation(
+        REVIEWERS,
+        POINTS_OVER_TIME,
+        lambda ids: {"start": "2026-11-01T00:00:00Z", "end": "2026-11-21T00:00:00Z"},
+        "pointsOverTime",
+        takes_ids=False,
     ),
     "reviewCase": Operation(REVIEWERS, CASE, lambda ids: {"id": ids["case"]}, "reviewCase"),
     "reviewFeatureRanges": Operation(
