@@ -355,6 +355,9 @@ async def set_up(engine: Any, args: argparse.Namespace, key: bytes, scratch: Pat
     return Setup(audience_file, backend_pid, entries, time.monotonic() - started)
 
 
+WORKERS_SETTLE_S = 5
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     key = os.urandom(32)
     async with embedded_database() as (url, scratch):
@@ -379,6 +382,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 command = pointguard_command(port, args.workers)
                 async with server_process(command, env, log) as server:
                     await wait_ready(port, server, log)
+                    # /readyz answers from the first process up; the others are still in their
+                    # start-up (migrations checked, credentials sealed). Connections opened now
+                    # would all land on the first one, and the bench would measure one process.
+                    await asyncio.sleep(WORKERS_SETTLE_S)
                     monitor.server_pid = server.pid
                     me = await measured_saturate(port, server.pid, setup, args)
                     rate = max(1, round(me["max_rps"] / 2))
