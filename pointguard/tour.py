@@ -30,6 +30,7 @@ Rules this module enforces:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections import defaultdict
@@ -342,6 +343,16 @@ class Invitation:
     member_id: str | None  # a member with points and no case, the token's
     customer_token: str | None
 
+    def as_json(self) -> dict[str, str | None]:
+        """The summary's `open_next` (docs/operations.md#the-demo)."""
+        return {
+            "graphiql": f"{self.url}/graphql",
+            "review_console": f"{self.url}/review",
+            "reviewer_key": self.reviewer_key,
+            "member_id": self.member_id,
+            "customer_token": self.customer_token,
+        }
+
     def lines(self) -> list[str]:
         said = [
             f"GraphiQL (the API, explorable):  {self.url}/graphql",
@@ -384,13 +395,28 @@ async def invitation(engine: AsyncEngine, new: NewMerchant, url: str, now: datet
     return Invitation(url, new.merchant_id, reviewer_key, member, token)
 
 
+class Server:
+    """The demo's app served by uvicorn in this process, as a task."""
+
+    def __init__(self, server: Any, task: asyncio.Task[None], url: str) -> None:
+        self._server = server
+        self.task = task
+        self.url = url
+
+    async def stop(self) -> None:
+        """Shut the app down (its lifespan's end, as on Ctrl-C) and wait for it."""
+        self._server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
 @dataclass
 class Tour:
     """A tour run: its summary and, when served, what to open and the server to wait on."""
 
     summary: dict[str, Any]
     invitation: Invitation | None = None
-    server: asyncio.Task[None] | None = None
+    server: Server | None = None
 
 
 async def run_tour(
@@ -406,8 +432,9 @@ async def run_tour(
     days: int = TOUR_DAYS,
     port: int | None = None,
 ) -> Tour:
-    """The tour (the module's rules). Served, the app keeps running in `Tour.server` (a task
-    that ends when uvicorn is told to stop, by Ctrl-C); `port` 0 picks a free port."""
+    """The tour (the module's rules). Served, the app keeps running in `Tour.server` (until
+    Ctrl-C or `Server.stop`); `port` 0 picks a free port. `customers` and `days` size the
+    stream (by default `minutes` times `CUSTOMERS_PER_MINUTE`, and `TOUR_DAYS`)."""
     stream = Stream.of(seed, customers or CUSTOMERS_PER_MINUTE * minutes, days)
     new = await create_demo_merchant(engine, keys)
     deadline = time.monotonic() + 60 * minutes
@@ -417,21 +444,28 @@ async def run_tour(
         )
         return Tour(await summarize(engine, new.merchant_id, applied, seed=seed, minutes=minutes))
     clock = SimulatedClock(TOUR_START)
-    task, url = await start_server(
+    server = await start_server(
         dataclasses.replace(settings, clock=clock), port=settings.port if port is None else port
     )
     try:
         applied = await apply_over_http(
-            engine, stream, new, settings, clock, url=url, deadline=deadline, progress=progress
+            engine,
+            stream,
+            new,
+            settings,
+            clock,
+            url=server.url,
+            deadline=deadline,
+            progress=progress,
         )
         summary = await summarize(engine, new.merchant_id, applied, seed=seed, minutes=minutes)
-        return Tour(summary, await invitation(engine, new, url, clock.now), task)
+        return Tour(summary, await invitation(engine, new, server.url, clock.now), server)
     except BaseException:
-        task.cancel()
+        await server.stop()
         raise
 
 
-async def start_server(settings: Settings, *, port: int) -> tuple[asyncio.Task[None], str]:
+async def start_server(settings: Settings, *, port: int) -> Server:
     """The app on `settings` (no upkeep, no dispatch: the module's rules) served by uvicorn in
     this process, once it listens; and its URL."""
     import uvicorn
@@ -458,4 +492,4 @@ async def start_server(settings: Settings, *, port: int) -> tuple[asyncio.Task[N
     bound = server.servers[0].sockets[0].getsockname()
     host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(settings.host, settings.host)
     host = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    return task, f"http://{host}:{bound[1]}"
+    return Server(server, task, f"http://{host}:{bound[1]}")

@@ -128,7 +128,7 @@ def _tour(*, minutes: int, seed: int, serve: bool, port: int | None, as_json: bo
         typer.echo("", err=True)
         summary = done.summary
         if done.invitation is not None:
-            summary = {**summary, "open_next": _open_next(done.invitation)}
+            summary = {**summary, "open_next": done.invitation.as_json()}
         if as_json:
             typer.echo(json.dumps(summary, indent=None, sort_keys=False))
         else:
@@ -140,7 +140,7 @@ def _tour(*, minutes: int, seed: int, serve: bool, port: int | None, as_json: bo
                 for line in done.invitation.lines():
                     typer.echo(f"  {line}")
             with contextlib.suppress(asyncio.CancelledError):
-                await done.server
+                await done.server.task  # until Ctrl-C, which uvicorn catches to shut down
         return bool(done.summary["ledger_verify"]["ok"])
 
     ok = with_engine(tour)
@@ -148,16 +148,6 @@ def _tour(*, minutes: int, seed: int, serve: bool, port: int | None, as_json: bo
         _embedded_note()
     if not ok:
         raise typer.Exit(code=1)
-
-
-def _open_next(invitation: Any) -> dict[str, Any]:
-    return {
-        "graphiql": f"{invitation.url}/graphql",
-        "review_console": f"{invitation.url}/review",
-        "reviewer_key": invitation.reviewer_key,
-        "member_id": invitation.member_id,
-        "customer_token": invitation.customer_token,
-    }
 
 
 def summary_lines(s: dict[str, Any]) -> list[str]:
