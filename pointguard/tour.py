@@ -34,11 +34,11 @@ import contextlib
 import dataclasses
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -60,6 +60,8 @@ from pointguard.plugin.secretbox import Keys
 from pointguard.plugin.worker import fraud_guard
 from pointguard.program.document.validate import parse_program
 from pointguard.upkeep import upkeep_pass
+
+ResultT = TypeVar("ResultT")
 
 MERCHANT_NAME = "Demo storefront"
 DAY = timedelta(days=1)
@@ -200,12 +202,13 @@ async def apply_over_http(
     settings: Settings,
     clock: SimulatedClock,
     *,
-    url: str,
+    server: Server,
     deadline: float,
     progress: Callable[[int, int], None],
 ) -> Applied:
-    """Each simulated day's lines as signed webhooks to `url`, the day applied by the app's
-    worker, then the day's upkeep on the simulated calendar (the module's rules)."""
+    """Each simulated day's lines as signed webhooks to `server`, the day applied by the app's
+    worker, then the day's upkeep on the simulated calendar (the module's rules). Raises
+    `ServerStopped` if the server stops first (Ctrl-C)."""
     from pointguard.fraud.simulation.sender import read_stream as deliveries_of
     from pointguard.fraud.simulation.sender import send_stream
     from pointguard.program.document.versions import save_program
@@ -222,17 +225,19 @@ async def apply_over_http(
         if time.monotonic() >= deadline:
             break
         deliveries, _ = deliveries_of(stream.texts[i] for i in indexes)
-        report = await send_stream(
-            deliveries,
-            url=url,
-            merchant=new.merchant_id,
-            secret=new.webhook_secret,
-            concurrency=SEND_CONCURRENCY,
-            progress=partial(_progress_from, len(sent), total, progress),
+        report = await server.while_serving(
+            send_stream(
+                deliveries,
+                url=server.url,
+                merchant=new.merchant_id,
+                secret=new.webhook_secret,
+                concurrency=SEND_CONCURRENCY,
+                progress=partial(_progress_from, len(sent), total, progress),
+            )
         )
         refused += len(report.failures)
         sent += [stream.lines[i] for i in indexes]
-        not_applied = await _wait_for_inbox(engine, new.merchant_id)
+        not_applied = await server.while_serving(_wait_for_inbox(engine, new.merchant_id))
         clock.now = end = day_end
         await upkeep_pass(engine, day_end, settings=settings, merchant_id=new.merchant_id)
     async with db.connection(engine) as pg:
@@ -395,6 +400,10 @@ async def invitation(engine: AsyncEngine, new: NewMerchant, url: str, now: datet
     return Invitation(url, new.merchant_id, reviewer_key, member, token)
 
 
+class ServerStopped(Exception):
+    """The demo's server stopped (Ctrl-C) before the traffic was all sent."""
+
+
 class Server:
     """The demo's app served by uvicorn in this process, as a task."""
 
@@ -402,6 +411,18 @@ class Server:
         self._server = server
         self.task = task
         self.url = url
+
+    async def while_serving(self, work: Coroutine[Any, Any, ResultT]) -> ResultT:
+        """`work`'s result, unless the server stops first: then `work` is cancelled and
+        `ServerStopped` raised."""
+        job = asyncio.ensure_future(work)
+        await asyncio.wait({job, self.task}, return_when=asyncio.FIRST_COMPLETED)
+        if not job.done():
+            job.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await job
+            raise ServerStopped("the demo's server stopped before the traffic was all sent")
+        return job.result()
 
     async def stop(self) -> None:
         """Shut the app down (its lifespan's end, as on Ctrl-C) and wait for it."""
@@ -454,7 +475,7 @@ async def run_tour(
             new,
             settings,
             clock,
-            url=server.url,
+            server=server,
             deadline=deadline,
             progress=progress,
         )

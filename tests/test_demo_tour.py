@@ -3,6 +3,7 @@ the ledger and the fraud tables (pointguard/tour.py, docs/operations.md#the-demo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -10,13 +11,23 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 
 from pointguard import db
 from pointguard.config import load_settings
 from pointguard.fraud.backtest.replay import replay
 from pointguard.ledger import outstanding_liability
+from pointguard.plugin.secretbox import load_keyring
 from pointguard.program.document.validate import parse_program
-from pointguard.tour import DAY, EXAMPLE_PROGRAM, TOUR_DAYS, TOUR_START, Stream, run_tour
+from pointguard.tour import (
+    DAY,
+    EXAMPLE_PROGRAM,
+    TOUR_DAYS,
+    TOUR_START,
+    ServerStopped,
+    Stream,
+    run_tour,
+)
 from tests.cli_helpers import pointguard
 from tests.conftest import APP_SECRET_KEY
 
@@ -77,8 +88,6 @@ async def test_the_served_tour_applies_the_stream_over_http_and_invites(engine, 
     settings = load_settings(
         {"DATABASE_URL": database_url, "POINTGUARD_SECRET_KEY": APP_SECRET_KEY}
     )
-    from pointguard.plugin.secretbox import load_keyring
-
     tour = await run_tour(
         engine,
         settings,
@@ -133,6 +142,10 @@ async def test_the_served_tour_applies_the_stream_over_http_and_invites(engine, 
     finally:
         await tour.server.stop()
     assert tour.server.task.done()
+    # Work waiting on a stopped server (Ctrl-C while streaming) ends at once, and says so.
+    waited = asyncio.sleep(30)
+    with pytest.raises(ServerStopped):
+        await asyncio.wait_for(tour.server.while_serving(waited), timeout=5)
 
 
 async def test_the_replay_stops_when_asked_with_only_the_lines_replayed(engine):

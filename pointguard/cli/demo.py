@@ -93,7 +93,13 @@ def _story(start: datetime | None) -> None:
 
 def _tour(*, minutes: int, seed: int, serve: bool, port: int | None, as_json: bool) -> None:
     from pointguard.plugin.secretbox import load_keyring
-    from pointguard.tour import CUSTOMERS_PER_MINUTE, TOUR_DAYS, TOUR_START, run_tour
+    from pointguard.tour import (
+        CUSTOMERS_PER_MINUTE,
+        TOUR_DAYS,
+        TOUR_START,
+        ServerStopped,
+        run_tour,
+    )
 
     settings = load_settings()
     keys = load_keyring(settings)
@@ -115,16 +121,20 @@ def _tour(*, minutes: int, seed: int, serve: bool, port: int | None, as_json: bo
             typer.echo(f"\r[{bar:<25}] {done}/{total} events ({percent}%)", err=True, nl=False)
 
     async def tour(engine: AsyncEngine) -> bool:
-        done = await run_tour(
-            engine,
-            settings,
-            keys,
-            seed=seed,
-            minutes=minutes,
-            serve=serve,
-            progress=progress,
-            port=port,
-        )
+        try:
+            done = await run_tour(
+                engine,
+                settings,
+                keys,
+                seed=seed,
+                minutes=minutes,
+                serve=serve,
+                progress=progress,
+                port=port,
+            )
+        except ServerStopped as error:  # Ctrl-C while the traffic streamed
+            typer.echo(f"\n{error}", err=True)
+            raise typer.Exit(code=130) from error
         typer.echo("", err=True)
         summary = done.summary
         if done.invitation is not None:
