@@ -400,6 +400,10 @@ async def invitation(engine: AsyncEngine, new: NewMerchant, url: str, now: datet
     return Invitation(url, new.merchant_id, reviewer_key, member, token)
 
 
+class ServerNotStarted(Exception):
+    """The demo's server could not start (its port taken...)."""
+
+
 class ServerStopped(Exception):
     """The demo's server stopped (Ctrl-C) before the traffic was all sent."""
 
@@ -457,11 +461,16 @@ async def run_tour(
     Ctrl-C or `Server.stop`); `port` 0 picks a free port. `customers` and `days` size the
     stream (by default `minutes` times `CUSTOMERS_PER_MINUTE`, and `TOUR_DAYS`)."""
     stream = Stream.of(seed, customers or CUSTOMERS_PER_MINUTE * minutes, days)
-    new = await create_demo_merchant(engine, keys)
-    deadline = time.monotonic() + 60 * minutes
     if not serve:
+        new = await create_demo_merchant(engine, keys)
         applied = await apply_in_process(
-            engine, stream, new.merchant_id, keys, settings, deadline=deadline, progress=progress
+            engine,
+            stream,
+            new.merchant_id,
+            keys,
+            settings,
+            deadline=time.monotonic() + 60 * minutes,
+            progress=progress,
         )
         return Tour(await summarize(engine, new.merchant_id, applied, seed=seed, minutes=minutes))
     clock = SimulatedClock(TOUR_START)
@@ -469,6 +478,7 @@ async def run_tour(
         dataclasses.replace(settings, clock=clock), port=settings.port if port is None else port
     )
     try:
+        new = await create_demo_merchant(engine, keys)  # no merchant left behind by a failed start
         applied = await apply_over_http(
             engine,
             stream,
@@ -476,7 +486,7 @@ async def run_tour(
             settings,
             clock,
             server=server,
-            deadline=deadline,
+            deadline=time.monotonic() + 60 * minutes,
             progress=progress,
         )
         summary = await summarize(engine, new.merchant_id, applied, seed=seed, minutes=minutes)
@@ -488,29 +498,35 @@ async def run_tour(
 
 async def start_server(settings: Settings, *, port: int) -> Server:
     """The app on `settings` (no upkeep, no dispatch: the module's rules) served by uvicorn in
-    this process, once it listens; and its URL."""
+    this process, once it listens; and its URL. Raises `ServerNotStarted` if the port cannot
+    be had or the app does not start."""
     import uvicorn
 
     from pointguard.app import create_app
     from pointguard.logs import logging_config
+    from pointguard.serving import tcp_listener
 
+    try:
+        listener = tcp_listener(settings.host, port)  # bound here: a taken port is said plainly
+    except OSError as error:
+        raise ServerNotStarted(
+            f"the demo's server cannot listen on {settings.host}:{port} ({error.strerror}):"
+            " choose another --port (0 picks a free one), or --no-serve"
+        ) from error
     app = create_app(settings, upkeep=False, dispatch=False)
     config = uvicorn.Config(
         app,
-        host=settings.host,
-        port=port,
         log_config=logging_config(settings),
         log_level="warning",  # the progress bar and the summary, not a line per request
         access_log=False,
     )
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[listener]))
     while not server.started:
         if task.done():
-            task.result()  # uvicorn's own error (the port taken...)
-            raise SystemExit(f"the demo's server did not start on {settings.host}:{port}")
+            raise ServerNotStarted("the demo's server did not start: its log says why")
         await asyncio.sleep(INBOX_POLL_S)
-    bound = server.servers[0].sockets[0].getsockname()
+    bound = listener.getsockname()
     host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(settings.host, settings.host)
     host = f"[{host}]" if ":" in host and not host.startswith("[") else host
     return Server(server, task, f"http://{host}:{bound[1]}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +25,7 @@ from pointguard.tour import (
     EXAMPLE_PROGRAM,
     TOUR_DAYS,
     TOUR_START,
+    ServerNotStarted,
     ServerStopped,
     Stream,
     run_tour,
@@ -172,3 +174,32 @@ async def test_the_replay_stops_when_asked_with_only_the_lines_replayed(engine):
     assert {d.event_id for d in done.decisions}.isdisjoint(late)
     assert decided == len({d.event_id for d in done.decisions})
     assert timedelta(0) < third_day - done.lines[-1].at <= DAY
+
+
+async def test_a_taken_port_is_said_plainly_and_leaves_no_merchant(engine, database_url):
+    settings = load_settings(
+        {"DATABASE_URL": database_url, "POINTGUARD_SECRET_KEY": APP_SECRET_KEY}
+    )
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    async with db.connection(engine) as pg:
+        before = await pg.fetchval("SELECT count(*) FROM merchants")
+    try:
+        with pytest.raises(ServerNotStarted, match=f"cannot listen on 127.0.0.1:{port}"):
+            await run_tour(
+                engine,
+                settings,
+                load_keyring(settings),
+                seed=1,
+                minutes=1,
+                serve=True,
+                customers=5,
+                days=2,
+                port=port,
+            )
+    finally:
+        taken.close()
+    async with db.connection(engine) as pg:
+        assert await pg.fetchval("SELECT count(*) FROM merchants") == before
