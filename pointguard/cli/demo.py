@@ -97,6 +97,7 @@ def _tour(*, minutes: int, seed: int, serve: bool, port: int | None, as_json: bo
         CUSTOMERS_PER_MINUTE,
         TOUR_DAYS,
         TOUR_START,
+        ServerNotStarted,
         ServerStopped,
         run_tour,
     )
@@ -132,6 +133,9 @@ def _tour(*, minutes: int, seed: int, serve: bool, port: int | None, as_json: bo
                 progress=progress,
                 port=port,
             )
+        except ServerNotStarted as error:
+            typer.echo(f"demo: {error}", err=True)
+            raise typer.Exit(code=1) from error
         except ServerStopped as error:  # Ctrl-C while the traffic streamed
             typer.echo(f"\n{error}", err=True)
             raise typer.Exit(code=130) from error
