@@ -1,5 +1,5 @@
-"""`pointguard demo`: one member's first weeks in the example program, printed the way the
-customer would read them.
+"""`pointguard demo --story`: one member's first weeks in the example program, printed the way
+the customer would read them (the tour, `pointguard demo`, is `tour.py`).
 
 It runs on the same database and code paths as the server: a fresh demo merchant is created
 with the example program from `docs/examples/program.toml`, storefront events go through the

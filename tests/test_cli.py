@@ -53,7 +53,8 @@ async def test_ledger_verify_passes_then_reports_a_tampered_posting(
 
 @pytest.mark.calendar
 def test_demo_tells_the_same_story_every_run_and_its_ledger_verifies(database_url):
-    runs = [pointguard(database_url, "demo") for _ in range(2)]  # repeatable on one database
+    # Repeatable on one database.
+    runs = [pointguard(database_url, "demo", "--story") for _ in range(2)]
     for result in runs:
         assert result.returncode == 0, result.stderr
         out = result.stdout
@@ -83,7 +84,7 @@ def test_demo_tells_the_same_story_every_run_and_its_ledger_verifies(database_ur
 
 @pytest.mark.calendar
 def test_the_demo_calendar_can_start_on_another_day(database_url):
-    result = pointguard(database_url, "demo", "--start", "2027-03-01")
+    result = pointguard(database_url, "demo", "--story", "--start", "2027-03-01")
     assert result.returncode == 0, result.stderr
     assert "Simulated calendar: 2027-03-01 to 2027-04-21" in result.stdout
     assert "300 points for order #1002" in result.stdout  # no Black Friday in March

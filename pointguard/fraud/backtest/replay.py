@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -139,35 +139,50 @@ async def replay(
     merchant_id: str | None = None,
     settings: Settings | None = None,
     review_after: timedelta | None = REVIEW_AFTER,
+    guard: Guard | None = None,
+    upkeep_every: timedelta = UPKEEP_EVERY,
+    stop: Callable[[], bool] = lambda: False,
+    progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> Replayed:
     """Replay `lines` (in time order, as `stream.read_stream` gives them) on a new merchant
     (`merchant_id`, or a fresh `backtest-...` id), with reviewers deciding each case
     `review_after` after it opened (None: nobody reviews), and read back the guard's
-    decisions."""
+    decisions.
+
+    `guard`: the guard to apply through (by default one with a random identity key);
+    `upkeep_every`: how often the upkeep runs on the stream's clock; `stop`: asked at each
+    upkeep boundary, True ends the replay there (the demo's wall-time bound), and then
+    `Replayed.lines` holds only the lines replayed; `progress(done, total)` is called with the
+    lines replayed so far at each boundary and at the end."""
     began = time.perf_counter()
     merchant = merchant_id or f"backtest-{secrets.token_hex(6)}"
     done = Replayed(merchant, lines)
     if not lines:
         return done
     settings = settings or load_settings()
-    key = secrets.token_bytes(32)
+    if guard is None:
+        key = secrets.token_bytes(32)
 
-    async def identity_key(pg: PgConnection, merchant_id: str) -> bytes:
-        return key
+        async def identity_key(pg: PgConnection, merchant_id: str) -> bytes:
+            return key
 
-    guard = Guard(identity_key)
+        guard = Guard(identity_key)
     labels = {line.webhook_id: line.label for line in lines if line.label is not None}
     await db.run_in_transaction(
         engine, save_program, merchant, program, effective_from=lines[0].at - PROGRAM_LEAD
     )
     batch: list[tuple[Line, Event]] = []
-    last_boundary = _boundary(lines[0].at)
-    for line in lines:
-        boundary = _boundary(line.at)
+    last_boundary = _boundary(lines[0].at, upkeep_every)
+    for number, line in enumerate(lines):
+        boundary = _boundary(line.at, upkeep_every)
         if boundary > last_boundary or isinstance(line.what, Checkout) or len(batch) == MAX_BATCH:
             await _apply(engine, merchant, guard, batch, done)
             batch = []
         if boundary > last_boundary:
+            progress(number, len(lines))
+            if stop():
+                done.lines = lines[:number]
+                break
             await upkeep_pass(engine, boundary, settings=settings, merchant_id=merchant)
             done.upkeep_passes += 1
             last_boundary = boundary
@@ -182,6 +197,7 @@ async def replay(
         elif line.what is not None:
             batch.append((line, line.what))
     await _apply(engine, merchant, guard, batch, done)
+    progress(len(done.lines), len(lines))
     async with db.connection(engine) as pg:
         done.decisions = await _decisions(pg, merchant)
     done.seconds = time.perf_counter() - began
@@ -206,9 +222,9 @@ async def _decisions(pg: PgConnection, merchant_id: str) -> list[Decision]:
     return decisions
 
 
-def _boundary(at: datetime) -> datetime:
-    """The last `UPKEEP_EVERY` boundary at or before `at`."""
-    return at - (at - EPOCH) % UPKEEP_EVERY
+def _boundary(at: datetime, every: timedelta = UPKEEP_EVERY) -> datetime:
+    """The last `every` boundary at or before `at`."""
+    return at - (at - EPOCH) % every
 
 
 async def _apply(
