@@ -77,7 +77,7 @@ MAX_TOKEN_LIFETIME_S = 24 * 3600  # a day's webhooks not applied by then are cou
 
 SELECT_MEMBERS = "SELECT count(*) FROM program_members WHERE merchant_id = $1"
 SELECT_ORDERS = "SELECT count(*) FROM program_orders WHERE merchant_id = $1"
-SELECT_MEMBER_BALANCES = """
+SELECT_POINTS_BY_MEMBER_ACCOUNT_KIND = """
 SELECT kind, coalesce(sum(balance_points), 0)::bigint AS points
 FROM ledger_accounts WHERE merchant_id = $1 GROUP BY kind
 """
@@ -298,7 +298,8 @@ async def summarize(
 async def _figures(pg: PgConnection, merchant_id: str) -> dict[str, int]:
     system = await system_balances(pg, merchant_id)
     members = {
-        r["kind"]: int(r["points"]) for r in await pg.fetch(SELECT_MEMBER_BALANCES, merchant_id)
+        r["kind"]: int(r["points"])
+        for r in await pg.fetch(SELECT_POINTS_BY_MEMBER_ACCOUNT_KIND, merchant_id)
     }
     held = int(await pg.fetchval(SELECT_HELD, merchant_id))
     cases = await pg.fetchrow(SELECT_CASES, merchant_id)

@@ -19,7 +19,7 @@ from tests.plugin.test_ingest import serving_app
 
 SCHEMA_FILE = Path(__file__).parents[2] / "docs" / "schema.graphql"
 EXAMPLES = 4
-SECONDS_PER_CALLER = 5  # the whole suite must stay under 10 minutes on CI
+SECONDS_PER_CALLER = 4  # the whole suite must stay under 10 minutes on CI
 
 
 @pytest.mark.slow
@@ -35,7 +35,9 @@ async def test_no_fuzzed_request_is_a_server_error(database_url, run, tmp_path):
         POINTGUARD_OPERATOR_KEY=OPERATOR_KEY,
         POINTGUARD_GRAPHQL_CUSTOMER_RATE_PER_S="1000",
     ) as base:
-        for role in (Role.CUSTOMER, Role.STOREFRONT, Role.ADMIN, Role.OPERATOR):
+        # An admin key reaches the reviewers' operations too; the operator's one is in
+        # test_every_operation.py.
+        for role in (Role.CUSTOMER, Role.STOREFRONT, Role.ADMIN):
             process = await asyncio.create_subprocess_exec(
                 st,
                 "run",
