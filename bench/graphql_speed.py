@@ -90,12 +90,12 @@ from loopback_http import HOST, free_port
 from stats import percentile, print_figures
 
 from pointguard import db
-from pointguard.graphql.customer_tokens import TOKEN_SECRET_SENDER, mint_customer_token
+from pointguard.graphql.customer_tokens import customer_token_secret, mint_customer_token
 from pointguard.ledger import operations as ops
 from pointguard.ledger.entries import MAX_BATCH_ENTRIES
 from pointguard.ledger.maintenance import seal_all
 from pointguard.ledger.posting import post_entries
-from pointguard.plugin.merchants import create_merchant, sender_secret
+from pointguard.plugin.merchants import create_merchant
 from pointguard.program.document.schema import Program
 from pointguard.program.document.validate import parse_program
 from pointguard.program.document.versions import save_program
@@ -347,7 +347,7 @@ async def set_up(engine: Any, args: argparse.Namespace, key: bytes, scratch: Pat
         json.dumps(
             {
                 "merchant_id": merchant.merchant_id,
-                "token_secret": sender_secret(merchant.webhook_secret, TOKEN_SECRET_SENDER),
+                "token_secret": customer_token_secret(merchant.webhook_secret),
                 "members": args.members,
             }
         )

@@ -381,11 +381,10 @@ async def invitation(engine: AsyncEngine, new: NewMerchant, url: str, now: datet
     """A reviewer key for the console, and a customer token for a member with points."""
     from pointguard.graphql.customer_tokens import (
         MAX_LIFETIME_S,
-        TOKEN_SECRET_SENDER,
+        customer_token_secret,
         mint_customer_token,
     )
     from pointguard.plugin.api_keys import KeyRole, new_api_key
-    from pointguard.plugin.merchants import sender_secret
 
     reviewer_key = await db.run_in_transaction(
         engine, new_api_key, new.merchant_id, KeyRole.REVIEWER, "demo-reviewer"
@@ -394,9 +393,12 @@ async def invitation(engine: AsyncEngine, new: NewMerchant, url: str, now: datet
         member = await pg.fetchval(SELECT_A_MEMBER, new.merchant_id)
     token = None
     if member is not None:
-        secret = sender_secret(new.webhook_secret, TOKEN_SECRET_SENDER)
         token = mint_customer_token(
-            secret, new.merchant_id, member, now=now, lifetime_s=MAX_LIFETIME_S
+            customer_token_secret(new.webhook_secret),
+            new.merchant_id,
+            member,
+            now=now,
+            lifetime_s=MAX_LIFETIME_S,
         )
     return Invitation(url, new.merchant_id, reviewer_key, member, token)
 

@@ -79,12 +79,13 @@ def merchant_create(
 ) -> None:
     """Register a merchant and print its secrets and API key. They are shown only this once;
     with --json, `about` says what each one is for."""
+    from pointguard.graphql.customer_tokens import derived_secrets
     from pointguard.plugin.merchants import create_merchant
 
     key = _credential_key()
 
     made = in_transaction(create_merchant, key, name, endpoint_url=endpoint)
-    fields = {**dataclasses.asdict(made), **_sender_secrets(made.webhook_secret)}
+    fields = {**dataclasses.asdict(made), **derived_secrets(made.webhook_secret)}
     if as_json:
         typer.echo(json.dumps({**fields, "about": CREATED_FIELDS}))
         return
@@ -204,6 +205,7 @@ def merchant_rotate_secret(
     next rotation, so the storefront can switch without dropped webhooks. With --json, also
     the Shopify- and WooCommerce-style signing secrets and the customer-token secret derived
     from it, which change with it."""
+    from pointguard.graphql.customer_tokens import derived_secrets
     from pointguard.plugin.merchants import rotate_inbound_secret
 
     key = _credential_key()
@@ -211,7 +213,7 @@ def merchant_rotate_secret(
     if not as_json:
         typer.echo(secret)
         return
-    fields = {"webhook_secret": secret, **_sender_secrets(secret)}
+    fields = {"webhook_secret": secret, **derived_secrets(secret)}
     typer.echo(json.dumps({**fields, "about": {f: CREATED_FIELDS[f] for f in fields}}))
 
 
@@ -327,19 +329,6 @@ def merchant_set_sender_key(
         raise typer.Exit(code=1) from error
     in_transaction(set_inbound_public_key, _credential_key(), merchant, raw)
     typer.echo(f"merchant {merchant}: v1a signatures are verified with the key given")
-
-
-def _sender_secrets(webhook_secret: str) -> dict[str, str]:
-    """`{sender}_webhook_secret` for each HMAC sender: the key it signs with until the shop
-    owner's own is set (`sender_secret`); and the secret customer tokens are signed with.
-    Printed, since the shop's admin needs them."""
-    from pointguard.graphql.customer_tokens import TOKEN_SECRET_SENDER
-    from pointguard.plugin.merchants import ADAPTER_SECRETS, sender_secret
-
-    return {
-        **{f"{s}_webhook_secret": sender_secret(webhook_secret, s) for s in ADAPTER_SECRETS},
-        "customer_token_secret": sender_secret(webhook_secret, TOKEN_SECRET_SENDER),
-    }
 
 
 def _credential_key() -> bytes:

@@ -10,13 +10,14 @@ so that it stays when the refused reservation is rolled back."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import msgspec
 
 from pointguard.db import PgConnection
+from pointguard.fraud.cases import ReviewStanding, load_review_standings
 from pointguard.fraud.identity import LinkKind
 from pointguard.fraud.links import linked_members
 from pointguard.fraud.policy import GuardPolicy
@@ -24,17 +25,11 @@ from pointguard.fraud.policy import GuardPolicy
 MAX_REASONS = 3
 CHECKOUT_LINKS = frozenset({LinkKind.CARD, LinkKind.DEVICE})
 
-# Each linked member who stands flagged: under review (an open or escalated case), frozen, or
-# with a case a reviewer confirmed.
-SELECT_FLAGGED_MEMBERS = """
-SELECT m.member_id,
-       EXISTS (SELECT 1 FROM fraud_frozen_members f
-               WHERE f.merchant_id = $1 AND f.member_id = m.member_id) AS frozen,
-       EXISTS (SELECT 1 FROM fraud_cases c WHERE c.merchant_id = $1 AND c.member_id = m.member_id
-               AND c.status = 'confirmed') AS confirmed,
-       EXISTS (SELECT 1 FROM fraud_cases c WHERE c.merchant_id = $1 AND c.member_id = m.member_id
-               AND c.status IN ('open', 'escalated')) AS under_review
-FROM unnest($2::text[]) AS m(member_id)
+# Which of these members a reviewer confirmed abusive (open cases and freezes are the review
+# standings of `cases.py`).
+SELECT_CONFIRMED_MEMBERS = """
+SELECT DISTINCT member_id FROM fraud_cases
+WHERE merchant_id = $1 AND member_id = ANY($2::text[]) AND status = 'confirmed'
 """
 
 INSERT_REFUSED_REDEMPTION = """
@@ -66,15 +61,17 @@ async def redemption_risk(
     if not (policy.enabled and policy.hold_redemptions_linked_to_flagged):
         return []
     linked = await linked_members(pg, merchant_id, member_id)
-    hard = [m for m in linked if CHECKOUT_LINKS & set(m.shared)]
-    if not hard:
+    sharing = [m for m in linked if CHECKOUT_LINKS & set(m.shared)]
+    if not sharing:
         return []
-    rows = await pg.fetch(SELECT_FLAGGED_MEMBERS, merchant_id, [m.member_id for m in hard])
-    standing = {r["member_id"]: _standing(r) for r in rows}
+    ids = [m.member_id for m in sharing]
+    standings = await load_review_standings(pg, merchant_id, ids)
+    confirmed = {r["member_id"] for r in await pg.fetch(SELECT_CONFIRMED_MEMBERS, merchant_id, ids)}
+    flagged = {m: _flag(standings.get(m), m in confirmed) for m in ids}
     reasons = [
-        f"shares {_kinds(m.shared)} with member {m.member_id}, {standing[m.member_id]}"
-        for m in hard
-        if standing.get(m.member_id)
+        f"shares {_kinds(m.shared)} with member {m.member_id}, {flagged[m.member_id]}"
+        for m in sharing
+        if flagged[m.member_id]
     ]
     return reasons[:MAX_REASONS]
 
@@ -114,13 +111,13 @@ async def case_refused_redemptions(
     ]
 
 
-def _standing(row: Mapping[str, bool]) -> str:
+def _flag(standing: ReviewStanding | None, confirmed: bool) -> str:
     """The worst of what a reviewer found about a linked member, in words ('' for nothing)."""
-    if row["confirmed"]:
+    if confirmed:
         return "confirmed abusive by a reviewer"
-    if row["frozen"]:
-        return "frozen by a reviewer"
-    return "under review" if row["under_review"] else ""
+    if standing is None:
+        return ""
+    return "frozen by a reviewer" if standing.frozen else "under review"
 
 
 def _kinds(kinds: Sequence[LinkKind]) -> str:

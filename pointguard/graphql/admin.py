@@ -20,13 +20,12 @@ from pointguard.db import PgConnection
 from pointguard.errors import MerchantInvalid, ProgramInvalid, QueryRefused
 from pointguard.graphql.auth import Role
 from pointguard.graphql.context import RequestContext
+from pointguard.graphql.customer_tokens import customer_token_secret, derived_secrets
 from pointguard.graphql.problems import FieldProblem, InvalidInput, NotFound, ProgramRejected
 from pointguard.plugin import api_keys, deliveries, worker
 from pointguard.plugin.merchants import (
-    ADAPTER_SECRETS,
     create_merchant,
     rotate_inbound_secret,
-    sender_secret,
 )
 from pointguard.program.document.validate import parse_program
 from pointguard.program.document.versions import program_history, program_in_force, save_program
@@ -248,13 +247,7 @@ async def rotate_webhook_secret(info: Context) -> RotatedSecret:
     merchant_id = _admin(info)
     keys = info.context.secret_key
     secret = await info.context.write(lambda pg: rotate_inbound_secret(pg, keys, merchant_id))
-    derived = {sender: sender_secret(secret, sender) for sender in ADAPTER_SECRETS}
-    return RotatedSecret(
-        webhook_secret=secret,
-        customer_token_secret=sender_secret(secret, "customer"),
-        shopify_webhook_secret=derived["shopify"],
-        woocommerce_webhook_secret=derived["woocommerce"],
-    )
+    return RotatedSecret(webhook_secret=secret, **derived_secrets(secret))
 
 
 async def dead_letters(info: Context, kind: DeadLetterKind, first: int = 50) -> list[DeadLetter]:
@@ -330,7 +323,7 @@ async def create_merchant_for_operator(
         merchant_id=strawberry.ID(made.merchant_id),
         name=made.name,
         webhook_secret=made.webhook_secret,
-        customer_token_secret=sender_secret(made.webhook_secret, "customer"),
+        customer_token_secret=customer_token_secret(made.webhook_secret),
         api_key=made.api_key,
         outbound_public_key=made.outbound_public_key,
         outbound_webhook_secret=made.outbound_webhook_secret,

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pointguard.errors import Unauthorized
 from pointguard.plugin.jws import b64url_decode
-from pointguard.plugin.merchants import MerchantCredentials, sender_secret
+from pointguard.plugin.merchants import ADAPTER_SECRETS, MerchantCredentials, sender_secret
 
 AUDIENCE = "pointguard"
 TOKEN_SECRET_SENDER = "customer"  # the secret is `sender_secret(webhook secret, "customer")`
@@ -40,10 +40,27 @@ HS256 = "HS256"
 EDDSA = "EdDSA"
 
 
+def customer_token_secret(webhook_secret: str) -> str:
+    """The HS256 secret a storefront signs its customers' tokens with, derived from its
+    webhook secret (`customer_…`)."""
+    return sender_secret(webhook_secret, TOKEN_SECRET_SENDER)
+
+
+def derived_secrets(webhook_secret: str) -> dict[str, str]:
+    """What the shop's admin is given with a webhook secret, derived from it: the key each
+    HMAC sender signs with until the shop owner sets its own (`{sender}_webhook_secret`), and
+    the customer-token secret. `merchant create`, `rotate-secret` and GraphQL's
+    `rotateWebhookSecret` answer these."""
+    return {
+        **{f"{s}_webhook_secret": sender_secret(webhook_secret, s) for s in ADAPTER_SECRETS},
+        "customer_token_secret": customer_token_secret(webhook_secret),
+    }
+
+
 def customer_token_secrets(credentials: MerchantCredentials) -> tuple[str, ...]:
     """The HS256 secrets tokens of this merchant may be signed with: one per active webhook
     secret, newest first, so a webhook secret rollover keeps tokens working."""
-    return tuple(sender_secret(s, TOKEN_SECRET_SENDER) for s in credentials.inbound_secrets)
+    return tuple(customer_token_secret(s) for s in credentials.inbound_secrets)
 
 
 def mint_customer_token(

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from pointguard.graphql.customer_tokens import TOKEN_SECRET_SENDER, mint_customer_token
+from pointguard.graphql.customer_tokens import customer_token_secret, mint_customer_token
 from pointguard.ledger import operations as ops
-from pointguard.plugin.merchants import NewMerchant, create_merchant, sender_secret
+from pointguard.plugin.merchants import NewMerchant, create_merchant
 from pointguard.program.document.validate import parse_program
 from pointguard.program.document.versions import save_program
 from tests.plugin.conftest import SECRET_KEY
@@ -61,7 +61,7 @@ class Shop:
         return {"authorization": f"Bearer {self.merchant.api_key}"}
 
     def customer(self, member_id: str, **changes: Any) -> dict[str, str]:
-        secret = sender_secret(self.merchant.webhook_secret, TOKEN_SECRET_SENDER)
+        secret = customer_token_secret(self.merchant.webhook_secret)
         token = mint_customer_token(
             secret, self.merchant_id, member_id, now=changes.get("now", NOW)
         )

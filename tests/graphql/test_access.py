@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from pointguard.graphql.customer_tokens import mint_customer_token
+from pointguard.graphql.customer_tokens import customer_token_secret, mint_customer_token
 from pointguard.ledger import member_balances
 from pointguard.plugin.merchants import set_inbound_public_key
 from tests.graphql.conftest import CART, NOW, new_shop
@@ -48,9 +48,7 @@ async def test_a_request_without_a_valid_credential_is_a_401_in_graphql_shape(sh
     ],
 )
 async def test_a_bad_customer_token_is_refused(shop, change, message):
-    from pointguard.plugin.merchants import sender_secret
-
-    secret = change.pop("secret", sender_secret(shop.merchant.webhook_secret, "customer"))
+    secret = change.pop("secret", customer_token_secret(shop.merchant.webhook_secret))
     token = mint_customer_token(
         secret, shop.merchant_id, "ann", now=change.pop("now", NOW), **change
     )
@@ -102,10 +100,8 @@ async def test_another_merchants_credentials_find_nothing_and_change_nothing(sho
     assert capture["data"]["captureRedemption"]["__typename"] == "NotFound"
     assert (await run(member_balances, shop.merchant_id, "ann")).reserved_points == 500
     # A token the other shop signed for this shop's merchant id does not verify here.
-    from pointguard.plugin.merchants import sender_secret
-
     forged = mint_customer_token(
-        sender_secret(other.webhook_secret, "customer"), shop.merchant_id, "ann", now=NOW
+        customer_token_secret(other.webhook_secret), shop.merchant_id, "ann", now=NOW
     )
     await refused(shop, {"authorization": f"Bearer {forged}"}, 401)
 

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pointguard.graphql.customer_tokens import TOKEN_SECRET_SENDER
-from pointguard.plugin.merchants import sender_secret
+from pointguard.graphql.customer_tokens import customer_token_secret
 from tests.graphql.conftest import new_shop
 from tests.plugin.conftest import SECRET_KEY
 
@@ -41,7 +40,7 @@ def node_token(secret: str, merchant_id: str) -> str:
 @pytest.mark.parametrize("mint", [python_token, node_token])
 async def test_a_token_minted_as_the_docs_show_opens_the_api(open_app, run, mint):
     merchant = await new_shop(run, "Docs Shop")
-    secret = sender_secret(merchant.webhook_secret, TOKEN_SECRET_SENDER)
+    secret = customer_token_secret(merchant.webhook_secret)
     token = mint(secret, merchant.merchant_id)  # on the wall clock, as a storefront would
     async with open_app(POINTGUARD_SECRET_KEY=SECRET_KEY) as (_, client):
         response = await client.post(

@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 
 from pointguard.graphql.auth import Role
-from pointguard.graphql.customer_tokens import TOKEN_SECRET_SENDER, mint_customer_token
+from pointguard.graphql.customer_tokens import customer_token_secret, mint_customer_token
 from pointguard.graphql.schema import build_schema
 from pointguard.ledger import member_balances
 from pointguard.ledger import operations as ops
 from pointguard.plugin.api_keys import KeyRole, new_api_key
-from pointguard.plugin.merchants import NewMerchant, sender_secret
+from pointguard.plugin.merchants import NewMerchant
 from tests.graphql.conftest import CART, NOW, OPERATOR_KEY, PROGRAM, Shop, new_shop
 from tests.graphql.test_admin_api import CREATE_KEY, PUBLISH, REVOKE_KEY, VALIDATE
 from tests.graphql.test_checkout_api import CAPTURE, QUOTE, RESERVE, VOID
@@ -162,7 +162,7 @@ async def credentials(run, merchant: NewMerchant, member: str) -> dict[Role, dic
     made = {Role.STOREFRONT: merchant.api_key, Role.OPERATOR: OPERATOR_KEY}
     for role in (KeyRole.REVIEWER, KeyRole.ADMIN):
         made[Role(role.value)] = await run(new_api_key, merchant.merchant_id, role, f"{role}-1")
-    secret = sender_secret(merchant.webhook_secret, TOKEN_SECRET_SENDER)
+    secret = customer_token_secret(merchant.webhook_secret)
     made[Role.CUSTOMER] = mint_customer_token(secret, merchant.merchant_id, member, now=NOW)
     return {role: {"authorization": f"Bearer {value}"} for role, value in made.items()}
 
