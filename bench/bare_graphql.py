@@ -15,17 +15,14 @@ bench/bare_graphql.py --port P --workers W`.
 
 from __future__ import annotations
 
-import argparse
 from datetime import UTC, datetime
 
 import strawberry
-import uvicorn
+from baseline_server import serve_baseline
 from starlette.applications import Starlette
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
 from strawberry.extensions import ParserCache, ValidationCache
-
-from pointguard import serving
 
 CACHED_DOCUMENTS = 1_000  # as PointGuard's schema
 AT = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -113,19 +110,4 @@ def create_app() -> Starlette:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--workers", type=int, default=2)
-    arguments = parser.parse_args()
-    serving.run(
-        uvicorn.Config(
-            "bare_graphql:create_app",
-            factory=True,
-            workers=arguments.workers,
-            host=arguments.host,
-            port=arguments.port,
-            access_log=False,
-            log_level="warning",
-        )
-    )
+    serve_baseline("bare_graphql:create_app", __doc__.splitlines()[0])

@@ -15,7 +15,6 @@ and NAIVE_MERCHANTS_FILE (the bench's merchants and secrets) in the environment.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from collections.abc import AsyncIterator
@@ -25,13 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import uvicorn
+from baseline_server import serve_baseline
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from pointguard import serving
 from pointguard.config import load_settings
 from pointguard.errors import PointGuardError
 from pointguard.plugin.signatures import verify_standard_webhook
@@ -91,19 +89,4 @@ async def create_table(pg: Any) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--workers", type=int, default=2)
-    arguments = parser.parse_args()
-    serving.run(
-        uvicorn.Config(
-            "naive_ingest:create_app",
-            factory=True,
-            workers=arguments.workers,
-            host=arguments.host,
-            port=arguments.port,
-            access_log=False,
-            log_level="warning",
-        )
-    )
+    serve_baseline("naive_ingest:create_app", __doc__.splitlines()[0])
